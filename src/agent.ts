@@ -1,0 +1,161 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Resource } from '@opentelemetry/resources';
+import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import type { Config } from './config.js';
+import { NodeDiscovery, NodeTable } from './discovery.js';
+import type { Family } from './icmp/packet.js';
+import type { IcmpSocket } from './icmp/socket.js';
+import { RateLimitedLog, type Log } from './log.js';
+import { LatencyMetrics } from './metrics.js';
+import { Prober, type Clock, type Outcome, type Target } from './prober.js';
+import { HttpServer, type Readiness } from './server.js';
+import { LOOPBACK_TARGETS, staticTargets } from './targets.js';
+import { Telemetry } from './telemetry.js';
+
+export interface AgentDeps {
+  readonly config: Config;
+  readonly log: Log;
+  readonly clock: Clock;
+  /** Opens the ICMP socket of one family; throws IcmpPermissionError when not allowed. */
+  readonly openSocket: (family: Family) => IcmpSocket;
+  /** Present when nodes come from Kubernetes; absent for static targets. */
+  readonly kubeConfig?: KubeConfig | undefined;
+  readonly resource: Resource;
+  readonly randomBytes: (n: number) => Uint8Array;
+  readonly delay: (ms: number) => Promise<void>;
+  readonly otlpExporter?: PushMetricExporter;
+}
+
+const METER_NAME = 'mentat';
+
+/** Opens a socket per family; a family the host lacks (no IPv6) is a warning, a permission problem is fatal. */
+function openSockets(deps: AgentDeps): Map<Family, IcmpSocket> {
+  const sockets = new Map<Family, IcmpSocket>();
+  let firstError: unknown;
+  for (const family of [4, 6] as const) {
+    try {
+      const socket = deps.openSocket(family);
+      socket.onError((err) => deps.log.error({ family, err: err.message }, 'ICMP socket error'));
+      sockets.set(family, socket);
+    } catch (err) {
+      if ((err as Error).name === 'IcmpPermissionError') throw err;
+      firstError ??= err;
+      deps.log.warn({ family, err: (err as Error).message }, `no IPv${family} ICMP socket: IPv${family} targets will count as errors`);
+    }
+  }
+  if (sockets.size === 0) throw new Error('no ICMP socket could be opened', { cause: firstError });
+  return sockets;
+}
+
+/** The whole agent, built from its dependencies: main.ts only adds the process around it. */
+export class Agent {
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    private readonly deps: AgentDeps,
+    readonly port: number,
+    private readonly prober: Prober,
+    private readonly sockets: Map<Family, IcmpSocket>,
+    private readonly telemetry: Telemetry,
+    private readonly server: HttpServer,
+    readonly metrics: LatencyMetrics,
+    private readonly discovery: NodeDiscovery | undefined,
+  ) {}
+
+  static async start(deps: AgentDeps): Promise<Agent> {
+    const { config, log, clock } = deps;
+    const sockets = openSockets(deps);
+    const telemetry = await Telemetry.create({ resource: deps.resource, meterName: METER_NAME, otlp: config.otlp, ...(deps.otlpExporter ? { otlpExporter: deps.otlpExporter } : {}) });
+    const metrics = new LatencyMetrics({
+      pool: telemetry.destinations,
+      originNode: config.nodeName,
+      bucketsSeconds: config.bucketsSeconds,
+      withIpFamily: config.addressFamily === 'dual',
+    });
+    const warnings = new RateLimitedLog(log, 60_000, () => clock.now());
+    const onResult = (target: Target, outcome: Outcome): void => {
+      metrics.record(target, outcome);
+      if (outcome.kind === 'error') {
+        warnings.warn(`probe:${target.key}`, { destination: target.name, address: target.address, reason: outcome.reason }, 'probe failed');
+      }
+    };
+    const identifier = Buffer.from(deps.randomBytes(2)).readUInt16BE(0);
+    const prober = new Prober({
+      intervalMs: config.probeIntervalMs,
+      timeoutMs: config.probeTimeoutMs,
+      payloadBytes: config.payloadBytes,
+      identifier,
+      cookie: deps.randomBytes(8),
+      sockets,
+      clock,
+      onResult,
+    });
+    const setTargets = (targets: Target[]): void => {
+      prober.setTargets(targets);
+      metrics.retain(new Set(targets.map((t) => t.key)));
+      log.debug({ targets: targets.length }, 'targets updated');
+    };
+
+    let discovery: NodeDiscovery | undefined;
+    let readiness: () => Readiness;
+    if (deps.kubeConfig) {
+      const table = new NodeTable(config.addressFamily, config.nodeName, config.probeSelf);
+      discovery = new NodeDiscovery({ kubeConfig: deps.kubeConfig, table, onTargets: setTargets, log, warnings, delay: deps.delay });
+      const d = discovery;
+      readiness = () => (d.synced ? { ready: true, reason: '' } : { ready: false, reason: `node list not synced yet from ${d.server}` });
+    } else {
+      const list = config.targets.length > 0 ? config.targets : LOOPBACK_TARGETS;
+      setTargets(staticTargets(list, config.addressFamily));
+      readiness = () => ({ ready: true, reason: '' });
+    }
+
+    const server = new HttpServer({
+      host: config.metricsHost,
+      port: config.metricsPort,
+      metrics: (req, res) => telemetry.prometheus.getMetricsRequestHandler(req, res),
+      readiness,
+    });
+    let port: number;
+    try {
+      port = await server.listen();
+    } catch (err) {
+      await prober.stop();
+      for (const socket of sockets.values()) socket.close();
+      await telemetry.shutdown();
+      throw err;
+    }
+    discovery?.start();
+    log.info(
+      {
+        port,
+        intervalMs: config.probeIntervalMs,
+        timeoutMs: config.probeTimeoutMs,
+        icmp: [...sockets.values()].map((s) => `${s.mode}/ipv${s.family}`),
+        identifier,
+        otlp: config.otlp ? `${config.otlp.protocol} ${config.otlp.endpoint}` : 'off',
+      },
+      'mentat started',
+    );
+    return new Agent(deps, port, prober, sockets, telemetry, server, metrics, discovery);
+  }
+
+  get targetCount(): number {
+    return this.prober.targetCount;
+  }
+
+  /**
+   * Ordered, idempotent shutdown: stop discovery and scheduling, let probes in
+   * flight finish (bounded by their timeout), flush OTLP, close sockets and the server.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.discovery?.stop().catch(() => {});
+      await this.prober.stop();
+      for (const socket of this.sockets.values()) socket.close();
+      await this.telemetry.shutdown();
+      await this.server.close();
+      this.deps.log.info({}, 'mentat stopped');
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,226 @@
+import { CoreV1Api, KubeConfig, ListWatch, Watch, type V1Node, type V1NodeList } from '@kubernetes/client-node';
+import type { AddressFamilyPolicy } from './config.js';
+import type { Log, RateLimitedLog } from './log.js';
+import type { Target } from './prober.js';
+import { targetsForNode, type NodeLike } from './targets.js';
+
+/** The node set as targets: pure bookkeeping, fed by informer events. */
+export class NodeTable {
+  private readonly byNode = new Map<string, Target[]>();
+  private readonly problems = new Map<string, string>();
+
+  constructor(
+    private readonly policy: AddressFamilyPolicy,
+    /** This node's name: skipped unless `probeSelf`. */
+    private readonly self: string,
+    private readonly probeSelf: boolean,
+    private readonly selfAddresses: ReadonlySet<string> = new Set(),
+  ) {}
+
+  /**
+   * Applies an added or changed node.
+   * @returns a problem to report when the node cannot be probed (it is then dropped)
+   */
+  upsert(node: NodeLike): string | undefined {
+    const name = node.metadata?.name;
+    const result = targetsForNode(node, this.policy);
+    if (!result.ok) {
+      if (typeof name === 'string') this.byNode.delete(name);
+      return this.noteProblem(name ?? '<unnamed>', result.problem);
+    }
+    const key = node.metadata!.name!;
+    if (key === this.self && !this.probeSelf) {
+      this.byNode.delete(key);
+      return undefined;
+    }
+    const foreign = result.targets.filter((t) => !this.selfAddresses.has(t.address) || this.probeSelf);
+    if (foreign.length === 0) {
+      this.byNode.delete(key);
+      return this.noteProblem(key, `node's address ${result.targets[0]!.address} is this agent's own address`);
+    }
+    this.problems.delete(key);
+    this.byNode.set(key, foreign);
+    return undefined;
+  }
+
+  remove(name: string): void {
+    this.byNode.delete(name);
+    this.problems.delete(name);
+  }
+
+  get nodeCount(): number {
+    return this.byNode.size;
+  }
+
+  targets(): Target[] {
+    return [...this.byNode.values()].flat();
+  }
+
+  /** Reports a problem once per node until it changes, so a broken node is one warning, not one per update. */
+  private noteProblem(name: string, problem: string): string | undefined {
+    if (this.problems.get(name) === problem) return undefined;
+    this.problems.set(name, problem);
+    return problem;
+  }
+}
+
+/** Why the API server said no, in words that say what to fix. */
+export function explainApiError(err: unknown, server: string, serviceAccount: string): string {
+  const e = err as { statusCode?: number; code?: number | string; message?: string; cause?: { message?: string; code?: string } };
+  const status = typeof e?.statusCode === 'number' ? e.statusCode : typeof e?.code === 'number' ? e.code : undefined;
+  if (status === 401) {
+    return `the API server at ${server} rejected the credentials (401 Unauthorized): check the service account token or the kubeconfig user`;
+  }
+  if (status === 403) {
+    return `the API server at ${server} refused to list or watch nodes (403 Forbidden): grant ${serviceAccount} get, list and watch on "nodes" with a ClusterRole and ClusterRoleBinding (see deploy/rbac.yaml)`;
+  }
+  const detail = e?.cause?.message ?? e?.cause?.code ?? String(e?.message ?? err).split('\n')[0];
+  if (status !== undefined) return `the API server at ${server} answered ${status} (${detail}); retrying`;
+  return `cannot reach the API server at ${server} (${detail}); retrying, and probing the last known nodes meanwhile`;
+}
+
+export interface DiscoveryOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly table: NodeTable;
+  readonly onTargets: (targets: Target[]) => void;
+  readonly log: Log;
+  readonly warnings: RateLimitedLog;
+  /** Waits between restarts after errors; injected so backoff is tested without waiting. */
+  readonly delay: (ms: number) => Promise<void>;
+  readonly pageSize?: number;
+  readonly minBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  /** Named in permission errors. */
+  readonly serviceAccount?: string;
+}
+
+/**
+ * Keeps the node set current with one informer (list, then watch; never a
+ * periodic re-list). On errors the informer stops; this restarts it with a
+ * capped exponential backoff and keeps the last known nodes meanwhile.
+ */
+export class NodeDiscovery {
+  private readonly informer: ListWatch<V1Node>;
+  private readonly api: CoreV1Api;
+  private stopped = false;
+  private emitScheduled = false;
+  private backoffMs: number;
+  private lastError: string | undefined;
+  /** True once a full node list has been received. */
+  synced = false;
+  /** False between an error and the next successful list. */
+  healthy = false;
+
+  constructor(private readonly options: DiscoveryOptions) {
+    this.backoffMs = options.minBackoffMs ?? 1000;
+    this.api = options.kubeConfig.makeApiClient(CoreV1Api);
+    const watch = new Watch(options.kubeConfig);
+    this.informer = new ListWatch<V1Node>('/api/v1/nodes', watch, () => this.listAll(), false, undefined, undefined, {
+      delayFn: options.delay,
+    });
+    this.informer.on('add', (node) => this.apply(node));
+    this.informer.on('update', (node) => this.apply(node));
+    this.informer.on('delete', (node) => {
+      if (node.metadata?.name) options.table.remove(node.metadata.name);
+      this.scheduleEmit();
+    });
+    this.informer.on('error', (err) => void this.onError(err));
+  }
+
+  get server(): string {
+    return this.options.kubeConfig.getCurrentCluster()?.server ?? '(no cluster)';
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.informer.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.informer.stop();
+  }
+
+  /** Pages through the node list so that 5000 nodes never arrive as one huge response. */
+  private async listAll(): Promise<V1NodeList> {
+    const limit = this.options.pageSize ?? 500;
+    const first = await this.api.listNode({ limit });
+    const items = [...first.items];
+    let next = first.metadata?._continue;
+    while (next) {
+      const page = await this.api.listNode({ limit, _continue: next });
+      items.push(...page.items);
+      next = page.metadata?._continue;
+    }
+    if (!this.synced || !this.healthy) {
+      this.options.log.info({ nodes: items.length, server: this.server }, this.synced ? 'node list resynced' : 'node list synced');
+    }
+    this.synced = true;
+    this.healthy = true;
+    this.lastError = undefined;
+    this.backoffMs = this.options.minBackoffMs ?? 1000;
+    this.scheduleEmit();
+    return { ...first, items };
+  }
+
+  private apply(node: V1Node): void {
+    const problem = this.options.table.upsert(node);
+    if (problem) {
+      const name = node.metadata?.name ?? '<unnamed>';
+      this.options.warnings.warn(`node:${name.slice(0, 64)}`, { node: name.slice(0, 253), problem }, 'skipping a node that cannot be probed');
+    }
+    this.scheduleEmit();
+  }
+
+  /** Coalesces the thousands of events of one list into one target update. */
+  private scheduleEmit(): void {
+    if (this.emitScheduled) return;
+    this.emitScheduled = true;
+    setImmediate(() => {
+      this.emitScheduled = false;
+      if (!this.stopped) this.options.onTargets(this.options.table.targets());
+    });
+  }
+
+  private async onError(err: unknown): Promise<void> {
+    // stop() and a restart abort the running watch and report it as an error: not a failure.
+    if (this.stopped || (err as Error)?.name === 'AbortError') return;
+    this.healthy = false;
+    const message = explainApiError(err, this.server, this.options.serviceAccount ?? 'the service account of this pod');
+    // Repeating the same failure every backoff step would flood the log; say it when it changes.
+    if (message !== this.lastError) this.options.log.error({ retryInMs: this.backoffMs }, message);
+    else this.options.log.debug({ retryInMs: this.backoffMs }, message);
+    this.lastError = message;
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 30_000);
+    await this.options.delay(wait);
+    if (!this.stopped) void this.informer.start();
+  }
+}
+
+/** Where a kubeconfig comes from, in the usual order. */
+export type KubeSource = { kind: 'in-cluster' } | { kind: 'file'; path: string } | { kind: 'none' };
+
+/** In-cluster service account first, then KUBECONFIG, then ~/.kube/config. */
+export function findKubeSource(input: {
+  env: Readonly<Record<string, string | undefined>>;
+  kubeconfig: string | undefined;
+  home: string;
+  exists: (path: string) => boolean;
+}): KubeSource {
+  const tokenPath = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+  if (input.env['KUBERNETES_SERVICE_HOST'] && input.exists(tokenPath)) return { kind: 'in-cluster' };
+  if (input.kubeconfig) return { kind: 'file', path: input.kubeconfig.split(':')[0]! };
+  const home = `${input.home}/.kube/config`;
+  if (input.exists(home)) return { kind: 'file', path: home };
+  return { kind: 'none' };
+}
+
+/** Loads the KubeConfig a KubeSource names. */
+export function loadKubeConfig(source: KubeSource): KubeConfig {
+  const kc = new KubeConfig();
+  if (source.kind === 'in-cluster') kc.loadFromCluster();
+  else if (source.kind === 'file') kc.loadFromFile(source.path);
+  else throw new Error('no Kubernetes configuration');
+  return kc;
+}

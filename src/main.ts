@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+/** The composition root: the only module that reads the process (env, argv, signals, clocks) and exits. */
+import { diag, DiagLogLevel } from '@opentelemetry/api';
+import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { Agent } from './agent.js';
+import { ConfigError, loadConfig, usage } from './config.js';
+import { findKubeSource, loadKubeConfig } from './discovery.js';
+import { openRawSocket } from './icmp/socket.js';
+import { RateLimitedLog } from './log.js';
+import type { Clock } from './prober.js';
+
+const EXIT_CONFIG = 2;
+const EXIT_FAILURE = 1;
+const SHUTDOWN_DEADLINE_MS = 4500;
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`mentat: ICMP latency between Kubernetes nodes as OpenTelemetry metrics\n\nSettings (flag, environment variable, meaning):\n${usage()}\n`);
+    return;
+  }
+
+  let loaded;
+  try {
+    loaded = loadConfig({ env: process.env, argv, hostname: hostname() });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`mentat: invalid configuration: ${err.message}\n`);
+    process.exitCode = EXIT_CONFIG;
+    return;
+  }
+  const { config, warnings } = loaded;
+  const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
+  for (const warning of warnings) log.warn({}, warning);
+
+  const clock: Clock = {
+    now: () => performance.now(),
+    setTimer: (fn, ms) => setTimeout(fn, ms),
+    clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
+  };
+
+  // OTel reports export failures through diag; one line a minute per kind is enough.
+  const diagLimited = new RateLimitedLog(log, 60_000, clock.now);
+  diag.setLogger(
+    {
+      error: (message, ...args) => diagLimited.warn(`otel:${message.slice(0, 80)}`, { detail: args.map(String).join(' ').slice(0, 500) }, `OpenTelemetry: ${message}`),
+      warn: (message, ...args) => diagLimited.warn(`otel:${message.slice(0, 80)}`, { detail: args.map(String).join(' ').slice(0, 500) }, `OpenTelemetry: ${message}`),
+      info: () => {},
+      debug: () => {},
+      verbose: () => {},
+    },
+    DiagLogLevel.WARN,
+  );
+
+  let kubeConfig;
+  if (config.discovery !== 'static' && config.targets.length === 0) {
+    const source = findKubeSource({ env: process.env, kubeconfig: config.kubeconfig, home: homedir(), exists: existsSync });
+    if (source.kind === 'none') {
+      if (config.discovery === 'kubernetes') {
+        log.fatal({}, 'MENTAT_DISCOVERY=kubernetes but no Kubernetes configuration was found: run in a pod with a service account, or set KUBECONFIG');
+        process.exitCode = EXIT_CONFIG;
+        return;
+      }
+      log.info({}, 'no Kubernetes configuration found (no service account, KUBECONFIG or ~/.kube/config): probing the loopback; set MENTAT_TARGETS=name=address,... to probe other hosts');
+    } else {
+      try {
+        kubeConfig = loadKubeConfig(source);
+      } catch (err) {
+        log.fatal({ source }, `cannot load the Kubernetes configuration: ${(err as Error).message}`);
+        process.exitCode = EXIT_CONFIG;
+        return;
+      }
+      log.info({ source: source.kind === 'file' ? source.path : 'in-cluster', server: kubeConfig.getCurrentCluster()?.server }, 'discovering nodes through the Kubernetes API');
+    }
+  } else if (config.targets.length > 0) {
+    log.info({ targets: config.targets.length }, 'probing static targets from MENTAT_TARGETS');
+  }
+
+  const base = resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': config.nodeName, 'host.name': hostname() });
+  const resource = base.merge(detectResources({ detectors: [envDetector] }));
+
+  let agent: Agent;
+  try {
+    agent = await Agent.start({
+      config,
+      log,
+      clock,
+      openSocket: (family) => openRawSocket(family, clock.now),
+      kubeConfig,
+      resource,
+      randomBytes: (n) => randomBytes(n),
+      delay: (ms) => sleep(ms, undefined, { ref: false }),
+    });
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, `mentat cannot start: ${(err as Error).message}`);
+    process.exitCode = EXIT_FAILURE;
+    return;
+  }
+
+  const shutdown = (signal: string): void => {
+    log.info({ signal }, 'shutting down');
+    // Exit well inside the pod's grace period even if a flush hangs.
+    setTimeout(() => {
+      log.warn({}, 'shutdown took too long; exiting anyway');
+      process.exit(0);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    agent.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: String(err) }, 'error during shutdown');
+        process.exit(0);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+process.on('unhandledRejection', (reason) => {
+  // Background work reports and goes on; reaching here is a bug worth a line, not a crash.
+  process.stderr.write(`${JSON.stringify({ level: 50, msg: 'unhandled rejection', reason: String(reason) })}\n`);
+});
+
+main().catch((err: unknown) => {
+  process.stderr.write(`mentat: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(EXIT_FAILURE);
+});

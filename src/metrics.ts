@@ -1,0 +1,84 @@
+import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import type { Outcome, Target } from './prober.js';
+
+/** Hands out one Meter per destination and forgets it on release (see DestinationMeters). */
+export interface MeterPool {
+  acquire(key: string): Meter;
+  release(key: string): void;
+}
+
+export const LATENCY_METRIC = 'node_latency';
+export const PROBES_METRIC = 'node_latency_probes';
+
+interface Series {
+  readonly latency: Histogram;
+  readonly probes: Counter;
+  readonly attributes: Attributes;
+  readonly success: Attributes;
+  readonly timeout: Attributes;
+  readonly error: Attributes;
+}
+
+export interface LatencyMetricsOptions {
+  readonly pool: MeterPool;
+  readonly originNode: string;
+  readonly bucketsSeconds: readonly number[];
+  /** Adds ip_family, for when a node is probed on both of its addresses. */
+  readonly withIpFamily: boolean;
+}
+
+/** Turns probe outcomes into node_latency and node_latency_probes, one set of series per target. */
+export class LatencyMetrics {
+  private readonly series = new Map<string, Series>();
+
+  constructor(private readonly options: LatencyMetricsOptions) {}
+
+  record(target: Target, outcome: Outcome): void {
+    const series = this.series.get(target.key) ?? this.open(target);
+    if (outcome.kind === 'success') {
+      series.latency.record(outcome.rttSeconds, series.attributes);
+      series.probes.add(1, series.success);
+    } else {
+      series.probes.add(1, outcome.kind === 'timeout' ? series.timeout : series.error);
+    }
+  }
+
+  /** Drops the series of every target not in `live`. */
+  retain(live: ReadonlySet<string>): void {
+    for (const key of this.series.keys()) {
+      if (live.has(key)) continue;
+      this.series.delete(key);
+      this.options.pool.release(key);
+    }
+  }
+
+  get seriesCount(): number {
+    return this.series.size;
+  }
+
+  private open(target: Target): Series {
+    const meter = this.options.pool.acquire(target.key);
+    const attributes: Attributes = { origin_node: this.options.originNode, destination_node: target.name };
+    if (this.options.withIpFamily) attributes['ip_family'] = target.family === 4 ? 'ipv4' : 'ipv6';
+    const series: Series = {
+      latency: meter.createHistogram(LATENCY_METRIC, {
+        description: 'Round-trip time of ICMP echo from origin_node to destination_node',
+        unit: 's',
+        advice: { explicitBucketBoundaries: [...this.options.bucketsSeconds] },
+      }),
+      probes: meter.createCounter(PROBES_METRIC, {
+        description: 'ICMP echo probes sent, by result: success, timeout (loss) or error (ICMP error or send failure)',
+      }),
+      attributes,
+      success: { ...attributes, result: 'success' },
+      timeout: { ...attributes, result: 'timeout' },
+      error: { ...attributes, result: 'error' },
+    };
+    // Zero-valued from the start, so `timeout / all` has every term before the first loss.
+    series.probes.add(0, series.success);
+    series.probes.add(0, series.timeout);
+    series.probes.add(0, series.error);
+    this.series.set(target.key, series);
+    return series;
+  }
+}

@@ -1,0 +1,76 @@
+import { isIP } from 'node:net';
+import type { AddressFamilyPolicy, StaticTarget } from './config.js';
+import type { Family } from './icmp/packet.js';
+import type { Target } from './prober.js';
+
+/** The part of a Kubernetes Node that decides what to probe. */
+export interface NodeLike {
+  readonly metadata?: { readonly name?: string | undefined } | undefined;
+  readonly status?: { readonly addresses?: ReadonlyArray<{ readonly type?: string; readonly address?: string }> | undefined } | undefined;
+}
+
+export type NodeTargets = { readonly ok: true; readonly targets: Target[] } | { readonly ok: false; readonly problem: string };
+
+/** Kubernetes caps object names at 253 characters; anything longer is not a real node. */
+const MAX_NAME_LENGTH = 253;
+
+function familyOf(address: string): Family | undefined {
+  const v = isIP(address);
+  return v === 4 ? 4 : v === 6 ? 6 : undefined;
+}
+
+/**
+ * Picks the addresses to probe: InternalIP first, ExternalIP as a fallback.
+ * `first` takes the first usable one; `ipv4`/`ipv6` the first of that family;
+ * `dual` one of each, keyed per family so both are probed.
+ */
+export function targetsForNode(node: NodeLike, policy: AddressFamilyPolicy): NodeTargets {
+  const name = node.metadata?.name;
+  if (typeof name !== 'string' || name === '') return { ok: false, problem: 'node has no name' };
+  if (name.length > MAX_NAME_LENGTH) return { ok: false, problem: `node name is ${name.length} characters long (at most ${MAX_NAME_LENGTH})` };
+  const addresses = node.status?.addresses ?? [];
+  const usable: { address: string; family: Family }[] = [];
+  for (const type of ['InternalIP', 'ExternalIP']) {
+    for (const entry of addresses) {
+      if (entry?.type !== type || typeof entry.address !== 'string') continue;
+      const family = familyOf(entry.address);
+      if (family !== undefined) usable.push({ address: entry.address, family });
+    }
+  }
+  if (usable.length === 0) {
+    return { ok: false, problem: addresses.length === 0 ? 'node has no addresses' : 'node has no InternalIP or ExternalIP that is a valid IP address' };
+  }
+  const pick = (family: Family) => usable.find((u) => u.family === family);
+  switch (policy) {
+    case 'first':
+      return { ok: true, targets: [{ key: name, name, ...usable[0]! }] };
+    case 'ipv4':
+    case 'ipv6': {
+      const found = pick(policy === 'ipv4' ? 4 : 6);
+      if (!found) return { ok: false, problem: `node has no ${policy === 'ipv4' ? 'IPv4' : 'IPv6'} address` };
+      return { ok: true, targets: [{ key: name, name, ...found }] };
+    }
+    case 'dual': {
+      const targets: Target[] = [];
+      for (const family of [4, 6] as const) {
+        const found = pick(family);
+        if (found) targets.push({ key: `${name}/ipv${family}`, name, ...found });
+      }
+      return { ok: true, targets };
+    }
+  }
+}
+
+/** Static targets keep their given names; in dual mode their key carries the family like nodes' do. */
+export function staticTargets(list: readonly StaticTarget[], policy: AddressFamilyPolicy): Target[] {
+  return list.map(({ name, address }) => {
+    const family = familyOf(address)!;
+    return { key: policy === 'dual' ? `${name}/ipv${family}` : name, name, address, family };
+  });
+}
+
+/** What a newcomer without Kubernetes sees: the loopback of both families. */
+export const LOOPBACK_TARGETS: readonly StaticTarget[] = [
+  { name: 'localhost-ipv4', address: '127.0.0.1' },
+  { name: 'localhost-ipv6', address: '::1' },
+];

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DEFAULT_BUCKETS_SECONDS, loadConfig, parseDurationMs, type Config } from '../src/config.js';
+
+const load = (env: Record<string, string>, argv: string[] = []) => loadConfig({ env, argv, hostname: 'host-a' });
+
+test('defaults need no configuration', () => {
+  const { config, warnings } = load({});
+  const expected: Partial<Config> = {
+    nodeName: 'host-a',
+    discovery: 'auto',
+    probeIntervalMs: 1000,
+    probeTimeoutMs: 1000,
+    metricsPort: 2112,
+    metricsHost: '0.0.0.0',
+    payloadBytes: 56,
+    probeSelf: false,
+    addressFamily: 'first',
+    logLevel: 'info',
+    otlp: undefined,
+  };
+  for (const [k, v] of Object.entries(expected)) assert.deepEqual(config[k as keyof Config], v, k);
+  assert.deepEqual(config.bucketsSeconds, DEFAULT_BUCKETS_SECONDS);
+  assert.deepEqual(warnings, []);
+  assert.ok(Object.isFrozen(config));
+});
+
+test('environment and flags set values; flags win', () => {
+  const { config } = load(
+    { MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '150ms', NODE_NAME: 'n1', MENTAT_TARGETS: 'a=10.0.0.1, b=fd00::1', MENTAT_BUCKETS: '0.001,0.01' },
+    ['--probe-interval', '500ms', '--metrics-port=9000'],
+  );
+  assert.equal(config.probeIntervalMs, 500);
+  assert.equal(config.probeTimeoutMs, 150);
+  assert.equal(config.metricsPort, 9000);
+  assert.equal(config.nodeName, 'n1');
+  assert.deepEqual(config.targets, [{ name: 'a', address: '10.0.0.1' }, { name: 'b', address: 'fd00::1' }]);
+  assert.deepEqual(config.bucketsSeconds, [0.001, 0.01]);
+});
+
+test('durations take explicit units', () => {
+  assert.equal(parseDurationMs('200ms'), 200);
+  assert.equal(parseDurationMs('1.5s'), 1500);
+  assert.equal(parseDurationMs('2m'), 120_000);
+  assert.equal(parseDurationMs('500us'), 0.5);
+});
+
+test('OTLP turns on with the standard variables', () => {
+  const base = load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).config.otlp;
+  assert.deepEqual(base, { endpoint: 'http://collector:4318', signalSpecific: false, protocol: 'http/protobuf', exportIntervalMs: 60000 });
+  const specific = load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://a:4318', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://b:4318/v1/metrics', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_METRIC_EXPORT_INTERVAL: '5000' }).config.otlp;
+  assert.deepEqual(specific, { endpoint: 'http://b:4318/v1/metrics', signalSpecific: true, protocol: 'grpc', exportIntervalMs: 5000 });
+});
+
+test('unknown MENTAT_ variables are warned about', () => {
+  assert.deepEqual(load({ MENTAT_PROBE_INTERVALL: '1s' }).warnings, ['unknown setting MENTAT_PROBE_INTERVALL is ignored; run with --help to list the settings']);
+});
+
+const bad: Array<[string, Record<string, string>, string[], string]> = [
+  ['interval without unit', { MENTAT_PROBE_INTERVAL: '200' }, [], 'MENTAT_PROBE_INTERVAL (--probe-interval) must be a duration with a unit, such as 200ms, 1s or 1.5s; got "200"'],
+  ['interval words', { MENTAT_PROBE_INTERVAL: 'fast' }, [], 'MENTAT_PROBE_INTERVAL (--probe-interval) must be a duration with a unit, such as 200ms, 1s or 1.5s; got "fast"'],
+  ['interval too short', { MENTAT_PROBE_INTERVAL: '5ms', MENTAT_PROBE_TIMEOUT: '1ms' }, [], 'MENTAT_PROBE_INTERVAL (--probe-interval) must be at least 10ms; got 5ms'],
+  ['timeout above interval', { MENTAT_PROBE_INTERVAL: '200ms' }, [], 'MENTAT_PROBE_TIMEOUT (--probe-timeout) (1s) must not exceed MENTAT_PROBE_INTERVAL (--probe-interval) (200ms): a probe must end before the next one to the same target starts'],
+  ['flag timeout bad', {}, ['--probe-timeout', 'x'], 'MENTAT_PROBE_TIMEOUT (--probe-timeout) must be a duration with a unit, such as 200ms, 1s or 1.5s; got "x"'],
+  ['port out of range', { MENTAT_METRICS_PORT: '70000' }, [], 'MENTAT_METRICS_PORT (--metrics-port) must be a port number from 0 to 65535; got "70000"'],
+  ['port not a number', { MENTAT_METRICS_PORT: 'http' }, [], 'MENTAT_METRICS_PORT (--metrics-port) must be a port number from 0 to 65535; got "http"'],
+  ['host not an IP', { MENTAT_METRICS_HOST: 'localhost' }, [], 'MENTAT_METRICS_HOST (--metrics-host) must be an IP address such as 0.0.0.0, :: or 127.0.0.1; got "localhost"'],
+  ['buckets decreasing', { MENTAT_BUCKETS: '0.1,0.01' }, [], 'MENTAT_BUCKETS (--buckets) must be strictly increasing; got "0.1,0.01"'],
+  ['buckets negative', { MENTAT_BUCKETS: '-1' }, [], 'MENTAT_BUCKETS (--buckets) must be a comma-separated list of positive numbers of seconds, such as 0.0005,0.001,0.005; got "-1"'],
+  ['buckets empty item', { MENTAT_BUCKETS: '0.1,,1' }, [], 'MENTAT_BUCKETS (--buckets) must be a comma-separated list of positive numbers of seconds, such as 0.0005,0.001,0.005; got "0.1,,1"'],
+  ['target bad address', { MENTAT_TARGETS: 'a=300.1.1.1' }, [], 'MENTAT_TARGETS (--targets) entry "a=300.1.1.1": "300.1.1.1" is not an IPv4 or IPv6 address; got "a=300.1.1.1"'],
+  ['target duplicate name', { MENTAT_TARGETS: 'a=10.0.0.1,a=10.0.0.2' }, [], 'MENTAT_TARGETS (--targets) name "a" is given twice; got "a=10.0.0.1,a=10.0.0.2"'],
+  ['target empty name', { MENTAT_TARGETS: '=10.0.0.1' }, [], 'MENTAT_TARGETS (--targets) entry "=10.0.0.1" has an empty name; use name=address; got "=10.0.0.1"'],
+  ['log level', { MENTAT_LOG_LEVEL: 'verbose' }, [], 'MENTAT_LOG_LEVEL (--log-level) must be one of fatal, error, warn, info, debug, trace, silent; got "verbose"'],
+  ['discovery', { MENTAT_DISCOVERY: 'dns' }, [], 'MENTAT_DISCOVERY (--discovery) must be one of auto, kubernetes, static; got "dns"'],
+  ['address family', { MENTAT_ADDRESS_FAMILY: 'v4' }, [], 'MENTAT_ADDRESS_FAMILY (--address-family) must be one of first, ipv4, ipv6, dual; got "v4"'],
+  ['icmp mode', { MENTAT_ICMP_MODE: 'udp' }, [], 'MENTAT_ICMP_MODE (--icmp-mode) must be one of auto, raw, dgram; got "udp"'],
+  ['probe self', { MENTAT_PROBE_SELF: 'yes' }, [], 'MENTAT_PROBE_SELF (--probe-self) must be true or false; got "yes"'],
+  ['payload too small', { MENTAT_PAYLOAD_SIZE: '4' }, [], 'MENTAT_PAYLOAD_SIZE (--payload-size) must be at least 8 (the cookie that replies must carry); got 4'],
+  ['payload too large', { MENTAT_PAYLOAD_SIZE: '9000' }, [], 'MENTAT_PAYLOAD_SIZE (--payload-size) must be a whole number from 1 to 1472; got "9000"'],
+  ['otlp url', { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, [], 'OTEL_EXPORTER_OTLP_ENDPOINT (--otlp-endpoint) must be an http:// or https:// URL, such as http://otel-collector:4318; got "collector:4318"'],
+  ['otlp protocol', { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, [], 'OTEL_EXPORTER_OTLP_PROTOCOL (--otlp-protocol) must be one of http/protobuf, grpc; got "http/json"'],
+  ['otlp interval', { OTEL_METRIC_EXPORT_INTERVAL: '0' }, [], 'OTEL_METRIC_EXPORT_INTERVAL (--otlp-export-interval) must be a whole number from 1 to 86400000; got "0"'],
+  ['static targets with kubernetes', { MENTAT_DISCOVERY: 'kubernetes', MENTAT_TARGETS: 'a=10.0.0.1' }, [], 'MENTAT_TARGETS (--targets) cannot be combined with MENTAT_DISCOVERY (--discovery)=kubernetes; use discovery=static or auto'],
+  ['unknown flag', {}, ['--probe-intervall', '1s'], 'unknown flag --probe-intervall; run with --help to list the settings'],
+];
+for (const [name, env, argv, message] of bad) {
+  test(`bad config: ${name}`, () => {
+    assert.throws(() => load(env, argv), (err: Error) => {
+      assert.equal(err.name, 'ConfigError');
+      assert.equal(err.message, message);
+      return true;
+    });
+  });
+}

@@ -1,0 +1,67 @@
+import { ICMP4_ECHO_REPLY, ICMP6_ECHO_REPLY, internetChecksum, type Family } from '../../src/icmp/packet.js';
+import type { IcmpSocket } from '../../src/icmp/socket.js';
+
+export interface Sent {
+  readonly packet: Buffer;
+  readonly address: string;
+  readonly sentAt: number;
+}
+
+/** An IcmpSocket that records what is sent and lets a test deliver any datagram. */
+export class FakeSocket implements IcmpSocket {
+  readonly mode = 'raw' as const;
+  readonly withIpHeader: boolean;
+  readonly kernelOwnsIdentifier = false;
+  readonly sent: Sent[] = [];
+  sendError: Error | undefined;
+  closed = false;
+  private handler: ((packet: Buffer, source: string, receivedAt: number) => void) | undefined;
+
+  constructor(readonly family: Family, private readonly now: () => number) {
+    this.withIpHeader = family === 4;
+  }
+
+  send(packet: Buffer, address: string, beforeSend: () => void, afterSend: (error: Error | undefined) => void): void {
+    beforeSend();
+    this.sent.push({ packet: Buffer.from(packet), address, sentAt: this.now() });
+    afterSend(this.sendError);
+  }
+
+  onMessage(handler: (packet: Buffer, source: string, receivedAt: number) => void): void {
+    this.handler = handler;
+  }
+
+  onError(): void {}
+
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Delivers a raw datagram as the kernel would hand it over. */
+  deliver(packet: Buffer, source: string): void {
+    this.handler?.(packet, source, this.now());
+  }
+
+  /** Builds the echo reply a well-behaved host would send to `request`, with an IPv4 header for raw IPv4. */
+  static replyTo(request: Buffer, family: Family, change?: (icmp: Buffer) => void): Buffer {
+    const icmp = Buffer.from(request);
+    icmp[0] = family === 4 ? ICMP4_ECHO_REPLY : ICMP6_ECHO_REPLY;
+    icmp.writeUInt16BE(0, 2);
+    change?.(icmp);
+    if (family === 4) {
+      icmp.writeUInt16BE(internetChecksum(icmp), 2);
+      return Buffer.concat([ipv4Header(icmp.length), icmp]);
+    }
+    return icmp;
+  }
+}
+
+/** A minimal IPv4 header (no options) as a raw socket delivers it. */
+export function ipv4Header(payloadLength: number, protocol = 1): Buffer {
+  const h = Buffer.alloc(20);
+  h[0] = 0x45;
+  h.writeUInt16BE(20 + payloadLength, 2);
+  h[8] = 64;
+  h[9] = protocol;
+  return h;
+}

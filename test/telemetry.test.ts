@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { LatencyMetrics } from '../src/metrics.js';
+import type { Target } from '../src/prober.js';
+import { DestinationMeters, Telemetry } from '../src/telemetry.js';
+
+const target = (name: string): Target => ({ key: name, name, address: '198.18.0.1', family: 4 });
+
+async function exposition(telemetry: Telemetry): Promise<string> {
+  const { resourceMetrics } = await telemetry.prometheus.collect();
+  return new PrometheusSerializer().serialize(resourceMetrics);
+}
+
+function value(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' ') || l.startsWith(series.replace(/}$/, ',')));
+  return line === undefined ? undefined : Number(line.split(' ').at(-1));
+}
+
+test('node_latency is a seconds histogram with the configured buckets; probes count by result', async () => {
+  const telemetry = await Telemetry.create({ resource: resourceFromAttributes({ 'service.name': 'mentat' }), meterName: 'mentat' });
+  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001, 0.01], withIpFamily: false });
+  metrics.record(target('a'), { kind: 'success', rttSeconds: 0.0005 });
+  metrics.record(target('a'), { kind: 'success', rttSeconds: 0.005 });
+  metrics.record(target('a'), { kind: 'timeout' });
+  metrics.record(target('b'), { kind: 'error', reason: 'x' });
+  const text = await exposition(telemetry);
+  assert.match(text, /# UNIT node_latency s/);
+  assert.match(text, /# TYPE node_latency histogram/);
+  assert.equal(text.match(/# TYPE node_latency histogram/g)!.length, 1, 'one family header for all destinations');
+  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",otel_scope_name="mentat",le="0.001"}'), 1);
+  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",otel_scope_name="mentat",le="0.01"}'), 2);
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a",otel_scope_name="mentat"}'), 2);
+  assert.ok(Math.abs(value(text, 'node_latency_sum{origin_node="o",destination_node="a",otel_scope_name="mentat"}')! - 0.0055) < 1e-12);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",result="timeout",otel_scope_name="mentat"}'), 1);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",result="success",otel_scope_name="mentat"}'), 2);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",result="error",otel_scope_name="mentat"}'), 1);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",result="timeout",otel_scope_name="mentat"}'), 0, 'zero from the start');
+  await telemetry.shutdown();
+});
+
+test('a released destination leaves the exposition while the others keep counting', async () => {
+  const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
+  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false });
+  for (const name of ['a', 'b', 'c']) metrics.record(target(name), { kind: 'success', rttSeconds: 0.0001 });
+  metrics.retain(new Set(['a', 'c']));
+  metrics.record(target('a'), { kind: 'success', rttSeconds: 0.0001 });
+  const text = await exposition(telemetry);
+  assert.doesNotMatch(text, /destination_node="b"/);
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a",otel_scope_name="mentat"}'), 2, 'a kept its count');
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="c",otel_scope_name="mentat"}'), 1);
+  assert.equal(telemetry.destinations.size, 2);
+  // A node that comes back starts fresh.
+  metrics.record(target('b'), { kind: 'timeout' });
+  const again = await exposition(telemetry);
+  assert.equal(value(again, 'node_latency_probes_total{origin_node="o",destination_node="b",result="timeout",otel_scope_name="mentat"}'), 1);
+  await telemetry.shutdown();
+});
+
+test('dual-stack series carry ip_family', async () => {
+  const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
+  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: true });
+  metrics.record({ key: 'n/ipv6', name: 'n', address: 'fd00::1', family: 6 }, { kind: 'success', rttSeconds: 0.0001 });
+  assert.match(await exposition(telemetry), /node_latency_count\{origin_node="o",destination_node="n",ip_family="ipv6",otel_scope_name="mentat"\} 1/);
+  await telemetry.shutdown();
+});
+
+test('destination memory stays bounded under churn', async () => {
+  const pool = new DestinationMeters('mentat');
+  const metrics = new LatencyMetrics({ pool, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false });
+  for (let i = 0; i < 2000; i++) {
+    metrics.record(target(`n${i}`), { kind: 'success', rttSeconds: 0.0001 });
+    metrics.retain(new Set([`n${i}`]));
+  }
+  assert.equal(pool.size, 1);
+  assert.equal(metrics.seriesCount, 1);
+  const { resourceMetrics } = await pool.collect();
+  const points = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'node_latency')!.dataPoints;
+  assert.equal(points.length, 1);
+  await pool.shutdown();
+});
