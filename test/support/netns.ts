@@ -1,0 +1,639 @@
+/**
+ * Network-namespace test harness: a small "cluster" of namespaces (node0..)
+ * joined by a bridge that lives in its own namespace, so nothing touches the
+ * host's network. Addresses: IPv4 198.18.0.0/24 (RFC 2544 benchmarking) and
+ * IPv6 ULA fd00:6d65:6e74::/64. Needs root and iproute2.
+ *
+ * Names are `${prefix}-${pid36}-${seq36}` + `b` (bridge) or `n<i>` (nodes), so a
+ * later run can tell leftovers of a crashed process (pid gone) from namespaces
+ * of a concurrently running test file (pid alive) and remove only the former.
+ */
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import type { CorruptMode, ResponderStats } from './echo-responder.js';
+
+export type { CorruptMode, ResponderStats } from './echo-responder.js';
+
+export interface ClusterNode {
+  /** Logical name: node0, node1, ... */
+  name: string;
+  /** Network namespace name (use with spawnIn/execIn or `ip -n`). */
+  ns: string;
+  index: number;
+  ipv4: string;
+  ipv6?: string;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** Exit code; null if killed by a signal (e.g. the timeout). */
+  code: number | null;
+}
+
+export interface ExecOptions {
+  /** Kill the command after this long (default 30 s). */
+  timeoutMs?: number;
+  /** Written to the command's stdin. */
+  input?: string;
+}
+
+export interface Cluster {
+  readonly id: string;
+  /** Namespace holding the bridge `br0` and the host ends of the veths. */
+  readonly bridgeNs: string;
+  /** Live view: changes with addNode/removeNode. */
+  readonly nodes: readonly ClusterNode[];
+  /** Namespace name for a node name or namespace name (throws if unknown). */
+  nsOf(nodeOrNs: string): string;
+  /**
+   * Start `cmd` inside a namespace via `ip netns exec` (which execs, so the
+   * child's pid is the command's). Tracked and killed on destroy(). Default
+   * stdio is ['ignore', 'pipe', 'pipe']: drain stdout/stderr if it is chatty.
+   */
+  spawnIn(ns: string, cmd: string, args?: readonly string[], opts?: SpawnOptions): ChildProcess;
+  /** Run a command to completion inside a namespace; never rejects on exit code. */
+  execIn(ns: string, cmd: string, args?: readonly string[], opts?: ExecOptions): Promise<ExecResult>;
+  addNode(): Promise<ClusterNode>;
+  removeNode(name: string): Promise<void>;
+  /** See the standalone addAddresses(). */
+  addAddresses(ns: string, count: number): Promise<string[]>;
+  /** Kill tracked processes and delete all namespaces. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface CreateClusterOptions {
+  nodes: number;
+  /** Name prefix, default `mtt`. Leftovers with this prefix from dead processes are removed. */
+  prefix?: string;
+  ipv6?: boolean;
+}
+
+const IPV6_PREFIX = 'fd00:6d65:6e74::';
+const MAX_NAME = 15;
+const DEFAULT_PREFIX = 'mtt';
+
+// ---------------------------------------------------------------- low level
+
+function run(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), code });
+    });
+    child.stdin.on('error', () => {}); // command may exit without reading stdin
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Run and throw with stderr on a non-zero exit. */
+async function must(cmd: string, args: readonly string[], opts?: ExecOptions): Promise<string> {
+  const r = await run(cmd, args, opts);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  return r.stdout;
+}
+
+/** `ip -n ns -batch -`: many iproute2 commands for one process spawn. */
+async function ipBatch(ns: string, lines: readonly string[]): Promise<void> {
+  if (lines.length === 0) return;
+  await must('ip', ['-n', ns, '-batch', '-'], { input: lines.join('\n') + '\n', timeoutMs: 60_000 });
+}
+
+/** Write sysctls inside a namespace via /proc/sys (no procps dependency). */
+async function setSysctls(ns: string, values: Record<string, string>): Promise<void> {
+  const script = Object.entries(values)
+    .map(([k, v]) => `printf '%s\\n' '${v}' > /proc/sys/${k.replaceAll('.', '/')}`)
+    .join(' && ');
+  await must('ip', ['netns', 'exec', ns, 'sh', '-c', script]);
+}
+
+async function getSysctls(ns: string, keys: readonly string[]): Promise<Record<string, string>> {
+  const script = keys.map((k) => `cat /proc/sys/${k.replaceAll('.', '/')}`).join(' && ');
+  const lines = (await must('ip', ['netns', 'exec', ns, 'sh', '-c', script])).trim().split('\n');
+  return Object.fromEntries(keys.map((k, i) => [k, (lines[i] ?? '').trim()]));
+}
+
+function listNetnsSync(): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  if (r.status !== 0) return [];
+  return r.stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0]!.trim())
+    .filter((n) => n !== '');
+}
+
+/** Kill every process inside ns and delete it; synchronous so it works in 'exit'. */
+function deleteNetnsSync(ns: string): void {
+  const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' });
+  for (const p of (pids.stdout ?? '').split(/\s+/)) {
+    const pid = Number(p);
+    if (pid > 0 && pid !== process.pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+}
+
+async function deleteNetns(ns: string): Promise<void> {
+  const pids = await run('ip', ['netns', 'pids', ns]);
+  for (const p of pids.stdout.split(/\s+/)) {
+    const pid = Number(p);
+    if (pid > 0 && pid !== process.pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  await run('ip', ['netns', 'del', ns]);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+// ------------------------------------------------------- support detection
+
+let supportCache: { ok: boolean; reason?: string } | undefined;
+
+/** Root, iproute2 present, and a namespace can actually be created. */
+export function netnsSupported(): { ok: boolean; reason?: string } {
+  if (supportCache) return supportCache;
+  const probe = (): { ok: boolean; reason?: string } => {
+    if (process.platform !== 'linux') return { ok: false, reason: `platform is ${process.platform}` };
+    if (typeof process.getuid !== 'function' || process.getuid() !== 0) return { ok: false, reason: 'not running as root' };
+    const v = spawnSync('ip', ['-V'], { encoding: 'utf8' });
+    if (v.error || v.status !== 0) return { ok: false, reason: '`ip` (iproute2) not found' };
+    const name = `${DEFAULT_PREFIX}-${process.pid.toString(36)}-p`;
+    const add = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
+    if (add.status !== 0) return { ok: false, reason: `cannot create a network namespace: ${add.stderr.trim()}` };
+    const veth = spawnSync('ip', ['-n', name, 'link', 'add', 'name', 'pa', 'type', 'veth', 'peer', 'name', 'pb'], { encoding: 'utf8' });
+    spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+    if (veth.status !== 0) return { ok: false, reason: `cannot create veth pairs: ${veth.stderr.trim()}` };
+    return { ok: true };
+  };
+  supportCache = probe();
+  return supportCache;
+}
+
+/**
+ * Call at the top of a test that needs namespaces. Returns true when the test
+ * can go on; otherwise skips it — except under CI (CI=true), where a missing
+ * capability is an environment bug and must fail loudly instead of skipping.
+ */
+export function requireNetns(t: TestContext): boolean {
+  const s = netnsSupported();
+  if (s.ok) return true;
+  if (process.env.CI === 'true') throw new Error(`network namespaces required under CI: ${s.reason ?? 'unsupported'}`);
+  t.skip(`network namespaces unavailable: ${s.reason ?? 'unsupported'}`);
+  return false;
+}
+
+// --------------------------------------------------- process-wide cleanup
+
+const liveClusters = new Set<ClusterImpl>();
+const sweptPrefixes = new Set<string>();
+let exitHooksInstalled = false;
+
+/**
+ * Last-resort cleanup if the test process exits or is signalled without
+ * running destroy(): kill our children and delete our namespaces
+ * synchronously. A SIGKILLed run leaves leftovers for the next sweep instead.
+ */
+function installExitHooks(): void {
+  if (exitHooksInstalled) return;
+  exitHooksInstalled = true;
+  const cleanupSync = (): void => {
+    for (const c of liveClusters) c.destroySync();
+  };
+  process.on('exit', cleanupSync);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const handler = (): void => {
+      cleanupSync();
+      process.removeListener(sig, handler);
+      // Keep the default "die by this signal" behaviour unless someone else handles it.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, handler);
+  }
+}
+
+/** Remove namespaces named with `prefix` whose creating process no longer exists. */
+export function sweepLeftovers(prefix: string = DEFAULT_PREFIX): string[] {
+  const re = new RegExp(`^${escapeRe(prefix)}-([0-9a-z]+)-([0-9a-z]+)(?:b|n\\d+|p)?$`);
+  const ours = new Set<string>();
+  for (const c of liveClusters) for (const ns of c.allNamespaces()) ours.add(ns);
+  const removed: string[] = [];
+  for (const ns of listNetnsSync()) {
+    const m = re.exec(ns);
+    if (!m || ours.has(ns)) continue;
+    const pid = parseInt(m[1]!, 36);
+    if (pid !== process.pid && pidAlive(pid)) continue; // another live test process
+    deleteNetnsSync(ns);
+    removed.push(ns);
+  }
+  return removed;
+}
+
+// ----------------------------------------------------------------- cluster
+
+let clusterSeq = 0;
+
+interface AddressBlock {
+  /** e.g. 198.18.16.0/20 */
+  cidr: string;
+  /** IPv4 of the node that owns the addresses (route gateway). */
+  via: string;
+  ownerNs: string;
+}
+
+class ClusterImpl implements Cluster {
+  readonly id: string;
+  readonly bridgeNs: string;
+  private readonly live: ClusterNode[] = [];
+  private readonly children = new Set<ChildProcess>();
+  private readonly blocks: AddressBlock[] = [];
+  private nextIndex = 0;
+  private nextBlock = 0;
+  private destroyPromise: Promise<void> | undefined;
+  private readonly created = new Set<string>();
+
+  constructor(
+    id: string,
+    readonly ipv6: boolean,
+  ) {
+    this.id = id;
+    this.bridgeNs = `${id}b`;
+  }
+
+  get nodes(): readonly ClusterNode[] {
+    return this.live;
+  }
+
+  allNamespaces(): string[] {
+    return [...this.created];
+  }
+
+  nsOf(nodeOrNs: string): string {
+    const n = this.live.find((x) => x.name === nodeOrNs || x.ns === nodeOrNs);
+    if (n) return n.ns;
+    if (nodeOrNs === this.bridgeNs) return nodeOrNs;
+    throw new Error(`unknown node or namespace: ${nodeOrNs}`);
+  }
+
+  async init(count: number): Promise<void> {
+    await must('ip', ['netns', 'add', this.bridgeNs]);
+    this.created.add(this.bridgeNs);
+    // No STP and no multicast snooping: ports forward at once and NDP
+    // multicast is flooded without waiting for MLD state.
+    await ipBatch(this.bridgeNs, [
+      'link set lo up',
+      'link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0',
+      'link set br0 up',
+    ]);
+    // The bridge ns only switches frames; keep it quiet on IPv6.
+    await setSysctls(this.bridgeNs, { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' });
+    for (let i = 0; i < count; i++) await this.createNode();
+    await Promise.all(this.live.map((n) => this.waitUsable(n)));
+  }
+
+  private async createNode(): Promise<ClusterNode> {
+    const index = this.nextIndex++;
+    if (index > 200) throw new Error('too many nodes for 198.18.0.0/24 layout');
+    const ns = `${this.id}n${index}`;
+    if (ns.length > MAX_NAME) throw new Error(`namespace name too long: ${ns}`);
+    const node: ClusterNode = { name: `node${index}`, ns, index, ipv4: `198.18.0.${10 + index}` };
+    // Same digits as the IPv4 host part (node1: 198.18.0.11 and ::11) so logs are easy to read.
+    if (this.ipv6) node.ipv6 = `${IPV6_PREFIX}${10 + index}`;
+    await must('ip', ['netns', 'add', ns]);
+    this.created.add(ns);
+    // Create the pair inside the bridge ns and push the peer straight into the
+    // node ns: the root namespace never sees either end.
+    const port = `v${index}`;
+    await must('ip', ['-n', this.bridgeNs, 'link', 'add', 'name', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await ipBatch(this.bridgeNs, [`link set ${port} master br0`, `link set ${port} up`]);
+    const lines = ['link set lo up', 'link set eth0 up', `addr add ${node.ipv4}/24 dev eth0`];
+    if (node.ipv6) lines.push(`addr add ${node.ipv6}/64 dev eth0 nodad`);
+    for (const b of this.blocks) lines.push(`route add ${b.cidr} via ${b.via}`);
+    await ipBatch(ns, lines);
+    // Lets unprivileged (datagram) ICMP sockets work in the namespace, as on
+    // typical Kubernetes nodes.
+    await setSysctls(ns, { 'net.ipv4.ping_group_range': '0 2147483647' });
+    this.live.push(node);
+    return node;
+  }
+
+  /** Wait for carrier and for IPv6 addresses to leave the tentative state. */
+  private async waitUsable(node: ClusterNode): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = await run('ip', ['-n', node.ns, '-j', 'addr', 'show', 'dev', 'eth0']);
+      if (r.code === 0) {
+        const info = (JSON.parse(r.stdout) as Array<{ operstate?: string; flags?: string[]; addr_info?: Array<{ family: string; local: string; tentative?: boolean; dadfailed?: boolean }> }>)[0];
+        const up = info?.operstate === 'UP' && (info.flags ?? []).includes('LOWER_UP');
+        const v6 = info?.addr_info?.find((a) => a.family === 'inet6' && a.local === node.ipv6);
+        const v6ok = !node.ipv6 || (v6 !== undefined && !v6.tentative && !v6.dadfailed);
+        if (up && v6ok) return;
+      }
+      if (Date.now() > deadline) throw new Error(`node ${node.name} not usable after 10 s: ${r.stdout || r.stderr}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  }
+
+  spawnIn(ns: string, cmd: string, args: readonly string[] = [], opts: SpawnOptions = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.nsOf(ns), cmd, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...opts,
+      // Own process group, so destroy() also gets grandchildren (e.g. via sh -c).
+      detached: true,
+    });
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+    child.once('error', () => this.children.delete(child));
+    return child;
+  }
+
+  execIn(ns: string, cmd: string, args: readonly string[] = [], opts?: ExecOptions): Promise<ExecResult> {
+    return run('ip', ['netns', 'exec', this.nsOf(ns), cmd, ...args], opts);
+  }
+
+  async addNode(): Promise<ClusterNode> {
+    const node = await this.createNode();
+    await this.waitUsable(node);
+    return node;
+  }
+
+  async removeNode(name: string): Promise<void> {
+    const i = this.live.findIndex((n) => n.name === name || n.ns === name);
+    if (i < 0) throw new Error(`unknown node: ${name}`);
+    const [node] = this.live.splice(i, 1) as [ClusterNode];
+    for (const c of [...this.children]) if (c.spawnargs[3] === node.ns) killGroup(c, 'SIGKILL');
+    // Routes to this node's address blocks would now point nowhere.
+    const gone = this.blocks.filter((b) => b.ownerNs === node.ns);
+    for (const b of gone) this.blocks.splice(this.blocks.indexOf(b), 1);
+    await Promise.all(this.live.map((n) => ipBatch(n.ns, gone.map((b) => `route del ${b.cidr}`)).catch(() => {})));
+    await deleteNetns(node.ns);
+    await run('ip', ['-n', this.bridgeNs, 'link', 'del', `v${node.index}`]); // usually gone with its peer already
+    this.created.delete(node.ns);
+  }
+
+  async addAddresses(ns: string, count: number): Promise<string[]> {
+    const target = this.live.find((n) => n.ns === this.nsOf(ns));
+    if (!target) throw new Error(`addAddresses: ${ns} is not a node`);
+    if (!Number.isInteger(count) || count < 1 || count > 5000) throw new Error('addAddresses: count must be 1..5000');
+    const addrs: string[] = [];
+    const cidrs: string[] = [];
+    // Fresh /20 blocks 198.18.16.0/20, 198.18.32.0/20, ... (15 available);
+    // .0 and .255 are skipped so no address looks like a network/broadcast one.
+    while (addrs.length < count) {
+      const blk = this.nextBlock++;
+      if (blk >= 15) throw new Error('addAddresses: out of 198.18.x.0/20 blocks');
+      const third = 16 * (blk + 1);
+      cidrs.push(`198.18.${third}.0/20`);
+      for (let c = third; c < third + 16 && addrs.length < count; c++) {
+        for (let d = 1; d <= 254 && addrs.length < count; d++) addrs.push(`198.18.${c}.${d}`);
+      }
+    }
+    // On lo: the kernel treats them as local wherever they arrive (weak host
+    // model), and there is no `dummy` driver on every kernel.
+    await ipBatch(
+      target.ns,
+      addrs.map((a) => `addr add ${a}/32 dev lo`),
+    );
+    for (const cidr of cidrs) this.blocks.push({ cidr, via: target.ipv4, ownerNs: target.ns });
+    await Promise.all(
+      this.live.filter((n) => n !== target).map((n) => ipBatch(n.ns, cidrs.map((c) => `route add ${c} via ${target.ipv4}`))),
+    );
+    return addrs;
+  }
+
+  destroy(): Promise<void> {
+    this.destroyPromise ??= (async () => {
+      const kids = [...this.children];
+      for (const c of kids) killGroup(c, 'SIGTERM');
+      // Give them a moment to exit cleanly (responders print stats), then force.
+      await Promise.race([
+        Promise.all(kids.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : once(c, 'exit')))),
+        new Promise((res) => setTimeout(res, 1000)),
+      ]);
+      for (const c of kids) if (c.exitCode === null && c.signalCode === null) killGroup(c, 'SIGKILL');
+      // Nodes first, then the bridge (its veth ends disappear with the peers).
+      const nodeNs = [...this.created].filter((n) => n !== this.bridgeNs);
+      await Promise.all(nodeNs.map((n) => deleteNetns(n)));
+      await deleteNetns(this.bridgeNs);
+      // Verify; fall back to the synchronous path for anything that survived.
+      const left = new Set(listNetnsSync());
+      for (const n of this.created) if (left.has(n)) deleteNetnsSync(n);
+      this.created.clear();
+      this.live.length = 0;
+      liveClusters.delete(this);
+    })();
+    return this.destroyPromise;
+  }
+
+  /** Synchronous variant for process 'exit'/signal handlers. */
+  destroySync(): void {
+    for (const c of this.children) killGroup(c, 'SIGKILL');
+    for (const n of this.created) deleteNetnsSync(n);
+    this.created.clear();
+    this.live.length = 0;
+    liveClusters.delete(this);
+  }
+}
+
+function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, sig);
+  } catch {
+    try {
+      child.kill(sig);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/**
+ * Create `opts.nodes` namespaces node0.. each with eth0 (veth into the bridge
+ * namespace), 198.18.0.(10+i)/24 and, with ipv6, fd00:6d65:6e74::(10+i)/64
+ * (nodad). Resolves once links are up and addresses usable. Always pair with
+ * `await cluster.destroy()` in finally/after().
+ */
+export async function createCluster(opts: CreateClusterOptions): Promise<Cluster> {
+  const s = netnsSupported();
+  if (!s.ok) throw new Error(`network namespaces unsupported: ${s.reason ?? ''}`);
+  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  if (!/^[a-z][a-z0-9]*$/.test(prefix)) throw new Error('prefix must be lowercase alphanumeric');
+  if (!sweptPrefixes.has(prefix)) {
+    sweptPrefixes.add(prefix);
+    sweepLeftovers(prefix);
+  }
+  installExitHooks();
+  const id = `${prefix}-${process.pid.toString(36)}-${(clusterSeq++).toString(36)}`;
+  if (`${id}n${opts.nodes}`.length > MAX_NAME) throw new Error(`prefix too long for ${MAX_NAME}-char names: ${id}`);
+  const cluster = new ClusterImpl(id, opts.ipv6 ?? false);
+  liveClusters.add(cluster);
+  try {
+    await cluster.init(opts.nodes);
+  } catch (e) {
+    await cluster.destroy();
+    throw e;
+  }
+  return cluster;
+}
+
+/**
+ * Put `count` (≤ 5000) /32 addresses on `lo` of a node namespace with one
+ * `ip -batch`, and route their /20 blocks via that node from every other node
+ * (including nodes added later). Returns the addresses.
+ */
+export function addAddresses(cluster: Cluster, ns: string, count: number): Promise<string[]> {
+  return cluster.addAddresses(ns, count);
+}
+
+// --------------------------------------------------------------- responder
+
+export interface ResponderOptions {
+  /** Fixed extra delay before each reply. */
+  delayMs?: number;
+  /** Uniform extra delay in [0, jitterMs). */
+  jitterMs?: number;
+  /** Share of requests dropped, 0..1. */
+  lossRatio?: number;
+  /** PRNG seed for loss/jitter/corruption decisions (random if unset). */
+  seed?: number;
+  /** Send every reply twice. */
+  duplicate?: boolean;
+  corrupt?: CorruptMode;
+  /** Share of replies corrupted when `corrupt` is set (default 1). */
+  corruptRatio?: number;
+  /** Which families to answer (default both). */
+  family?: 'both' | '4' | '6';
+}
+
+export interface Responder {
+  readonly ns: string;
+  readonly process: ChildProcess;
+  /** Stop the responder, restore the namespace's echo sysctls, return its counters. */
+  stop(): Promise<ResponderStats>;
+}
+
+const ECHO_SYSCTLS = ['net.ipv4.icmp_echo_ignore_all', 'net.ipv6.icmp.echo_ignore_all'] as const;
+
+/** Path of the compiled responder next to this module (dist/test/support/). */
+export const RESPONDER_PATH = fileURLToPath(new URL('./echo-responder.js', import.meta.url));
+
+/**
+ * Silence the kernel's echo replies in `ns` and run the user-space responder
+ * there. Resolves once it printed `ready`.
+ */
+export async function startResponder(cluster: Cluster, ns: string, opts: ResponderOptions = {}): Promise<Responder> {
+  const target = cluster.nsOf(ns);
+  const saved = await getSysctls(target, ECHO_SYSCTLS);
+  await setSysctls(target, Object.fromEntries(ECHO_SYSCTLS.map((k) => [k, '1'])));
+  const args = [RESPONDER_PATH];
+  if (opts.delayMs !== undefined) args.push('--delay-ms', String(opts.delayMs));
+  if (opts.jitterMs !== undefined) args.push('--jitter-ms', String(opts.jitterMs));
+  if (opts.lossRatio !== undefined) args.push('--loss', String(opts.lossRatio));
+  if (opts.seed !== undefined) args.push('--seed', String(opts.seed));
+  if (opts.duplicate) args.push('--duplicate');
+  if (opts.corrupt !== undefined) args.push('--corrupt', opts.corrupt);
+  if (opts.corruptRatio !== undefined) args.push('--corrupt-ratio', String(opts.corruptRatio));
+  if (opts.family !== undefined) args.push('--family', opts.family);
+  // process.execPath: the same Node 24 that runs the tests, never a system node.
+  const child = cluster.spawnIn(target, process.execPath, args);
+  const lines: string[] = [];
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const rl = createInterface({ input: child.stdout! });
+  // 'close' (not 'exit'): the summary line must have been read off stdout.
+  const closed = new Promise<void>((resolve) => {
+    if (child.stdout === null || child.stdout.closed) resolve();
+    else child.once('close', () => resolve());
+  });
+  const restore = async (): Promise<void> => {
+    try {
+      await setSysctls(target, saved);
+    } catch {
+      /* namespace already gone */
+    }
+  };
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onLine = (line: string): void => {
+        if (line === 'ready') done();
+        else lines.push(line);
+      };
+      const onExit = (code: number | null, sig: NodeJS.Signals | null): void =>
+        done(new Error(`responder exited before ready (code ${code}, signal ${sig})`));
+      const onError = (e: Error): void => done(e);
+      const timer = setTimeout(() => done(new Error('responder not ready after 10 s')), 10_000);
+      const done = (e?: Error): void => {
+        clearTimeout(timer);
+        child.off('exit', onExit);
+        child.off('error', onError);
+        if (!e) return resolve();
+        killGroup(child, 'SIGKILL');
+        reject(new Error(`${e.message}; stderr: ${stderr.trim()}`));
+      };
+      rl.on('line', onLine);
+      child.once('exit', onExit);
+      child.once('error', onError);
+    });
+  } catch (e) {
+    await restore();
+    throw e;
+  }
+
+  let stopPromise: Promise<ResponderStats> | undefined;
+  return {
+    ns: target,
+    process: child,
+    stop(): Promise<ResponderStats> {
+      stopPromise ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        const timeout = new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 3000).unref());
+        if ((await Promise.race([closed, timeout])) === 'timeout') {
+          killGroup(child, 'SIGKILL');
+          await closed;
+        }
+        await restore();
+        const summary = [...lines].reverse().find((l) => l.startsWith('{'));
+        if (!summary) throw new Error(`responder gave no summary (exit ${child.exitCode}, signal ${child.signalCode}); stderr: ${stderr.trim()}`);
+        return JSON.parse(summary) as ResponderStats;
+      })();
+      return stopPromise;
+    },
+  };
+}
