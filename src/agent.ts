@@ -3,11 +3,10 @@ import type { Resource } from '@opentelemetry/resources';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { Config } from './config.js';
 import { NodeDiscovery, NodeTable } from './discovery.js';
-import type { Family } from './icmp/packet.js';
-import type { IcmpSocket } from './icmp/socket.js';
+import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
 import { RateLimitedLog, type Log } from './log.js';
 import { LatencyMetrics } from './metrics.js';
-import { Prober, type Clock, type Outcome, type Target } from './prober.js';
+import type { Clock, Outcome, Target } from './prober.js';
 import { HttpServer, type Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticTargets } from './targets.js';
 import { Telemetry } from './telemetry.js';
@@ -16,8 +15,8 @@ export interface AgentDeps {
   readonly config: Config;
   readonly log: Log;
   readonly clock: Clock;
-  /** Opens the ICMP socket of one family; throws IcmpPermissionError when not allowed. */
-  readonly openSocket: (family: Family) => IcmpSocket;
+  /** Starts the probe engine; rejects with IcmpPermissionError when ICMP is not allowed. */
+  readonly startEngine: (settings: ProbeSettings, onResult: (target: Target, outcome: Outcome) => void) => Promise<{ engine: ProbeEngine; info: EngineInfo }>;
   /** Present when nodes come from Kubernetes; absent for static targets. */
   readonly kubeConfig?: KubeConfig | undefined;
   readonly resource: Resource;
@@ -28,25 +27,6 @@ export interface AgentDeps {
 
 const METER_NAME = 'mentat';
 
-/** Opens a socket per family; a family the host lacks (no IPv6) is a warning, a permission problem is fatal. */
-function openSockets(deps: AgentDeps): Map<Family, IcmpSocket> {
-  const sockets = new Map<Family, IcmpSocket>();
-  let firstError: unknown;
-  for (const family of [4, 6] as const) {
-    try {
-      const socket = deps.openSocket(family);
-      socket.onError((err) => deps.log.error({ family, err: err.message }, 'ICMP socket error'));
-      sockets.set(family, socket);
-    } catch (err) {
-      if ((err as Error).name === 'IcmpPermissionError') throw err;
-      firstError ??= err;
-      deps.log.warn({ family, err: (err as Error).message }, `no IPv${family} ICMP socket: IPv${family} targets will count as errors`);
-    }
-  }
-  if (sockets.size === 0) throw new Error('no ICMP socket could be opened', { cause: firstError });
-  return sockets;
-}
-
 /** The whole agent, built from its dependencies: main.ts only adds the process around it. */
 export class Agent {
   private stopping: Promise<void> | undefined;
@@ -54,17 +34,16 @@ export class Agent {
   private constructor(
     private readonly deps: AgentDeps,
     readonly port: number,
-    private readonly prober: Prober,
-    private readonly sockets: Map<Family, IcmpSocket>,
+    private readonly engine: ProbeEngine,
     private readonly telemetry: Telemetry,
     private readonly server: HttpServer,
     readonly metrics: LatencyMetrics,
     private readonly discovery: NodeDiscovery | undefined,
+    private readonly countTargets: () => number,
   ) {}
 
   static async start(deps: AgentDeps): Promise<Agent> {
     const { config, log, clock } = deps;
-    const sockets = openSockets(deps);
     const telemetry = await Telemetry.create({ resource: deps.resource, meterName: METER_NAME, otlp: config.otlp, ...(deps.otlpExporter ? { otlpExporter: deps.otlpExporter } : {}) });
     const metrics = new LatencyMetrics({
       pool: telemetry.destinations,
@@ -80,18 +59,22 @@ export class Agent {
       }
     };
     const identifier = Buffer.from(deps.randomBytes(2)).readUInt16BE(0);
-    const prober = new Prober({
-      intervalMs: config.probeIntervalMs,
-      timeoutMs: config.probeTimeoutMs,
-      payloadBytes: config.payloadBytes,
-      identifier,
-      cookie: deps.randomBytes(8),
-      sockets,
-      clock,
-      onResult,
-    });
+    let started: { engine: ProbeEngine; info: EngineInfo };
+    try {
+      started = await deps.startEngine(
+        { intervalMs: config.probeIntervalMs, timeoutMs: config.probeTimeoutMs, payloadBytes: config.payloadBytes, identifier, cookie: deps.randomBytes(8) },
+        onResult,
+      );
+    } catch (err) {
+      await telemetry.shutdown();
+      throw err;
+    }
+    const { engine, info } = started;
+    for (const m of info.missing) log.warn({ family: m.family, reason: m.reason }, `no IPv${m.family} ICMP socket: IPv${m.family} targets will count as errors`);
+    let targetCount = 0;
     const setTargets = (targets: Target[]): void => {
-      prober.setTargets(targets);
+      targetCount = targets.length;
+      engine.setTargets(targets);
       metrics.retain(new Set(targets.map((t) => t.key)));
       log.debug({ targets: targets.length }, 'targets updated');
     };
@@ -119,8 +102,7 @@ export class Agent {
     try {
       port = await server.listen();
     } catch (err) {
-      await prober.stop();
-      for (const socket of sockets.values()) socket.close();
+      await engine.stop();
       await telemetry.shutdown();
       throw err;
     }
@@ -130,17 +112,17 @@ export class Agent {
         port,
         intervalMs: config.probeIntervalMs,
         timeoutMs: config.probeTimeoutMs,
-        icmp: [...sockets.values()].map((s) => `${s.mode}/ipv${s.family}`),
+        icmp: info.sockets,
         identifier,
         otlp: config.otlp ? `${config.otlp.protocol} ${config.otlp.endpoint}` : 'off',
       },
       'mentat started',
     );
-    return new Agent(deps, port, prober, sockets, telemetry, server, metrics, discovery);
+    return new Agent(deps, port, engine, telemetry, server, metrics, discovery, () => targetCount);
   }
 
   get targetCount(): number {
-    return this.prober.targetCount;
+    return this.countTargets();
   }
 
   /**
@@ -150,8 +132,7 @@ export class Agent {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await this.discovery?.stop().catch(() => {});
-      await this.prober.stop();
-      for (const socket of this.sockets.values()) socket.close();
+      await this.engine.stop();
       await this.telemetry.shutdown();
       await this.server.close();
       this.deps.log.info({}, 'mentat stopped');

@@ -11,7 +11,8 @@ import { pino } from 'pino';
 import { Agent } from './agent.js';
 import { ConfigError, loadConfig, usage } from './config.js';
 import { findKubeSource, loadKubeConfig } from './discovery.js';
-import { openRawSocket } from './icmp/socket.js';
+import { InProcessEngine, startEngine, WorkerEngine } from './engine.js';
+import { openIcmpSockets } from './icmp/open.js';
 import { RateLimitedLog } from './log.js';
 import type { Clock } from './prober.js';
 
@@ -91,7 +92,15 @@ async function main(): Promise<void> {
       config,
       log,
       clock,
-      openSocket: (family) => openRawSocket(family, clock.now),
+      startEngine: (settings, onResult) =>
+        startEngine(config.icmpMode, {
+          dgram: () =>
+            new WorkerEngine({ settings }, onResult, (err) => {
+              log.fatal({ err: err.message }, 'the probe worker died; exiting so that the agent is restarted');
+              process.exit(EXIT_FAILURE);
+            }),
+          raw: () => new InProcessEngine(settings, () => openIcmpSockets('raw', clock.now), clock, onResult),
+        }),
       kubeConfig,
       resource,
       randomBytes: (n) => randomBytes(n),

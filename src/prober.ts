@@ -1,5 +1,5 @@
 import { MinHeap } from './heap.js';
-import { decode, encodeEchoRequest, payloadMatches, type Family } from './icmp/packet.js';
+import { decode, encodeEchoRequest, payloadMatches, type Decoded, type Family } from './icmp/packet.js';
 import type { IcmpSocket } from './icmp/socket.js';
 
 /** One address to probe. `key` is its identity: a changed address under the same key is followed. */
@@ -55,7 +55,8 @@ interface InFlight {
   readonly address: string;
   readonly sequence: number;
   readonly deadline: number;
-  sentAt: number;
+  /** In the socket's clock; undefined until the send syscall has happened. */
+  sentAt: number | undefined;
   done: boolean;
 }
 
@@ -98,6 +99,14 @@ export class Prober {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
     for (const socket of options.sockets.values()) {
       socket.onMessage((packet, source, receivedAt) => this.onPacket(socket, packet, source, receivedAt));
+      socket.onIcmpError?.((quoted, destination, reason, receivedAt) => {
+        if (quoted.length < 8) {
+          this.stats.dropped++;
+          return;
+        }
+        const decoded: Decoded = { kind: 'error', reason, identifier: quoted.readUInt16BE(4), sequence: quoted.readUInt16BE(6), quotedDestination: destination };
+        this.onDecoded(socket, decoded, destination, receivedAt);
+      });
     }
   }
 
@@ -224,7 +233,7 @@ export class Prober {
       address: canonical(target.address),
       sequence,
       deadline: now + this.options.timeoutMs,
-      sentAt: now,
+      sentAt: undefined,
       done: false,
     };
     this.inFlight.set(sequence, probe);
@@ -237,16 +246,11 @@ export class Prober {
       cookie: this.options.cookie,
       payloadBytes: this.options.payloadBytes,
     });
-    socket.send(
-      packet,
-      target.address,
-      () => {
-        probe.sentAt = this.options.clock.now();
-      },
-      (error) => {
-        if (error && !probe.done) this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
-      },
-    );
+    socket.send(packet, target.address, (error, sentAt) => {
+      if (probe.done) return;
+      if (error) this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
+      else probe.sentAt = sentAt;
+    });
   }
 
   private finish(probe: InFlight, outcome: Outcome): void {
@@ -256,7 +260,10 @@ export class Prober {
   }
 
   private onPacket(socket: IcmpSocket, packet: Buffer, source: string, receivedAt: number): void {
-    const decoded = decode(packet, socket.family, socket.withIpHeader);
+    this.onDecoded(socket, decode(packet, socket.family, socket.withIpHeader), source, receivedAt);
+  }
+
+  private onDecoded(socket: IcmpSocket, decoded: Decoded, source: string, receivedAt: number): void {
     if (decoded.kind === 'ignored') {
       this.stats.dropped++;
       return;
@@ -276,7 +283,11 @@ export class Prober {
       this.finish(probe, { kind: 'error', reason: `${decoded.reason} from ${source}` });
       return;
     }
-    if (canonical(source) !== probe.address || !payloadMatches(decoded.payload, this.options.cookie, probe.sequence, this.options.payloadBytes)) {
+    if (
+      probe.sentAt === undefined ||
+      canonical(source) !== probe.address ||
+      !payloadMatches(decoded.payload, this.options.cookie, probe.sequence, this.options.payloadBytes)
+    ) {
       this.stats.dropped++;
       return;
     }

@@ -102,6 +102,11 @@ const V6_ERRORS: Record<number, string> = {
   [ICMP6_TIME_EXCEEDED]: 'time exceeded',
 };
 
+/** Names an ICMP error type for a log line and the error result. */
+export function icmpErrorReason(family: Family, type: number, code: number): string {
+  return `${(family === 4 ? V4_ERRORS : V6_ERRORS)[type] ?? `ICMP type ${type}`} (code ${code})`;
+}
+
 /**
  * Decodes one datagram. `withIpHeader` is true for raw IPv4 sockets, which hand
  * us the IP header; ICMPv6 and datagram sockets start at the ICMP header.

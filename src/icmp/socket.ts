@@ -9,10 +9,18 @@ export interface IcmpSocket {
   readonly withIpHeader: boolean;
   /** Whether the kernel rewrites the echo identifier (datagram sockets do), so replies cannot be matched on it. */
   readonly kernelOwnsIdentifier: boolean;
-  /** `beforeSend` runs right before the send syscall: the place to take the send timestamp. */
-  send(packet: Buffer, address: string, beforeSend: () => void, afterSend: (error: Error | undefined) => void): void;
-  /** `receivedAt` is taken as soon as the datagram is read; `packet` is only valid during the call. */
+  /**
+   * Sends one datagram; `done` gets the time taken right before the send syscall,
+   * in the same clock as `receivedAt` below (not necessarily the prober's clock).
+   */
+  send(packet: Buffer, address: string, done: (error: Error | undefined, sentAt: number) => void): void;
+  /** `receivedAt` is the kernel's or, failing that, the earliest user-space time; `packet` is only valid during the call. */
   onMessage(handler: (packet: Buffer, source: string, receivedAt: number) => void): void;
+  /**
+   * ICMP errors that the kernel hands over out of band (datagram sockets' error queue):
+   * `quoted` starts at our ICMP header. Raw sockets deliver errors as ordinary messages.
+   */
+  onIcmpError?(handler: (quoted: Buffer, destination: string, reason: string, receivedAt: number) => void): void;
   onError(handler: (error: Error) => void): void;
   close(): void;
 }
@@ -67,7 +75,7 @@ export function openRawSocket(family: Family, now: () => number): IcmpSocket {
       throw new IcmpPermissionError(
         `opening a raw ICMPv${family === 4 ? 4 : 6} socket was denied (${message}): grant CAP_NET_RAW ` +
           '(Kubernetes: run as root with securityContext.capabilities.add: [NET_RAW]), ' +
-          'or use MENTAT_ICMP_MODE=dgram with net.ipv4.ping_group_range covering the process group',
+          'or use MENTAT_ICMP_MODE=dgram with net.ipv4.ping_group_range covering the process group (Kubernetes: the safe pod sysctl)',
         { cause: err },
       );
     }
@@ -84,8 +92,19 @@ export function openRawSocket(family: Family, now: () => number): IcmpSocket {
     mode: 'raw',
     withIpHeader: family === 4,
     kernelOwnsIdentifier: false,
-    send(packet, address, beforeSend, afterSend) {
-      socket.send(packet, 0, packet.length, address, beforeSend, (error) => afterSend(error ?? undefined));
+    send(packet, address, done) {
+      let sentAt = now();
+      socket.send(
+        packet,
+        0,
+        packet.length,
+        address,
+        () => {
+          // raw-socket queues sends until the socket is writable: stamp at the syscall, not at the call.
+          sentAt = now();
+        },
+        (error) => done(error ?? undefined, sentAt),
+      );
     },
     onMessage(handler) {
       socket.on('message', (buf, source) => handler(buf, source, now()));

@@ -21,10 +21,9 @@ export class FakeSocket implements IcmpSocket {
     this.withIpHeader = family === 4;
   }
 
-  send(packet: Buffer, address: string, beforeSend: () => void, afterSend: (error: Error | undefined) => void): void {
-    beforeSend();
+  send(packet: Buffer, address: string, done: (error: Error | undefined, sentAt: number) => void): void {
     this.sent.push({ packet: Buffer.from(packet), address, sentAt: this.now() });
-    afterSend(this.sendError);
+    done(this.sendError, this.now());
   }
 
   onMessage(handler: (packet: Buffer, source: string, receivedAt: number) => void): void {

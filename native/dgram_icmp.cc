@@ -1,0 +1,263 @@
+// Unprivileged ICMP echo sockets (SOCK_DGRAM, IPPROTO_ICMP / IPPROTO_ICMPV6) with
+// kernel receive timestamps. raw-socket only opens SOCK_RAW on Linux, which needs
+// CAP_NET_RAW; these need only net.ipv4.ping_group_range to cover the process group.
+// Kept thin: open, send, a readiness poll that hands datagrams to JS, close.
+#include <napi.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <linux/errqueue.h>
+#include <netinet/icmp6.h>
+#include <netinet/in.h>
+#include <netinet/ip_icmp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace {
+
+const char* ErrnoCode(int err) {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+    case EAGAIN: return "EAGAIN";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case EINVAL: return "EINVAL";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ENOBUFS: return "ENOBUFS";
+    default: return "EIO";
+  }
+}
+
+Napi::Error ErrnoError(Napi::Env env, const char* what, int err) {
+  Napi::Error e = Napi::Error::New(env, std::string(what) + ": " + strerror(err));
+  e.Set("code", Napi::String::New(env, ErrnoCode(err)));
+  e.Set("errno", Napi::Number::New(env, err));
+  return e;
+}
+
+// Times are milliseconds since this base: small numbers keep nanosecond precision in a double.
+const time_t kBaseSeconds = time(nullptr);
+
+double ToMs(const timespec& ts) { return static_cast<double>(ts.tv_sec - kBaseSeconds) * 1e3 + ts.tv_nsec / 1e6; }
+
+double RealtimeMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ToMs(ts);
+}
+
+class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "DgramIcmp",
+                       {InstanceMethod("send", &DgramIcmp::Send), InstanceMethod("close", &DgramIcmp::Close),
+                        InstanceMethod("now", &DgramIcmp::Now)});
+  }
+
+  // new DgramIcmp(family: 4 | 6, onMessage(buf, source, rxMs), onIcmpError(quoted, destination, type, code, offender, rxMs))
+  explicit DgramIcmp(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DgramIcmp>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsFunction() || !info[2].IsFunction()) {
+      Napi::TypeError::New(env, "DgramIcmp(family, onMessage, onIcmpError)").ThrowAsJavaScriptException();
+      return;
+    }
+    family_ = info[0].As<Napi::Number>().Int32Value();
+    if (family_ != 4 && family_ != 6) {
+      Napi::TypeError::New(env, "family must be 4 or 6").ThrowAsJavaScriptException();
+      return;
+    }
+    on_message_ = Napi::Persistent(info[1].As<Napi::Function>());
+    on_error_ = Napi::Persistent(info[2].As<Napi::Function>());
+    int domain = family_ == 4 ? AF_INET : AF_INET6;
+    int proto = family_ == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+    fd_ = socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+    if (fd_ < 0) {
+      ErrnoError(env, "socket(SOCK_DGRAM, ICMP)", errno).ThrowAsJavaScriptException();
+      return;
+    }
+    int one = 1;
+    // Kernel receive timestamps: the RTT must not include the time the process took to wake up.
+    setsockopt(fd_, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+    // ICMP errors (unreachable, time exceeded) arrive on the error queue only with RECVERR.
+    if (family_ == 4) setsockopt(fd_, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
+    else setsockopt(fd_, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
+    int rcvbuf = 4 * 1024 * 1024;
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    if (uv_poll_init(loop, poll_, fd_) != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      ::close(fd_);
+      fd_ = -1;
+      Napi::Error::New(env, "uv_poll_init failed").ThrowAsJavaScriptException();
+      return;
+    }
+    uv_poll_start(poll_, UV_READABLE, OnPoll);
+    Ref();  // Alive while polling, even if JS drops its reference before close().
+  }
+
+  ~DgramIcmp() override { CloseFd(); }
+
+ private:
+  // Returns the time right before sendto, in the same clock as the receive timestamps.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) {
+      Napi::Error::New(env, "socket is closed").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (info.Length() < 2 || !info[0].IsBuffer() || !info[1].IsString()) {
+      Napi::TypeError::New(env, "send(buffer, address)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+    std::string address = info[1].As<Napi::String>().Utf8Value();
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family_ == 4) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+      sin->sin_family = AF_INET;
+      if (inet_pton(AF_INET, address.c_str(), &sin->sin_addr) != 1) {
+        Napi::TypeError::New(env, "not an IPv4 address: " + address).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      len = sizeof(sockaddr_in);
+    } else {
+      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+      sin6->sin6_family = AF_INET6;
+      if (inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) != 1) {
+        Napi::TypeError::New(env, "not an IPv6 address: " + address).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      len = sizeof(sockaddr_in6);
+    }
+    double tx = RealtimeMs();
+    ssize_t n = sendto(fd_, buf.Data(), buf.Length(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+    if (n < 0) {
+      ErrnoError(env, "sendto", errno).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, tx);
+  }
+
+  Napi::Value Now(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), RealtimeMs()); }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseFd();
+    return info.Env().Undefined();
+  }
+
+  void CloseFd() {
+    if (poll_ != nullptr) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+      if (fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+      }
+      Unref();
+    }
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+    auto* self = static_cast<DgramIcmp*>(handle->data);
+    self->Drain();
+    // libuv stops a poll handle on POLLERR (a queued ICMP error): read it above, then poll again.
+    if (status < 0 && self->poll_ != nullptr) uv_poll_start(self->poll_, UV_READABLE, OnPoll);
+  }
+
+  static double TimestampMs(msghdr* msg) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+        timespec ts;
+        memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+        return ToMs(ts);
+      }
+    }
+    return RealtimeMs();
+  }
+
+  static std::string AddressString(const sockaddr* sa) {
+    char text[INET6_ADDRSTRLEN] = {0};
+    if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, text, sizeof(text));
+    else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, text, sizeof(text));
+    return text;
+  }
+
+  void Drain() {
+    Napi::Env env = on_message_.Env();
+    Napi::HandleScope scope(env);
+    uint8_t data[2048];
+    alignas(cmsghdr) char control[512];
+    // Bounded per wake-up so a flood cannot starve the event loop; the poll fires again.
+    for (int i = 0; i < 256 && fd_ >= 0; i++) {
+      sockaddr_storage from{};
+      iovec iov{data, sizeof(data)};
+      msghdr msg{};
+      msg.msg_name = &from;
+      msg.msg_namelen = sizeof(from);
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      ssize_t n = recvmsg(fd_, &msg, MSG_DONTWAIT);
+      if (n < 0) break;
+      double rx = TimestampMs(&msg);
+      on_message_.MakeCallback(env.Global(), {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
+                                              Napi::String::New(env, AddressString(reinterpret_cast<sockaddr*>(&from))),
+                                              Napi::Number::New(env, rx)});
+    }
+    for (int i = 0; i < 256 && fd_ >= 0; i++) {
+      sockaddr_storage dest{};
+      iovec iov{data, sizeof(data)};
+      msghdr msg{};
+      msg.msg_name = &dest;
+      msg.msg_namelen = sizeof(dest);
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      ssize_t n = recvmsg(fd_, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+      if (n < 0) break;
+      double rx = TimestampMs(&msg);
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        bool v4 = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
+        bool v6 = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
+        if (!v4 && !v6) continue;
+        auto* ee = reinterpret_cast<sock_extended_err*>(CMSG_DATA(c));
+        if (ee->ee_origin != SO_EE_ORIGIN_ICMP && ee->ee_origin != SO_EE_ORIGIN_ICMP6) continue;
+        std::string offender = AddressString(SO_EE_OFFENDER(ee));
+        on_error_.MakeCallback(env.Global(), {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
+                                              Napi::String::New(env, AddressString(reinterpret_cast<sockaddr*>(&dest))),
+                                              Napi::Number::New(env, ee->ee_type), Napi::Number::New(env, ee->ee_code),
+                                              Napi::String::New(env, offender), Napi::Number::New(env, rx)});
+      }
+    }
+  }
+
+  int family_ = 4;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference on_message_;
+  Napi::FunctionReference on_error_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("DgramIcmp", DgramIcmp::Init(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(dgram_icmp, Init)

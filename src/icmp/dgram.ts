@@ -1,0 +1,84 @@
+import { createRequire } from 'node:module';
+import { icmpErrorReason, type Family } from './packet.js';
+import { IcmpPermissionError, type IcmpSocket } from './socket.js';
+
+interface DgramIcmpHandle {
+  send(packet: Buffer, address: string): number;
+  close(): void;
+}
+
+interface DgramIcmpModule {
+  DgramIcmp: new (
+    family: Family,
+    onMessage: (packet: Buffer, source: string, receivedAtMs: number) => void,
+    onIcmpError: (quoted: Buffer, destination: string, type: number, code: number, offender: string, receivedAtMs: number) => void,
+  ) => DgramIcmpHandle;
+}
+
+let addon: DgramIcmpModule | undefined;
+
+function loadAddon(): DgramIcmpModule {
+  // Our own addon (native/dgram_icmp.cc), built by `npm ci`; loaded lazily so pure code never needs it.
+  addon ??= createRequire(import.meta.url)('../../../build/Release/dgram_icmp.node') as DgramIcmpModule;
+  return addon;
+}
+
+/**
+ * Opens an unprivileged ICMP datagram socket: no capability needed, only a
+ * net.ipv4.ping_group_range that covers the process's group. The kernel owns
+ * the echo identifier and filters replies per socket; send and receive times
+ * come from one clock (CLOCK_REALTIME, receive stamped by the kernel).
+ * @throws IcmpPermissionError when ping_group_range does not include the group
+ */
+export function openDgramSocket(family: Family): IcmpSocket {
+  const { DgramIcmp } = loadAddon();
+  let messageHandler: (packet: Buffer, source: string, receivedAt: number) => void = () => {};
+  let errorHandler: (quoted: Buffer, destination: string, reason: string, receivedAt: number) => void = () => {};
+  let handle: DgramIcmpHandle;
+  try {
+    handle = new DgramIcmp(
+      family,
+      (packet, source, at) => messageHandler(packet, source, at),
+      (quoted, destination, type, code, offender, at) => errorHandler(quoted, destination, `${icmpErrorReason(family, type, code)} from ${offender}`, at),
+    );
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EACCES' || e.code === 'EPERM') {
+      throw new IcmpPermissionError(
+        `opening an unprivileged ICMPv${family} datagram socket was denied (${e.code}): the process group is outside ` +
+          'net.ipv4.ping_group_range; set it to cover the group (Kubernetes: securityContext.sysctls ' +
+          '[{name: net.ipv4.ping_group_range, value: "0 2147483647"}]), or use MENTAT_ICMP_MODE=raw with CAP_NET_RAW',
+        { cause: err },
+      );
+    }
+    throw new Error(`opening an ICMPv${family} datagram socket failed: ${e.message}`, { cause: err });
+  }
+  return {
+    family,
+    mode: 'dgram',
+    withIpHeader: false,
+    kernelOwnsIdentifier: true,
+    send(packet, address, done) {
+      let sentAt: number;
+      try {
+        sentAt = handle.send(packet, address);
+      } catch (err) {
+        done(err as Error, 0);
+        return;
+      }
+      done(undefined, sentAt);
+    },
+    onMessage(handler) {
+      messageHandler = handler;
+    },
+    onIcmpError(handler) {
+      errorHandler = handler;
+    },
+    onError() {
+      // Errors surface synchronously from send or as ICMP errors; there is no error event.
+    },
+    close() {
+      handle.close();
+    },
+  };
+}
