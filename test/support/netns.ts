@@ -484,7 +484,8 @@ function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
 /**
  * Create `opts.nodes` namespaces node0.. each with eth0 (veth into the bridge
  * namespace), 198.18.0.(10+i)/24 and, with ipv6, fd00:6d65:6e74::(10+i)/64
- * (nodad). Resolves once links are up and addresses usable. Always pair with
+ * nodad, written with the same decimal digits (node1: 198.18.0.11 and
+ * fd00:6d65:6e74::11). Resolves once links are up and addresses usable. Always pair with
  * `await cluster.destroy()` in finally/after().
  */
 export async function createCluster(opts: CreateClusterOptions): Promise<Cluster> {
