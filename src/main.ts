@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The composition root: the only module that reads the process (env, argv, signals, clocks) and exits. */
 import { diag, DiagLogLevel } from '@opentelemetry/api';
+import { setGlobalErrorHandler } from '@opentelemetry/core';
 import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -58,6 +59,8 @@ async function main(): Promise<void> {
     },
     DiagLogLevel.WARN,
   );
+  // Export failures reach the global error handler; the default one logs a stack trace as the message.
+  setGlobalErrorHandler((err) => diagLimited.warn('otel:export', { err: String((err as Error)?.message ?? err).slice(0, 500) }, 'OTLP export failed; retrying at the next interval'));
 
   let kubeConfig;
   if (config.discovery !== 'static' && config.targets.length === 0) {

@@ -99,13 +99,13 @@ export class Prober {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
     for (const socket of options.sockets.values()) {
       socket.onMessage((packet, source, receivedAt) => this.onPacket(socket, packet, source, receivedAt));
-      socket.onIcmpError?.((quoted, destination, reason, receivedAt) => {
+      socket.onIcmpError?.((quoted, destination, reason, offender, receivedAt) => {
         if (quoted.length < 8) {
           this.stats.dropped++;
           return;
         }
         const decoded: Decoded = { kind: 'error', reason, identifier: quoted.readUInt16BE(4), sequence: quoted.readUInt16BE(6), quotedDestination: destination };
-        this.onDecoded(socket, decoded, destination, receivedAt);
+        this.onDecoded(socket, decoded, offender, receivedAt);
       });
     }
   }

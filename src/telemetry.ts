@@ -27,6 +27,8 @@ interface Destination {
 }
 
 const EMPTY_RESOURCE = resourceFromAttributes({});
+/** The final OTLP flush on shutdown must not outlast the pod's grace period when the collector is down. */
+const SHUTDOWN_FLUSH_MS = 2_000;
 
 /** Concatenates the data points of same-named metrics of one scope, so exporters see one stream per instrument. */
 export function mergeScopeMetrics(parts: readonly ScopeMetrics[]): ScopeMetrics[] {
@@ -106,7 +108,8 @@ export interface TelemetryOptions {
 
 /** Builds the OTLP exporter the configuration asks for; both protocols are loaded only when used. */
 export async function createOtlpExporter(otlp: OtlpConfig): Promise<PushMetricExporter> {
-  const options = { temporalityPreference: AggregationTemporality.CUMULATIVE };
+  // A request must not outlive its interval: retried old snapshots arriving after newer ones look like counter resets.
+  const options = { temporalityPreference: AggregationTemporality.CUMULATIVE, timeoutMillis: Math.min(10_000, otlp.exportIntervalMs) };
   if (otlp.protocol === 'grpc') {
     const { OTLPMetricExporter } = await import('@opentelemetry/exporter-metrics-otlp-grpc');
     return new OTLPMetricExporter({ ...options, url: otlp.endpoint });
@@ -151,7 +154,7 @@ export class Telemetry {
   /** Flushes OTLP once and closes every exporter; safe to call twice. */
   shutdown(): Promise<void> {
     this.closed ??= (async () => {
-      await this.provider.shutdown().catch(() => {});
+      await this.provider.shutdown({ timeoutMillis: SHUTDOWN_FLUSH_MS }).catch(() => {});
       await this.destinations.shutdown();
     })();
     return this.closed;

@@ -33,13 +33,13 @@ function loadAddon(): DgramIcmpModule {
 export function openDgramSocket(family: Family): IcmpSocket {
   const { DgramIcmp } = loadAddon();
   let messageHandler: (packet: Buffer, source: string, receivedAt: number) => void = () => {};
-  let errorHandler: (quoted: Buffer, destination: string, reason: string, receivedAt: number) => void = () => {};
+  let errorHandler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number) => void = () => {};
   let handle: DgramIcmpHandle;
   try {
     handle = new DgramIcmp(
       family,
       (packet, source, at) => messageHandler(packet, source, at),
-      (quoted, destination, type, code, offender, at) => errorHandler(quoted, destination, `${icmpErrorReason(family, type, code)} from ${offender}`, at),
+      (quoted, destination, type, code, offender, at) => errorHandler(quoted, destination, icmpErrorReason(family, type, code), offender, at),
     );
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

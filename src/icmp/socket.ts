@@ -20,7 +20,7 @@ export interface IcmpSocket {
    * ICMP errors that the kernel hands over out of band (datagram sockets' error queue):
    * `quoted` starts at our ICMP header. Raw sockets deliver errors as ordinary messages.
    */
-  onIcmpError?(handler: (quoted: Buffer, destination: string, reason: string, receivedAt: number) => void): void;
+  onIcmpError?(handler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number) => void): void;
   onError(handler: (error: Error) => void): void;
   close(): void;
 }

@@ -17,7 +17,7 @@ import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
-export type CorruptMode = 'checksum' | 'truncate' | 'identifier';
+export type CorruptMode = 'checksum' | 'truncate' | 'identifier' | 'unreachable';
 
 export interface ResponderStats {
   /** Well-formed echo requests seen (both families). */
@@ -181,8 +181,8 @@ function parseOptions(argv: string[]): Options {
     return n;
   };
   const corrupt = values.corrupt;
-  if (corrupt !== undefined && corrupt !== 'checksum' && corrupt !== 'truncate' && corrupt !== 'identifier') {
-    throw new Error('--corrupt must be checksum, truncate or identifier');
+  if (corrupt !== undefined && corrupt !== 'checksum' && corrupt !== 'truncate' && corrupt !== 'identifier' && corrupt !== 'unreachable') {
+    throw new Error('--corrupt must be checksum, truncate, identifier or unreachable');
   }
   const family = values.family;
   if (family !== 'both' && family !== '4' && family !== '6') throw new Error('--family must be both, 4 or 6');
@@ -411,9 +411,12 @@ function main(): void {
       handle(
         receivedAt,
         (corrupt) => {
-          let body = icmp;
-          body[0] = 0; // echo reply
-          body[1] = 0;
+          // 'unreachable' answers with an ICMP error quoting the request, as a router would.
+          let body = corrupt === 'unreachable' ? Buffer.concat([Buffer.from([3, 13, 0, 0, 0, 0, 0, 0]), buf.subarray(0, ihl + Math.min(icmpLen, 64))]) : icmp;
+          if (corrupt !== 'unreachable') {
+            body[0] = 0; // echo reply
+            body[1] = 0;
+          }
           if (corrupt === 'truncate') body = body.subarray(0, Math.max(8, body.length >> 1));
           if (corrupt === 'identifier') body.writeUInt16BE(body.readUInt16BE(4) ^ 0xffff, 4);
           body.writeUInt16BE(0, 2);
