@@ -6,7 +6,8 @@ import { NodeDiscovery, NodeTable } from './discovery.js';
 import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
 import { RateLimitedLog, type Log } from './log.js';
 import { LatencyMetrics } from './metrics.js';
-import type { Clock, Outcome, Target } from './prober.js';
+import { effectiveIntervalMs, type Clock, type Outcome, type Target } from './prober.js';
+import { selectTargets } from './selection.js';
 import { HttpServer, type Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticTargets } from './targets.js';
 import { Telemetry } from './telemetry.js';
@@ -40,6 +41,7 @@ export class Agent {
     readonly metrics: LatencyMetrics,
     private readonly discovery: NodeDiscovery | undefined,
     private readonly countTargets: () => number,
+    private readonly stopResampling: () => void,
   ) {}
 
   static async start(deps: AgentDeps): Promise<Agent> {
@@ -50,6 +52,7 @@ export class Agent {
       originNode: config.nodeName,
       bucketsSeconds: config.bucketsSeconds,
       withIpFamily: config.addressFamily === 'dual',
+      withZones: config.zoneAttributes,
     });
     const warnings = new RateLimitedLog(log, 60_000, () => clock.now());
     const onResult = (target: Target, outcome: Outcome): void => {
@@ -62,7 +65,14 @@ export class Agent {
     let started: { engine: ProbeEngine; info: EngineInfo };
     try {
       started = await deps.startEngine(
-        { intervalMs: config.probeIntervalMs, timeoutMs: config.probeTimeoutMs, payloadBytes: config.payloadBytes, identifier, cookie: deps.randomBytes(8) },
+        {
+          intervalMs: config.probeIntervalMs,
+          maxProbesPerSecond: config.maxProbesPerSecond,
+          timeoutMs: config.probeTimeoutMs,
+          payloadBytes: config.payloadBytes,
+          identifier,
+          cookie: deps.randomBytes(8),
+        },
         onResult,
       );
     } catch (err) {
@@ -71,18 +81,55 @@ export class Agent {
     }
     const { engine, info } = started;
     for (const m of info.missing) log.warn({ family: m.family, reason: m.reason }, `no IPv${m.family} ICMP socket: IPv${m.family} targets will count as errors`);
-    let targetCount = 0;
-    const setTargets = (targets: Target[]): void => {
-      targetCount = targets.length;
-      engine.setTargets(targets);
-      metrics.retain(new Set(targets.map((t) => t.key)));
-      log.debug({ targets: targets.length }, 'targets updated');
+    // Discovery hands over every candidate; selection (sampling, cap) decides what is probed.
+    let candidates: Target[] = [];
+    let probed = 0;
+    let overCap = 0;
+    let epoch = 0;
+    let originZone: () => string | undefined = () => undefined;
+    const apply = (): void => {
+      const selection = selectTargets(candidates, { origin: config.nodeName, originZone: originZone(), perZone: config.samplePerZone, maxTargets: config.maxTargets }, epoch);
+      if (selection.overCap !== overCap && selection.overCap > 0) {
+        log.warn({ maxTargets: config.maxTargets, overCap: selection.overCap }, 'more targets than MENTAT_MAX_TARGETS: the rest are not probed (see mentat_targets{state="over_cap"})');
+      }
+      const interval = effectiveIntervalMs(config.probeIntervalMs, selection.selected.length, config.maxProbesPerSecond);
+      if (interval !== effectiveIntervalMs(config.probeIntervalMs, probed, config.maxProbesPerSecond) && interval > config.probeIntervalMs) {
+        log.warn({ targets: selection.selected.length, maxPps: config.maxProbesPerSecond, intervalMs: Math.round(interval) }, 'probe budget reached: the interval is stretched (see mentat_probe_interval_seconds)');
+      }
+      overCap = selection.overCap;
+      probed = selection.selected.length;
+      engine.setTargets(selection.selected);
+      metrics.retain(new Set(selection.selected.map((t) => t.key)));
+      log.debug({ candidates: candidates.length, targets: probed, overCap }, 'targets updated');
     };
+    const setTargets = (targets: Target[]): void => {
+      candidates = targets;
+      metrics.setOriginZone(originZone());
+      apply();
+    };
+    let resampleTimer: unknown;
+    const resample = (): void => {
+      epoch++;
+      apply();
+      resampleTimer = clock.setTimer(resample, config.resampleIntervalMs);
+    };
+    if (config.samplePerZone > 0) resampleTimer = clock.setTimer(resample, config.resampleIntervalMs);
+
+    telemetry.meter
+      .createObservableGauge('mentat_targets', { description: 'Targets known to this agent: probed, or over_cap (left out by MENTAT_MAX_TARGETS)' })
+      .addCallback((result) => {
+        result.observe(probed, { state: 'probed' });
+        result.observe(overCap, { state: 'over_cap' });
+      });
+    telemetry.meter
+      .createObservableGauge('mentat_probe_interval_seconds', { description: 'The interval each target is probed at, after the MENTAT_MAX_PPS budget', unit: 's' })
+      .addCallback((result) => result.observe(effectiveIntervalMs(config.probeIntervalMs, probed, config.maxProbesPerSecond) / 1000));
 
     let discovery: NodeDiscovery | undefined;
     let readiness: () => Readiness;
     if (deps.kubeConfig) {
       const table = new NodeTable(config.addressFamily, config.nodeName, config.probeSelf);
+      originZone = () => table.selfZone;
       discovery = new NodeDiscovery({ kubeConfig: deps.kubeConfig, table, onTargets: setTargets, log, warnings, delay: deps.delay });
       const d = discovery;
       readiness = () => (d.synced ? { ready: true, reason: '' } : { ready: false, reason: `node list not synced yet from ${d.server}` });
@@ -118,7 +165,10 @@ export class Agent {
       },
       'mentat started',
     );
-    return new Agent(deps, port, engine, telemetry, server, metrics, discovery, () => targetCount);
+    const stopResampling = () => {
+      if (resampleTimer !== undefined) clock.clearTimer(resampleTimer);
+    };
+    return new Agent(deps, port, engine, telemetry, server, metrics, discovery, () => probed, stopResampling);
   }
 
   get targetCount(): number {
@@ -132,6 +182,7 @@ export class Agent {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await this.discovery?.stop().catch(() => {});
+      this.stopResampling();
       await this.engine.stop();
       await this.telemetry.shutdown();
       await this.server.close();

@@ -11,6 +11,7 @@ export type DiscoveryMode = 'auto' | 'kubernetes' | 'static';
 export type AddressFamilyPolicy = 'first' | 'ipv4' | 'ipv6' | 'dual';
 export type IcmpMode = 'auto' | 'raw' | 'dgram';
 export type OtlpProtocol = 'http/protobuf' | 'grpc';
+export type OtlpHistogram = 'explicit' | 'exponential';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface OtlpConfig {
@@ -20,6 +21,8 @@ export interface OtlpConfig {
   readonly signalSpecific: boolean;
   readonly protocol: OtlpProtocol;
   readonly exportIntervalMs: number;
+  /** Base-2 exponential histograms give precise quantiles with far fewer series than explicit buckets. */
+  readonly histogram: OtlpHistogram;
 }
 
 /** The validated, frozen configuration the agent runs with. */
@@ -37,6 +40,15 @@ export interface Config {
   readonly metricsHost: string;
   readonly metricsPort: number;
   readonly bucketsSeconds: readonly number[];
+  /** Global packet budget; the interval stretches beyond it. 0: none. */
+  readonly maxProbesPerSecond: number;
+  /** Hard cap on probed (and exported) targets. */
+  readonly maxTargets: number;
+  /** Add origin_zone and destination_zone from topology.kubernetes.io/zone. */
+  readonly zoneAttributes: boolean;
+  /** Nodes probed per other zone (0: all); the own zone is always probed in full. */
+  readonly samplePerZone: number;
+  readonly resampleIntervalMs: number;
   readonly logLevel: LogLevel;
   readonly otlp: OtlpConfig | undefined;
 }
@@ -143,6 +155,12 @@ const SCHEMA = {
   metrics_host: { doc: 'Address the HTTP server binds to', default: '0.0.0.0', format: (v: unknown) => { if (isIP(String(v)) === 0) throw new Error('must be an IP address such as 0.0.0.0, :: or 127.0.0.1'); } },
   metrics_port: { doc: 'Port of /metrics, /healthz and /readyz', default: '2112', format: (v: unknown) => { const n = Number(v); if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error('must be a port number from 0 to 65535'); } },
   buckets: { doc: 'Histogram bucket boundaries in seconds', default: DEFAULT_BUCKETS_SECONDS.join(','), format: checked(parseBuckets) },
+  max_pps: { doc: 'Most probes per second in all; with more targets the interval stretches (0: no limit)', default: '0', format: (v: unknown) => { const n = Number(v); if (!Number.isInteger(n) || n < 0 || n > 1_000_000) throw new Error('must be a whole number from 0 (no limit) to 1000000'); } },
+  max_targets: { doc: 'Most targets probed and exported; the rest are counted in mentat_targets{state="over_cap"}', default: '10000', format: positiveInt(100_000) },
+  zone_attributes: { doc: 'Add origin_zone and destination_zone from the topology.kubernetes.io/zone label', default: 'false', format: booleanText },
+  sample_per_zone: { doc: 'Probe every node of the own zone and this many of each other zone, rotating (0: all nodes)', default: '0', format: (v: unknown) => { const n = Number(v); if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new Error('must be a whole number from 0 (all nodes) to 100000'); } },
+  resample_interval: { doc: 'How often the sampled nodes of other zones rotate', default: '10m', format: checked(parseDurationMs) },
+  otlp_histogram: { doc: 'OTLP histogram kind: explicit (the buckets) or exponential (base-2, precise quantiles)', default: 'explicit', format: isOneOf(['explicit', 'exponential']) },
   log_level: { doc: 'Log level', default: 'info', format: isOneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) },
   otlp_endpoint: { doc: 'OTLP base endpoint; setting it turns OTLP push on', default: '', env: 'OTEL_EXPORTER_OTLP_ENDPOINT', format: url },
   otlp_metrics_endpoint: { doc: 'OTLP metrics endpoint, used as is; setting it turns OTLP push on', default: '', env: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', format: url },
@@ -225,6 +243,7 @@ export function loadConfig(input: LoadInput): Loaded {
   if (probeTimeoutMs > probeIntervalMs) {
     throw new ConfigError(`${describe('probe_timeout')} (${raw.probe_timeout}) must not exceed ${describe('probe_interval')} (${raw.probe_interval}): a probe must end before the next one to the same target starts`);
   }
+  if (parseDurationMs(raw.resample_interval) < 1000) throw new ConfigError(`${describe('resample_interval')} must be at least 1s; got ${raw.resample_interval}`);
   const payloadBytes = Number(raw.payload_size);
   if (payloadBytes < 8) throw new ConfigError(`${describe('payload_size')} must be at least 8 (the cookie that replies must carry); got ${payloadBytes}`);
 
@@ -241,6 +260,7 @@ export function loadConfig(input: LoadInput): Loaded {
         signalSpecific: raw.otlp_metrics_endpoint !== '',
         protocol: raw.otlp_protocol as OtlpProtocol,
         exportIntervalMs: Number(raw.otlp_export_interval),
+        histogram: raw.otlp_histogram as OtlpHistogram,
       }
     : undefined;
 
@@ -266,6 +286,11 @@ export function loadConfig(input: LoadInput): Loaded {
     metricsHost: raw.metrics_host,
     metricsPort: Number(raw.metrics_port),
     bucketsSeconds: Object.freeze(parseBuckets(raw.buckets)),
+    maxProbesPerSecond: Number(raw.max_pps),
+    maxTargets: Number(raw.max_targets),
+    zoneAttributes: String(raw.zone_attributes) === 'true',
+    samplePerZone: Number(raw.sample_per_zone),
+    resampleIntervalMs: parseDurationMs(raw.resample_interval),
     logLevel: raw.log_level as LogLevel,
     otlp: otlp && Object.freeze(otlp),
   };

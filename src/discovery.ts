@@ -2,12 +2,14 @@ import { CoreV1Api, KubeConfig, ListWatch, Watch, type V1Node, type V1NodeList }
 import type { AddressFamilyPolicy } from './config.js';
 import type { Log, RateLimitedLog } from './log.js';
 import type { Target } from './prober.js';
-import { targetsForNode, type NodeLike } from './targets.js';
+import { targetsForNode, zoneOf, type NodeLike } from './targets.js';
 
 /** The node set as targets: pure bookkeeping, fed by informer events. */
 export class NodeTable {
   private readonly byNode = new Map<string, Target[]>();
   private readonly problems = new Map<string, string>();
+  /** This node's zone, read from its own Node object. */
+  selfZone: string | undefined;
 
   constructor(
     private readonly policy: AddressFamilyPolicy,
@@ -23,6 +25,7 @@ export class NodeTable {
    */
   upsert(node: NodeLike): string | undefined {
     const name = node.metadata?.name;
+    if (name === this.self) this.selfZone = zoneOf(node);
     const result = targetsForNode(node, this.policy);
     if (!result.ok) {
       if (typeof name === 'string') this.byNode.delete(name);

@@ -22,6 +22,7 @@ export interface EngineInfo {
 
 export interface ProbeSettings {
   readonly intervalMs: number;
+  readonly maxProbesPerSecond: number;
   readonly timeoutMs: number;
   readonly payloadBytes: number;
   readonly identifier: number;

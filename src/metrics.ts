@@ -25,16 +25,36 @@ export interface LatencyMetricsOptions {
   readonly bucketsSeconds: readonly number[];
   /** Adds ip_family, for when a node is probed on both of its addresses. */
   readonly withIpFamily: boolean;
+  /** Adds origin_zone and destination_zone. */
+  readonly withZones?: boolean;
 }
+
+const UNKNOWN_ZONE = 'unknown';
 
 /** Turns probe outcomes into node_latency and node_latency_probes, one set of series per target. */
 export class LatencyMetrics {
   private readonly series = new Map<string, Series>();
+  private originZone = UNKNOWN_ZONE;
 
   constructor(private readonly options: LatencyMetricsOptions) {}
 
+  /** The own node's zone; a change re-labels every series (they restart from zero). */
+  setOriginZone(zone: string | undefined): void {
+    const next = zone ?? UNKNOWN_ZONE;
+    if (!this.options.withZones || next === this.originZone) return;
+    this.originZone = next;
+    this.retain(new Set());
+  }
+
   record(target: Target, outcome: Outcome): void {
-    const series = this.series.get(target.key) ?? this.open(target);
+    let series = this.series.get(target.key);
+    // A node whose zone label changed gets new series rather than mislabelled ones.
+    if (series && this.options.withZones && series.attributes['destination_zone'] !== (target.zone ?? UNKNOWN_ZONE)) {
+      this.series.delete(target.key);
+      this.options.pool.release(target.key);
+      series = undefined;
+    }
+    series ??= this.open(target);
     if (outcome.kind === 'success') {
       series.latency.record(outcome.rttSeconds, series.attributes);
       series.probes.add(1, series.success);
@@ -60,6 +80,10 @@ export class LatencyMetrics {
     const meter = this.options.pool.acquire(target.key);
     const attributes: Attributes = { origin_node: this.options.originNode, destination_node: target.name };
     if (this.options.withIpFamily) attributes['ip_family'] = target.family === 4 ? 'ipv4' : 'ipv6';
+    if (this.options.withZones) {
+      attributes['origin_zone'] = this.originZone;
+      attributes['destination_zone'] = target.zone ?? UNKNOWN_ZONE;
+    }
     const series: Series = {
       latency: meter.createHistogram(LATENCY_METRIC, {
         description: 'Round-trip time of ICMP echo from origin_node to destination_node',

@@ -8,6 +8,8 @@ export interface Target {
   readonly name: string;
   readonly address: string;
   readonly family: Family;
+  /** topology.kubernetes.io/zone of the node, when known. */
+  readonly zone?: string;
 }
 
 /** A timeout is data (loss), not an exception. */
@@ -24,8 +26,19 @@ export interface Clock {
   clearTimer(handle: unknown): void;
 }
 
+/**
+ * The interval the prober really runs at: the configured one, stretched so that
+ * `targets` probes per interval stay within `maxPerSecond` (0: no budget).
+ */
+export function effectiveIntervalMs(intervalMs: number, targets: number, maxPerSecond: number): number {
+  if (maxPerSecond <= 0) return intervalMs;
+  return Math.max(intervalMs, (targets * 1000) / maxPerSecond);
+}
+
 export interface ProberOptions {
   readonly intervalMs: number;
+  /** Global packet budget; 0 for none. */
+  readonly maxProbesPerSecond?: number;
   readonly timeoutMs: number;
   readonly payloadBytes: number;
   /** Random per agent: replies to other processes' pings carry another one. */
@@ -89,6 +102,7 @@ export class Prober {
   private expiryHead = 0;
   private nextSequence = 0;
   private added = 0;
+  private intervalMs: number;
   private timer: unknown;
   private timerDue = Infinity;
   private stopping = false;
@@ -97,6 +111,7 @@ export class Prober {
 
   constructor(private readonly options: ProberOptions) {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
+    this.intervalMs = options.intervalMs;
     for (const socket of options.sockets.values()) {
       socket.onMessage((packet, source, receivedAt) => this.onPacket(socket, packet, source, receivedAt));
       socket.onIcmpError?.((quoted, destination, reason, offender, receivedAt) => {
@@ -114,22 +129,24 @@ export class Prober {
   setTargets(targets: Iterable<Target>): void {
     if (this.stopping) return;
     const now = this.options.clock.now();
-    const seen = new Set<string>();
-    for (const target of targets) {
-      seen.add(target.key);
-      const slot = this.slots.get(target.key);
+    const next = new Map<string, Target>();
+    for (const target of targets) next.set(target.key, target);
+    // Decide the interval first, so new targets' phases spread over the interval they will run at.
+    this.intervalMs = effectiveIntervalMs(this.options.intervalMs, next.size, this.options.maxProbesPerSecond ?? 0);
+    for (const [key, slot] of this.slots) {
+      if (next.has(key)) continue;
+      slot.active = false;
+      this.slots.delete(key);
+    }
+    for (const [key, target] of next) {
+      const slot = this.slots.get(key);
       if (slot) {
         slot.target = target;
         continue;
       }
-      const fresh: Slot = { due: now + phaseOf(this.added++) * this.options.intervalMs, target, active: true };
-      this.slots.set(target.key, fresh);
+      const fresh: Slot = { due: now + phaseOf(this.added++) * this.intervalMs, target, active: true };
+      this.slots.set(key, fresh);
       this.schedule.push(fresh);
-    }
-    for (const [key, slot] of this.slots) {
-      if (seen.has(key)) continue;
-      slot.active = false;
-      this.slots.delete(key);
     }
     // A removed target's probes in flight end silently: its series are going away.
     for (const [sequence, probe] of this.inFlight) {
@@ -143,6 +160,11 @@ export class Prober {
 
   get targetCount(): number {
     return this.slots.size;
+  }
+
+  /** The interval after the packet budget: longer than configured when there are too many targets. */
+  get currentIntervalMs(): number {
+    return this.intervalMs;
   }
 
   /** Stops sending; resolves once every probe in flight has a reply or has timed out. */
@@ -201,8 +223,8 @@ export class Prober {
       if (!slot.active) continue;
       this.send(slot, now);
       // Keep the phase: the next probe is one interval after this one was due, not after it ran.
-      slot.due += this.options.intervalMs;
-      if (slot.due <= now) slot.due = now + this.options.intervalMs;
+      slot.due += this.intervalMs;
+      if (slot.due <= now) slot.due = now + this.intervalMs;
       this.schedule.push(slot);
     }
     if (this.stopping && this.inFlight.size === 0) {

@@ -3,6 +3,8 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import {
   AggregationTemporality,
+  AggregationType,
+  InstrumentType,
   MeterProvider,
   MetricReader,
   PeriodicExportingMetricReader,
@@ -23,7 +25,17 @@ class PullReader extends MetricReader {
 interface Destination {
   readonly provider: MeterProvider;
   readonly reader: PullReader;
+  /** A second reader with base-2 exponential histograms, for OTLP when asked for. */
+  readonly exponential: PullReader | undefined;
   readonly meter: Meter;
+}
+
+/** Base-2 exponential histograms for the latency histogram; everything else as usual. */
+function exponentialReader(): PullReader {
+  return new PullReader({
+    aggregationSelector: (type) =>
+      type === InstrumentType.HISTOGRAM ? { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: 160 } } : { type: AggregationType.DEFAULT },
+  });
 }
 
 const EMPTY_RESOURCE = resourceFromAttributes({});
@@ -55,15 +67,19 @@ export function mergeScopeMetrics(parts: readonly ScopeMetrics[]): ScopeMetrics[
 export class DestinationMeters implements MetricProducer {
   private readonly destinations = new Map<string, Destination>();
 
-  constructor(private readonly meterName: string) {}
+  constructor(
+    private readonly meterName: string,
+    private readonly withExponential = false,
+  ) {}
 
   /** The Meter that records for one destination; the same one until it is released. */
   acquire(key: string): Meter {
     let destination = this.destinations.get(key);
     if (!destination) {
       const reader = new PullReader();
-      const provider = new MeterProvider({ resource: EMPTY_RESOURCE, readers: [reader] });
-      destination = { provider, reader, meter: provider.getMeter(this.meterName) };
+      const exponential = this.withExponential ? exponentialReader() : undefined;
+      const provider = new MeterProvider({ resource: EMPTY_RESOURCE, readers: exponential ? [reader, exponential] : [reader] });
+      destination = { provider, reader, exponential, meter: provider.getMeter(this.meterName) };
       this.destinations.set(key, destination);
     }
     return destination.meter;
@@ -84,7 +100,14 @@ export class DestinationMeters implements MetricProducer {
   }
 
   async collect(): Promise<CollectionResult> {
-    const results = await Promise.all([...this.destinations.values()].map((d) => d.reader.collect()));
+    return this.collectFrom((d) => d.reader);
+  }
+
+  /** The same destinations seen through their exponential readers (falls back to the explicit one). */
+  readonly exponentialProducer: MetricProducer = { collect: () => this.collectFrom((d) => d.exponential ?? d.reader) };
+
+  private async collectFrom(pick: (d: Destination) => PullReader): Promise<CollectionResult> {
+    const results = await Promise.all([...this.destinations.values()].map((d) => pick(d).collect()));
     return {
       resourceMetrics: { resource: EMPTY_RESOURCE, scopeMetrics: mergeScopeMetrics(results.flatMap((r) => r.resourceMetrics.scopeMetrics)) },
       errors: results.flatMap((r) => r.errors),
@@ -129,7 +152,8 @@ export class Telemetry {
   private closed: Promise<void> | undefined;
 
   private constructor(options: TelemetryOptions, otlpExporter: PushMetricExporter | undefined) {
-    this.destinations = new DestinationMeters(options.meterName);
+    const exponential = options.otlp?.histogram === 'exponential';
+    this.destinations = new DestinationMeters(options.meterName, exponential && otlpExporter !== undefined);
     this.prometheus = new PrometheusExporter({ preventServerStart: true, metricProducers: [this.destinations] });
     const readers: MetricReader[] = [this.prometheus];
     if (otlpExporter) {
@@ -138,7 +162,7 @@ export class Telemetry {
           exporter: otlpExporter,
           exportIntervalMillis: options.otlp?.exportIntervalMs ?? 60_000,
           exportTimeoutMillis: Math.min(30_000, options.otlp?.exportIntervalMs ?? 30_000),
-          metricProducers: [this.destinations],
+          metricProducers: [exponential ? this.destinations.exponentialProducer : this.destinations],
         }),
       );
     }

@@ -47,9 +47,9 @@ test('durations take explicit units', () => {
 
 test('OTLP turns on with the standard variables', () => {
   const base = load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).config.otlp;
-  assert.deepEqual(base, { endpoint: 'http://collector:4318', signalSpecific: false, protocol: 'http/protobuf', exportIntervalMs: 60000 });
+  assert.deepEqual(base, { endpoint: 'http://collector:4318', signalSpecific: false, protocol: 'http/protobuf', exportIntervalMs: 60000, histogram: 'explicit' });
   const specific = load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://a:4318', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://b:4318/v1/metrics', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_METRIC_EXPORT_INTERVAL: '5000' }).config.otlp;
-  assert.deepEqual(specific, { endpoint: 'http://b:4318/v1/metrics', signalSpecific: true, protocol: 'grpc', exportIntervalMs: 5000 });
+  assert.deepEqual(specific, { endpoint: 'http://b:4318/v1/metrics', signalSpecific: true, protocol: 'grpc', exportIntervalMs: 5000, histogram: 'explicit' });
 });
 
 test('unknown MENTAT_ variables are warned about', () => {
