@@ -20,6 +20,8 @@ export interface AgentDeps {
   readonly startEngine: (settings: ProbeSettings, onResult: (target: Target, outcome: Outcome) => void) => Promise<{ engine: ProbeEngine; info: EngineInfo }>;
   /** Present when nodes come from Kubernetes; absent for static targets. */
   readonly kubeConfig?: KubeConfig | undefined;
+  /** Named in permission errors, e.g. system:serviceaccount:monitoring:mentat. */
+  readonly serviceAccount?: string | undefined;
   readonly resource: Resource;
   readonly randomBytes: (n: number) => Uint8Array;
   readonly delay: (ms: number) => Promise<void>;
@@ -130,7 +132,15 @@ export class Agent {
     if (deps.kubeConfig) {
       const table = new NodeTable(config.addressFamily, config.nodeName, config.probeSelf);
       originZone = () => table.selfZone;
-      discovery = new NodeDiscovery({ kubeConfig: deps.kubeConfig, table, onTargets: setTargets, log, warnings, delay: deps.delay });
+      discovery = new NodeDiscovery({
+        kubeConfig: deps.kubeConfig,
+        table,
+        onTargets: setTargets,
+        log,
+        warnings,
+        delay: deps.delay,
+        ...(deps.serviceAccount ? { serviceAccount: deps.serviceAccount } : {}),
+      });
       const d = discovery;
       readiness = () => (d.synced ? { ready: true, reason: '' } : { ready: false, reason: `node list not synced yet from ${d.server}` });
     } else {

@@ -4,7 +4,7 @@ import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { setGlobalErrorHandler } from '@opentelemetry/core';
 import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +16,17 @@ import { InProcessEngine, startEngine, WorkerEngine } from './engine.js';
 import { openIcmpSockets } from './icmp/open.js';
 import { RateLimitedLog } from './log.js';
 import type { Clock } from './prober.js';
+
+/** The service account a pod runs as, from its token's `sub` claim, to name in permission errors. */
+function serviceAccountName(): string | undefined {
+  try {
+    const token = readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/token', 'utf8');
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: unknown };
+    return typeof claims.sub === 'string' ? claims.sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 const EXIT_CONFIG = 2;
 const EXIT_FAILURE = 1;
@@ -105,6 +116,7 @@ async function main(): Promise<void> {
           raw: () => new InProcessEngine(settings, () => openIcmpSockets('raw', clock.now), clock, onResult),
         }),
       kubeConfig,
+      serviceAccount: kubeConfig ? serviceAccountName() : undefined,
       resource,
       randomBytes: (n) => randomBytes(n),
       delay: (ms) => sleep(ms, undefined, { ref: false }),
