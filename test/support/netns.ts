@@ -440,7 +440,7 @@ class ClusterImpl implements Cluster {
       for (const c of kids) killGroup(c, 'SIGTERM');
       // Give them a moment to exit cleanly (responders print stats), then force.
       await Promise.race([
-        Promise.all(kids.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : once(c, 'exit')))),
+        Promise.all(kids.map((c) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : once(c, 'exit')))),
         new Promise((res) => setTimeout(res, 1000)),
       ]);
       for (const c of kids) if (c.exitCode === null && c.signalCode === null) killGroup(c, 'SIGKILL');
