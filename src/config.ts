@@ -152,7 +152,7 @@ const SCHEMA = {
   probe_self: { doc: 'Also probe this node itself', default: 'false', format: booleanText },
   address_family: { doc: 'Which node address to probe: first, ipv4, ipv6, or dual (both, with an ip_family attribute)', default: 'first', format: isOneOf(['first', 'ipv4', 'ipv6', 'dual']) },
   icmp_mode: { doc: 'ICMP socket: raw (needs CAP_NET_RAW), dgram (unprivileged, needs net.ipv4.ping_group_range), auto', default: 'auto', format: isOneOf(['auto', 'raw', 'dgram']) },
-  metrics_host: { doc: 'Address the HTTP server binds to', default: '0.0.0.0', format: (v: unknown) => { if (isIP(String(v)) === 0) throw new Error('must be an IP address such as 0.0.0.0, :: or 127.0.0.1'); } },
+  metrics_host: { doc: 'Address the HTTP server binds to (:: takes IPv4 too, and falls back to 0.0.0.0 without IPv6)', default: '::', format: (v: unknown) => { if (isIP(String(v)) === 0) throw new Error('must be an IP address such as 0.0.0.0, :: or 127.0.0.1'); } },
   metrics_port: { doc: 'Port of /metrics, /healthz and /readyz', default: '2112', format: (v: unknown) => { const n = Number(v); if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error('must be a port number from 0 to 65535'); } },
   buckets: { doc: 'Histogram bucket boundaries in seconds', default: DEFAULT_BUCKETS_SECONDS.join(','), format: checked(parseBuckets) },
   max_pps: { doc: 'Most probes per second in all; with more targets the interval stretches (0: no limit)', default: '0', format: (v: unknown) => { const n = Number(v); if (!Number.isInteger(n) || n < 0 || n > 1_000_000) throw new Error('must be a whole number from 0 (no limit) to 1000000'); } },
@@ -221,8 +221,20 @@ export function loadConfig(input: LoadInput): Loaded {
   for (const key of Object.keys(SCHEMA) as Key[]) {
     schema[key] = { ...SCHEMA[key], env: envName(key), arg: flagName(key) };
   }
+  const warnings: string[] = [];
   // convict ignores empty strings poorly: an exported-but-empty variable means "unset".
-  const env = Object.fromEntries(Object.entries(input.env).filter(([, v]) => v !== undefined && v !== ''));
+  // Kubernetes injects service links (a Service "mentat-metrics" gives MENTAT_METRICS_PORT=tcp://...):
+  // those are not settings, so they are skipped rather than stopping start-up.
+  const env = Object.fromEntries(
+    Object.entries(input.env).filter(([name, v]) => {
+      if (v === undefined || v === '') return false;
+      if (name.startsWith('MENTAT_') && /^(tcp|udp|sctp):\/\//.test(v)) {
+        warnings.push(`${name}=${v} looks like a Kubernetes service link, not a setting, and is ignored; set enableServiceLinks: false in the pod`);
+        return false;
+      }
+      return true;
+    }),
+  );
   let raw: Record<Key, string>;
   try {
     const c = convict(schema, { env, args: [...input.argv] });
@@ -264,10 +276,9 @@ export function loadConfig(input: LoadInput): Loaded {
       }
     : undefined;
 
-  const warnings: string[] = [];
   const knownEnv = new Set((Object.keys(SCHEMA) as Key[]).map(envName));
   for (const name of Object.keys(env)) {
-    if (name.startsWith('MENTAT_') && !knownEnv.has(name)) {
+    if (name.startsWith('MENTAT_') && !knownEnv.has(name) && !/_SERVICE_(HOST|PORT)|_PORT(_\d+_(TCP|UDP|SCTP))?(_|$)/.test(name)) {
       warnings.push(`unknown setting ${name} is ignored; run with --help to list the settings`);
     }
   }

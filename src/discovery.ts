@@ -75,7 +75,7 @@ export function explainApiError(err: unknown, server: string, serviceAccount: st
     return `the API server at ${server} rejected the credentials (401 Unauthorized): check the service account token or the kubeconfig user`;
   }
   if (status === 403) {
-    return `the API server at ${server} refused to list or watch nodes (403 Forbidden): grant ${serviceAccount} get, list and watch on "nodes" with a ClusterRole and ClusterRoleBinding (see deploy/rbac.yaml)`;
+    return `the API server at ${server} refused to list or watch nodes (403 Forbidden): grant ${serviceAccount} get, list and watch on "nodes" with a ClusterRole and ClusterRoleBinding (see deploy/base/rbac.yaml)`;
   }
   const detail = e?.cause?.message ?? e?.cause?.code ?? String(e?.message ?? err).split('\n')[0];
   if (status !== undefined) return `the API server at ${server} answered ${status} (${detail}); retrying`;

@@ -196,7 +196,7 @@ export async function startEngine(mode: IcmpMode, choice: EngineChoice): Promise
       if ((dgramError as Error).name === 'IcmpPermissionError' && (rawError as Error).name === 'IcmpPermissionError') {
         throw new IcmpPermissionError(
           'no ICMP socket is allowed: let the process group send unprivileged ICMP (net.ipv4.ping_group_range; ' +
-            'Kubernetes: the pod sysctl in deploy/daemonset.yaml) or run as root with CAP_NET_RAW. ' +
+            'Kubernetes: the pod sysctl in deploy/base/daemonset.yaml) or run as root with CAP_NET_RAW. ' +
             `Datagram: ${(dgramError as Error).message}. Raw: ${(rawError as Error).message}`,
           { cause: rawError },
         );

@@ -61,15 +61,25 @@ export class HttpServer {
     }
   }
 
-  /** Resolves with the bound port (useful with port 0). */
-  listen(): Promise<number> {
+  /** Resolves with the bound port (useful with port 0); `::` falls back to 0.0.0.0 on hosts without IPv6. */
+  async listen(): Promise<number> {
+    try {
+      return await this.listenOn(this.options.host);
+    } catch (err) {
+      const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (this.options.host !== '::' || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw err;
+      return this.listenOn('0.0.0.0');
+    }
+  }
+
+  private listenOn(host: string): Promise<number> {
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
         const hint = err.code === 'EADDRINUSE' ? `: another process uses port ${this.options.port}; set MENTAT_METRICS_PORT` : '';
-        reject(new Error(`cannot listen on ${this.options.host}:${this.options.port} (${err.code ?? err.message})${hint}`, { cause: err }));
+        reject(new Error(`cannot listen on ${host}:${this.options.port} (${err.code ?? err.message})${hint}`, { cause: err }));
       };
       this.server.once('error', onError);
-      this.server.listen(this.options.port, this.options.host, () => {
+      this.server.listen(this.options.port, host, () => {
         this.server.off('error', onError);
         resolve((this.server.address() as AddressInfo).port);
       });

@@ -12,7 +12,7 @@ test('defaults need no configuration', () => {
     probeIntervalMs: 1000,
     probeTimeoutMs: 1000,
     metricsPort: 2112,
-    metricsHost: '0.0.0.0',
+    metricsHost: '::',
     payloadBytes: 56,
     probeSelf: false,
     addressFamily: 'first',
@@ -54,6 +54,19 @@ test('OTLP turns on with the standard variables', () => {
 
 test('unknown MENTAT_ variables are warned about', () => {
   assert.deepEqual(load({ MENTAT_PROBE_INTERVALL: '1s' }).warnings, ['unknown setting MENTAT_PROBE_INTERVALL is ignored; run with --help to list the settings']);
+});
+
+test('Kubernetes service links are not settings: skipped with a hint, never a start-up failure', () => {
+  const { config, warnings } = load({
+    MENTAT_METRICS_PORT: 'tcp://10.96.0.12:2112',
+    MENTAT_METRICS_SERVICE_HOST: '10.96.0.12',
+    MENTAT_METRICS_SERVICE_PORT: '2112',
+    MENTAT_METRICS_PORT_2112_TCP: 'tcp://10.96.0.12:2112',
+    MENTAT_METRICS_PORT_2112_TCP_ADDR: '10.96.0.12',
+  });
+  assert.equal(config.metricsPort, 2112);
+  assert.equal(warnings.length, 2);
+  assert.match(warnings[0]!, /MENTAT_METRICS_PORT=tcp:\/\/10\.96\.0\.12:2112 looks like a Kubernetes service link/);
 });
 
 const bad: Array<[string, Record<string, string>, string[], string]> = [
