@@ -58,10 +58,12 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-/** 50 µs to 1 s in 1-2.5-5 steps: loopback and same-rack RTTs land in distinct buckets, and timeouts cap at 1 s. */
-export const DEFAULT_BUCKETS_SECONDS: readonly number[] = [
-  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-];
+/**
+ * 100 µs to 500 ms in 1-2.5-5 steps: 12 boundaries, 18 series per destination in all. Same-zone
+ * (0.1-0.5 ms), cross-zone (0.5-2.5 ms) and cross-region RTTs land in distinct buckets; each
+ * boundary more is 5000 more series on an agent of a 5000-node cluster.
+ */
+export const DEFAULT_BUCKETS_SECONDS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5];
 
 const DURATION = /^(\d+(?:\.\d+)?)(us|µs|ms|s|m)$/;
 const UNIT_MS: Record<string, number> = { us: 0.001, µs: 0.001, ms: 1, s: 1000, m: 60_000 };

@@ -20,13 +20,13 @@ async function seriesOf(telemetry: Telemetry) {
   return parseExposition(new PrometheusSerializer().serialize(resourceMetrics)).filter((s) => s.name.startsWith('node_latency'));
 }
 
-test('default buckets: 20 series per destination (17 histogram + 3 probe counters)', async () => {
+test('default buckets: 18 series per destination (15 histogram + 3 probe counters)', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
   const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: DEFAULT_BUCKETS_SECONDS, withIpFamily: false });
   for (let i = 0; i < 10; i++) metrics.record(node(`n${i}`), { kind: 'success', rttSeconds: 0.001 });
   const series = await seriesOf(telemetry);
-  assert.equal(DEFAULT_BUCKETS_SECONDS.length, 14);
-  assert.equal(series.length, 10 * 20);
+  assert.equal(DEFAULT_BUCKETS_SECONDS.length, 12);
+  assert.equal(series.length, 10 * 18);
   await telemetry.shutdown();
 });
 
@@ -114,7 +114,7 @@ test('OTLP exponential histograms: one data point per destination instead of one
   for (const rtt of [0.0001, 0.0002, 0.0004, 0.003]) metrics.record(node('a'), { kind: 'success', rttSeconds: rtt });
   metrics.record(node('b'), { kind: 'success', rttSeconds: 0.001 });
   // Prometheus keeps its explicit buckets.
-  assert.equal((await seriesOf(telemetry)).filter((s) => s.name === 'node_latency_bucket').length, 2 * 15);
+  assert.equal((await seriesOf(telemetry)).filter((s) => s.name === 'node_latency_bucket').length, 2 * 13);
   await telemetry.shutdown();
   const latency = exporter
     .getMetrics()

@@ -10,7 +10,8 @@ const target = (name: string): Target => ({ key: name, name, address: '198.18.0.
 
 async function exposition(telemetry: Telemetry): Promise<string> {
   const { resourceMetrics } = await telemetry.prometheus.collect();
-  return new PrometheusSerializer().serialize(resourceMetrics);
+  // As the agent's exporter serializes: withoutScopeInfo.
+  return new PrometheusSerializer(undefined, false, undefined, false, true).serialize(resourceMetrics);
 }
 
 function value(text: string, series: string): number | undefined {
@@ -29,14 +30,14 @@ test('node_latency is a seconds histogram with the configured buckets; probes co
   assert.match(text, /# UNIT node_latency s/);
   assert.match(text, /# TYPE node_latency histogram/);
   assert.equal(text.match(/# TYPE node_latency histogram/g)!.length, 1, 'one family header for all destinations');
-  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",otel_scope_name="mentat",le="0.001"}'), 1);
-  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",otel_scope_name="mentat",le="0.01"}'), 2);
-  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a",otel_scope_name="mentat"}'), 2);
-  assert.ok(Math.abs(value(text, 'node_latency_sum{origin_node="o",destination_node="a",otel_scope_name="mentat"}')! - 0.0055) < 1e-12);
-  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",result="timeout",otel_scope_name="mentat"}'), 1);
-  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",result="success",otel_scope_name="mentat"}'), 2);
-  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",result="error",otel_scope_name="mentat"}'), 1);
-  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",result="timeout",otel_scope_name="mentat"}'), 0, 'zero from the start');
+  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",le="0.001"}'), 1);
+  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",le="0.01"}'), 2);
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a"}'), 2);
+  assert.ok(Math.abs(value(text, 'node_latency_sum{origin_node="o",destination_node="a"}')! - 0.0055) < 1e-12);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",result="timeout"}'), 1);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",result="success"}'), 2);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",result="error"}'), 1);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",result="timeout"}'), 0, 'zero from the start');
   await telemetry.shutdown();
 });
 
@@ -48,13 +49,13 @@ test('a released destination leaves the exposition while the others keep countin
   metrics.record(target('a'), { kind: 'success', rttSeconds: 0.0001 });
   const text = await exposition(telemetry);
   assert.doesNotMatch(text, /destination_node="b"/);
-  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a",otel_scope_name="mentat"}'), 2, 'a kept its count');
-  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="c",otel_scope_name="mentat"}'), 1);
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a"}'), 2, 'a kept its count');
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="c"}'), 1);
   assert.equal(telemetry.destinations.size, 2);
   // A node that comes back starts fresh.
   metrics.record(target('b'), { kind: 'timeout' });
   const again = await exposition(telemetry);
-  assert.equal(value(again, 'node_latency_probes_total{origin_node="o",destination_node="b",result="timeout",otel_scope_name="mentat"}'), 1);
+  assert.equal(value(again, 'node_latency_probes_total{origin_node="o",destination_node="b",result="timeout"}'), 1);
   await telemetry.shutdown();
 });
 
@@ -62,7 +63,7 @@ test('dual-stack series carry ip_family', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
   const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: true });
   metrics.record({ key: 'n/ipv6', name: 'n', address: 'fd00::1', family: 6 }, { kind: 'success', rttSeconds: 0.0001 });
-  assert.match(await exposition(telemetry), /node_latency_count\{origin_node="o",destination_node="n",ip_family="ipv6",otel_scope_name="mentat"\} 1/);
+  assert.match(await exposition(telemetry), /node_latency_count\{origin_node="o",destination_node="n",ip_family="ipv6"\} 1/);
   await telemetry.shutdown();
 });
 

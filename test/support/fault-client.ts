@@ -1,0 +1,301 @@
+/**
+ * The test side of fault-control.ts, plus launchers for the built agent (inside a namespace or
+ * in the test's own namespace on the loopback) that keep stdout and stderr apart and can read the
+ * agent's memory. Used by test/e2e/faults.test.ts, test/faults-unit.test.ts and bench/soak.ts.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { MAIN, REPO } from './agent-process.js';
+import { parseExposition, type Sample } from './exposition.js';
+import type { AuthMode, NodeInput, RequestKind } from './fake-apiserver.js';
+import type { ApiInfo, FaultReady, FaultReply, FaultRequest, MonitorWindow } from './fault-control.js';
+import type { Cluster } from './netns.js';
+
+export const FAULT_CONTROL_PATH = fileURLToPath(new URL('./fault-control.js', import.meta.url));
+export const SCRAPE_LOAD_PATH = fileURLToPath(new URL('./scrape-load.js', import.meta.url));
+
+type Op = FaultRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+export interface HttpResult {
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+/** The test's hands inside one namespace: a fake API server with every fault switch, HTTP from there. */
+export class FaultControl {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly apiUrl: string,
+    readonly kubeconfig: string,
+    /** The bearer token in the kubeconfig: must never show up in logs or /metrics. */
+    readonly token: string,
+  ) {
+    child.on('message', (msg: FaultReply) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(new Error(msg.error));
+    });
+    child.on('exit', () => {
+      for (const p of this.pending.values()) p.reject(new Error('fault-control exited'));
+      this.pending.clear();
+    });
+  }
+
+  static async start(cluster: Cluster, ns: string, dir: string): Promise<FaultControl> {
+    const child = cluster.spawnIn(ns, process.execPath, [FAULT_CONTROL_PATH, dir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const ready = await new Promise<FaultReady>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('fault-control not ready after 10 s')), 10_000);
+      child.once('message', (msg: FaultReady) => {
+        clearTimeout(timer);
+        resolve(msg);
+      });
+      child.once('exit', (code) => reject(new Error(`fault-control exited with ${code}`)));
+    });
+    return new FaultControl(child, ready.apiUrl, ready.kubeconfig, ready.token);
+  }
+
+  call<T = unknown>(op: Op): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      if (!this.child.connected) return reject(new Error('fault-control is gone'));
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send({ ...op, id });
+    });
+  }
+
+  upsert(name: string, address: string, labels?: Record<string, string>): Promise<void> {
+    return this.call({ op: 'upsert', name, address, ...(labels ? { labels } : {}) });
+  }
+  upsertRaw(...nodes: NodeInput[]): Promise<void> {
+    return this.call({ op: 'upsertRaw', nodes });
+  }
+  upsertMany(nodes: Array<{ name: string; address: string }>): Promise<void> {
+    return this.call({ op: 'upsertMany', nodes });
+  }
+  delete(...names: string[]): Promise<boolean[]> {
+    return this.call({ op: 'delete', names });
+  }
+  auth(mode: AuthMode): Promise<void> {
+    return this.call({ op: 'auth', mode });
+  }
+  down(down: boolean): Promise<void> {
+    return this.call({ op: 'down', down });
+  }
+  failNext(n: number, status: number, only?: RequestKind): Promise<void> {
+    return this.call({ op: 'failNext', n, status, ...(only ? { only } : {}) });
+  }
+  info(): Promise<ApiInfo> {
+    return this.call({ op: 'info' });
+  }
+
+  /** An HTTP request from inside the namespace; a refused connection comes back as status 0. */
+  async fetch(url: string, opts: { method?: string; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<HttpResult> {
+    try {
+      return await this.call<HttpResult>({ op: 'fetch', url, ...opts });
+    } catch (err) {
+      return { status: 0, body: String((err as Error).message), headers: {} };
+    }
+  }
+
+  /** Starts polling `url` (one request at a time, every `everyMs`) and recording its latency. */
+  monitorStart(url: string, everyMs: number): Promise<void> {
+    return this.call({ op: 'monitorStart', url, everyMs });
+  }
+  /** The monitored latency since the previous take. */
+  monitorTake(): Promise<MonitorWindow> {
+    return this.call({ op: 'monitorTake' });
+  }
+
+  close(): void {
+    if (this.child.connected) this.child.disconnect();
+  }
+}
+
+export interface LogLine {
+  level?: number;
+  msg?: string;
+  [key: string]: unknown;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  at: number;
+}
+
+export interface Agent {
+  readonly child: ChildProcess;
+  readonly port: number;
+  /** Raw stdout (pino JSON lines) and stderr. */
+  stdout(): string;
+  stderr(): string;
+  /** Parsed stdout lines; a line that is not JSON is kept as { msg }. */
+  lines(): LogLine[];
+  /** Lines at warn (40) or above whose message matches. */
+  warnings(msg?: RegExp): LogLine[];
+  readonly exited: Promise<Exit>;
+  alive(): boolean;
+  get(path: string, timeoutMs?: number): Promise<HttpResult>;
+  scrape(): Promise<Sample[]>;
+  /** Resident set size in MiB, from /proc/PID/status. */
+  rssMiB(): number;
+  /** SIGTERM; resolves with the exit and how long it took (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<Exit & { ms: number }>;
+  /** SIGKILL if still running. */
+  kill(): Promise<void>;
+  /** The last log lines and stderr, for assertion messages. */
+  describe(): string;
+}
+
+function wrap(child: ChildProcess, port: number, get: (path: string, timeoutMs?: number) => Promise<HttpResult>): Agent {
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
+  const lines = (): LogLine[] =>
+    out
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => {
+        try {
+          return JSON.parse(l) as LogLine;
+        } catch {
+          return { msg: l };
+        }
+      });
+  const agent: Agent = {
+    child,
+    port,
+    exited,
+    stdout: () => out,
+    stderr: () => err,
+    lines,
+    warnings: (msg) => lines().filter((l) => (l.level ?? 0) >= 40 && (!msg || msg.test(String(l.msg)))),
+    alive: () => child.exitCode === null && child.signalCode === null,
+    get,
+    async scrape() {
+      const r = await get('/metrics', 10_000);
+      if (r.status !== 200) throw new Error(`scrape failed: ${r.status} ${r.body.slice(0, 200)}`);
+      return parseExposition(r.body);
+    },
+    rssMiB() {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
+      return kb / 1024;
+    },
+    async stop(graceMs = 8000) {
+      const start = Date.now();
+      if (agent.alive()) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const result = await exited;
+      clearTimeout(timer);
+      return { ...result, ms: result.at - start };
+    },
+    async kill() {
+      if (agent.alive()) child.kill('SIGKILL');
+      await exited;
+    },
+    describe() {
+      const tail = lines()
+        .slice(-20)
+        .map((l) => JSON.stringify(l).slice(0, 400));
+      return `agent pid ${child.pid} (exit ${child.exitCode ?? child.signalCode ?? 'running'}), last log lines:\n  ${tail.join('\n  ')}\nstderr: ${err.slice(-1500)}`;
+    },
+  };
+  return agent;
+}
+
+/** A clean environment: nothing inherited but PATH, so no stray MENTAT_* or OTEL_* reaches the agent. */
+function baseEnv(port: number): Record<string, string> {
+  return { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/nonexistent', MENTAT_METRICS_HOST: '127.0.0.1', MENTAT_METRICS_PORT: String(port) };
+}
+
+/** Starts `node dist/src/main.js` inside a namespace (as root); HTTP to it goes through `control`. */
+export function launchAgent(cluster: Cluster, ns: string, control: FaultControl, port: number, env: Record<string, string>, args: string[] = []): Agent {
+  const child = cluster.spawnIn(ns, process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...baseEnv(port), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return wrap(child, port, (path, timeoutMs = 5000) => control.fetch(`http://127.0.0.1:${port}${path}`, { timeoutMs }));
+}
+
+/** A port nothing listens on right now in this namespace (bound, then released). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** GET (or another method) without keep-alive from this process. */
+export async function localHttp(url: string, opts: { method?: string; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<HttpResult> {
+  return new Promise((resolve) => {
+    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers ?? {}, agent: false, timeout: opts.timeoutMs ?? 5000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])) }),
+      );
+      res.on('error', (e) => resolve({ status: 0, body: e.message, headers: {} }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve({ status: 0, body: e.message, headers: {} }));
+    req.end();
+  });
+}
+
+/** Starts the agent in the test's own namespace (loopback targets only), with a clean environment. */
+export async function launchLocalAgent(env: Record<string, string>, args: string[] = []): Promise<Agent> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...baseEnv(port), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return wrap(child, port, (path, timeoutMs = 5000) => localHttp(`http://127.0.0.1:${port}${path}`, { timeoutMs }));
+}
+
+/** Polls `fn` until it returns a value other than undefined; `context` is added to the timeout error. */
+export async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined> | T | undefined, opts: { everyMs?: number; context?: () => string } = {}): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}${opts.context ? `\n${opts.context()}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, opts.everyMs ?? 100));
+  }
+}
+
+/** The distinct destination_node values on /metrics. */
+export function destinations(samples: readonly Sample[]): Set<string> {
+  return new Set(samples.filter((s) => s.name === 'node_latency_probes_total').map((s) => s.labels['destination_node']!));
+}
+
+/** Least-squares slope of y over x. */
+export function slope(points: ReadonlyArray<readonly [number, number]>): number {
+  const n = points.length;
+  if (n < 2) return 0;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
+}
