@@ -2,7 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Resource } from '@opentelemetry/resources';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { Config } from './config.js';
-import { NodeDiscovery, NodeTable } from './discovery.js';
+import type { NodeDiscovery } from './discovery.js';
 import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
 import { RateLimitedLog, type Log } from './log.js';
 import { LatencyMetrics } from './metrics.js';
@@ -20,6 +20,8 @@ export interface AgentDeps {
   readonly startEngine: (settings: ProbeSettings, onResult: (target: Target, outcome: Outcome) => void) => Promise<{ engine: ProbeEngine; info: EngineInfo }>;
   /** Present when nodes come from Kubernetes; absent for static targets. */
   readonly kubeConfig?: KubeConfig | undefined;
+  /** This host's IP addresses (canonical): nodes that carry one are skipped like the own node. */
+  readonly localAddresses?: ReadonlySet<string>;
   /** Named in permission errors, e.g. system:serviceaccount:monitoring:mentat. */
   readonly serviceAccount?: string | undefined;
   readonly resource: Resource;
@@ -130,7 +132,9 @@ export class Agent {
     let discovery: NodeDiscovery | undefined;
     let readiness: () => Readiness;
     if (deps.kubeConfig) {
-      const table = new NodeTable(config.addressFamily, config.nodeName, config.probeSelf);
+      // The Kubernetes client is large (tens of MiB): loaded only when nodes come from the API.
+      const { NodeDiscovery, NodeTable } = await import('./discovery.js');
+      const table = new NodeTable(config.addressFamily, config.nodeName, config.probeSelf, deps.localAddresses);
       originZone = () => table.selfZone;
       discovery = new NodeDiscovery({
         kubeConfig: deps.kubeConfig,

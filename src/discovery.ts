@@ -1,4 +1,7 @@
 import { CoreV1Api, KubeConfig, ListWatch, Watch, type V1Node, type V1NodeList } from '@kubernetes/client-node';
+import { canonicalAddress } from './address.js';
+import type { KubeSource } from './kube-source.js';
+import { ZONE_LABEL } from './targets.js';
 import type { AddressFamilyPolicy } from './config.js';
 import type { Log, RateLimitedLog } from './log.js';
 import type { Target } from './prober.js';
@@ -16,6 +19,7 @@ export class NodeTable {
     /** This node's name: skipped unless `probeSelf`. */
     private readonly self: string,
     private readonly probeSelf: boolean,
+    /** This host's addresses, canonical: a node claiming one of them is this agent, whatever its name. */
     private readonly selfAddresses: ReadonlySet<string> = new Set(),
   ) {}
 
@@ -36,7 +40,7 @@ export class NodeTable {
       this.byNode.delete(key);
       return undefined;
     }
-    const foreign = result.targets.filter((t) => !this.selfAddresses.has(t.address) || this.probeSelf);
+    const foreign = result.targets.filter((t) => this.probeSelf || !this.selfAddresses.has(canonicalAddress(t.address)));
     if (foreign.length === 0) {
       this.byNode.delete(key);
       return this.noteProblem(key, `node's address ${result.targets[0]!.address} is this agent's own address`);
@@ -64,6 +68,58 @@ export class NodeTable {
     if (this.problems.get(name) === problem) return undefined;
     this.problems.set(name, problem);
     return problem;
+  }
+}
+
+/**
+ * Keeps only what discovery reads of a Node. The informer caches every object it
+ * sees; real Node objects carry image lists, conditions and managed fields
+ * (kilobytes each), and labels of any size. Trimmed, 5000 nodes stay small.
+ */
+export function trimNode(node: V1Node): V1Node {
+  const zone = node.metadata?.labels?.[ZONE_LABEL];
+  return {
+    metadata: {
+      name: node.metadata?.name,
+      resourceVersion: node.metadata?.resourceVersion,
+      ...(typeof zone === 'string' ? { labels: { [ZONE_LABEL]: zone.slice(0, 64) } } : {}),
+    },
+    status: {
+      addresses: (node.status?.addresses ?? []).slice(0, 16).map((a) => ({ type: String(a?.type).slice(0, 32), address: String(a?.address).slice(0, 64) })),
+    },
+  } as V1Node;
+}
+
+/**
+ * A Watch that trims objects before the informer caches them, and says when a
+ * watch request was accepted: that is when the backoff starts over.
+ */
+class NodeWatch extends Watch {
+  constructor(
+    config: KubeConfig,
+    private readonly onAccepted: () => void,
+  ) {
+    super(config);
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    let failed = false;
+    const controller = await super.watch(
+      path,
+      queryParams,
+      (phase, obj, raw) => callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? trimNode(obj as V1Node) : obj, raw),
+      (err) => {
+        if (err) failed = true;
+        done(err);
+      },
+    );
+    if (!failed) this.onAccepted();
+    return controller;
   }
 }
 
@@ -109,6 +165,7 @@ export class NodeDiscovery {
   private emitScheduled = false;
   private backoffMs: number;
   private lastError: string | undefined;
+  private failedSinceList = false;
   /** True once a full node list has been received. */
   synced = false;
   /** False between an error and the next successful list. */
@@ -117,7 +174,7 @@ export class NodeDiscovery {
   constructor(private readonly options: DiscoveryOptions) {
     this.backoffMs = options.minBackoffMs ?? 1000;
     this.api = options.kubeConfig.makeApiClient(CoreV1Api);
-    const watch = new Watch(options.kubeConfig);
+    const watch = new NodeWatch(options.kubeConfig, () => this.onHealthy());
     this.informer = new ListWatch<V1Node>('/api/v1/nodes', watch, () => this.listAll(), false, undefined, undefined, {
       delayFn: options.delay,
     });
@@ -148,22 +205,28 @@ export class NodeDiscovery {
   private async listAll(): Promise<V1NodeList> {
     const limit = this.options.pageSize ?? 500;
     const first = await this.api.listNode({ limit });
-    const items = [...first.items];
+    const items = first.items.map(trimNode);
     let next = first.metadata?._continue;
     while (next) {
       const page = await this.api.listNode({ limit, _continue: next });
-      items.push(...page.items);
+      for (const node of page.items) items.push(trimNode(node));
       next = page.metadata?._continue;
     }
-    if (!this.synced || !this.healthy) {
+    if (!this.synced || this.failedSinceList) {
       this.options.log.info({ nodes: items.length, server: this.server }, this.synced ? 'node list resynced' : 'node list synced');
     }
+    this.failedSinceList = false;
     this.synced = true;
+    this.onHealthy();
+    this.scheduleEmit();
+    return { metadata: first.metadata, items } as V1NodeList;
+  }
+
+  /** A list or a watch went through: the next failure is news again and starts the backoff over. */
+  private onHealthy(): void {
     this.healthy = true;
     this.lastError = undefined;
     this.backoffMs = this.options.minBackoffMs ?? 1000;
-    this.scheduleEmit();
-    return { ...first, items };
   }
 
   private apply(node: V1Node): void {
@@ -189,9 +252,12 @@ export class NodeDiscovery {
     // stop() and a restart abort the running watch and report it as an error: not a failure.
     if (this.stopped || (err as Error)?.name === 'AbortError') return;
     this.healthy = false;
+    this.failedSinceList = true;
     const message = explainApiError(err, this.server, this.options.serviceAccount ?? 'the service account of this pod');
     // Repeating the same failure every backoff step would flood the log; say it when it changes.
-    if (message !== this.lastError) this.options.log.error({ retryInMs: this.backoffMs }, message);
+    const status = (err as { statusCode?: unknown; code?: unknown })?.statusCode ?? (err as { code?: unknown })?.code;
+    const severe = status === 401 || status === 403;
+    if (message !== this.lastError) (severe ? this.options.log.error : this.options.log.warn).call(this.options.log, { retryInMs: this.backoffMs }, message);
     else this.options.log.debug({ retryInMs: this.backoffMs }, message);
     this.lastError = message;
     const wait = this.backoffMs;
@@ -201,23 +267,7 @@ export class NodeDiscovery {
   }
 }
 
-/** Where a kubeconfig comes from, in the usual order. */
-export type KubeSource = { kind: 'in-cluster' } | { kind: 'file'; path: string } | { kind: 'none' };
-
-/** In-cluster service account first, then KUBECONFIG, then ~/.kube/config. */
-export function findKubeSource(input: {
-  env: Readonly<Record<string, string | undefined>>;
-  kubeconfig: string | undefined;
-  home: string;
-  exists: (path: string) => boolean;
-}): KubeSource {
-  const tokenPath = '/var/run/secrets/kubernetes.io/serviceaccount/token';
-  if (input.env['KUBERNETES_SERVICE_HOST'] && input.exists(tokenPath)) return { kind: 'in-cluster' };
-  if (input.kubeconfig) return { kind: 'file', path: input.kubeconfig.split(':')[0]! };
-  const home = `${input.home}/.kube/config`;
-  if (input.exists(home)) return { kind: 'file', path: home };
-  return { kind: 'none' };
-}
+export type { KubeSource } from './kube-source.js';
 
 /** Loads the KubeConfig a KubeSource names. */
 export function loadKubeConfig(source: KubeSource): KubeConfig {

@@ -1,11 +1,13 @@
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { IcmpMode } from './config.js';
-import type { OpenedSockets } from './icmp/open.js';
+import type { SocketKind } from './icmp/open.js';
 import { IcmpPermissionError } from './icmp/socket.js';
 import type { Family } from './icmp/packet.js';
-import { Prober, type Clock, type Outcome, type Target } from './prober.js';
+import type { Outcome, Target } from './prober.js';
 
-/** Where probes run: in this thread (tests) or in a worker thread (the agent). */
+/** Where probes run: a worker thread in the agent, a fake in tests. */
 export interface ProbeEngine {
   /** Opens the sockets; rejects (e.g. IcmpPermissionError) when none can be opened. */
   start(): Promise<EngineInfo>;
@@ -29,40 +31,8 @@ export interface ProbeSettings {
   readonly cookie: Uint8Array;
 }
 
-function describe(opened: OpenedSockets): EngineInfo {
-  return { sockets: [...opened.sockets.values()].map((s) => `${s.mode}/ipv${s.family}`), missing: opened.missing };
-}
-
-/** Runs the prober on the caller's event loop; used with fake sockets and clocks in tests. */
-export class InProcessEngine implements ProbeEngine {
-  private prober: Prober | undefined;
-  private opened: OpenedSockets | undefined;
-
-  constructor(
-    private readonly settings: ProbeSettings,
-    private readonly open: () => OpenedSockets,
-    private readonly clock: Clock,
-    private readonly onResult: (target: Target, outcome: Outcome) => void,
-  ) {}
-
-  async start(): Promise<EngineInfo> {
-    this.opened = this.open();
-    this.prober = new Prober({ ...this.settings, sockets: this.opened.sockets, clock: this.clock, onResult: this.onResult });
-    return describe(this.opened);
-  }
-
-  setTargets(targets: readonly Target[]): void {
-    this.prober?.setTargets(targets);
-  }
-
-  async stop(): Promise<void> {
-    await this.prober?.stop();
-    for (const socket of this.opened?.sockets.values() ?? []) socket.close();
-  }
-}
-
 /** Messages between the agent and its probe worker. */
-export type ToWorker = { type: 'targets'; targets: Target[] } | { type: 'stop' };
+export type ToWorker = { type: 'init'; data: WorkerData } | { type: 'targets'; targets: Target[] } | { type: 'stop' };
 
 /** One outcome: [target key, 0 success | 1 timeout | 2 error, rtt seconds | reason]. */
 export type WireResult = [string, 0, number] | [string, 1, 0] | [string, 2, string];
@@ -75,6 +45,7 @@ export type FromWorker =
 
 export interface WorkerData {
   readonly settings: ProbeSettings;
+  readonly kind: SocketKind;
 }
 
 export function toWire(key: string, outcome: Outcome): WireResult {
@@ -89,13 +60,27 @@ export function fromWire(result: WireResult): Outcome {
   return { kind: 'error', reason: result[2] };
 }
 
+/** The two ends a probe engine can run behind: a worker thread or a child process. */
+interface Channel {
+  send(message: ToWorker): void;
+  on(event: 'message', handler: (message: FromWorker) => void): void;
+  on(event: 'error', handler: (error: Error) => void): void;
+  on(event: 'exit', handler: (code: number | null) => void): void;
+  once(event: 'exit', handler: () => void): void;
+}
+
+const PROBE_WORKER = new URL('./probe-worker.js', import.meta.url);
+
 /**
- * Runs sockets and prober in a worker thread, so that scrapes, GC pauses of the
- * metrics heap and API traffic on the main thread never delay a send or a
- * receive timestamp. Outcomes come back in batches.
+ * Runs sockets and prober away from the main event loop, so that scrapes, GC
+ * pauses of the metrics heap and API traffic never delay a send or a receive
+ * timestamp; outcomes come back in batches. Datagram sockets run in a worker
+ * thread. raw-socket registers its handles on the process's default event loop,
+ * which a worker thread does not run, so raw sockets get a child process.
  */
 export class WorkerEngine implements ProbeEngine {
-  private worker: Worker | undefined;
+  private channel: Channel | undefined;
+  private exited = false;
   private targets = new Map<string, Target>();
   private stopping: Promise<void> | undefined;
 
@@ -106,12 +91,33 @@ export class WorkerEngine implements ProbeEngine {
     private readonly onCrash: (error: Error) => void,
   ) {}
 
+  private open(): Channel {
+    if (this.data.kind === 'dgram') {
+      const worker = new Worker(PROBE_WORKER, { workerData: this.data });
+      return {
+        send: (m) => worker.postMessage(m),
+        on: (event: string, handler: (arg: never) => void) => void worker.on(event, handler as (...args: unknown[]) => void),
+        once: (event, handler) => void worker.once(event, handler),
+      };
+    }
+    // The child ignores terminal signals (the agent stops it) and exits when the agent goes away.
+    const child = fork(fileURLToPath(PROBE_WORKER), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.send({ type: 'init', data: this.data });
+    return {
+      send: (m) => {
+        if (child.connected) child.send(m);
+      },
+      on: (event: string, handler: (arg: never) => void) => void child.on(event, handler as (...args: unknown[]) => void),
+      once: (event, handler) => void child.once(event, handler),
+    };
+  }
+
   start(): Promise<EngineInfo> {
-    const worker = new Worker(new URL('./probe-worker.js', import.meta.url), { workerData: this.data });
-    this.worker = worker;
+    const channel = this.open();
+    this.channel = channel;
     return new Promise((resolve, reject) => {
       let started = false;
-      worker.on('message', (msg: FromWorker) => {
+      channel.on('message', (msg: FromWorker) => {
         switch (msg.type) {
           case 'ready':
             started = true;
@@ -134,11 +140,12 @@ export class WorkerEngine implements ProbeEngine {
             break;
         }
       });
-      worker.on('error', (err) => {
+      channel.on('error', (err) => {
         if (!started) reject(err);
         else if (!this.stopping) this.onCrash(err);
       });
-      worker.on('exit', (code) => {
+      channel.on('exit', (code) => {
+        this.exited = true;
         if (!started) reject(new Error(`probe worker exited with code ${code} before starting`));
         else if (!this.stopping) this.onCrash(new Error(`probe worker exited with code ${code}`));
       });
@@ -147,27 +154,24 @@ export class WorkerEngine implements ProbeEngine {
 
   setTargets(targets: readonly Target[]): void {
     this.targets = new Map(targets.map((t) => [t.key, t]));
-    this.worker?.postMessage({ type: 'targets', targets: [...targets] } satisfies ToWorker);
+    this.channel?.send({ type: 'targets', targets: [...targets] });
   }
 
   stop(): Promise<void> {
     this.stopping ??= new Promise<void>((resolve) => {
-      const worker = this.worker;
-      if (!worker) return resolve();
-      worker.once('exit', () => resolve());
-      worker.postMessage({ type: 'stop' } satisfies ToWorker);
+      const channel = this.channel;
+      if (!channel || this.exited) return resolve();
+      channel.once('exit', () => resolve());
+      channel.send({ type: 'stop' });
     });
     return this.stopping;
   }
 }
 
 export interface EngineChoice {
-  /** The unprivileged datagram engine in a worker thread. */
+  /** The unprivileged datagram-socket engine. */
   readonly dgram: () => ProbeEngine;
-  /**
-   * The raw-socket engine. It runs on the main thread: raw-socket's native
-   * handles crash the process when a worker thread that used them exits.
-   */
+  /** The raw-socket engine. */
   readonly raw: () => ProbeEngine;
 }
 

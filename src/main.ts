@@ -1,19 +1,17 @@
 #!/usr/bin/env node
 /** The composition root: the only module that reads the process (env, argv, signals, clocks) and exits. */
-import { diag, DiagLogLevel } from '@opentelemetry/api';
-import { setGlobalErrorHandler } from '@opentelemetry/core';
-import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { Agent } from './agent.js';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { networkInterfaces } from 'node:os';
+import type { Agent } from './agent.js';
+import { canonicalAddress } from './address.js';
 import { ConfigError, loadConfig, usage } from './config.js';
-import { findKubeSource, loadKubeConfig } from './discovery.js';
-import { InProcessEngine, startEngine, WorkerEngine } from './engine.js';
-import { openIcmpSockets } from './icmp/open.js';
+import { findKubeSource } from './kube-source.js';
 import { RateLimitedLog } from './log.js';
 import type { Clock } from './prober.js';
 
@@ -49,6 +47,12 @@ async function main(): Promise<void> {
     return;
   }
   const { config, warnings } = loaded;
+  // Loaded after validation: a bad setting is reported at once, not after seconds of module loading.
+  const { diag, DiagLogLevel } = await import('@opentelemetry/api');
+  const { setGlobalErrorHandler } = await import('@opentelemetry/core');
+  const { detectResources, envDetector, resourceFromAttributes } = await import('@opentelemetry/resources');
+  const { Agent } = await import('./agent.js');
+  const { startEngine, WorkerEngine } = await import('./engine.js');
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
   for (const warning of warnings) log.warn({}, warning);
 
@@ -73,7 +77,7 @@ async function main(): Promise<void> {
   // Export failures reach the global error handler; the default one logs a stack trace as the message.
   setGlobalErrorHandler((err) => diagLimited.warn('otel:export', { err: String((err as Error)?.message ?? err).slice(0, 500) }, 'OTLP export failed; retrying at the next interval'));
 
-  let kubeConfig;
+  let kubeConfig: KubeConfig | undefined;
   if (config.discovery !== 'static' && config.targets.length === 0) {
     const source = findKubeSource({ env: process.env, kubeconfig: config.kubeconfig, home: homedir(), exists: existsSync });
     if (source.kind === 'none') {
@@ -85,6 +89,7 @@ async function main(): Promise<void> {
       log.info({}, 'no Kubernetes configuration found (no service account, KUBECONFIG or ~/.kube/config): probing the loopback; set MENTAT_TARGETS=name=address,... to probe other hosts');
     } else {
       try {
+        const { loadKubeConfig } = await import('./discovery.js');
         kubeConfig = loadKubeConfig(source);
       } catch (err) {
         log.fatal({ source }, `cannot load the Kubernetes configuration: ${(err as Error).message}`);
@@ -100,6 +105,11 @@ async function main(): Promise<void> {
   const base = resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': config.nodeName, 'host.name': hostname() });
   const resource = base.merge(detectResources({ detectors: [envDetector] }));
 
+  const onWorkerCrash = (err: Error): void => {
+    log.fatal({ err: err.message }, 'the probe worker died; exiting so that the agent is restarted');
+    process.exit(EXIT_FAILURE);
+  };
+
   let agent: Agent;
   try {
     agent = await Agent.start({
@@ -108,15 +118,16 @@ async function main(): Promise<void> {
       clock,
       startEngine: (settings, onResult) =>
         startEngine(config.icmpMode, {
-          dgram: () =>
-            new WorkerEngine({ settings }, onResult, (err) => {
-              log.fatal({ err: err.message }, 'the probe worker died; exiting so that the agent is restarted');
-              process.exit(EXIT_FAILURE);
-            }),
-          raw: () => new InProcessEngine(settings, () => openIcmpSockets('raw', clock.now), clock, onResult),
+          dgram: () => new WorkerEngine({ settings, kind: 'dgram' }, onResult, onWorkerCrash),
+          raw: () => new WorkerEngine({ settings, kind: 'raw' }, onResult, onWorkerCrash),
         }),
       kubeConfig,
       serviceAccount: kubeConfig ? serviceAccountName() : undefined,
+      localAddresses: new Set(
+        Object.values(networkInterfaces())
+          .flat()
+          .flatMap((i) => (i ? [canonicalAddress(i.address)] : [])),
+      ),
       resource,
       randomBytes: (n) => randomBytes(n),
       delay: (ms) => sleep(ms, undefined, { ref: false }),

@@ -1,3 +1,4 @@
+import { canonicalAddress } from './address.js';
 import { MinHeap } from './heap.js';
 import { decode, encodeEchoRequest, payloadMatches, type Decoded, type Family } from './icmp/packet.js';
 import type { IcmpSocket } from './icmp/socket.js';
@@ -84,9 +85,6 @@ export function phaseOf(n: number): number {
   return (n * GOLDEN_RATIO_FRACTION) % 1;
 }
 
-function canonical(address: string): string {
-  return address.includes(':') ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
-}
 
 /**
  * Sends one echo request per target per interval, each target on its own phase,
@@ -252,7 +250,7 @@ export class Prober {
     const sequence = this.allocateSequence();
     const probe: InFlight = {
       slot,
-      address: canonical(target.address),
+      address: canonicalAddress(target.address),
       sequence,
       deadline: now + this.options.timeoutMs,
       sentAt: undefined,
@@ -297,7 +295,7 @@ export class Prober {
       return;
     }
     if (decoded.kind === 'error') {
-      if (canonical(decoded.quotedDestination) !== probe.address) {
+      if (canonicalAddress(decoded.quotedDestination) !== probe.address) {
         this.stats.dropped++;
         return;
       }
@@ -307,7 +305,7 @@ export class Prober {
     }
     if (
       probe.sentAt === undefined ||
-      canonical(source) !== probe.address ||
+      canonicalAddress(source) !== probe.address ||
       !payloadMatches(decoded.payload, this.options.cookie, probe.sequence, this.options.payloadBytes)
     ) {
       this.stats.dropped++;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { NodeTable, explainApiError, findKubeSource } from '../src/discovery.js';
+import { NodeTable, explainApiError, trimNode } from '../src/discovery.js';
+import { findKubeSource } from '../src/kube-source.js';
 import { staticTargets, targetsForNode, type NodeLike } from '../src/targets.js';
 
 const node = (name: string | undefined, addresses: Array<[string, string]>): NodeLike => ({
@@ -84,4 +85,24 @@ test('kube config is found in-cluster, then KUBECONFIG, then ~/.kube/config', ()
   assert.deepEqual(findKubeSource({ env: {}, kubeconfig: '/k:/other', home: '/h', exists: none }), { kind: 'file', path: '/k' });
   assert.deepEqual(findKubeSource({ env: {}, kubeconfig: undefined, home: '/h', exists: (p) => p === '/h/.kube/config' }), { kind: 'file', path: '/h/.kube/config' });
   assert.deepEqual(findKubeSource({ env: { KUBERNETES_SERVICE_HOST: '10.0.0.1' }, kubeconfig: undefined, home: '/h', exists: none }), { kind: 'none' });
+});
+
+test('the informer caches trimmed nodes: name, version, zone label and addresses only, bounded', () => {
+  const huge = {
+    metadata: { name: 'n', resourceVersion: '42', uid: 'u', labels: { 'topology.kubernetes.io/zone': 'z1', big: 'x'.repeat(60_000) }, managedFields: [{}] },
+    spec: { podCIDR: '10.0.0.0/24' },
+    status: { addresses: [{ type: 'InternalIP', address: '10.0.0.5' }], images: Array.from({ length: 100 }, () => ({ names: ['img'], sizeBytes: 1 })) },
+  };
+  const trimmed = trimNode(huge as never);
+  assert.deepEqual(trimmed, {
+    metadata: { name: 'n', resourceVersion: '42', labels: { 'topology.kubernetes.io/zone': 'z1' } },
+    status: { addresses: [{ type: 'InternalIP', address: '10.0.0.5' }] },
+  });
+  assert.ok(JSON.stringify(trimmed).length < 200);
+});
+
+test('a node that claims this host\'s address is skipped, whatever its IPv6 spelling', () => {
+  const table = new NodeTable('first', 'self', false, new Set(['fd00::5']));
+  assert.match(table.upsert(node('imposter', [['InternalIP', 'FD00:0:0::5']]))!, /this agent's own address/);
+  assert.equal(table.nodeCount, 0);
 });

@@ -79,6 +79,8 @@ export function openDgramSocket(family: Family): IcmpSocket {
     },
     close() {
       handle.close();
+      // uv_close completes on the next loop turn.
+      return new Promise<void>((resolve) => setImmediate(resolve));
     },
   };
 }

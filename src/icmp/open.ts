@@ -22,7 +22,7 @@ export function openIcmpSockets(kind: SocketKind, now: () => number): OpenedSock
       sockets.set(family, kind === 'raw' ? openRawSocket(family, now) : openDgramSocket(family));
     } catch (err) {
       if (err instanceof IcmpPermissionError) {
-        for (const s of sockets.values()) s.close();
+        for (const s of sockets.values()) void s.close();
         throw err;
       }
       missing.push({ family, reason: (err as Error).message });

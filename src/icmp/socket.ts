@@ -22,7 +22,8 @@ export interface IcmpSocket {
    */
   onIcmpError?(handler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number) => void): void;
   onError(handler: (error: Error) => void): void;
-  close(): void;
+  /** Resolves once the native handle is released: a worker thread must not exit before. */
+  close(): Promise<void>;
 }
 
 /** The socket could not be opened for lack of privilege: the message says what to grant. */
@@ -42,6 +43,7 @@ interface RawSocket {
   send(buf: Buffer, offset: number, length: number, address: string, before: () => void, after: (error: Error | null, bytes: number) => void): void;
   on(event: 'message', handler: (buf: Buffer, source: string) => void): void;
   on(event: 'error', handler: (error: Error) => void): void;
+  once(event: 'close', handler: () => void): void;
   setOption(level: number, option: number, value: number): void;
   close(): void;
 }
@@ -113,7 +115,15 @@ export function openRawSocket(family: Family, now: () => number): IcmpSocket {
       socket.on('error', handler);
     },
     close() {
-      socket.close();
+      // raw-socket releases its poll handle asynchronously; a worker that exits before crashes the process.
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        socket.once('close', () => {
+          clearTimeout(timer);
+          setImmediate(resolve);
+        });
+        socket.close();
+      });
     },
   };
 }

@@ -32,7 +32,7 @@ export class FakeSocket implements IcmpSocket {
 
   onError(): void {}
 
-  close(): void {
+  async close(): Promise<void> {
     this.closed = true;
   }
 
