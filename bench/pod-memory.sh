@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Memory of the agent as a pod sees it: the agent in a memory cgroup with a limit, discovering N
+# nodes through the fake API server (loopback addresses 127.1.x.y, kernel echo replies), datagram
+# ICMP, 8 scrapes. Prints the cgroup's peak and whether the kernel had to reclaim or kill.
+#   sudo bash bench/pod-memory.sh NODES LIMIT_MIB ["NODE_OPTIONS"]
+# Needs root, cgroup v1 or v2 memory controller, and `npm run build` first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:?nodes}; LIMIT=${2:?limit MiB}; OPTS=${3:-}
+NODE=node_modules/.bin/node
+if [ -d /sys/fs/cgroup/memory ]; then
+  CG=/sys/fs/cgroup/memory/mentat-pod-$$; mkdir "$CG"; echo $((LIMIT << 20)) > "$CG/memory.limit_in_bytes"
+  peak() { echo $(( $(cat "$CG/memory.max_usage_in_bytes") >> 20 )); }; fails() { cat "$CG/memory.failcnt"; }
+else
+  CG=/sys/fs/cgroup/mentat-pod-$$; mkdir "$CG"; echo $((LIMIT << 20)) > "$CG/memory.max"
+  peak() { echo $(( $(cat "$CG/memory.peak") >> 20 )); }; fails() { grep -E '^(max|oom_kill) ' "$CG/memory.events" | tr '\n' ' '; }
+fi
+RANGE=$(cat /proc/sys/net/ipv4/ping_group_range)
+OUT=$(mktemp -d)
+cleanup() {
+  kill $(cat "$CG/cgroup.procs" 2>/dev/null) "${API:-}" 2>/dev/null || true; sleep 1
+  echo "$RANGE" > /proc/sys/net/ipv4/ping_group_range; rmdir "$CG" 2>/dev/null || true; rm -rf "$OUT"
+}
+trap cleanup EXIT
+# Datagram ICMP as the default DaemonSet uses it (the pod sysctl), here in the root namespace for the run.
+echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range
+$NODE --input-type=module -e "
+  const { FakeApiServer, makeNode } = await import('./dist/test/support/fake-apiserver.js');
+  const s = await FakeApiServer.start();
+  s.upsertNodes(Array.from({ length: $N }, (_, i) => makeNode('node-' + i, '127.1.' + (i >> 8) + '.' + (i & 255))));
+  console.log(await s.writeKubeconfig('$OUT'));" > "$OUT/kc" &
+API=$!
+for _ in $(seq 50); do [ -s "$OUT/kc" ] && break; sleep 0.2; done
+PORT=$((20000 + RANDOM % 20000))
+KUBECONFIG=$(head -1 "$OUT/kc") NODE_NAME=self MENTAT_METRICS_PORT=$PORT MENTAT_METRICS_HOST=127.0.0.1 MENTAT_LOG_LEVEL=warn NODE_OPTIONS="$OPTS" \
+  sh -c "echo \$\$ > $CG/cgroup.procs; exec $NODE dist/src/main.js" > "$OUT/log" 2>&1 &
+sleep 10
+ms=()
+for _ in 1 2 3 4 5 6 7 8; do ms+=("$(curl -sf -o /dev/null -w '%{time_total}' "localhost:$PORT/metrics" 2>/dev/null || echo fail)"); sleep 1.5; done
+series=$(curl -s "localhost:$PORT/metrics" | grep -c '^node_latency_count' || true)
+alive=$([ -n "$(cat "$CG/cgroup.procs")" ] && echo yes || echo "no (killed)")
+echo "nodes=$N limit=${LIMIT}MiB NODE_OPTIONS='$OPTS' peak=$(peak)MiB limit-hits=$(fails) alive=$alive destinations=$series scrape_s=${ms[*]}"
