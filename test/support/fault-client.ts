@@ -11,13 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { MAIN, REPO } from './agent-process.js';
 import { parseExposition, type Sample } from './exposition.js';
 import type { AuthMode, NodeInput, RequestKind } from './fake-apiserver.js';
-import type { ApiInfo, FaultReady, FaultReply, FaultRequest, MonitorWindow } from './fault-control.js';
+import type { ApiInfo, FaultReady, FaultRequest, MonitorWindow } from './fault-control.js';
+import { IpcRpc, type OpOf } from './ipc-rpc.js';
 import type { Cluster } from './netns.js';
 
 export const FAULT_CONTROL_PATH = fileURLToPath(new URL('./fault-control.js', import.meta.url));
 export const SCRAPE_LOAD_PATH = fileURLToPath(new URL('./scrape-load.js', import.meta.url));
-
-type Op = FaultRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
 export interface HttpResult {
   status: number;
@@ -27,49 +26,21 @@ export interface HttpResult {
 
 /** The test's hands inside one namespace: a fake API server with every fault switch, HTTP from there. */
 export class FaultControl {
-  private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly rpc: IpcRpc<FaultRequest>,
     readonly apiUrl: string,
     readonly kubeconfig: string,
     /** The bearer token in the kubeconfig: must never show up in logs or /metrics. */
     readonly token: string,
-  ) {
-    child.on('message', (msg: FaultReply) => {
-      const p = this.pending.get(msg.id);
-      if (!p) return;
-      this.pending.delete(msg.id);
-      if (msg.ok) p.resolve(msg.result);
-      else p.reject(new Error(msg.error));
-    });
-    child.on('exit', () => {
-      for (const p of this.pending.values()) p.reject(new Error('fault-control exited'));
-      this.pending.clear();
-    });
-  }
+  ) {}
 
   static async start(cluster: Cluster, ns: string, dir: string): Promise<FaultControl> {
-    const child = cluster.spawnIn(ns, process.execPath, [FAULT_CONTROL_PATH, dir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const ready = await new Promise<FaultReady>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('fault-control not ready after 10 s')), 10_000);
-      child.once('message', (msg: FaultReady) => {
-        clearTimeout(timer);
-        resolve(msg);
-      });
-      child.once('exit', (code) => reject(new Error(`fault-control exited with ${code}`)));
-    });
-    return new FaultControl(child, ready.apiUrl, ready.kubeconfig, ready.token);
+    const { rpc, ready } = await IpcRpc.start<FaultRequest, FaultReady>(cluster, ns, FAULT_CONTROL_PATH, dir, 'fault-control');
+    return new FaultControl(rpc, ready.apiUrl, ready.kubeconfig, ready.token);
   }
 
-  call<T = unknown>(op: Op): Promise<T> {
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      if (!this.child.connected) return reject(new Error('fault-control is gone'));
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.send({ ...op, id });
-    });
+  call<T = unknown>(op: OpOf<FaultRequest>): Promise<T> {
+    return this.rpc.call<T>(op);
   }
 
   upsert(name: string, address: string, labels?: Record<string, string>): Promise<void> {
@@ -116,7 +87,7 @@ export class FaultControl {
   }
 
   close(): void {
-    if (this.child.connected) this.child.disconnect();
+    this.rpc.close();
   }
 }
 
