@@ -122,12 +122,12 @@ export class Agent {
     telemetry.meter
       .createObservableGauge('mentat_targets', { description: 'Targets known to this agent: probed, or over_cap (left out by MENTAT_MAX_TARGETS)' })
       .addCallback((result) => {
-        result.observe(probed, { state: 'probed' });
-        result.observe(overCap, { state: 'over_cap' });
+        result.observe(probed, { origin_node: config.nodeName, state: 'probed' });
+        result.observe(overCap, { origin_node: config.nodeName, state: 'over_cap' });
       });
     telemetry.meter
       .createObservableGauge('mentat_probe_interval_seconds', { description: 'The interval each target is probed at, after the MENTAT_MAX_PPS budget', unit: 's' })
-      .addCallback((result) => result.observe(effectiveIntervalMs(config.probeIntervalMs, probed, config.maxProbesPerSecond) / 1000));
+      .addCallback((result) => result.observe(effectiveIntervalMs(config.probeIntervalMs, probed, config.maxProbesPerSecond) / 1000, { origin_node: config.nodeName }));
 
     let discovery: NodeDiscovery | undefined;
     let readiness: () => Readiness;

@@ -631,7 +631,7 @@ test('alerts: the rules cover latency, loss, agents and unmeasured nodes, and pr
   assert.match(alerts.get('MentatAgentDown')?.expr ?? '', /up\{job="mentat"\} == 0/);
   for (const r of rules) {
     assert.ok(r.labels?.['severity'], `${r.alert}: severity`);
-    for (const metric of metricsIn(r.expr)) assert.ok(KNOWN_METRICS.has(metric) || metric === 'kube_node_info', `${r.alert}: unknown metric ${metric}`);
+    for (const metric of metricsIn(r.expr)) assert.ok(KNOWN_METRICS.has(metric) || metric === 'kube_node_info' || metric === 'mentat_targets', `${r.alert}: unknown metric ${metric}`);
   }
   if (!needPromtool(t)) return;
   withTempDir((dir) => {
@@ -798,10 +798,34 @@ test('alerts: promtool unit tests (loss, latency, agent down, nodes without agen
         ],
       },
       {
+        // Agent c knows more nodes than its cap: it probes only a, and says so. That is the cap's
+        // alert, not an incomplete mesh.
+        interval: '1m',
+        input_series: [
+          ...healthyMesh(['a', 'b', 'c'], (o, d) => o === 'c' && d === 'b'),
+          { series: 'mentat_targets{origin_node="c",state="over_cap"}', values: '1x40' },
+          { series: 'mentat_targets{origin_node="a",state="over_cap"}', values: '0x40' },
+        ],
+        alert_rule_test: [
+          { eval_time: '20m', alertname: 'MentatIncompleteMesh', exp_alerts: [] },
+          {
+            eval_time: '20m',
+            alertname: 'MentatTargetsOverCap',
+            exp_alerts: [
+              expected(
+                { origin_node: 'c' },
+                'mentat on c leaves 1 targets unprobed',
+                'The agent knows more nodes than MENTAT_MAX_TARGETS. Raise it together with the memory limit and NODE_OPTIONS (README, Sizing), or set MENTAT_SAMPLE_PER_ZONE so every agent probes fewer nodes.',
+              ),
+            ],
+          },
+        ],
+      },
+      {
         // A healthy three-node mesh raises nothing.
         interval: '1m',
         input_series: [...healthyMesh(['a', 'b', 'c']), ...['a', 'b', 'c'].map((n) => ({ series: `kube_node_info{node="${n}"}`, values: '1x40' }))],
-        alert_rule_test: ['MentatPacketLoss', 'MentatProbeErrors', 'MentatNodeWithoutAgent', 'MentatNodeUnprobed', 'MentatIncompleteMesh', 'MentatNodeNotMeasured'].map(
+        alert_rule_test: ['MentatPacketLoss', 'MentatProbeErrors', 'MentatNodeWithoutAgent', 'MentatNodeUnprobed', 'MentatIncompleteMesh', 'MentatNodeNotMeasured', 'MentatTargetsOverCap'].map(
           (alertname) => ({ eval_time: '30m', alertname, exp_alerts: [] }),
         ),
       },
