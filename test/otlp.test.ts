@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -15,6 +14,7 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_BUCKETS_SECONDS } from '../src/config.js';
+import { freePort } from './support/agent-process.js';
 import { OtlpReceiver, type MetricPoint, type ReceivedExport } from './support/otlp-receiver.js';
 
 /** dist/test/otlp.test.js → the repository root. */
@@ -51,17 +51,6 @@ interface RunningAgent {
   describe(): string;
 }
 
-/** A port nothing listens on right now (bound, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** GET without keep-alive, so no connection of ours holds up the agent's server close. */
 function httpGet(url: string): Promise<{ status: number; body: string }> {

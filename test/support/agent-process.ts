@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NsControl } from './control-client.js';
@@ -62,8 +63,14 @@ export function startAgent(cluster: Cluster, ns: string, control: NsControl, env
   };
 }
 
-/** Polls `fn` until it returns a value other than undefined. */
-export async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined> | T | undefined, everyMs = 100): Promise<T> {
+/** Polls `fn` until it returns a value other than undefined; `context` is added to the timeout error. */
+export async function until<T>(
+  what: string,
+  timeoutMs: number,
+  fn: () => Promise<T | undefined> | T | undefined,
+  opts: number | { everyMs?: number; context?: () => string } = {},
+): Promise<T> {
+  const { everyMs = 100, context } = typeof opts === 'number' ? { everyMs: opts } : opts;
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -73,9 +80,23 @@ export async function until<T>(what: string, timeoutMs: number, fn: () => Promis
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}${context ? `\n${context()}` : ''}`);
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** A port nothing listens on right now in this namespace (bound, then released). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }
 
 /** Parses iputils ping output into RTTs in milliseconds and the sent/received counts. */

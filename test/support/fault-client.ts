@@ -6,14 +6,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { MAIN, REPO } from './agent-process.js';
+import { freePort, MAIN, REPO, until } from './agent-process.js';
 import { parseExposition, type Sample } from './exposition.js';
 import type { AuthMode, NodeInput, RequestKind } from './fake-apiserver.js';
 import type { ApiInfo, FaultReady, FaultRequest, MonitorWindow } from './fault-control.js';
 import { IpcRpc, type OpOf } from './ipc-rpc.js';
 import type { Cluster } from './netns.js';
+
+export { freePort, until };
 
 export const FAULT_CONTROL_PATH = fileURLToPath(new URL('./fault-control.js', import.meta.url));
 export const SCRAPE_LOAD_PATH = fileURLToPath(new URL('./scrape-load.js', import.meta.url));
@@ -197,17 +198,6 @@ export function launchAgent(cluster: Cluster, ns: string, control: FaultControl,
   return wrap(child, port, (path, timeoutMs = 5000) => control.fetch(`http://127.0.0.1:${port}${path}`, { timeoutMs }));
 }
 
-/** A port nothing listens on right now in this namespace (bound, then released). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** GET (or another method) without keep-alive from this process. */
 export async function localHttp(url: string, opts: { method?: string; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<HttpResult> {
@@ -233,23 +223,6 @@ export async function launchLocalAgent(env: Record<string, string>, args: string
   return wrap(child, port, (path, timeoutMs = 5000) => localHttp(`http://127.0.0.1:${port}${path}`, { timeoutMs }));
 }
 
-/** Polls `fn` until it returns a value other than undefined; `context` is added to the timeout error. */
-export async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined> | T | undefined, opts: { everyMs?: number; context?: () => string } = {}): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}${opts.context ? `\n${opts.context()}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, opts.everyMs ?? 100));
-  }
-}
 
 /** The distinct destination_node values on /metrics. */
 export function destinations(samples: readonly Sample[]): Set<string> {
