@@ -21,7 +21,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { NsControl } from '../test/support/control-client.js';
+import { FaultControl } from '../test/support/fault-client.js';
 import { addAddresses, createCluster, netnsSupported, startResponder, type Cluster, type ClusterNode, type Responder } from '../test/support/netns.js';
 import { NsHttp, type LoadResult, type ScrapeResult } from './http-client.js';
 import { readProc, readProcs, readThreadCpu, threadCpuDelta } from './proc.js';
@@ -130,7 +130,7 @@ const BUDGET = {
 
 interface Ctx {
   cluster: Cluster;
-  control: NsControl;
+  control: FaultControl;
   http: NsHttp;
   dir: string;
   src: ClusterNode;
@@ -931,11 +931,11 @@ async function main(): Promise<void> {
     environment: env,
     parameters: P,
   };
-  let control: NsControl | undefined;
+  let control: FaultControl | undefined;
   let http: NsHttp | undefined;
   try {
     const [src, farm, ...responderNodes] = cluster.nodes as ClusterNode[];
-    control = await NsControl.start(cluster, src!.ns, dir);
+    control = await FaultControl.start(cluster, src!.ns, dir);
     http = await NsHttp.start(cluster, src!.ns);
     progress(`adding ${farmSize} addresses to ${farm!.ns}`);
     const farmAddresses = await addAddresses(cluster, farm!.ns, farmSize);

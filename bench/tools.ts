@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startAgent, type AgentProcess } from '../test/support/agent-process.js';
-import type { NsControl } from '../test/support/control-client.js';
+import type { FaultControl } from '../test/support/fault-client.js';
 import type { Cluster } from '../test/support/netns.js';
 import type { NsHttp, Sample, ScrapeResult } from './http-client.js';
 import type { Bucket } from './stats.js';
@@ -79,7 +79,7 @@ export interface Mentat {
 export function startMentat(
   cluster: Cluster,
   ns: string,
-  control: NsControl,
+  control: FaultControl,
   http: NsHttp,
   label: string,
   port: number,

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { REPO, until } from '../support/agent-process.js';
-import { NsControl } from '../support/control-client.js';
+import { FaultControl } from '../support/fault-client.js';
 import { labelValues, parseExposition, sampleValue, type Sample } from '../support/exposition.js';
 import { createCluster, requireNetns, type Cluster } from '../support/netns.js';
 import { prometheusAvailable, startPrometheus } from '../support/prometheus.js';
@@ -30,17 +30,17 @@ test('acceptance: discovery, probing, Prometheus queries, node delete and add, S
   }
   const dir = await mkdtemp(join(tmpdir(), 'mentat-e2e-'));
   let cluster: Cluster | undefined;
-  let control: NsControl | undefined;
+  let control: FaultControl | undefined;
   try {
     cluster = await createCluster({ nodes: 4, ipv6: true, prefix: 'mte' });
     const [n0, n1, n2, n3] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0]];
-    control = await NsControl.start(cluster, n0.ns, dir);
+    control = await FaultControl.start(cluster, n0.ns, dir);
     const ctl = control;
-    await ctl.call({ op: 'upsert', name: 'node0', address: n0.ipv4 });
-    await ctl.call({ op: 'upsert', name: 'node1', address: n1.ipv4 });
-    await ctl.call({ op: 'upsert', name: 'node2', address: n2.ipv4 });
+    await ctl.upsert('node0', n0.ipv4);
+    await ctl.upsert('node1', n1.ipv4);
+    await ctl.upsert('node2', n2.ipv4);
     // node3 is reached over IPv6 only: ICMPv6 through the same agent.
-    await ctl.call({ op: 'upsert', name: 'node3', address: n3.ipv6! });
+    await ctl.upsert('node3', n3.ipv6!);
 
     const agentLog: string[] = [];
     const agent = cluster.spawnIn(n0.ns, 'npm', ['start', '--silent'], {
@@ -61,13 +61,13 @@ test('acceptance: discovery, probing, Prometheus queries, node delete and add, S
     const exited = exitOf(agent);
 
     const scrape = async (): Promise<Sample[]> => {
-      const r = await ctl.fetch('http://127.0.0.1:2112/metrics', 3000);
+      const r = await ctl.fetch('http://127.0.0.1:2112/metrics', { timeoutMs: 3000 });
       if (r.status !== 200) throw new Error(`scrape: ${r.status}`);
       return parseExposition(r.body);
     };
     const count = (s: Sample[], node: string) => sampleValue(s, 'node_latency_count', { destination_node: node }) ?? 0;
 
-    await until('/readyz', 60_000, async () => ((await ctl.fetch('http://127.0.0.1:2112/readyz', 2000)).status === 200 ? true : undefined));
+    await until('/readyz', 60_000, async () => ((await ctl.fetch('http://127.0.0.1:2112/readyz', { timeoutMs: 2000 })).status === 200 ? true : undefined));
     const first = await until('every node probed', 10_000, async () => {
       const s = await scrape();
       return ['node1', 'node2', 'node3'].every((n) => count(s, n) >= 3) ? s : undefined;
@@ -95,7 +95,7 @@ test('acceptance: discovery, probing, Prometheus queries, node delete and add, S
     // Delete node2: its series go within 3 s, the others keep counting without a reset.
     const before = await scrape();
     const deletedAt = Date.now();
-    await ctl.call({ op: 'delete', name: 'node2' });
+    await ctl.delete('node2');
     const afterDelete = await until('node2 gone from /metrics', 3000, async () => {
       const s = await scrape();
       return s.some((x) => x.labels['destination_node'] === 'node2') ? undefined : s;
@@ -110,7 +110,7 @@ test('acceptance: discovery, probing, Prometheus queries, node delete and add, S
     // Add a fifth node: probed within 5 s.
     const n4 = await cluster.addNode();
     const addedAt = Date.now();
-    await ctl.call({ op: 'upsert', name: 'node4', address: n4.ipv4 });
+    await ctl.upsert('node4', n4.ipv4);
     await until('node4 probed', 5000, async () => (count(await scrape(), 'node4') > 0 ? true : undefined));
     const probedMs = Date.now() - addedAt;
     t.diagnostic(`deleted node gone after ${goneMs} ms; added node probed after ${probedMs} ms; mean ${(mean * 1e6).toFixed(0)} us; p99(node1) ${(p99 * 1e6).toFixed(0)} us`);

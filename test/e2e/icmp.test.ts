@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parsePing, startAgent, until, type AgentProcess } from '../support/agent-process.js';
-import { NsControl } from '../support/control-client.js';
+import { FaultControl } from '../support/fault-client.js';
 import { sampleValue, type Sample } from '../support/exposition.js';
 import { createCluster, netnsSupported, startResponder, type Cluster, type ClusterNode } from '../support/netns.js';
 
@@ -22,7 +22,7 @@ const sum = (s: Sample[], node: string) => sampleValue(s, 'node_latency_sum', { 
 
 describe('ICMP in network namespaces', { skip: !supported.ok && `network namespaces unavailable: ${supported.reason}` }, () => {
   let cluster: Cluster;
-  let control: NsControl;
+  let control: FaultControl;
   let dir: string;
   let n0: ClusterNode;
   let n1: ClusterNode;
@@ -33,7 +33,7 @@ describe('ICMP in network namespaces', { skip: !supported.ok && `network namespa
     dir = await mkdtemp(join(tmpdir(), 'mentat-icmp-'));
     cluster = await createCluster({ nodes: 3, ipv6: true, prefix: 'mte' });
     [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
-    control = await NsControl.start(cluster, n0.ns, dir);
+    control = await FaultControl.start(cluster, n0.ns, dir);
   });
 
   after(async () => {

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NsControl } from './control-client.js';
+import type { FaultControl } from './fault-client.js';
 import { parseExposition, type Sample } from './exposition.js';
 import type { Cluster } from './netns.js';
 
@@ -25,7 +25,7 @@ export interface AgentProcess {
 }
 
 /** Starts the built agent in a namespace, as root or (lockedDown) as uid 65532 with no capabilities. */
-export function startAgent(cluster: Cluster, ns: string, control: NsControl, env: Record<string, string>, opts: { lockedDown?: boolean; port?: number } = {}): AgentProcess {
+export function startAgent(cluster: Cluster, ns: string, control: FaultControl, env: Record<string, string>, opts: { lockedDown?: boolean; port?: number } = {}): AgentProcess {
   const port = opts.port ?? 2112;
   const argv = opts.lockedDown ? [...LOCKED_DOWN, process.execPath, MAIN] : [MAIN];
   const cmd = opts.lockedDown ? 'setpriv' : process.execPath;
@@ -48,7 +48,7 @@ export function startAgent(cluster: Cluster, ns: string, control: NsControl, env
         .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as Record<string, unknown>),
     async scrape() {
-      const r = await control.fetch(`http://127.0.0.1:${port}/metrics`, 5000);
+      const r = await control.fetch(`http://127.0.0.1:${port}/metrics`, { timeoutMs: 5000 });
       if (r.status !== 200) throw new Error(`scrape failed: ${r.status} ${r.body.slice(0, 200)}`);
       return parseExposition(r.body);
     },

@@ -1,5 +1,5 @@
 /**
- * Like ns-control.ts, but with every fault switch of the fake API server reachable from the test:
+ * The test's hands inside a network namespace, with every fault switch of the fake API server:
  * runs inside a test network namespace, hosts a FakeApiServer on that namespace's loopback, makes
  * HTTP requests there for the test, and can watch a URL's latency (an event-loop stall probe for
  * the agent). Driven over the Node IPC channel by FaultControl (fault-client.ts).

@@ -8,7 +8,7 @@ type Reply = { id: number; ok: true; result?: unknown } | { id: number; ok: fals
 
 /**
  * Request/reply over the Node IPC channel of a helper process that runs inside a
- * namespace (ns-control, fault-control): the test's hands where it cannot reach.
+ * namespace (fault-control.ts): the test's hands where it cannot reach.
  */
 export class IpcRpc<Request extends { id: number }> {
   private nextId = 1;

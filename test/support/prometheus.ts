@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster } from './netns.js';
-import type { NsControl } from './control-client.js';
+import type { FaultControl } from './fault-client.js';
 
 /** True when Debian's prometheus binary is installed. */
 export function prometheusAvailable(): boolean {
@@ -20,7 +20,7 @@ export interface PrometheusServer {
 }
 
 /** A real Prometheus inside a namespace, scraping `targets` every second. */
-export async function startPrometheus(cluster: Cluster, ns: string, control: NsControl, dir: string, targets: string[], port = 9090): Promise<PrometheusServer> {
+export async function startPrometheus(cluster: Cluster, ns: string, control: FaultControl, dir: string, targets: string[], port = 9090): Promise<PrometheusServer> {
   const config = join(dir, 'prometheus.yml');
   await writeFile(
     config,
@@ -49,7 +49,7 @@ export async function startPrometheus(cluster: Cluster, ns: string, control: NsC
   });
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const r = await control.fetch(`${url}/-/ready`, 2000);
+    const r = await control.fetch(`${url}/-/ready`, { timeoutMs: 2000 });
     if (r.status === 200) break;
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`prometheus did not become ready: ${stderr}`);
     await new Promise((res) => setTimeout(res, 200));
