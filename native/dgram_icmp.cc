@@ -75,7 +75,7 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     on_message_ = Napi::Persistent(info[1].As<Napi::Function>());
     on_error_ = Napi::Persistent(info[2].As<Napi::Function>());
     int domain = family_ == 4 ? AF_INET : AF_INET6;
-    int proto = family_ == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+    int proto = family_ == 4 ? static_cast<int>(IPPROTO_ICMP) : static_cast<int>(IPPROTO_ICMPV6);
     fd_ = socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
     if (fd_ < 0) {
       ErrnoError(env, "socket(SOCK_DGRAM, ICMP)", errno).ThrowAsJavaScriptException();
@@ -195,41 +195,48 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     return text;
   }
 
+  // One datagram with its peer address and control messages, without blocking; < 0 when none is queued.
+  struct Received {
+    uint8_t data[2048];
+    alignas(cmsghdr) char control[512];
+    sockaddr_storage peer;
+    iovec iov;
+    msghdr msg;
+  };
+
+  ssize_t Receive(Received& r, int flags) {
+    r.peer = {};
+    r.iov = {r.data, sizeof(r.data)};
+    r.msg = {};
+    r.msg.msg_name = &r.peer;
+    r.msg.msg_namelen = sizeof(r.peer);
+    r.msg.msg_iov = &r.iov;
+    r.msg.msg_iovlen = 1;
+    r.msg.msg_control = r.control;
+    r.msg.msg_controllen = sizeof(r.control);
+    return recvmsg(fd_, &r.msg, flags | MSG_DONTWAIT);
+  }
+
   void Drain() {
     Napi::Env env = on_message_.Env();
     Napi::HandleScope scope(env);
-    uint8_t data[2048];
-    alignas(cmsghdr) char control[512];
+    Received r;
+    msghdr& msg = r.msg;
+    uint8_t* data = r.data;
     // Bounded per wake-up so a flood cannot starve the event loop; the poll fires again.
     for (int i = 0; i < 256 && fd_ >= 0; i++) {
-      sockaddr_storage from{};
-      iovec iov{data, sizeof(data)};
-      msghdr msg{};
-      msg.msg_name = &from;
-      msg.msg_namelen = sizeof(from);
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      ssize_t n = recvmsg(fd_, &msg, MSG_DONTWAIT);
+      ssize_t n = Receive(r, 0);
       if (n < 0) break;
+      const sockaddr_storage& from = r.peer;
       double rx = TimestampMs(&msg);
       on_message_.MakeCallback(env.Global(), {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
-                                              Napi::String::New(env, AddressString(reinterpret_cast<sockaddr*>(&from))),
+                                              Napi::String::New(env, AddressString(reinterpret_cast<const sockaddr*>(&from))),
                                               Napi::Number::New(env, rx)});
     }
     for (int i = 0; i < 256 && fd_ >= 0; i++) {
-      sockaddr_storage dest{};
-      iovec iov{data, sizeof(data)};
-      msghdr msg{};
-      msg.msg_name = &dest;
-      msg.msg_namelen = sizeof(dest);
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      ssize_t n = recvmsg(fd_, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+      ssize_t n = Receive(r, MSG_ERRQUEUE);
       if (n < 0) break;
+      const sockaddr_storage& dest = r.peer;
       double rx = TimestampMs(&msg);
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         bool v4 = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
@@ -239,7 +246,7 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
         if (ee->ee_origin != SO_EE_ORIGIN_ICMP && ee->ee_origin != SO_EE_ORIGIN_ICMP6) continue;
         std::string offender = AddressString(SO_EE_OFFENDER(ee));
         on_error_.MakeCallback(env.Global(), {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
-                                              Napi::String::New(env, AddressString(reinterpret_cast<sockaddr*>(&dest))),
+                                              Napi::String::New(env, AddressString(reinterpret_cast<const sockaddr*>(&dest))),
                                               Napi::Number::New(env, ee->ee_type), Napi::Number::New(env, ee->ee_code),
                                               Napi::String::New(env, offender), Napi::Number::New(env, rx)});
       }
