@@ -39,4 +39,12 @@ ms=()
 for _ in 1 2 3 4 5 6 7 8; do ms+=("$(curl -sf -o /dev/null -w '%{time_total}' "localhost:$PORT/metrics" 2>/dev/null || echo fail)"); sleep 1.5; done
 series=$(curl -s "localhost:$PORT/metrics" | grep -c '^node_latency_count' || true)
 alive=$([ -n "$(cat "$CG/cgroup.procs")" ] && echo yes || echo "no (killed)")
-echo "nodes=$N limit=${LIMIT}MiB NODE_OPTIONS='$OPTS' peak=$(peak)MiB limit-hits=$(fails) alive=$alive destinations=$series scrape_s=${ms[*]}"
+# Resident set as the kernel counts it for the process: peak (VmHWM), now, and its anonymous part
+# (the heap; the rest is the node binary and libraries mapped from disk).
+rss="-"
+pid=$(head -1 "$CG/cgroup.procs" 2>/dev/null || true)
+if [ -n "$pid" ]; then
+  kib() { awk -v k="$1:" '$1 == k { print int($2 / 1024) }' "/proc/$pid/status"; }
+  rss="peak=$(kib VmHWM)MiB now=$(kib VmRSS)MiB anon=$(kib RssAnon)MiB"
+fi
+echo "nodes=$N limit=${LIMIT}MiB NODE_OPTIONS='$OPTS' cgroup_peak=$(peak)MiB limit-hits=$(fails) alive=$alive rss:$rss destinations=$series scrape_s=${ms[*]}"

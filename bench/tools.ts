@@ -5,6 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startAgent, type AgentProcess } from '../test/support/agent-process.js';
@@ -76,6 +77,14 @@ export interface Mentat {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>;
 }
 
+/** NODE_OPTIONS of the agent container in deploy/base/daemonset.yaml. */
+export const SHIPPED_NODE_OPTIONS = ((): string => {
+  const manifest = readFileSync(new URL('../../deploy/base/daemonset.yaml', import.meta.url), 'utf8');
+  const value = /- name: NODE_OPTIONS\n\s+value: (.+)/.exec(manifest)?.[1];
+  if (!value) throw new Error('deploy/base/daemonset.yaml: no NODE_OPTIONS in the agent container');
+  return value.trim();
+})();
+
 export function startMentat(
   cluster: Cluster,
   ns: string,
@@ -86,8 +95,9 @@ export function startMentat(
   env: Record<string, string>,
   cpuProfileDir?: string,
 ): Mentat {
-  const fullEnv: Record<string, string> = { NODE_NAME: 'node0', MENTAT_LOG_LEVEL: 'info', ...env };
-  if (cpuProfileDir) fullEnv['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${cpuProfileDir}`;
+  // The heap flags the shipped DaemonSet runs with, so memory is measured as a pod would see it.
+  const fullEnv: Record<string, string> = { NODE_NAME: 'node0', MENTAT_LOG_LEVEL: 'info', NODE_OPTIONS: SHIPPED_NODE_OPTIONS, ...env };
+  if (cpuProfileDir) fullEnv['NODE_OPTIONS'] = `${fullEnv['NODE_OPTIONS']} --cpu-prof --cpu-prof-dir=${cpuProfileDir}`;
   const agent = startAgent(cluster, ns, control, fullEnv, { port });
   const url = `http://127.0.0.1:${port}`;
   return {

@@ -4,6 +4,7 @@ import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { Config } from './config.js';
 import type { NodeDiscovery } from './discovery.js';
 import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
+import { serveMetrics } from './exposition.js';
 import { RateLimitedLog, type Log } from './log.js';
 import { LatencyMetrics } from './metrics.js';
 import { effectiveIntervalMs, type Clock, type Outcome, type Target } from './prober.js';
@@ -50,9 +51,9 @@ export class Agent {
 
   static async start(deps: AgentDeps): Promise<Agent> {
     const { config, log, clock } = deps;
-    const telemetry = await Telemetry.create({ resource: deps.resource, meterName: METER_NAME, otlp: config.otlp, ...(deps.otlpExporter ? { otlpExporter: deps.otlpExporter } : {}) });
+    const telemetry = await Telemetry.create({ resource: deps.resource, meterName: METER_NAME, maxDestinations: config.maxTargets, otlp: config.otlp, ...(deps.otlpExporter ? { otlpExporter: deps.otlpExporter } : {}) });
     const metrics = new LatencyMetrics({
-      pool: telemetry.destinations,
+      sink: telemetry.destinations,
       originNode: config.nodeName,
       bucketsSeconds: config.bucketsSeconds,
       withIpFamily: config.addressFamily === 'dual',
@@ -156,7 +157,8 @@ export class Agent {
     const server = new HttpServer({
       host: config.metricsHost,
       port: config.metricsPort,
-      metrics: (req, res) => telemetry.prometheus.getMetricsRequestHandler(req, res),
+      metrics: (req, res) =>
+        void serveMetrics(req, res, () => telemetry.prometheus.collect(), (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors')),
       readiness,
     });
     let port: number;

@@ -1,4 +1,5 @@
-import { CoreV1Api, KubeConfig, ListWatch, Watch, type V1Node, type V1NodeList } from '@kubernetes/client-node';
+import type { V1Node, V1NodeList } from '@kubernetes/client-node';
+import { KubeConfig, ListWatch, NodeLister, Watch } from './kube-api.js';
 import { canonicalAddress } from './address.js';
 import type { KubeSource } from './kube-source.js';
 import { ZONE_LABEL } from './targets.js';
@@ -160,7 +161,7 @@ export interface DiscoveryOptions {
  */
 export class NodeDiscovery {
   private readonly informer: ListWatch<V1Node>;
-  private readonly api: CoreV1Api;
+  private readonly lister: NodeLister;
   private stopped = false;
   private emitScheduled = false;
   private backoffMs: number;
@@ -173,7 +174,7 @@ export class NodeDiscovery {
 
   constructor(private readonly options: DiscoveryOptions) {
     this.backoffMs = options.minBackoffMs ?? 1000;
-    this.api = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.lister = new NodeLister(options.kubeConfig);
     const watch = new NodeWatch(options.kubeConfig, () => this.onHealthy());
     this.informer = new ListWatch<V1Node>('/api/v1/nodes', watch, () => this.listAll(), false, undefined, undefined, {
       delayFn: options.delay,
@@ -204,11 +205,11 @@ export class NodeDiscovery {
   /** Pages through the node list so that 5000 nodes never arrive as one huge response. */
   private async listAll(): Promise<V1NodeList> {
     const limit = this.options.pageSize ?? 500;
-    const first = await this.api.listNode({ limit });
+    const first = await this.lister.list({ limit });
     const items = first.items.map(trimNode);
     let next = first.metadata?._continue;
     while (next) {
-      const page = await this.api.listNode({ limit, _continue: next });
+      const page = await this.lister.list({ limit, continueToken: next });
       for (const node of page.items) items.push(trimNode(node));
       next = page.metadata?._continue;
     }

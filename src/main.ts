@@ -89,6 +89,7 @@ async function main(): Promise<void> {
       log.info({}, 'no Kubernetes configuration found (no service account, KUBECONFIG or ~/.kube/config): probing the loopback; set MENTAT_TARGETS=name=address,... to probe other hosts');
     } else {
       try {
+        (await import('./kube-loader.js')).loadLessOfKubernetesClient();
         const { loadKubeConfig } = await import('./discovery.js');
         kubeConfig = loadKubeConfig(source);
       } catch (err) {

@@ -1,18 +1,17 @@
 import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
 import type { Outcome, Target } from './prober.js';
 
-/** Hands out one Meter per destination and forgets it on release (see DestinationMeters). */
-export interface MeterPool {
-  acquire(key: string): Meter;
-  release(key: string): void;
+/** Where the per-destination series are recorded, and how they are dropped (see DestinationMeters). */
+export interface SeriesSink {
+  readonly meter: Meter;
+  /** These attribute sets are gone from the next collection on. */
+  forget(attributeSets: readonly Attributes[]): void;
 }
 
 export const LATENCY_METRIC = 'node_latency';
 export const PROBES_METRIC = 'node_latency_probes';
 
 interface Series {
-  readonly latency: Histogram;
-  readonly probes: Counter;
   readonly attributes: Attributes;
   readonly success: Attributes;
   readonly timeout: Attributes;
@@ -20,7 +19,7 @@ interface Series {
 }
 
 export interface LatencyMetricsOptions {
-  readonly pool: MeterPool;
+  readonly sink: SeriesSink;
   readonly originNode: string;
   readonly bucketsSeconds: readonly number[];
   /** Adds ip_family, for when a node is probed on both of its addresses. */
@@ -35,8 +34,19 @@ const UNKNOWN_ZONE = 'unknown';
 export class LatencyMetrics {
   private readonly series = new Map<string, Series>();
   private originZone = UNKNOWN_ZONE;
+  private readonly latency: Histogram;
+  private readonly probes: Counter;
 
-  constructor(private readonly options: LatencyMetricsOptions) {}
+  constructor(private readonly options: LatencyMetricsOptions) {
+    this.latency = options.sink.meter.createHistogram(LATENCY_METRIC, {
+      description: 'Round-trip time of ICMP echo from origin_node to destination_node',
+      unit: 's',
+      advice: { explicitBucketBoundaries: [...options.bucketsSeconds] },
+    });
+    this.probes = options.sink.meter.createCounter(PROBES_METRIC, {
+      description: 'ICMP echo probes sent, by result: success, timeout (loss) or error (ICMP error or send failure)',
+    });
+  }
 
   /** The own node's zone; a change re-labels every series (they restart from zero). */
   setOriginZone(zone: string | undefined): void {
@@ -50,34 +60,33 @@ export class LatencyMetrics {
     let series = this.series.get(target.key);
     // A node whose zone label changed gets new series rather than mislabelled ones.
     if (series && this.options.withZones && series.attributes['destination_zone'] !== (target.zone ?? UNKNOWN_ZONE)) {
-      this.series.delete(target.key);
-      this.options.pool.release(target.key);
+      this.drop(target.key, series);
       series = undefined;
     }
     series ??= this.open(target);
     if (outcome.kind === 'success') {
-      series.latency.record(outcome.rttSeconds, series.attributes);
-      series.probes.add(1, series.success);
+      this.latency.record(outcome.rttSeconds, series.attributes);
+      this.probes.add(1, series.success);
     } else {
-      series.probes.add(1, outcome.kind === 'timeout' ? series.timeout : series.error);
+      this.probes.add(1, outcome.kind === 'timeout' ? series.timeout : series.error);
     }
   }
 
   /** Drops the series of every target not in `live`. */
   retain(live: ReadonlySet<string>): void {
-    for (const key of this.series.keys()) {
-      if (live.has(key)) continue;
-      this.series.delete(key);
-      this.options.pool.release(key);
-    }
+    for (const [key, series] of this.series) if (!live.has(key)) this.drop(key, series);
   }
 
   get seriesCount(): number {
     return this.series.size;
   }
 
+  private drop(key: string, series: Series): void {
+    this.series.delete(key);
+    this.options.sink.forget([series.attributes, series.success, series.timeout, series.error]);
+  }
+
   private open(target: Target): Series {
-    const meter = this.options.pool.acquire(target.key);
     const attributes: Attributes = { origin_node: this.options.originNode, destination_node: target.name };
     if (this.options.withIpFamily) attributes['ip_family'] = target.family === 4 ? 'ipv4' : 'ipv6';
     if (this.options.withZones) {
@@ -85,23 +94,15 @@ export class LatencyMetrics {
       attributes['destination_zone'] = target.zone ?? UNKNOWN_ZONE;
     }
     const series: Series = {
-      latency: meter.createHistogram(LATENCY_METRIC, {
-        description: 'Round-trip time of ICMP echo from origin_node to destination_node',
-        unit: 's',
-        advice: { explicitBucketBoundaries: [...this.options.bucketsSeconds] },
-      }),
-      probes: meter.createCounter(PROBES_METRIC, {
-        description: 'ICMP echo probes sent, by result: success, timeout (loss) or error (ICMP error or send failure)',
-      }),
       attributes,
       success: { ...attributes, result: 'success' },
       timeout: { ...attributes, result: 'timeout' },
       error: { ...attributes, result: 'error' },
     };
     // Zero-valued from the start, so `timeout / all` has every term before the first loss.
-    series.probes.add(0, series.success);
-    series.probes.add(0, series.timeout);
-    series.probes.add(0, series.error);
+    this.probes.add(0, series.success);
+    this.probes.add(0, series.timeout);
+    this.probes.add(0, series.error);
     this.series.set(target.key, series);
     return series;
   }

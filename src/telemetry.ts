@@ -1,4 +1,5 @@
-import type { Meter } from '@opentelemetry/api';
+import type { Attributes, Meter } from '@opentelemetry/api';
+import { millisToHrTime } from '@opentelemetry/core';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import {
@@ -9,121 +10,155 @@ import {
   MetricReader,
   PeriodicExportingMetricReader,
   type CollectionResult,
-  type MetricData,
   type MetricProducer,
+  type MetricReaderOptions,
   type PushMetricExporter,
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
 import type { OtlpConfig } from './config.js';
+import { attributesKey, CumulativeStore } from './cumulative.js';
 
-/** A reader that only answers collect(): the pool pulls it when an exporter asks. */
-class PullReader extends MetricReader {
+/** A delta reader that only answers collect(): the destinations fold it into their running totals. */
+class DeltaReader extends MetricReader {
+  constructor(cardinalityLimit: number, aggregationSelector?: MetricReaderOptions['aggregationSelector']) {
+    super({
+      aggregationTemporalitySelector: () => AggregationTemporality.DELTA,
+      cardinalitySelector: () => cardinalityLimit,
+      ...(aggregationSelector ? { aggregationSelector } : {}),
+    });
+  }
   protected override async onForceFlush(): Promise<void> {}
   protected override async onShutdown(): Promise<void> {}
 }
 
-interface Destination {
-  readonly provider: MeterProvider;
-  readonly reader: PullReader;
-  /** A second reader with base-2 exponential histograms, for OTLP when asked for. */
-  readonly exponential: PullReader | undefined;
-  readonly meter: Meter;
-}
+const DEFAULT_MAX_DESTINATIONS = 10_000;
 
-/** Base-2 exponential histograms for the latency histogram; everything else as usual. */
-function exponentialReader(): PullReader {
-  return new PullReader({
-    aggregationSelector: (type) =>
-      type === InstrumentType.HISTOGRAM ? { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: 160 } } : { type: AggregationType.DEFAULT },
-  });
+/** Buckets per side of the base-2 exponential histogram (the SDK's default). */
+const EXPONENTIAL_MAX_SIZE = 160;
+
+/** Base-2 exponential histograms for histograms; everything else as usual. */
+const exponentialSelector: MetricReaderOptions['aggregationSelector'] = (type) =>
+  type === InstrumentType.HISTOGRAM ? { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: EXPONENTIAL_MAX_SIZE } } : { type: AggregationType.DEFAULT };
+
+interface Folded {
+  readonly reader: DeltaReader;
+  readonly store: CumulativeStore;
 }
 
 const EMPTY_RESOURCE = resourceFromAttributes({});
 /** The final OTLP flush on shutdown must not outlast the pod's grace period when the collector is down. */
 const SHUTDOWN_FLUSH_MS = 2_000;
 
-/** Concatenates the data points of same-named metrics of one scope, so exporters see one stream per instrument. */
-export function mergeScopeMetrics(parts: readonly ScopeMetrics[]): ScopeMetrics[] {
-  const byScope = new Map<string, { scope: ScopeMetrics['scope']; metrics: Map<string, MetricData> }>();
-  for (const part of parts) {
-    const scopeKey = `${part.scope.name}\u0000${part.scope.version ?? ''}\u0000${part.scope.schemaUrl ?? ''}`;
-    let scope = byScope.get(scopeKey);
-    if (!scope) byScope.set(scopeKey, (scope = { scope: part.scope, metrics: new Map() }));
-    for (const metric of part.metrics) {
-      const known = scope.metrics.get(metric.descriptor.name);
-      if (known) (known.dataPoints as unknown[]).push(...metric.dataPoints);
-      else scope.metrics.set(metric.descriptor.name, { ...metric, dataPoints: [...metric.dataPoints] } as MetricData);
-    }
-  }
-  return [...byScope.values()].map(({ scope, metrics }) => ({ scope, metrics: [...metrics.values()] }));
+export interface DestinationMetersOptions {
+  readonly meterName: string;
+  /** Destinations recorded at most (MENTAT_MAX_TARGETS); sizes the SDK's cardinality limit. */
+  readonly maxDestinations?: number;
+  /** Also keep base-2 exponential histograms (for OTLP). */
+  readonly withExponential?: boolean;
+  /** Wall clock in ms, for the end time of cumulative points. */
+  readonly nowMs?: () => number;
 }
 
 /**
- * One MeterProvider per destination, pulled through a MetricProducer.
- * The OTel SDK cannot forget an attribute set; dropping a destination's whole
- * provider is how a deleted node's series leave /metrics (and memory) while
- * every other series keeps its cumulative state.
+ * The per-destination series: one MeterProvider with delta readers, folded into cumulative stores
+ * that exporters pull as a MetricProducer. The SDK cannot forget an attribute set of a cumulative
+ * instrument; here forgetting is deleting from the store, so a deleted node's series leave /metrics
+ * (and memory) while every other series keeps counting. Memory per destination is its points only.
  */
 export class DestinationMeters implements MetricProducer {
-  private readonly destinations = new Map<string, Destination>();
+  /** Every destination records through this one Meter. */
+  readonly meter: Meter;
+  private readonly provider: MeterProvider;
+  private readonly explicit: Folded;
+  private readonly exponential: Folded | undefined;
+  private readonly scope: ScopeMetrics['scope'];
+  private readonly nowMs: () => number;
+  /** Attribute sets forgotten since the last fold began. */
+  private forgotten = new Set<string>();
+  /** A fold not started yet, which new callers can share. */
+  private queued: Promise<CollectionResult['errors']> | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(
-    private readonly meterName: string,
-    private readonly withExponential = false,
-  ) {}
-
-  /** The Meter that records for one destination; the same one until it is released. */
-  acquire(key: string): Meter {
-    let destination = this.destinations.get(key);
-    if (!destination) {
-      const reader = new PullReader();
-      const exponential = this.withExponential ? exponentialReader() : undefined;
-      const provider = new MeterProvider({ resource: EMPTY_RESOURCE, readers: exponential ? [reader, exponential] : [reader] });
-      destination = { provider, reader, exponential, meter: provider.getMeter(this.meterName) };
-      this.destinations.set(key, destination);
-    }
-    return destination.meter;
+  constructor(options: DestinationMetersOptions) {
+    // Past its cardinality limit (2000 by default) the SDK folds series into one otel_metric_overflow
+    // series. Per destination: up to three attribute sets (probes by result), twice when a node is
+    // replaced between two collections.
+    const limit = (options.maxDestinations ?? DEFAULT_MAX_DESTINATIONS) * 3 * 2;
+    this.explicit = { reader: new DeltaReader(limit), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) };
+    this.exponential = options.withExponential ? { reader: new DeltaReader(limit, exponentialSelector), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) } : undefined;
+    this.provider = new MeterProvider({ resource: EMPTY_RESOURCE, readers: this.folds().map((f) => f.reader) });
+    this.meter = this.provider.getMeter(options.meterName);
+    this.scope = { name: options.meterName };
+    this.nowMs = options.nowMs ?? Date.now;
   }
 
-  /** Forgets a destination: its series are gone from the next collection on. */
-  release(key: string): void {
-    const destination = this.destinations.get(key);
-    if (!destination) return;
-    this.destinations.delete(key);
-    void destination.provider.shutdown().catch(() => {
-      // Nothing to flush: a pull reader holds no pending export.
-    });
+  /** Drops these attribute sets: they are gone from the next collection on. */
+  forget(attributeSets: readonly Attributes[]): void {
+    if (attributeSets.length === 0) return;
+    for (const attributes of attributeSets) this.forgotten.add(attributesKey(attributes));
+    // Folding now keeps the SDK's delta storage and this set small even when nobody collects;
+    // a failure here shows up again in the next collect, which reports it.
+    this.fold().catch(() => {});
   }
 
+  /** Series held (all metrics, explicit-bucket view). */
   get size(): number {
-    return this.destinations.size;
+    return this.explicit.store.size;
   }
 
-  async collect(): Promise<CollectionResult> {
-    return this.collectFrom((d) => d.reader);
+  collect(): Promise<CollectionResult> {
+    return this.collectFrom(this.explicit);
   }
 
-  /** The same destinations seen through their exponential readers (falls back to the explicit one). */
-  readonly exponentialProducer: MetricProducer = { collect: () => this.collectFrom((d) => d.exponential ?? d.reader) };
-
-  private async collectFrom(pick: (d: Destination) => PullReader): Promise<CollectionResult> {
-    const results = await Promise.all([...this.destinations.values()].map((d) => pick(d).collect()));
-    return {
-      resourceMetrics: { resource: EMPTY_RESOURCE, scopeMetrics: mergeScopeMetrics(results.flatMap((r) => r.resourceMetrics.scopeMetrics)) },
-      errors: results.flatMap((r) => r.errors),
-    };
-  }
+  /** The same destinations with exponential histograms (or explicit ones when not configured). */
+  readonly exponentialProducer: MetricProducer = { collect: () => this.collectFrom(this.exponential ?? this.explicit) };
 
   async shutdown(): Promise<void> {
-    const all = [...this.destinations.values()];
-    this.destinations.clear();
-    await Promise.allSettled(all.map((d) => d.provider.shutdown()));
+    await this.provider.shutdown().catch(() => {});
+  }
+
+  private folds(): Folded[] {
+    return this.exponential ? [this.explicit, this.exponential] : [this.explicit];
+  }
+
+  private async collectFrom(folded: Folded): Promise<CollectionResult> {
+    const errors = await this.fold();
+    const scopeMetrics = [{ scope: this.scope, metrics: folded.store.snapshot(millisToHrTime(this.nowMs())) }];
+    return { resourceMetrics: { resource: EMPTY_RESOURCE, scopeMetrics }, errors };
+  }
+
+  /**
+   * Folds the SDK's deltas into the stores. Folds run one after another: a forget must be applied
+   * after every delta that could still hold the forgotten series has been added.
+   */
+  private fold(): Promise<CollectionResult['errors']> {
+    if (this.queued) return this.queued;
+    const run = this.tail.then(() => {
+      this.queued = undefined;
+      return this.foldOnce();
+    });
+    this.queued = run;
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  private async foldOnce(): Promise<CollectionResult['errors']> {
+    const dropping = this.forgotten;
+    this.forgotten = new Set();
+    const folds = this.folds();
+    const results = await Promise.all(folds.map((f) => f.reader.collect()));
+    folds.forEach(({ store }, i) => {
+      store.add(results[i]!.resourceMetrics.scopeMetrics.flatMap((s) => s.metrics), dropping);
+      store.delete(dropping);
+    });
+    return results.flatMap((r) => r.errors);
   }
 }
 
 export interface TelemetryOptions {
   readonly resource: Resource;
   readonly meterName: string;
+  readonly maxDestinations?: number;
   readonly otlp?: OtlpConfig | undefined;
   /** Overrides the exporter built from `otlp` (tests). */
   readonly otlpExporter?: PushMetricExporter;
@@ -153,8 +188,12 @@ export class Telemetry {
 
   private constructor(options: TelemetryOptions, otlpExporter: PushMetricExporter | undefined) {
     const exponential = options.otlp?.histogram === 'exponential';
-    this.destinations = new DestinationMeters(options.meterName, exponential && otlpExporter !== undefined);
-    // No otel_scope_name label: one scope only, and at 20 series per destination every byte counts.
+    this.destinations = new DestinationMeters({
+      meterName: options.meterName,
+      withExponential: exponential && otlpExporter !== undefined,
+      ...(options.maxDestinations !== undefined ? { maxDestinations: options.maxDestinations } : {}),
+    });
+    // Pulled by serveMetrics (exposition.ts), which serializes without the exporter's server.
     this.prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [this.destinations] });
     const readers: MetricReader[] = [this.prometheus];
     if (otlpExporter) {

@@ -22,7 +22,7 @@ async function seriesOf(telemetry: Telemetry) {
 
 test('default buckets: 18 series per destination (15 histogram + 3 probe counters)', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
-  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: DEFAULT_BUCKETS_SECONDS, withIpFamily: false });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: DEFAULT_BUCKETS_SECONDS, withIpFamily: false });
   for (let i = 0; i < 10; i++) metrics.record(node(`n${i}`), { kind: 'success', rttSeconds: 0.001 });
   const series = await seriesOf(telemetry);
   assert.equal(DEFAULT_BUCKETS_SECONDS.length, 12);
@@ -32,7 +32,7 @@ test('default buckets: 18 series per destination (15 histogram + 3 probe counter
 
 test('custom buckets change the per-destination series count', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
-  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001, 0.01, 0.1], withIpFamily: false });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001, 0.01, 0.1], withIpFamily: false });
   metrics.record(node('a'), { kind: 'success', rttSeconds: 0.001 });
   assert.equal((await seriesOf(telemetry)).length, 3 + 1 + 2 + 3);
   await telemetry.shutdown();
@@ -40,7 +40,7 @@ test('custom buckets change the per-destination series count', async () => {
 
 test('zone attributes label every series with origin_zone and destination_zone, and follow a zone change', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
-  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false, withZones: true });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false, withZones: true });
   metrics.setOriginZone('z1');
   metrics.record(node('a', 'z2'), { kind: 'success', rttSeconds: 0.001 });
   metrics.record(node('b'), { kind: 'timeout' });
@@ -110,7 +110,7 @@ test('OTLP exponential histograms: one data point per destination instead of one
     otlp: { endpoint: 'http://127.0.0.1:9', signalSpecific: false, protocol: 'http/protobuf', exportIntervalMs: 60_000, histogram: 'exponential' },
     otlpExporter: exporter,
   });
-  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: DEFAULT_BUCKETS_SECONDS, withIpFamily: false });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: DEFAULT_BUCKETS_SECONDS, withIpFamily: false });
   for (const rtt of [0.0001, 0.0002, 0.0004, 0.003]) metrics.record(node('a'), { kind: 'success', rttSeconds: rtt });
   metrics.record(node('b'), { kind: 'success', rttSeconds: 0.001 });
   // Prometheus keeps its explicit buckets.

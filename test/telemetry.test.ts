@@ -21,7 +21,7 @@ function value(text: string, series: string): number | undefined {
 
 test('node_latency is a seconds histogram with the configured buckets; probes count by result', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({ 'service.name': 'mentat' }), meterName: 'mentat' });
-  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001, 0.01], withIpFamily: false });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001, 0.01], withIpFamily: false });
   metrics.record(target('a'), { kind: 'success', rttSeconds: 0.0005 });
   metrics.record(target('a'), { kind: 'success', rttSeconds: 0.005 });
   metrics.record(target('a'), { kind: 'timeout' });
@@ -43,7 +43,7 @@ test('node_latency is a seconds histogram with the configured buckets; probes co
 
 test('a released destination leaves the exposition while the others keep counting', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
-  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false });
   for (const name of ['a', 'b', 'c']) metrics.record(target(name), { kind: 'success', rttSeconds: 0.0001 });
   metrics.retain(new Set(['a', 'c']));
   metrics.record(target('a'), { kind: 'success', rttSeconds: 0.0001 });
@@ -51,7 +51,7 @@ test('a released destination leaves the exposition while the others keep countin
   assert.doesNotMatch(text, /destination_node="b"/);
   assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a"}'), 2, 'a kept its count');
   assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="c"}'), 1);
-  assert.equal(telemetry.destinations.size, 2);
+  assert.equal(telemetry.destinations.size, 2 * 4, 'a histogram and three probe counters per destination');
   // A node that comes back starts fresh.
   metrics.record(target('b'), { kind: 'timeout' });
   const again = await exposition(telemetry);
@@ -61,20 +61,23 @@ test('a released destination leaves the exposition while the others keep countin
 
 test('dual-stack series carry ip_family', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
-  const metrics = new LatencyMetrics({ pool: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: true });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: true });
   metrics.record({ key: 'n/ipv6', name: 'n', address: 'fd00::1', family: 6 }, { kind: 'success', rttSeconds: 0.0001 });
   assert.match(await exposition(telemetry), /node_latency_count\{origin_node="o",destination_node="n",ip_family="ipv6"\} 1/);
   await telemetry.shutdown();
 });
 
 test('destination memory stays bounded under churn', async () => {
-  const pool = new DestinationMeters('mentat');
-  const metrics = new LatencyMetrics({ pool, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false });
+  const pool = new DestinationMeters({ meterName: 'mentat' });
+  const metrics = new LatencyMetrics({ sink: pool, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false });
   for (let i = 0; i < 2000; i++) {
     metrics.record(target(`n${i}`), { kind: 'success', rttSeconds: 0.0001 });
     metrics.retain(new Set([`n${i}`]));
+    // Nobody scrapes: forgetting alone must keep the store small.
+    if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
-  assert.equal(pool.size, 1);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(pool.size, 4, 'only the last destination: one histogram series and three counters');
   assert.equal(metrics.seriesCount, 1);
   const { resourceMetrics } = await pool.collect();
   const points = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'node_latency')!.dataPoints;
