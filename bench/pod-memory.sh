@@ -3,10 +3,13 @@
 # nodes through the fake API server (loopback addresses 127.1.x.y, kernel echo replies), datagram
 # ICMP, 8 scrapes. Prints the cgroup's peak and whether the kernel had to reclaim or kill.
 #   sudo bash bench/pod-memory.sh NODES LIMIT_MIB ["NODE_OPTIONS"]
+# NODE_KIND=realistic serves Node objects the size kubelets report (~10 KB each) instead of minimal
+# ones; COLD=1 drops the page cache first, so the node binary's pages are charged to the pod too.
 # Needs root, cgroup v1 or v2 memory controller, and `npm run build` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:?nodes}; LIMIT=${2:?limit MiB}; OPTS=${3:-}
+N=${1:?nodes}; LIMIT=${2:?limit MiB}; OPTS=${3:-}; KIND=${NODE_KIND:-minimal}
+if [ "${COLD:-0}" = 1 ]; then sync; echo 1 > /proc/sys/vm/drop_caches; fi
 NODE=node_modules/.bin/node
 if [ -d /sys/fs/cgroup/memory ]; then
   CG=/sys/fs/cgroup/memory/mentat-pod-$$; mkdir "$CG"; echo $((LIMIT << 20)) > "$CG/memory.limit_in_bytes"
@@ -25,9 +28,10 @@ trap cleanup EXIT
 # Datagram ICMP as the default DaemonSet uses it (the pod sysctl), here in the root namespace for the run.
 echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range
 $NODE --input-type=module -e "
-  const { FakeApiServer, makeNode } = await import('./dist/test/support/fake-apiserver.js');
+  const { FakeApiServer, makeNode, makeRealisticNode } = await import('./dist/test/support/fake-apiserver.js');
   const s = await FakeApiServer.start();
-  s.upsertNodes(Array.from({ length: $N }, (_, i) => makeNode('node-' + i, '127.1.' + (i >> 8) + '.' + (i & 255))));
+  const make = '$KIND' === 'realistic' ? makeRealisticNode : (name, ip) => makeNode(name, ip);
+  s.upsertNodes(Array.from({ length: $N }, (_, i) => make('node-' + i, '127.1.' + (i >> 8) + '.' + (i & 255), i)));
   console.log(await s.writeKubeconfig('$OUT'));" > "$OUT/kc" &
 API=$!
 for _ in $(seq 50); do [ -s "$OUT/kc" ] && break; sleep 0.2; done
@@ -47,4 +51,4 @@ if [ -n "$pid" ]; then
   kib() { awk -v k="$1:" '$1 == k { print int($2 / 1024) }' "/proc/$pid/status"; }
   rss="peak=$(kib VmHWM)MiB now=$(kib VmRSS)MiB anon=$(kib RssAnon)MiB"
 fi
-echo "nodes=$N limit=${LIMIT}MiB NODE_OPTIONS='$OPTS' cgroup_peak=$(peak)MiB limit-hits=$(fails) alive=$alive rss:$rss destinations=$series scrape_s=${ms[*]}"
+echo "nodes=$N ($KIND) limit=${LIMIT}MiB NODE_OPTIONS='$OPTS' cgroup_peak=$(peak)MiB limit-hits=$(fails) alive=$alive rss:$rss destinations=$series scrape_s=${ms[*]}"

@@ -30,6 +30,8 @@ export interface ProcSample {
   readonly rssKiB: number;
   /** Peak resident set size, KiB. */
   readonly hwmKiB: number;
+  /** The anonymous part of rssKiB (heaps, stacks; not the binary and libraries mapped from disk), KiB. */
+  readonly anonKiB: number;
   /** Proportional set size (shared pages divided among sharers), KiB; 0 when unreadable. */
   readonly pssKiB: number;
   readonly threads: number;
@@ -73,6 +75,7 @@ export function readProc(pid: number, withPss = false): ProcSample | undefined {
       schedSeconds: schedNs / 1e9,
       rssKiB: statusField(status, 'VmRSS'),
       hwmKiB: statusField(status, 'VmHWM'),
+      anonKiB: statusField(status, 'RssAnon'),
       pssKiB,
       threads: statusField(status, 'Threads'),
     };
@@ -88,6 +91,7 @@ export function readProcs(pids: readonly number[], withPss = false): ProcSample 
   let schedSeconds = 0;
   let rssKiB = 0;
   let hwmKiB = 0;
+  let anonKiB = 0;
   let pssKiB = 0;
   let threads = 0;
   for (const pid of pids) {
@@ -98,10 +102,11 @@ export function readProcs(pids: readonly number[], withPss = false): ProcSample 
     schedSeconds += s.schedSeconds;
     rssKiB += s.rssKiB;
     hwmKiB += s.hwmKiB;
+    anonKiB += s.anonKiB;
     pssKiB += s.pssKiB;
     threads += s.threads;
   }
-  return { pid: pids[0] ?? 0, cpuSeconds, userSeconds, schedSeconds, rssKiB, hwmKiB, pssKiB, threads };
+  return { pid: pids[0] ?? 0, cpuSeconds, userSeconds, schedSeconds, rssKiB, hwmKiB, anonKiB, pssKiB, threads };
 }
 
 /** On-CPU seconds per thread name (comm: MainThread, WorkerThread, V8Worker, libuv-worker, ...), summed over threads of that name. */

@@ -146,6 +146,83 @@ export async function waitFor(
   }
 }
 
+/**
+ * A node the size a kubelet reports on a cloud VM (about 10 KB of JSON: labels, annotations, five
+ * conditions, 40 cached images, capacity, nodeInfo), for measuring memory during a list.
+ */
+export function makeRealisticNode(name: string, internalIP: string, index: number): NodeInput {
+  const zone = `zone-${index % 3}`;
+  const images = Array.from({ length: 40 }, (_, i) => ({
+    names: [`registry.example.com/team-${i % 7}/service-${i}@sha256:${(index * 40 + i).toString(16).padStart(64, '0')}`, `registry.example.com/team-${i % 7}/service-${i}:v1.${i}.${index % 10}`],
+    sizeBytes: 20_000_000 + i * 1_234_567,
+  }));
+  const condition = (type: string, status: string, reason: string) => ({
+    type,
+    status,
+    reason,
+    message: `kubelet reports ${reason}`,
+    lastHeartbeatTime: '2026-11-25T10:00:00Z',
+    lastTransitionTime: '2026-11-01T08:00:00Z',
+  });
+  return {
+    metadata: {
+      name,
+      labels: {
+        'kubernetes.io/hostname': name,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': 'amd64',
+        'node.kubernetes.io/instance-type': 'm6i.2xlarge',
+        'topology.kubernetes.io/region': 'eu-west-1',
+        'topology.kubernetes.io/zone': zone,
+        'beta.kubernetes.io/os': 'linux',
+        'beta.kubernetes.io/arch': 'amd64',
+        'beta.kubernetes.io/instance-type': 'm6i.2xlarge',
+        'failure-domain.beta.kubernetes.io/region': 'eu-west-1',
+        'failure-domain.beta.kubernetes.io/zone': zone,
+        'eks.amazonaws.com/nodegroup': `ng-${index % 5}`,
+        'eks.amazonaws.com/capacityType': 'ON_DEMAND',
+      },
+      annotations: {
+        'node.alpha.kubernetes.io/ttl': '0',
+        'volumes.kubernetes.io/controller-managed-attach-detach': 'true',
+        'alpha.kubernetes.io/provided-node-ip': internalIP,
+        'csi.volume.kubernetes.io/nodeid': JSON.stringify({ 'ebs.csi.aws.com': `i-${index.toString(16).padStart(17, '0')}` }),
+      },
+    },
+    spec: { providerID: `aws:///eu-west-1a/i-${index.toString(16).padStart(17, '0')}`, podCIDR: `100.64.${index >> 8}.0/24` },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: internalIP },
+        { type: 'InternalDNS', address: `${name}.eu-west-1.compute.internal` },
+        { type: 'Hostname', address: name },
+      ],
+      conditions: [
+        condition('MemoryPressure', 'False', 'KubeletHasSufficientMemory'),
+        condition('DiskPressure', 'False', 'KubeletHasNoDiskPressure'),
+        condition('PIDPressure', 'False', 'KubeletHasSufficientPID'),
+        condition('Ready', 'True', 'KubeletReady'),
+        condition('NetworkUnavailable', 'False', 'RouteCreated'),
+      ],
+      capacity: { cpu: '8', 'ephemeral-storage': '104845292Ki', 'hugepages-1Gi': '0', 'hugepages-2Mi': '0', memory: '32366572Ki', pods: '58' },
+      allocatable: { cpu: '7910m', 'ephemeral-storage': '95551679124', 'hugepages-1Gi': '0', 'hugepages-2Mi': '0', memory: '31349740Ki', pods: '58' },
+      daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
+      nodeInfo: {
+        machineID: index.toString(16).padStart(32, '0'),
+        systemUUID: `ec2${index.toString(16).padStart(29, '0')}`,
+        bootID: `b${index.toString(16).padStart(31, '0')}`,
+        kernelVersion: '6.1.112-124.190.amzn2023.x86_64',
+        osImage: 'Amazon Linux 2023.6.20241121',
+        containerRuntimeVersion: 'containerd://1.7.23',
+        kubeletVersion: 'v1.31.2-eks-94953ac',
+        kubeProxyVersion: 'v1.31.2-eks-94953ac',
+        operatingSystem: 'linux',
+        architecture: 'amd64',
+      },
+      images,
+    },
+  };
+}
+
 /** Convenience builder for a minimal Ready node with one InternalIP. */
 export function makeNode(name: string, internalIP: string, labels?: Labels): NodeInput {
   return {
