@@ -67,6 +67,9 @@ function writable(res: ServerResponse): Promise<void> {
   });
 }
 
+/** A scrape whose client takes nothing for this long is dropped. */
+export const STALL_TIMEOUT_MS = 10_000;
+
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
@@ -78,7 +81,10 @@ export async function serveMetrics(
   res: ServerResponse,
   collect: () => Promise<CollectionResult>,
   onCollectionErrors: (errors: unknown[]) => void,
+  stallTimeoutMs = STALL_TIMEOUT_MS,
 ): Promise<void> {
+  // A client that stops reading would otherwise hold its snapshot (MiBs at 5000 destinations) for good.
+  res.setTimeout(stallTimeoutMs, () => res.destroy());
   let result: CollectionResult;
   try {
     result = await collect();

@@ -116,6 +116,29 @@ test('a slow reader gets the whole exposition through backpressure; HEAD gets he
   assert.equal(await head.text(), '');
 });
 
+test('a client that stops reading is dropped after the stall timeout, not held forever', { timeout: 10_000 }, async (t) => {
+  const telemetry = await telemetryWith(10_000);
+  let closed: (() => void) | undefined;
+  const done = new Promise<void>((resolve) => (closed = resolve));
+  const server = createServer((req, res) => {
+    res.on('close', () => closed!());
+    void serveMetrics(req, res, () => telemetry.prometheus.collect(), () => {}, 300);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(async () => {
+    server.closeAllConnections();
+    server.close();
+    await telemetry.shutdown();
+  });
+  const started = Date.now();
+  const req = request({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', path: '/metrics' }, (res) => res.pause());
+  req.on('error', () => {});
+  req.end();
+  await done;
+  const heldMs = Date.now() - started;
+  assert.ok(heldMs >= 300 && heldMs < 5000, `response closed after ${heldMs} ms`);
+});
+
 test('a collection that fails answers 500 with the reason', async (t) => {
   const server = createServer(
     (req, res) =>
