@@ -35,21 +35,28 @@ interface Stream {
   readonly points: Map<string, DataPoint<Value>>;
 }
 
-const minOf = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
-const maxOf = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined ? b : b === undefined ? a : Math.max(a, b));
-const sumOf = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined ? undefined : a + b);
+interface Stats {
+  count: number;
+  sum?: number;
+  min?: number;
+  max?: number;
+}
+
+/** Count, sum, min and max of two histograms of either kind; optional fields stay absent when unknown. */
+function mergeStats(a: Stats, b: Stats): Stats {
+  const merged: Stats = { count: a.count + b.count };
+  if (a.sum !== undefined && b.sum !== undefined) merged.sum = a.sum + b.sum;
+  const min = a.min === undefined ? b.min : b.min === undefined ? a.min : Math.min(a.min, b.min);
+  if (min !== undefined) merged.min = min;
+  const max = a.max === undefined ? b.max : b.max === undefined ? a.max : Math.max(a.max, b.max);
+  if (max !== undefined) merged.max = max;
+  return merged;
+}
 
 /** Explicit-bucket histograms of one instrument share their boundaries. */
 export function mergeHistogram(a: Histogram, b: Histogram): Histogram {
   const counts = a.buckets.counts.map((count, i) => count + (b.buckets.counts[i] ?? 0));
-  const merged: Histogram = { buckets: { boundaries: a.buckets.boundaries, counts }, count: a.count + b.count };
-  const sum = sumOf(a.sum, b.sum);
-  if (sum !== undefined) merged.sum = sum;
-  const min = minOf(a.min, b.min);
-  if (min !== undefined) merged.min = min;
-  const max = maxOf(a.max, b.max);
-  if (max !== undefined) merged.max = max;
-  return merged;
+  return { buckets: { boundaries: a.buckets.boundaries, counts }, ...mergeStats(a, b) };
 }
 
 type Side = 'positive' | 'negative';
@@ -102,20 +109,13 @@ function mergeBuckets(a: ExponentialHistogram, b: ExponentialHistogram, side: Si
 export function mergeExponential(a: ExponentialHistogram, b: ExponentialHistogram, maxSize: number): ExponentialHistogram {
   let scale = Math.min(a.scale, b.scale);
   scale = Math.min(fittingScale(a, b, 'positive', scale, maxSize), fittingScale(a, b, 'negative', scale, maxSize));
-  const merged: ExponentialHistogram = {
-    count: a.count + b.count,
+  return {
+    ...mergeStats(a, b),
     scale,
     zeroCount: a.zeroCount + b.zeroCount,
     positive: mergeBuckets(a, b, 'positive', scale),
     negative: mergeBuckets(a, b, 'negative', scale),
   };
-  const sum = sumOf(a.sum, b.sum);
-  if (sum !== undefined) merged.sum = sum;
-  const min = minOf(a.min, b.min);
-  if (min !== undefined) merged.min = min;
-  const max = maxOf(a.max, b.max);
-  if (max !== undefined) merged.max = max;
-  return merged;
 }
 
 /** Cumulative series of one scope, fed with delta collections. */
