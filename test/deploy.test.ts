@@ -12,13 +12,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix, relative, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dump, load, loadAll } from 'js-yaml';
 import { loadConfig } from '../src/config.js';
+import { freePort } from './support/agent-process.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CI = process.env['CI'] === 'true';
@@ -1140,17 +1140,6 @@ test('Dockerfile: multi-stage on one Debian Node 24 base, non-root, node as entr
 // ---------------------------------------------------------------------------------------------
 // The image's runtime file set, assembled by following the Dockerfile's COPY instructions, and
 // started the way its ENTRYPOINT does.
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 function get(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolveGet, reject) => {

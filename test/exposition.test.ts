@@ -1,7 +1,6 @@
 /** /metrics streamed in pieces: the same bytes as the exporter's one-shot serialization, bounded pieces, backpressure. */
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -10,6 +9,7 @@ import { DEFAULT_BUCKETS_SECONDS } from '../src/config.js';
 import { exposition, serveMetrics } from '../src/exposition.js';
 import { LatencyMetrics } from '../src/metrics.js';
 import { Telemetry } from '../src/telemetry.js';
+import { listenLocal } from './support/listen.js';
 import { strictParse } from './support/strict-exposition.js';
 
 /** An agent's telemetry with `n` destinations and an agent-wide gauge in the other scope. */
@@ -79,8 +79,7 @@ async function serve(telemetry: Telemetry): Promise<{ server: Server; port: numb
     }) as typeof res.write;
     void serveMetrics(req, res, () => telemetry.prometheus.collect(), () => {});
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as AddressInfo).port, maxBufferedBytes: () => max };
+  return { server, port: await listenLocal(server), maxBufferedBytes: () => max };
 }
 
 test('a slow reader gets the whole exposition through backpressure; HEAD gets headers only', async (t) => {
@@ -124,14 +123,14 @@ test('a client that stops reading is dropped after the stall timeout, not held f
     res.on('close', () => closed!());
     void serveMetrics(req, res, () => telemetry.prometheus.collect(), () => {}, 300);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = await listenLocal(server);
   t.after(async () => {
     server.closeAllConnections();
     server.close();
     await telemetry.shutdown();
   });
   const started = Date.now();
-  const req = request({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', path: '/metrics' }, (res) => res.pause());
+  const req = request({ port, host: '127.0.0.1', path: '/metrics' }, (res) => res.pause());
   req.on('error', () => {});
   req.end();
   await done;
@@ -149,9 +148,9 @@ test('a collection that fails answers 500 with the reason', async (t) => {
         () => {},
       ),
   );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = await listenLocal(server);
   t.after(() => server.close());
-  const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`);
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
   assert.equal(res.status, 500);
   assert.match(await res.text(), /reader shut down/);
 });

@@ -1,9 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FaultControl } from './fault-client.js';
 import { parseExposition, type Sample } from './exposition.js';
+import { listenLocal } from './listen.js';
 import type { Cluster } from './netns.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -90,11 +91,7 @@ export async function until<T>(
 /** A port nothing listens on right now in this namespace (bound, then released). */
 export async function freePort(): Promise<number> {
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLocal(server);
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }

@@ -11,9 +11,10 @@
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { listenLocal } from './listen.js';
 
 export type Labels = Record<string, string>;
 
@@ -453,14 +454,7 @@ export class FakeApiServer {
       else res.destroy();
     });
     server.keepAliveTimeout = 5000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const port = (server.address() as AddressInfo).port;
+    const port = await listenLocal(server);
     self = new FakeApiServer(server, port, opts);
     server.on('connection', (s: Socket) => self?.trackSocket(s));
     return self;
@@ -738,13 +732,7 @@ export class FakeApiServer {
   }
 
   private async listenAgain(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.port, '127.0.0.1', () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenLocal(this.server, this.port);
   }
 
   private sortedNodes(): StoredNode[] {

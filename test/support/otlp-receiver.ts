@@ -9,9 +9,9 @@
 import grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync, inflateSync } from 'node:zlib';
+import { listenLocal } from './listen.js';
 
 /**
  * The messages of opentelemetry-proto v1 (github.com/open-telemetry/opentelemetry-proto) that an
@@ -470,14 +470,7 @@ export class OtlpReceiver {
         );
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const port = (server.address() as AddressInfo).port;
+    const port = await listenLocal(server);
     const close = () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
