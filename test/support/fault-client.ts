@@ -36,7 +36,7 @@ export class FaultControl {
   ) {}
 
   static async start(cluster: Cluster, ns: string, dir: string): Promise<FaultControl> {
-    const { rpc, ready } = await IpcRpc.start<FaultRequest, FaultReady>(cluster, ns, FAULT_CONTROL_PATH, dir, 'fault-control');
+    const { rpc, ready } = await IpcRpc.start<FaultRequest, FaultReady>(cluster, ns, [FAULT_CONTROL_PATH, dir], 'fault-control');
     return new FaultControl(rpc, ready.apiUrl, ready.kubeconfig, ready.token);
   }
 

@@ -8,7 +8,7 @@ type Reply = { id: number; ok: true; result?: unknown } | { id: number; ok: fals
 
 /**
  * Request/reply over the Node IPC channel of a helper process that runs inside a
- * namespace (fault-control.ts): the test's hands where it cannot reach.
+ * namespace (fault-control.ts, bench/ns-http.ts): the test's hands where it cannot reach.
  */
 export class IpcRpc<Request extends { id: number }> {
   private nextId = 1;
@@ -31,9 +31,9 @@ export class IpcRpc<Request extends { id: number }> {
     });
   }
 
-  /** Starts `script DIR` in the namespace and waits for its first message, the ready one. */
-  static async start<Request extends { id: number }, Ready>(cluster: Cluster, ns: string, script: string, dir: string, name: string): Promise<{ rpc: IpcRpc<Request>; ready: Ready }> {
-    const child = cluster.spawnIn(ns, process.execPath, [script, dir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  /** Starts `node ...args` in the namespace and waits for its first message, the ready one. */
+  static async start<Request extends { id: number }, Ready>(cluster: Cluster, ns: string, args: readonly string[], name: string): Promise<{ rpc: IpcRpc<Request>; ready: Ready }> {
+    const child = cluster.spawnIn(ns, process.execPath, [...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const ready = await new Promise<Ready>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name} not ready after 10 s`)), 10_000);
       child.once('message', (msg: Ready) => {
