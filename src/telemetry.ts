@@ -193,8 +193,8 @@ export class Telemetry {
       withExponential: exponential && otlpExporter !== undefined,
       ...(options.maxDestinations !== undefined ? { maxDestinations: options.maxDestinations } : {}),
     });
-    // Pulled by serveMetrics (exposition.ts), which serializes without the exporter's server.
-    this.prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [this.destinations] });
+    // Only a reader: serveMetrics (exposition.ts) pulls it and serializes (without otel_scope_name) itself.
+    this.prometheus = new PrometheusExporter({ preventServerStart: true, metricProducers: [this.destinations] });
     const readers: MetricReader[] = [this.prometheus];
     if (otlpExporter) {
       readers.push(
