@@ -146,6 +146,8 @@ test('a bad value stops the real process with exit code 2 and exactly one stderr
 test('HTTP: 405 for POST/PUT/DELETE, 413 for a request body, 431 for oversized headers, 404 for unknown paths; /metrics still served', { timeout: 20_000 }, async (t) => {
   const agent = await agentFor(t, {});
   const port = agent.port;
+  // Ready does not mean probed yet: the last check below must see series that existed before the abuse.
+  await until('a probe on /metrics', 10_000, async () => (/node_latency_probes_total\{/.test((await agent.get('/metrics')).body) ? true : undefined));
   const req = (head: string, body = '') => rawHttp(port, `${head}\r\nHost: 127.0.0.1\r\nConnection: close\r\n${body === '' ? '' : `Content-Length: ${Buffer.byteLength(body)}\r\n`}\r\n${body}`);
   for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
     for (const path of ['/metrics', '/healthz']) {
