@@ -214,11 +214,11 @@ export class NodeDiscovery {
     const limit = this.options.pageSize ?? DEFAULT_PAGE_SIZE;
     const first = await this.lister.list({ limit });
     const items = first.items.map(trimNode);
-    let next = first.metadata?._continue;
+    let next = first.metadata?.continue;
     while (next) {
       const page = await this.lister.list({ limit, continueToken: next });
       for (const node of page.items) items.push(trimNode(node));
-      next = page.metadata?._continue;
+      next = page.metadata?.continue;
     }
     if (!this.synced || this.failedSinceList) {
       this.options.log.info({ nodes: items.length, server: this.server }, this.synced ? 'node list resynced' : 'node list synced');

@@ -1,13 +1,11 @@
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { IcmpMode } from './config.js';
-import type { SocketKind } from './icmp/open.js';
 import { IcmpPermissionError } from './icmp/socket.js';
 import type { Family } from './icmp/packet.js';
 import type { Outcome, Target } from './prober.js';
 
-/** Where probes run: a worker thread in the agent, a fake in tests. */
+/** Where probes run: the agent's event loop (dgram), a child process (raw), a fake in tests. */
 export interface ProbeEngine {
   /** Opens the sockets; rejects (e.g. IcmpPermissionError) when none can be opened. */
   start(): Promise<EngineInfo>;
@@ -31,7 +29,7 @@ export interface ProbeSettings {
   readonly cookie: Uint8Array;
 }
 
-/** Messages between the agent and its probe worker. */
+/** Messages between the agent and its probe process. */
 export type ToWorker = { type: 'init'; data: WorkerData } | { type: 'targets'; targets: Target[] } | { type: 'stop' };
 
 /** One outcome: [target key, 0 success | 1 timeout | 2 error, rtt seconds | reason]. */
@@ -45,7 +43,6 @@ export type FromWorker =
 
 export interface WorkerData {
   readonly settings: ProbeSettings;
-  readonly kind: SocketKind;
 }
 
 export function toWire(key: string, outcome: Outcome): WireResult {
@@ -60,26 +57,17 @@ export function fromWire(result: WireResult): Outcome {
   return { kind: 'error', reason: result[2] };
 }
 
-/** The two ends a probe engine can run behind: a worker thread or a child process. */
-interface Channel {
-  send(message: ToWorker): void;
-  on(event: 'message', handler: (message: FromWorker) => void): void;
-  on(event: 'error', handler: (error: Error) => void): void;
-  on(event: 'exit', handler: (code: number | null) => void): void;
-  once(event: 'exit', handler: () => void): void;
-}
-
 const PROBE_WORKER = new URL('./probe-worker.js', import.meta.url);
 
 /**
- * Runs sockets and prober away from the main event loop, so that scrapes, GC
- * pauses of the metrics heap and API traffic never delay a send or a receive
- * timestamp; outcomes come back in batches. Datagram sockets run in a worker
- * thread. raw-socket registers its handles on the process's default event loop,
- * which a worker thread does not run, so raw sockets get a child process.
+ * Runs raw sockets and their prober in a child process. raw-socket stamps
+ * replies in user space, at its socket callback: on the agent's event loop a
+ * scrape or a GC pause would be measured as latency. (It cannot use a worker
+ * thread: it registers its handles on the process's default loop.) Outcomes
+ * come back in batches.
  */
-export class WorkerEngine implements ProbeEngine {
-  private channel: Channel | undefined;
+export class ProcessEngine implements ProbeEngine {
+  private channel: ChildProcess | undefined;
   private exited = false;
   private targets = new Map<string, Target>();
   private stopping: Promise<void> | undefined;
@@ -87,29 +75,15 @@ export class WorkerEngine implements ProbeEngine {
   constructor(
     private readonly data: WorkerData,
     private readonly onResult: (target: Target, outcome: Outcome) => void,
-    /** Called if the worker dies unexpectedly: the agent cannot measure any more. */
+    /** Called if the probe process dies unexpectedly: the agent cannot measure any more. */
     private readonly onCrash: (error: Error) => void,
   ) {}
 
-  private open(): Channel {
-    if (this.data.kind === 'dgram') {
-      const worker = new Worker(PROBE_WORKER, { workerData: this.data });
-      return {
-        send: (m) => worker.postMessage(m),
-        on: (event: string, handler: (arg: never) => void) => void worker.on(event, handler as (...args: unknown[]) => void),
-        once: (event, handler) => void worker.once(event, handler),
-      };
-    }
+  private open(): ChildProcess {
     // The child ignores terminal signals (the agent stops it) and exits when the agent goes away.
     const child = fork(fileURLToPath(PROBE_WORKER), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child.send({ type: 'init', data: this.data });
-    return {
-      send: (m) => {
-        if (child.connected) child.send(m);
-      },
-      on: (event: string, handler: (arg: never) => void) => void child.on(event, handler as (...args: unknown[]) => void),
-      once: (event, handler) => void child.once(event, handler),
-    };
+    child.send({ type: 'init', data: this.data } satisfies ToWorker);
+    return child;
   }
 
   start(): Promise<EngineInfo> {
@@ -146,15 +120,19 @@ export class WorkerEngine implements ProbeEngine {
       });
       channel.on('exit', (code) => {
         this.exited = true;
-        if (!started) reject(new Error(`probe worker exited with code ${code} before starting`));
-        else if (!this.stopping) this.onCrash(new Error(`probe worker exited with code ${code}`));
+        if (!started) reject(new Error(`raw-mode probe process exited with code ${code} before starting`));
+        else if (!this.stopping) this.onCrash(new Error(`raw-mode probe process exited with code ${code}`));
       });
     });
   }
 
   setTargets(targets: readonly Target[]): void {
     this.targets = new Map(targets.map((t) => [t.key, t]));
-    this.channel?.send({ type: 'targets', targets: [...targets] });
+    this.send({ type: 'targets', targets: [...targets] });
+  }
+
+  private send(message: ToWorker): void {
+    if (this.channel?.connected) this.channel.send(message);
   }
 
   stop(): Promise<void> {
@@ -162,7 +140,7 @@ export class WorkerEngine implements ProbeEngine {
       const channel = this.channel;
       if (!channel || this.exited) return resolve();
       channel.once('exit', () => resolve());
-      channel.send({ type: 'stop' });
+      this.send({ type: 'stop' });
     });
     return this.stopping;
   }

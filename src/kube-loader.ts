@@ -1,19 +1,25 @@
 import { registerHooks } from 'node:module';
 
-const SLIM_INDEX = new URL('./kube-gen-slim.js', import.meta.url).href;
+const SLIM = new URL('./kube-gen-slim.js', import.meta.url).href;
+/** client-node module → what it imports that kube-gen-slim.ts stands in for. */
+const REPLACED: ReadonlyArray<readonly [parent: string, specifier: string]> = [
+  ['/@kubernetes/client-node/dist/config.js', './gen/index.js'],
+  ['/@kubernetes/client-node/dist/cache.js', './serializer.js'],
+];
 let registered = false;
 
 /**
- * Makes client-node's KubeConfig load without the generated index of every Kubernetes API (see
- * kube-api.ts): config.js imports it for two names only. Call before kube-api.js is imported.
- * A client-node whose config.js needs more from the index fails at import with the missing name.
+ * Makes client-node's KubeConfig and ListWatch load without the generated index of every
+ * Kubernetes API and model (see kube-api.ts). Call before kube-api.js is imported. A client-node
+ * that needs more of a replaced module fails at import with the missing name, or at the call.
  */
 export function loadLessOfKubernetesClient(): void {
   if (registered) return;
   registered = true;
   registerHooks({
     resolve(specifier, context, nextResolve) {
-      if (specifier === './gen/index.js' && context.parentURL?.endsWith('/@kubernetes/client-node/dist/config.js')) return { url: SLIM_INDEX, shortCircuit: true };
+      const parent = context.parentURL;
+      if (parent && REPLACED.some(([p, s]) => s === specifier && parent.endsWith(p))) return { url: SLIM, shortCircuit: true };
       return nextResolve(specifier, context);
     },
   });

@@ -52,7 +52,8 @@ async function main(): Promise<void> {
   const { setGlobalErrorHandler } = await import('@opentelemetry/core');
   const { detectResources, envDetector, resourceFromAttributes } = await import('@opentelemetry/resources');
   const { Agent } = await import('./agent.js');
-  const { startEngine, WorkerEngine } = await import('./engine.js');
+  const { startEngine, ProcessEngine } = await import('./engine.js');
+  const { InlineEngine } = await import('./probing.js');
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
   for (const warning of warnings) log.warn({}, warning);
 
@@ -106,8 +107,8 @@ async function main(): Promise<void> {
   const base = resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': config.nodeName, 'host.name': hostname() });
   const resource = base.merge(detectResources({ detectors: [envDetector] }));
 
-  const onWorkerCrash = (err: Error): void => {
-    log.fatal({ err: err.message }, 'the probe worker died; exiting so that the agent is restarted');
+  const onRawProcessCrash = (err: Error): void => {
+    log.fatal({ err: err.message }, 'the raw-mode probe process died; exiting so that the agent is restarted');
     process.exit(EXIT_FAILURE);
   };
 
@@ -119,8 +120,8 @@ async function main(): Promise<void> {
       clock,
       startEngine: (settings, onResult) =>
         startEngine(config.icmpMode, {
-          dgram: () => new WorkerEngine({ settings, kind: 'dgram' }, onResult, onWorkerCrash),
-          raw: () => new WorkerEngine({ settings, kind: 'raw' }, onResult, onWorkerCrash),
+          dgram: () => new InlineEngine(settings, clock, onResult),
+          raw: () => new ProcessEngine({ settings }, onResult, onRawProcessCrash),
         }),
       kubeConfig,
       serviceAccount: kubeConfig ? serviceAccountName() : undefined,

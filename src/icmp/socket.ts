@@ -22,7 +22,7 @@ export interface IcmpSocket {
    */
   onIcmpError?(handler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number) => void): void;
   onError(handler: (error: Error) => void): void;
-  /** Resolves once the native handle is released: a worker thread must not exit before. */
+  /** Resolves once the native handle is released: the process must not exit before. */
   close(): Promise<void>;
 }
 
@@ -115,7 +115,7 @@ export function openRawSocket(family: Family, now: () => number): IcmpSocket {
       socket.on('error', handler);
     },
     close() {
-      // raw-socket releases its poll handle asynchronously; a worker that exits before crashes the process.
+      // raw-socket releases its poll handle asynchronously; a process that exits before crashes.
       return new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 1000);
         socket.once('close', () => {
