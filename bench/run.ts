@@ -508,7 +508,7 @@ function costReport(r: CostResult): string {
     '',
     `Caveat for every tool alike: on veth the kernel runs the whole path of a probe inline (bridge, the target namespace's ` +
       `routing and its echo reply, and the way back), and it is charged as system time to whichever thread sends or receives. ` +
-      `So system time here includes work a remote node would do in a real cluster (perf on mentat's probe worker at 5000 targets: ` +
+      `So system time here includes work a remote node would do in a real cluster (perf on mentat at 5000 targets: ` +
       `icmp_reply, fib lookups, br_nf_pre_routing, veth_xmit); user time is each tool's own cost.`,
     '',
   );
@@ -707,7 +707,7 @@ async function scale(ctx: Ctx): Promise<ScaleResult> {
       const profiles: ProfileSummary[] = [];
       if (profileDir) {
         await sleep(500);
-        // One file per thread (main, then the probe worker); each summarised over the quiet window and the scrapes.
+        // One file per thread; each summarised over the quiet window and the scrapes.
         for (const f of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile')).sort()) {
           profiles.push(summariseProfile(join(profileDir, f), 12, { label: 'quiet window', fromUs: m0, toUs: m1 }));
           profiles.push(summariseProfile(join(profileDir, f), 12, { label: `${P.scaleScrapes} timed scrapes`, fromUs: mq0, toUs: mq1 }));
@@ -821,7 +821,7 @@ function scaleReport(r: ScaleResult): string {
   const threads = (list: Array<{ thread: string; seconds: number }>, seconds: number): string =>
     list.map((t) => `${t.thread} ${fmt(t.seconds / seconds, 4)}`).join(', ');
   out.push(
-    `CPU by thread (cores; MainThread: discovery, metrics, HTTP; WorkerThread: the probe worker; V8Worker: GC and compiler helpers):`,
+    `CPU by thread (cores; MainThread: probes (dgram), discovery, metrics, HTTP; V8Worker: GC and compiler helpers):`,
     '',
     table(
       ['targets', 'quiet window', `during the ${P.scaleScrapes} timed scrapes (CPU s per scrape, probing included)`],
@@ -836,7 +836,7 @@ function scaleReport(r: ScaleResult): string {
   for (const n of r.notes) out.push(`Note: ${n}`, '');
   const withProfiles = r.rows.filter((x) => x.profiles.length > 0);
   if (withProfiles.length > 0) {
-    out.push('### CPU profiles (--profile)', '', 'The profiler itself costs CPU: with --profile the cores columns read high. V8 samples on wall time, so a thread that waits for a core (2 cores, busy scrapes) shows time in whatever function it was in. One profile per thread: main, then the probe worker.', '', '```');
+    out.push('### CPU profiles (--profile)', '', 'The profiler itself costs CPU: with --profile the cores columns read high. V8 samples on wall time, so a thread that waits for a core (2 cores, busy scrapes) shows time in whatever function it was in. One profile per thread.', '', '```');
     for (const x of withProfiles) for (const p of x.profiles) out.push(`${x.targets} targets: ${formatProfile(p)}`);
     out.push('```', '');
   }

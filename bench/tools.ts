@@ -77,12 +77,16 @@ export interface Mentat {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>;
 }
 
-/** NODE_OPTIONS of the agent container in deploy/base/daemonset.yaml. */
-export const SHIPPED_NODE_OPTIONS = ((): string => {
+/** The runtime's settings in the agent container of deploy/base/daemonset.yaml: V8's heap flags and glibc's arenas. */
+export const SHIPPED_RUNTIME_ENV = ((): Record<string, string> => {
   const manifest = readFileSync(new URL('../../deploy/base/daemonset.yaml', import.meta.url), 'utf8');
-  const value = /- name: NODE_OPTIONS\n\s+value: (.+)/.exec(manifest)?.[1];
-  if (!value) throw new Error('deploy/base/daemonset.yaml: no NODE_OPTIONS in the agent container');
-  return value.trim();
+  const env: Record<string, string> = {};
+  for (const name of ['NODE_OPTIONS', 'MALLOC_ARENA_MAX']) {
+    const value = new RegExp(`- name: ${name}\\n\\s+value: "?([^"\\n]+)"?`).exec(manifest)?.[1];
+    if (!value) throw new Error(`deploy/base/daemonset.yaml: no ${name} in the agent container`);
+    env[name] = value.trim();
+  }
+  return env;
 })();
 
 export function startMentat(
@@ -95,8 +99,8 @@ export function startMentat(
   env: Record<string, string>,
   cpuProfileDir?: string,
 ): Mentat {
-  // The heap flags the shipped DaemonSet runs with, so memory is measured as a pod would see it.
-  const fullEnv: Record<string, string> = { NODE_NAME: 'node0', MENTAT_LOG_LEVEL: 'info', NODE_OPTIONS: SHIPPED_NODE_OPTIONS, ...env };
+  // The runtime settings the shipped DaemonSet runs with, so memory is measured as a pod would see it.
+  const fullEnv: Record<string, string> = { NODE_NAME: 'node0', MENTAT_LOG_LEVEL: 'info', ...SHIPPED_RUNTIME_ENV, ...env };
   if (cpuProfileDir) fullEnv['NODE_OPTIONS'] = `${fullEnv['NODE_OPTIONS']} --cpu-prof --cpu-prof-dir=${cpuProfileDir}`;
   const agent = startAgent(cluster, ns, control, fullEnv, { port });
   const url = `http://127.0.0.1:${port}`;
