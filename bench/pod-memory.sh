@@ -10,7 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:?nodes}; LIMIT=${2:?limit MiB}; OPTS=${3:-}; KIND=${NODE_KIND:-minimal}
 NODE=node_modules/.bin/node
+RANGE=$(cat /proc/sys/net/ipv4/ping_group_range)
 OUT=$(mktemp -d)
+CG=""
+cleanup() {
+  [ -n "$CG" ] && kill $(cat "$CG/cgroup.procs" 2>/dev/null) 2>/dev/null || true
+  kill "${API:-}" 2>/dev/null || true
+  # A cgroup can only be removed once empty; an agent at its memory limit takes a while to exit.
+  for _ in $(seq 50); do [ -z "$CG" ] || [ -z "$(cat "$CG/cgroup.procs" 2>/dev/null)" ] && break; sleep 0.2; done
+  echo "$RANGE" > /proc/sys/net/ipv4/ping_group_range; { [ -n "$CG" ] && rmdir "$CG" 2>/dev/null; } || true; rm -rf "$OUT"
+}
+trap cleanup EXIT
 # The API server runs a copy of the node binary: the pages it touches must not be charged to the root
 # cgroup on the agent's behalf. Copied before the page cache is dropped, for the same reason.
 cp "$(readlink -f "$NODE")" "$OUT/node-api"
@@ -22,12 +32,6 @@ else
   CG=/sys/fs/cgroup/mentat-pod-$$; mkdir "$CG"; echo $((LIMIT << 20)) > "$CG/memory.max"
   peak() { echo $(( $(cat "$CG/memory.peak") >> 20 )); }; fails() { grep -E '^(max|oom_kill) ' "$CG/memory.events" | tr '\n' ' '; }
 fi
-RANGE=$(cat /proc/sys/net/ipv4/ping_group_range)
-cleanup() {
-  kill $(cat "$CG/cgroup.procs" 2>/dev/null) "${API:-}" 2>/dev/null || true; sleep 1
-  echo "$RANGE" > /proc/sys/net/ipv4/ping_group_range; rmdir "$CG" 2>/dev/null || true; rm -rf "$OUT"
-}
-trap cleanup EXIT
 # Datagram ICMP as the default DaemonSet uses it (the pod sysctl), here in the root namespace for the run.
 echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range
 "$OUT/node-api" --input-type=module -e "

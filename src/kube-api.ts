@@ -37,14 +37,16 @@ export class KubeApiError extends Error {
 /** GET /api/v1/nodes, one page at a time. */
 export class NodeLister {
   private readonly http = new IsomorphicFetchHttpLibrary();
+  private readonly url: string;
 
   constructor(private readonly kubeConfig: KubeConfig) {
-    if (!kubeConfig.getCurrentCluster()) throw new Error('the Kubernetes configuration has no current cluster: set current-context');
+    const cluster = kubeConfig.getCurrentCluster();
+    if (!cluster) throw new Error('the Kubernetes configuration has no current cluster: set current-context');
+    this.url = `${cluster.server}/api/v1/nodes`;
   }
 
   async list(page: { limit: number; continueToken?: string | undefined }): Promise<NodeListPage> {
-    const server = this.kubeConfig.getCurrentCluster()!.server;
-    const request = new RequestContext(`${server}/api/v1/nodes`, HttpMethod.GET);
+    const request = new RequestContext(this.url, HttpMethod.GET);
     request.setQueryParam('limit', String(page.limit));
     if (page.continueToken !== undefined) request.setQueryParam('continue', page.continueToken);
     request.setHeaderParam('Accept', 'application/json');

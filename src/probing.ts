@@ -46,13 +46,10 @@ export class InlineEngine implements ProbeEngine {
     private readonly onResult: (target: Target, outcome: Outcome) => void,
   ) {}
 
-  start(): Promise<EngineInfo> {
-    try {
-      this.probing = startProbing('dgram', this.settings, this.clock, this.onResult);
-      return Promise.resolve(this.probing.info);
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
+  // async: a socket that cannot be opened rejects, as the ProbeEngine contract says.
+  async start(): Promise<EngineInfo> {
+    this.probing = startProbing('dgram', this.settings, this.clock, this.onResult);
+    return this.probing.info;
   }
 
   setTargets(targets: readonly Target[]): void {
