@@ -2,7 +2,7 @@
  * `npm run bench`: one benchmark run of the built agent in network namespaces.
  * It reports figures next to their budgets and never fails on them.
  *
- *   node dist/bench/run.js [--quick] [--only accuracy,cost,scale] [--sizes 100,1000,5000] [--profile] [--out DIR]
+ *   node dist/bench/run.js [--quick] [--only accuracy,cost,scale] [--sizes 1,100,1000,5000] [--profile] [--out DIR]
  *
  * 1. Accuracy: mentat (datagram and raw), iputils ping, smokeping_prober probe the
  *    same user-space responders (5 ms and 0 ms) in the same window; then mentat
@@ -15,7 +15,7 @@
  * (a missing peer is reported, not fatal). Progress goes to stderr, the result
  * table to stdout and to bench/results/latest.md (+ latest.json).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,6 +31,7 @@ import {
   have,
   histogramOf,
   runPing,
+  SHIPPED_RUNTIME_ENV,
   SMOKEPING_BIN,
   startFping,
   startMentat,
@@ -72,7 +73,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(
     [
-      'usage: node dist/bench/run.js [--quick] [--only accuracy,cost,scale] [--sizes 100,1000,5000] [--profile] [--out DIR]',
+      'usage: node dist/bench/run.js [--quick] [--only accuracy,cost,scale] [--sizes 1,100,1000,5000] [--profile] [--out DIR]',
       '  --quick     about 2 minutes instead of about 10 (shorter windows, fewer scrapes)',
       '  --only      run only these sections',
       '  --sizes     target counts of the scale section (at most 5000)',
@@ -106,7 +107,8 @@ const P = {
   costIntervalMs: 1000,
   costWarmupSeconds: 7,
   costSeconds: QUICK ? 15 : 60,
-  scaleSizes: args.sizes ? args.sizes.split(',').map(Number) : [100, 1000, 5000],
+  // 1 target: the agent's floor (Node, the dependencies, discovery, one series), next to a bare Node.
+  scaleSizes: args.sizes ? args.sizes.split(',').map(Number) : [1, 100, 1000, 5000],
   scaleIntervalMs: 1000,
   scaleSeconds: QUICK ? 10 : 40,
   scaleScrapes: QUICK ? 5 : 10,
@@ -586,6 +588,34 @@ interface ScaleResult {
   intervalMs: number;
   rows: ScaleRow[];
   notes: string[];
+  /** Processes that only load part of what the agent loads, then idle: what each layer costs. */
+  layers: Array<{ label: string; rssKiB: number; anonKiB: number }>;
+}
+
+const AGENT_BUT_KUBE = "await import('pino'); await import('convict'); await import('./dist/src/agent.js'); await import('./dist/src/probing.js');";
+/** Each layer loads everything the one before it does; the code runs as an ES module in the repository. */
+const LAYERS: ReadonlyArray<readonly [label: string, code: string]> = [
+  ['a bare Node', ''],
+  ['node:http', "await import('node:http');"],
+  ['+ the OTel SDK and Prometheus exporter', "await import('node:http'); await import('@opentelemetry/sdk-metrics'); await import('@opentelemetry/exporter-prometheus');"],
+  ['all the agent loads but the Kubernetes client', AGENT_BUT_KUBE],
+  ['all the agent loads', `${AGENT_BUT_KUBE} (await import('./dist/src/kube-loader.js')).loadLessOfKubernetesClient(); await import('./dist/src/kube-api.js');`],
+];
+
+/** RSS of each layer after 3 s idle, with the shipped NODE_OPTIONS and MALLOC_ARENA_MAX. */
+async function layerMemory(): Promise<ScaleResult['layers']> {
+  const out: ScaleResult['layers'] = [];
+  for (const [label, code] of LAYERS) {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `${code} setTimeout(() => {}, 60_000);`], { cwd: REPO, env: { ...SHIPPED_RUNTIME_ENV }, stdio: 'ignore' });
+    try {
+      await sleep(3000);
+      const p = child.pid === undefined ? undefined : readProc(child.pid);
+      if (p && child.exitCode === null) out.push({ label, rssKiB: p.rssKiB, anonKiB: p.anonKiB });
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }
+  return out;
 }
 
 function perDestination(s: ScrapeResult): Map<string, { all: number; timeout: number; error: number }> {
@@ -608,6 +638,7 @@ async function scale(ctx: Ctx): Promise<ScaleResult> {
   const notes: string[] = [];
   let upserted = 0;
   const sizes = [...P.scaleSizes].sort((a, b) => a - b);
+  const layers = await layerMemory();
   const name = (i: number): string => `scale-${String(i).padStart(5, '0')}`;
   for (const [i, size] of sizes.entries()) {
     // Nodes accumulate in the fake API server; each size gets a fresh agent.
@@ -751,7 +782,7 @@ async function scale(ctx: Ctx): Promise<ScaleResult> {
       if (!stopped) await m.stop();
     }
   }
-  return { intervalMs: P.scaleIntervalMs, rows, notes };
+  return { intervalMs: P.scaleIntervalMs, rows, notes, layers };
 }
 
 function scaleReport(r: ScaleResult): string {
@@ -818,6 +849,8 @@ function scaleReport(r: ScaleResult): string {
     ),
     '',
   );
+  const floor = floorText(r);
+  if (floor) out.push(`Floor (idle processes with the shipped runtime settings, each loading what the one before it did and more, then the agent itself): ${floor}.`, '');
   const threads = (list: Array<{ thread: string; seconds: number }>, seconds: number): string =>
     list.map((t) => `${t.thread} ${fmt(t.seconds / seconds, 4)}`).join(', ');
   out.push(
@@ -843,6 +876,14 @@ function scaleReport(r: ScaleResult): string {
   return out.join('\n');
 }
 
+/** What memory does not depend on the targets: the layers the agent loads, and the agent with one target. */
+function floorText(r: ScaleResult, short = false): string | undefined {
+  const one = r.rows.find((x) => x.targets === 1);
+  const parts = (short ? r.layers.slice(0, 1) : r.layers).map((l) => `${l.label} ${mib(l.rssKiB)} MiB RSS (anonymous ${mib(l.anonKiB)})`);
+  if (one) parts.push(`the agent running, 1 target ${mib(Math.max(one.rssMaxKiB, one.rssAfterScrapesKiB))} MiB (anonymous ${mib(one.anonAfterScrapesKiB)})`);
+  return parts.length > 0 ? parts.join('; ') : undefined;
+}
+
 // =================================================================== budgets
 
 function budgetReport(r: { accuracy?: AccuracyResult; scale?: ScaleResult }): string {
@@ -862,6 +903,7 @@ function budgetReport(r: { accuracy?: AccuracyResult; scale?: ScaleResult }): st
     }
   }
   if (r.scale) {
+    const floor = floorText(r.scale, true);
     for (const x of r.scale.rows) {
       const b = BUDGET.scale.get(x.targets);
       if (!b) continue;
@@ -870,7 +912,7 @@ function budgetReport(r: { accuracy?: AccuracyResult; scale?: ScaleResult }): st
       const rss = Math.max(x.rssMaxKiB, x.rssAfterScrapesKiB) / 1024;
       const max = Math.max(...x.scrapeMs);
       rows.push([`${x.targets} targets: ≤ ${b.cores} core`, `${fmt(cores, 3)} quiet, ${fmt(scraped, 3)} with a scrape every ${SCRAPE_EVERY_S} s`, `${ok(cores <= b.cores)} / ${ok(scraped <= b.cores)}`]);
-      rows.push([`${x.targets} targets: ≤ ${b.rssMiB} MiB`, `${fmt(rss, 0)} MiB RSS (quiet ${fmt(x.rssMaxKiB / 1024, 0)}, after scrapes ${fmt(x.rssAfterScrapesKiB / 1024, 0)}, peak ${fmt(x.hwmKiB / 1024, 0)}; anonymous ${fmt(x.anonAfterScrapesKiB / 1024, 0)}, the rest is the node binary mapped from disk)`, ok(rss <= b.rssMiB)]);
+      rows.push([`${x.targets} targets: ≤ ${b.rssMiB} MiB`, `${fmt(rss, 0)} MiB RSS (quiet ${fmt(x.rssMaxKiB / 1024, 0)}, after scrapes ${fmt(x.rssAfterScrapesKiB / 1024, 0)}, peak ${fmt(x.hwmKiB / 1024, 0)}; anonymous ${fmt(x.anonAfterScrapesKiB / 1024, 0)}, the rest is the node binary mapped from disk${floor ? `; floor: ${floor}` : ''})`, ok(rss <= b.rssMiB)]);
       rows.push([`${x.targets} targets: /metrics ≤ ${b.metricsMs} ms`, `max ${fmt(max)} ms, median ${fmt(median(x.scrapeMs))} ms (${fmt(x.scrapeBytes / 1024 / 1024, 1)} MiB, ${x.series} series)`, ok(max <= b.metricsMs)]);
       rows.push([`${x.targets} targets: every target probed every interval`, `${x.probes} of ${x.expected} expected, ${x.missed} targets missed, timeout ratio ${fmt(x.probes > 0 ? x.timeouts / x.probes : Number.NaN, 4)}`, ok(x.missed === 0 && x.probes >= 0.98 * x.expected)]);
     }
