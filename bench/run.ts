@@ -602,8 +602,8 @@ const LAYERS: ReadonlyArray<readonly [label: string, code: string]> = [
   ['all the agent loads', `${AGENT_BUT_KUBE} (await import('./dist/src/kube-loader.js')).loadLessOfKubernetesClient(); await import('./dist/src/kube-api.js');`],
 ];
 
-/** RSS of each layer after 3 s idle, with the shipped NODE_OPTIONS and MALLOC_ARENA_MAX. */
-async function layerMemory(): Promise<ScaleResult['layers']> {
+/** RSS of each layer after 3 s idle, with the shipped NODE_OPTIONS and MALLOC_ARENA_MAX; a layer that exits is noted, not measured. */
+async function layerMemory(notes: string[]): Promise<ScaleResult['layers']> {
   const out: ScaleResult['layers'] = [];
   for (const [label, code] of LAYERS) {
     const child = spawn(process.execPath, ['--input-type=module', '-e', `${code} setTimeout(() => {}, 60_000);`], { cwd: REPO, env: { ...SHIPPED_RUNTIME_ENV }, stdio: 'ignore' });
@@ -611,6 +611,7 @@ async function layerMemory(): Promise<ScaleResult['layers']> {
       await sleep(3000);
       const p = child.pid === undefined ? undefined : readProc(child.pid);
       if (p && child.exitCode === null) out.push({ label, rssKiB: p.rssKiB, anonKiB: p.anonKiB });
+      else notes.push(`memory floor: the process for "${label}" exited (${child.exitCode ?? child.signalCode}) before it was measured; run its imports by hand to see why.`);
     } finally {
       child.kill('SIGKILL');
     }
@@ -638,7 +639,7 @@ async function scale(ctx: Ctx): Promise<ScaleResult> {
   const notes: string[] = [];
   let upserted = 0;
   const sizes = [...P.scaleSizes].sort((a, b) => a - b);
-  const layers = await layerMemory();
+  const layers = await layerMemory(notes);
   const name = (i: number): string => `scale-${String(i).padStart(5, '0')}`;
   for (const [i, size] of sizes.entries()) {
     // Nodes accumulate in the fake API server; each size gets a fresh agent.
