@@ -76,7 +76,7 @@ test('late, duplicate and foreign replies are dropped, never counted as success'
   const first = s4.sent[0]!;
   const good = FakeSocket.replyTo(first.packet, 4);
   const foreignId = FakeSocket.replyTo(first.packet, 4, (p) => p.writeUInt16BE(IDENTIFIER + 1, 4));
-  const wrongCookie = FakeSocket.replyTo(first.packet, 4, (p) => { p[8] ^= 0xff; });
+  const wrongCookie = FakeSocket.replyTo(first.packet, 4, (p) => { p[8] = (p[8] ?? 0) ^ 0xff; });
   const wrongSeq = FakeSocket.replyTo(first.packet, 4, (p) => p.writeUInt16BE(sequenceOf(first.packet) + 1, 6));
   s4.deliver(foreignId, '198.18.0.1');
   s4.deliver(wrongCookie, '198.18.0.1');
