@@ -592,14 +592,14 @@ interface ScaleResult {
   layers: Array<{ label: string; rssKiB: number; anonKiB: number }>;
 }
 
-const AGENT_BUT_KUBE = "await import('pino'); await import('convict'); await import('./dist/src/agent.js'); await import('./dist/src/probing.js');";
+const AGENT_BUT_KUBE = "await import('pino'); await import('convict'); await import('./dist/src/agent.js'); await import('./dist/src/probe/inline-engine.js');";
 /** Each layer loads everything the one before it does; the code runs as an ES module in the repository. */
 const LAYERS: ReadonlyArray<readonly [label: string, code: string]> = [
   ['a bare Node', ''],
   ['node:http', "await import('node:http');"],
   ['+ the OTel SDK and Prometheus exporter', "await import('node:http'); await import('@opentelemetry/sdk-metrics'); await import('@opentelemetry/exporter-prometheus');"],
   ['all the agent loads but the Kubernetes client', AGENT_BUT_KUBE],
-  ['all the agent loads', `${AGENT_BUT_KUBE} (await import('./dist/src/kube-loader.js')).loadLessOfKubernetesClient(); await import('./dist/src/kube-api.js');`],
+  ['all the agent loads', `${AGENT_BUT_KUBE} await (await import('./dist/src/kube/client.js')).loadKubeClient(); await import('./dist/src/kube/discovery.js');`],
 ];
 
 /** RSS of each layer after 3 s idle, with the shipped NODE_OPTIONS and MALLOC_ARENA_MAX; a layer that exits is noted, not measured. */

@@ -56,8 +56,7 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "DgramIcmp",
-                       {InstanceMethod("send", &DgramIcmp::Send), InstanceMethod("close", &DgramIcmp::Close),
-                        InstanceMethod("now", &DgramIcmp::Now)});
+                       {InstanceMethod("send", &DgramIcmp::Send), InstanceMethod("close", &DgramIcmp::Close)});
   }
 
   // new DgramIcmp(family: 4 | 6, onMessage(buf, source, rxMs), onIcmpError(quoted, destination, type, code, offender, rxMs))
@@ -149,8 +148,6 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     }
     return Napi::Number::New(env, tx);
   }
-
-  Napi::Value Now(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), RealtimeMs()); }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     CloseFd();

@@ -2,16 +2,18 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Resource } from '@opentelemetry/resources';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { Config } from './config.js';
-import type { NodeDiscovery } from './discovery.js';
-import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
-import { serveMetrics } from './exposition.js';
+import type { KubeClient } from './kube/client.js';
+import type { NodeDiscovery } from './kube/discovery.js';
+import { selectTargets } from './mesh/selection.js';
+import type { EngineInfo, ProbeEngine, ProbeSettings } from './probe/engine.js';
+import { effectiveIntervalMs } from './probe/prober.js';
 import { RateLimitedLog, type Log } from './log.js';
-import { LatencyMetrics } from './metrics.js';
-import { effectiveIntervalMs, type Clock, type Outcome, type Target } from './prober.js';
-import { selectTargets } from './selection.js';
 import { HttpServer, type Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticTargets } from './targets.js';
-import { Telemetry } from './telemetry.js';
+import { serveMetrics } from './telemetry/exposition.js';
+import { LatencyMetrics } from './telemetry/metrics.js';
+import { Telemetry } from './telemetry/telemetry.js';
+import type { Clock, Outcome, Target } from './types.js';
 
 export interface AgentDeps {
   readonly config: Config;
@@ -20,7 +22,7 @@ export interface AgentDeps {
   /** Starts the probe engine; rejects with IcmpPermissionError when ICMP is not allowed. */
   readonly startEngine: (settings: ProbeSettings, onResult: (target: Target, outcome: Outcome) => void) => Promise<{ engine: ProbeEngine; info: EngineInfo }>;
   /** Present when nodes come from Kubernetes; absent for static targets. */
-  readonly kubeConfig?: KubeConfig | undefined;
+  readonly kube?: { readonly client: KubeClient; readonly kubeConfig: KubeConfig } | undefined;
   /** This host's IP addresses (canonical): nodes that carry one are skipped like the own node. */
   readonly localAddresses?: ReadonlySet<string>;
   /** Named in permission errors, e.g. system:serviceaccount:monitoring:mentat. */
@@ -132,13 +134,15 @@ export class Agent {
 
     let discovery: NodeDiscovery | undefined;
     let readiness: () => Readiness;
-    if (deps.kubeConfig) {
+    if (deps.kube) {
       // The Kubernetes client is large (tens of MiB): loaded only when nodes come from the API.
-      const { NodeDiscovery, NodeTable } = await import('./discovery.js');
+      const { NodeDiscovery } = await import('./kube/discovery.js');
+      const { NodeTable } = await import('./kube/node-table.js');
       const table = new NodeTable(config.addressFamily, config.nodeName, config.probeSelf, deps.localAddresses);
       originZone = () => table.selfZone;
       discovery = new NodeDiscovery({
-        kubeConfig: deps.kubeConfig,
+        client: deps.kube.client,
+        kubeConfig: deps.kube.kubeConfig,
         table,
         onTargets: setTargets,
         log,

@@ -35,8 +35,4 @@ export class RateLimitedLog {
     this.last.set(key, { at: now, suppressed: 0 });
     this.log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, message);
   }
-
-  forget(key: string): void {
-    this.last.delete(key);
-  }
 }

@@ -2,25 +2,20 @@
 /** The composition root: the only module that reads the process (env, argv, signals, clocks) and exits. */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { homedir, hostname } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { homedir, hostname, networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { networkInterfaces } from 'node:os';
-import type { Agent } from './agent.js';
-import { canonicalAddress } from './address.js';
-import { ConfigError, loadConfig, usage } from './config.js';
-import { findKubeSource } from './kube-source.js';
-import { RateLimitedLog } from './log.js';
-import type { Clock } from './prober.js';
+import type { Agent, AgentDeps } from './agent.js';
+import { ConfigError, loadConfig, usage, type Config } from './config.js';
+import { canonicalAddress } from './icmp/address.js';
+import { findKubeSource, SERVICE_ACCOUNT_TOKEN, serviceAccountOf } from './kube/source.js';
+import type { Log } from './log.js';
+import { systemClock as clock } from './types.js';
 
-/** The service account a pod runs as, from its token's `sub` claim, to name in permission errors. */
+/** The service account this pod runs as, to name in permission errors. */
 function serviceAccountName(): string | undefined {
   try {
-    const token = readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/token', 'utf8');
-    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: unknown };
-    return typeof claims.sub === 'string' ? claims.sub : undefined;
+    return serviceAccountOf(readFileSync(SERVICE_ACCOUNT_TOKEN, 'utf8'));
   } catch {
     return undefined;
   }
@@ -48,61 +43,19 @@ async function main(): Promise<void> {
   }
   const { config, warnings } = loaded;
   // Loaded after validation: a bad setting is reported at once, not after seconds of module loading.
-  const { diag, DiagLogLevel } = await import('@opentelemetry/api');
-  const { setGlobalErrorHandler } = await import('@opentelemetry/core');
   const { detectResources, envDetector, resourceFromAttributes } = await import('@opentelemetry/resources');
+  const { routeOtelDiagnostics } = await import('./telemetry/diagnostics.js');
   const { Agent } = await import('./agent.js');
-  const { startEngine, ProcessEngine } = await import('./engine.js');
-  const { InlineEngine } = await import('./probing.js');
+  const { startEngine } = await import('./probe/engine.js');
+  const { InlineEngine } = await import('./probe/inline-engine.js');
+  const { ProcessEngine } = await import('./probe/process-engine.js');
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
   for (const warning of warnings) log.warn({}, warning);
 
-  const clock: Clock = {
-    now: () => performance.now(),
-    setTimer: (fn, ms) => setTimeout(fn, ms),
-    clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
-  };
+  routeOtelDiagnostics(log, clock.now);
 
-  // OTel reports export failures through diag; one line a minute per kind is enough.
-  const diagLimited = new RateLimitedLog(log, 60_000, clock.now);
-  diag.setLogger(
-    {
-      error: (message, ...args) => diagLimited.warn(`otel:${message.slice(0, 80)}`, { detail: args.map(String).join(' ').slice(0, 500) }, `OpenTelemetry: ${message}`),
-      warn: (message, ...args) => diagLimited.warn(`otel:${message.slice(0, 80)}`, { detail: args.map(String).join(' ').slice(0, 500) }, `OpenTelemetry: ${message}`),
-      info: () => {},
-      debug: () => {},
-      verbose: () => {},
-    },
-    DiagLogLevel.WARN,
-  );
-  // Export failures reach the global error handler; the default one logs a stack trace as the message.
-  setGlobalErrorHandler((err) => diagLimited.warn('otel:export', { err: String((err as Error)?.message ?? err).slice(0, 500) }, 'OTLP export failed; retrying at the next interval'));
-
-  let kubeConfig: KubeConfig | undefined;
-  if (config.discovery !== 'static' && config.targets.length === 0) {
-    const source = findKubeSource({ env: process.env, kubeconfig: config.kubeconfig, home: homedir(), exists: existsSync });
-    if (source.kind === 'none') {
-      if (config.discovery === 'kubernetes') {
-        log.fatal({}, 'MENTAT_DISCOVERY=kubernetes but no Kubernetes configuration was found: run in a pod with a service account, or set KUBECONFIG');
-        process.exitCode = EXIT_CONFIG;
-        return;
-      }
-      log.info({}, 'no Kubernetes configuration found (no service account, KUBECONFIG or ~/.kube/config): probing the loopback; set MENTAT_TARGETS=name=address,... to probe other hosts');
-    } else {
-      try {
-        (await import('./kube-loader.js')).loadLessOfKubernetesClient();
-        const { loadKubeConfig } = await import('./discovery.js');
-        kubeConfig = loadKubeConfig(source);
-      } catch (err) {
-        log.fatal({ source }, `cannot load the Kubernetes configuration: ${(err as Error).message}`);
-        process.exitCode = EXIT_CONFIG;
-        return;
-      }
-      log.info({ source: source.kind === 'file' ? source.path : 'in-cluster', server: kubeConfig.getCurrentCluster()?.server }, 'discovering nodes through the Kubernetes API');
-    }
-  } else if (config.targets.length > 0) {
-    log.info({ targets: config.targets.length }, 'probing static targets from MENTAT_TARGETS');
-  }
+  const kube = await connectKubernetes(config, log);
+  if (kube === 'exit') return;
 
   const base = resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': config.nodeName, 'host.name': hostname() });
   const resource = base.merge(detectResources({ detectors: [envDetector] }));
@@ -123,8 +76,8 @@ async function main(): Promise<void> {
           dgram: () => new InlineEngine(settings, clock, onResult),
           raw: () => new ProcessEngine({ settings }, onResult, onRawProcessCrash),
         }),
-      kubeConfig,
-      serviceAccount: kubeConfig ? serviceAccountName() : undefined,
+      kube,
+      serviceAccount: kube ? serviceAccountName() : undefined,
       localAddresses: new Set(
         Object.values(networkInterfaces())
           .flat()
@@ -157,6 +110,36 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+/**
+ * Finds and loads the cluster's configuration. Undefined means static targets or the loopback;
+ * 'exit' means start-up failed and the exit code is set.
+ */
+async function connectKubernetes(config: Config, log: Log & { fatal(fields: object, message: string): void }): Promise<AgentDeps['kube'] | 'exit'> {
+  if (config.discovery === 'static' || config.targets.length > 0) {
+    if (config.targets.length > 0) log.info({ targets: config.targets.length }, 'probing static targets from MENTAT_TARGETS');
+    return undefined;
+  }
+  const source = findKubeSource({ env: process.env, kubeconfig: config.kubeconfig, home: homedir(), exists: existsSync });
+  if (source.kind === 'none') {
+    if (config.discovery === 'kubernetes') {
+      log.fatal({}, 'MENTAT_DISCOVERY=kubernetes but no Kubernetes configuration was found: run in a pod with a service account, or set KUBECONFIG');
+      process.exitCode = EXIT_CONFIG;
+      return 'exit';
+    }
+    log.info({}, 'no Kubernetes configuration found (no service account, KUBECONFIG or ~/.kube/config): probing the loopback; set MENTAT_TARGETS=name=address,... to probe other hosts');
+    return undefined;
+  }
+  const { bootstrapKubernetes } = await import('./kube/bootstrap.js');
+  const kube = await bootstrapKubernetes(source);
+  if (kube.kind !== 'ready') {
+    log.fatal({ source }, kube.message);
+    process.exitCode = kube.kind === 'config' ? EXIT_CONFIG : EXIT_FAILURE;
+    return 'exit';
+  }
+  log.info({ source: source.kind === 'file' ? source.path : 'in-cluster', server: kube.server }, 'discovering nodes through the Kubernetes API');
+  return { client: kube.client, kubeConfig: kube.kubeConfig };
 }
 
 process.on('unhandledRejection', (reason) => {

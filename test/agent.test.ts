@@ -8,10 +8,11 @@ import { test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { Agent } from '../src/agent.js';
+import { loadKubeClient } from '../src/kube/client.js';
 import { loadConfig } from '../src/config.js';
-import type { EngineInfo, ProbeEngine } from '../src/engine.js';
+import type { EngineInfo, ProbeEngine } from '../src/probe/engine.js';
 import { silentLog } from '../src/log.js';
-import type { Outcome, Target } from '../src/prober.js';
+import type { Outcome, Target } from '../src/types.js';
 import { FakeApiServer, makeNode, waitFor } from './support/fake-apiserver.js';
 import { parseExposition } from './support/exposition.js';
 import { ManualClock } from './support/fake-clock.js';
@@ -47,7 +48,7 @@ async function startAgent(env: Record<string, string>, server: FakeApiServer, di
       record = onResult;
       return { engine, info: await engine.start() };
     },
-    kubeConfig: kc,
+    kube: { client: await loadKubeClient(), kubeConfig: kc },
     resource: resourceFromAttributes({ 'service.name': 'mentat' }),
     randomBytes: (n) => new Uint8Array(n).fill(7),
     delay: async () => {},

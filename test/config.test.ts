@@ -106,3 +106,17 @@ for (const [name, env, argv, message] of bad) {
     });
   });
 }
+
+test('scale settings validate', () => {
+  const load = (env: Record<string, string>) => loadConfig({ env, argv: [], hostname: 'h' });
+  const c = load({ MENTAT_MAX_PPS: '2000', MENTAT_MAX_TARGETS: '500', MENTAT_ZONE_ATTRIBUTES: 'true', MENTAT_SAMPLE_PER_ZONE: '3', MENTAT_RESAMPLE_INTERVAL: '5m', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', MENTAT_OTLP_HISTOGRAM: 'exponential' }).config;
+  assert.deepEqual(
+    [c.maxProbesPerSecond, c.maxTargets, c.zoneAttributes, c.samplePerZone, c.resampleIntervalMs, c.otlp?.histogram],
+    [2000, 500, true, 3, 300_000, 'exponential'],
+  );
+  assert.throws(() => load({ MENTAT_MAX_PPS: '-1' }), /MENTAT_MAX_PPS \(--max-pps\) must be a whole number from 0 \(no limit\) to 1000000; got "-1"/);
+  assert.throws(() => load({ MENTAT_MAX_TARGETS: '0' }), /MENTAT_MAX_TARGETS \(--max-targets\) must be a whole number from 1 to 100000; got "0"/);
+  assert.throws(() => load({ MENTAT_SAMPLE_PER_ZONE: 'some' }), /MENTAT_SAMPLE_PER_ZONE \(--sample-per-zone\) must be a whole number from 0 \(all nodes\) to 100000/);
+  assert.throws(() => load({ MENTAT_RESAMPLE_INTERVAL: '100ms' }), /MENTAT_RESAMPLE_INTERVAL \(--resample-interval\) must be at least 1s/);
+  assert.throws(() => load({ MENTAT_OTLP_HISTOGRAM: 'native' }), /MENTAT_OTLP_HISTOGRAM \(--otlp-histogram\) must be one of explicit, exponential/);
+});

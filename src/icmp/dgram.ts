@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
-import { icmpErrorReason, type Family } from './packet.js';
+import type { Family } from '../types.js';
+import { icmpErrorReason } from './packet.js';
 import { IcmpPermissionError, type IcmpSocket } from './socket.js';
 
 interface DgramIcmpHandle {

@@ -1,6 +1,7 @@
+import type { Family } from '../types.js';
 import { openDgramSocket } from './dgram.js';
-import type { Family } from './packet.js';
-import { IcmpPermissionError, openRawSocket, type IcmpSocket } from './socket.js';
+import { openRawSocket } from './raw.js';
+import { IcmpPermissionError, type IcmpSocket } from './socket.js';
 
 export type SocketKind = 'raw' | 'dgram';
 

@@ -1,6 +1,6 @@
 /** Pure ICMP/ICMPv6 echo encoding, decoding and checksums: no sockets, no clocks. */
-
-export type Family = 4 | 6;
+import type { Family } from '../types.js';
+import { canonicalAddress } from './address.js';
 
 export const ICMP4_ECHO_REPLY = 0;
 export const ICMP4_DEST_UNREACHABLE = 3;
@@ -79,20 +79,7 @@ function ipv4String(buf: Buffer, at: number): string {
 function ipv6String(buf: Buffer, at: number): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(buf.readUInt16BE(at + i).toString(16));
-  // Compress the longest run of zero groups, as the kernel and Node print it.
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== '0') { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  if (bestStart === -1) return groups.join(':');
-  const head = groups.slice(0, bestStart).join(':');
-  const tail = groups.slice(bestStart + bestLen).join(':');
-  return `${head}::${tail}`;
+  return canonicalAddress(groups.join(':'));
 }
 
 const V4_ERRORS: Record<number, string> = { [ICMP4_DEST_UNREACHABLE]: 'destination unreachable', [ICMP4_TIME_EXCEEDED]: 'time exceeded' };

@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/prober.js';
+import type { Clock } from '../../src/types.js';
 
 /** A Clock whose time moves only when a test says so; timers fire in due order. */
 export class ManualClock implements Clock {

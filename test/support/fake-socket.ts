@@ -1,4 +1,5 @@
-import { ICMP4_ECHO_REPLY, ICMP6_ECHO_REPLY, internetChecksum, type Family } from '../../src/icmp/packet.js';
+import { ICMP4_ECHO_REPLY, ICMP6_ECHO_REPLY, internetChecksum } from '../../src/icmp/packet.js';
+import type { Family } from '../../src/types.js';
 import type { IcmpSocket } from '../../src/icmp/socket.js';
 
 export interface Sent {

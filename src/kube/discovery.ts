@@ -1,0 +1,196 @@
+import type { KubeConfig, ListWatch, V1Node, V1NodeList, Watch } from '@kubernetes/client-node';
+import type { Log, RateLimitedLog } from '../log.js';
+import type { Target } from '../types.js';
+import { NodeLister, statusCodeOf } from './api.js';
+import type { KubeClient } from './client.js';
+import { trimNode, type NodeTable } from './node-table.js';
+import type { KubeSource } from './source.js';
+
+const DEFAULT_PAGE_SIZE = 100;
+const DEFAULT_MIN_BACKOFF_MS = 1000;
+const DEFAULT_MAX_BACKOFF_MS = 30_000;
+/** A list page that takes longer than this is abandoned and retried with the backoff. */
+const LIST_TIMEOUT_MS = 30_000;
+
+/**
+ * A Watch that trims objects before the informer caches them, and says when a
+ * watch request was accepted: that is when the backoff starts over.
+ */
+function nodeWatch(client: KubeClient, config: KubeConfig, onAccepted: () => void): Watch {
+  return new (class extends client.Watch {
+    override async watch(
+      path: string,
+      queryParams: Record<string, string | number | boolean | undefined>,
+      callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+      done: (err: unknown) => void,
+    ): Promise<AbortController> {
+      let failed = false;
+      const controller = await super.watch(
+        path,
+        queryParams,
+        (phase, obj, raw) => callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? trimNode(obj as V1Node) : obj, raw),
+        (err) => {
+          if (err) failed = true;
+          done(err);
+        },
+      );
+      if (!failed) onAccepted();
+      return controller;
+    }
+  })(config);
+}
+
+/** Why the API server said no, in words that say what to fix. */
+export function explainApiError(err: unknown, server: string, serviceAccount: string): string {
+  const e = err as { message?: string; cause?: { message?: string; code?: string } } | undefined;
+  const status = statusCodeOf(err);
+  if (status === 401) {
+    return `the API server at ${server} rejected the credentials (401 Unauthorized): check the service account token or the kubeconfig user`;
+  }
+  if (status === 403) {
+    return `the API server at ${server} refused to list or watch nodes (403 Forbidden): grant ${serviceAccount} get, list and watch on "nodes" with a ClusterRole and ClusterRoleBinding (see deploy/base/rbac.yaml)`;
+  }
+  const detail = e?.cause?.message ?? e?.cause?.code ?? String(e?.message ?? err).split('\n')[0];
+  if (status !== undefined) return `the API server at ${server} answered ${status} (${detail}); retrying`;
+  return `cannot reach the API server at ${server} (${detail}); retrying, and probing the last known nodes meanwhile`;
+}
+
+export interface DiscoveryOptions {
+  readonly client: KubeClient;
+  readonly kubeConfig: KubeConfig;
+  readonly table: NodeTable;
+  readonly onTargets: (targets: Target[]) => void;
+  readonly log: Log;
+  readonly warnings: RateLimitedLog;
+  /** Waits between restarts after errors; injected so backoff is tested without waiting. */
+  readonly delay: (ms: number) => Promise<void>;
+  /** Nodes per list request (default DEFAULT_PAGE_SIZE). */
+  readonly pageSize?: number;
+  readonly minBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  /** Named in permission errors. */
+  readonly serviceAccount?: string;
+}
+
+/**
+ * Keeps the node set current with one informer (list, then watch; never a
+ * periodic re-list). On errors the informer stops; this restarts it with a
+ * capped exponential backoff and keeps the last known nodes meanwhile.
+ */
+export class NodeDiscovery {
+  private readonly informer: ListWatch<V1Node>;
+  private readonly lister: NodeLister;
+  private stopped = false;
+  private emitScheduled = false;
+  private backoffMs: number;
+  private lastError: string | undefined;
+  private failedSinceList = false;
+  /** True once a full node list has been received. */
+  synced = false;
+
+  constructor(private readonly options: DiscoveryOptions) {
+    this.backoffMs = options.minBackoffMs ?? DEFAULT_MIN_BACKOFF_MS;
+    this.lister = new NodeLister(options.client, options.kubeConfig, LIST_TIMEOUT_MS);
+    const watch = nodeWatch(options.client, options.kubeConfig, () => this.onHealthy());
+    this.informer = new options.client.ListWatch<V1Node>('/api/v1/nodes', watch, () => this.listAll(), false, undefined, undefined, {
+      delayFn: options.delay,
+    });
+    this.informer.on('add', (node) => this.apply(node));
+    this.informer.on('update', (node) => this.apply(node));
+    this.informer.on('delete', (node) => {
+      if (node.metadata?.name) options.table.remove(node.metadata.name);
+      this.scheduleEmit();
+    });
+    this.informer.on('error', (err) => void this.onError(err));
+  }
+
+  get server(): string {
+    return this.options.kubeConfig.getCurrentCluster()?.server ?? '(no cluster)';
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.informer.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.informer.stop();
+  }
+
+  /**
+   * Pages through the node list, trimming each page before the next: a kubelet-sized Node is about
+   * 10 KB of JSON and several times that once parsed, so pages of 500 nodes (what most clients use)
+   * broke the 64 MiB heap at 5000 nodes; pages of 100 keep the peak near 10 MiB (bench/pod-memory.sh).
+   */
+  private async listAll(): Promise<V1NodeList> {
+    const limit = this.options.pageSize ?? DEFAULT_PAGE_SIZE;
+    const first = await this.lister.list({ limit });
+    const items = first.items.map(trimNode);
+    let next = first.metadata?.continue;
+    while (next) {
+      const page = await this.lister.list({ limit, continueToken: next });
+      for (const node of page.items) items.push(trimNode(node));
+      next = page.metadata?.continue;
+    }
+    if (!this.synced || this.failedSinceList) {
+      this.options.log.info({ nodes: items.length, server: this.server }, this.synced ? 'node list resynced' : 'node list synced');
+    }
+    this.failedSinceList = false;
+    this.synced = true;
+    this.onHealthy();
+    this.scheduleEmit();
+    return { metadata: first.metadata, items } as V1NodeList;
+  }
+
+  /** A list or a watch went through: the next failure is news again and starts the backoff over. */
+  private onHealthy(): void {
+    this.lastError = undefined;
+    this.backoffMs = this.options.minBackoffMs ?? DEFAULT_MIN_BACKOFF_MS;
+  }
+
+  private apply(node: V1Node): void {
+    const problem = this.options.table.upsert(node);
+    if (problem) {
+      const name = node.metadata?.name ?? '<unnamed>';
+      this.options.warnings.warn(`node:${name.slice(0, 64)}`, { node: name.slice(0, 253), problem }, 'skipping a node that cannot be probed');
+    }
+    this.scheduleEmit();
+  }
+
+  /** Coalesces the thousands of events of one list into one target update. */
+  private scheduleEmit(): void {
+    if (this.emitScheduled) return;
+    this.emitScheduled = true;
+    setImmediate(() => {
+      this.emitScheduled = false;
+      if (!this.stopped) this.options.onTargets(this.options.table.targets());
+    });
+  }
+
+  private async onError(err: unknown): Promise<void> {
+    // stop() and a restart abort the running watch and report it as an error: not a failure.
+    if (this.stopped || (err as Error)?.name === 'AbortError') return;
+    this.failedSinceList = true;
+    const message = explainApiError(err, this.server, this.options.serviceAccount ?? 'the service account of this pod');
+    // Repeating the same failure every backoff step would flood the log; say it when it changes.
+    const status = statusCodeOf(err);
+    const severe = status === 401 || status === 403;
+    if (message !== this.lastError) (severe ? this.options.log.error : this.options.log.warn).call(this.options.log, { retryInMs: this.backoffMs }, message);
+    else this.options.log.debug({ retryInMs: this.backoffMs }, message);
+    this.lastError = message;
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS);
+    await this.options.delay(wait);
+    if (!this.stopped) void this.informer.start();
+  }
+}
+
+/** Loads the KubeConfig a KubeSource names. */
+export function loadKubeConfig(client: KubeClient, source: KubeSource): KubeConfig {
+  const kc = new client.KubeConfig();
+  if (source.kind === 'in-cluster') kc.loadFromCluster();
+  else if (source.kind === 'file') kc.loadFromFile(source.path);
+  else throw new Error('no Kubernetes configuration');
+  return kc;
+}

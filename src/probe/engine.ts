@@ -1,0 +1,69 @@
+import type { IcmpMode } from '../config.js';
+import { IcmpPermissionError } from '../icmp/socket.js';
+import type { Family, Target } from '../types.js';
+
+/** Where probes run: the agent's event loop (dgram), a child process (raw), a fake in tests. */
+export interface ProbeEngine {
+  /** Opens the sockets; rejects (e.g. IcmpPermissionError) when none can be opened. */
+  start(): Promise<EngineInfo>;
+  setTargets(targets: readonly Target[]): void;
+  /** Stops sending, lets probes in flight end, closes the sockets. */
+  stop(): Promise<void>;
+}
+
+export interface EngineInfo {
+  /** Such as `dgram/ipv4`. */
+  readonly sockets: string[];
+  readonly missing: Array<{ family: Family; reason: string }>;
+}
+
+export interface ProbeSettings {
+  readonly intervalMs: number;
+  readonly maxProbesPerSecond: number;
+  readonly timeoutMs: number;
+  readonly payloadBytes: number;
+  readonly identifier: number;
+  readonly cookie: Uint8Array;
+}
+
+export interface EngineChoice {
+  /** The unprivileged datagram-socket engine. */
+  readonly dgram: () => ProbeEngine;
+  /** The raw-socket engine. */
+  readonly raw: () => ProbeEngine;
+}
+
+/**
+ * Starts the engine the mode asks for. `auto` prefers datagram sockets (no
+ * capability, kernel timestamps) and falls back to raw when they are not allowed.
+ */
+export async function startEngine(mode: IcmpMode, choice: EngineChoice): Promise<{ engine: ProbeEngine; info: EngineInfo }> {
+  const attempt = async (make: () => ProbeEngine) => {
+    const engine = make();
+    try {
+      return { engine, info: await engine.start() };
+    } catch (err) {
+      await engine.stop().catch(() => {});
+      throw err;
+    }
+  };
+  if (mode === 'dgram') return attempt(choice.dgram);
+  if (mode === 'raw') return attempt(choice.raw);
+  try {
+    return await attempt(choice.dgram);
+  } catch (dgramError) {
+    try {
+      return await attempt(choice.raw);
+    } catch (rawError) {
+      if ((dgramError as Error).name === 'IcmpPermissionError' && (rawError as Error).name === 'IcmpPermissionError') {
+        throw new IcmpPermissionError(
+          'no ICMP socket is allowed: let the process group send unprivileged ICMP (net.ipv4.ping_group_range; ' +
+            'Kubernetes: the pod sysctl in deploy/base/daemonset.yaml) or run as root with CAP_NET_RAW. ' +
+            `Datagram: ${(dgramError as Error).message}. Raw: ${(rawError as Error).message}`,
+          { cause: rawError },
+        );
+      }
+      throw (dgramError as Error).name === 'IcmpPermissionError' ? rawError : dgramError;
+    }
+  }
+}

@@ -1,0 +1,35 @@
+import type { Clock, Outcome, Target } from '../types.js';
+import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
+import { startProbing, type Probing } from './probing.js';
+
+/**
+ * Probes on the agent's own event loop. For datagram sockets only: the addon
+ * reads the clock inside the send call, right before sendto, and the kernel
+ * stamps each reply as it arrives, so a busy loop (a scrape, a GC pause) can
+ * delay a probe or the reading of its reply but not change the time measured.
+ * A worker thread for them cost a second V8 isolate, ~30 MiB of a 128 MiB pod.
+ * raw-socket stamps replies in user space: raw mode uses ProcessEngine.
+ */
+export class InlineEngine implements ProbeEngine {
+  private probing: Probing | undefined;
+
+  constructor(
+    private readonly settings: ProbeSettings,
+    private readonly clock: Clock,
+    private readonly onResult: (target: Target, outcome: Outcome) => void,
+  ) {}
+
+  // async: a socket that cannot be opened rejects, as the ProbeEngine contract says.
+  async start(): Promise<EngineInfo> {
+    this.probing = startProbing('dgram', this.settings, this.clock, this.onResult);
+    return this.probing.info;
+  }
+
+  setTargets(targets: readonly Target[]): void {
+    this.probing?.setTargets(targets);
+  }
+
+  stop(): Promise<void> {
+    return this.probing?.stop() ?? Promise.resolve();
+  }
+}

@@ -1,0 +1,295 @@
+import { canonicalAddress } from '../icmp/address.js';
+import { decode, encodeEchoRequest, payloadMatches, type Decoded } from '../icmp/packet.js';
+import type { IcmpSocket } from '../icmp/socket.js';
+import type { Clock, Family, Outcome, Target } from '../types.js';
+import { MinHeap } from './heap.js';
+
+/**
+ * The interval the prober really runs at: the configured one, stretched so that
+ * `targets` probes per interval stay within `maxPerSecond` (0: no budget).
+ */
+export function effectiveIntervalMs(intervalMs: number, targets: number, maxPerSecond: number): number {
+  if (maxPerSecond <= 0) return intervalMs;
+  return Math.max(intervalMs, (targets * 1000) / maxPerSecond);
+}
+
+export interface ProberOptions {
+  readonly intervalMs: number;
+  /** Global packet budget; 0 for none. */
+  readonly maxProbesPerSecond?: number;
+  readonly timeoutMs: number;
+  readonly payloadBytes: number;
+  /** Random per agent: replies to other processes' pings carry another one. */
+  readonly identifier: number;
+  /** Random per agent: 8 bytes every reply must carry back. */
+  readonly cookie: Uint8Array;
+  readonly sockets: ReadonlyMap<Family, IcmpSocket>;
+  readonly clock: Clock;
+  readonly onResult: (target: Target, outcome: Outcome) => void;
+}
+
+export interface ProberStats {
+  sent: number;
+  matched: number;
+  /** Datagrams that were not a reply to one of our probes in flight: other pings, late or duplicate replies, junk. */
+  dropped: number;
+}
+
+interface Slot {
+  due: number;
+  target: Target;
+  active: boolean;
+}
+
+interface InFlight {
+  readonly slot: Slot;
+  readonly address: string;
+  readonly sequence: number;
+  readonly deadline: number;
+  /** In the socket's clock; undefined until the send syscall has happened. */
+  sentAt: number | undefined;
+  done: boolean;
+}
+
+const GOLDEN_RATIO_FRACTION = (Math.sqrt(5) - 1) / 2;
+
+/**
+ * The phase of the n-th target added, as a fraction of the interval. The golden-ratio
+ * sequence keeps any number of targets nearly evenly spread, however many come and go:
+ * no bursts at the top of the interval.
+ */
+export function phaseOf(n: number): number {
+  return (n * GOLDEN_RATIO_FRACTION) % 1;
+}
+
+/**
+ * Sends one echo request per target per interval, each target on its own phase,
+ * and turns replies, ICMP errors and silence into one outcome per probe.
+ * Knows nothing of Kubernetes or OpenTelemetry.
+ */
+export class Prober {
+  private readonly slots = new Map<string, Slot>();
+  private readonly schedule = new MinHeap<Slot>();
+  private readonly inFlight = new Map<number, InFlight>();
+  /** In send order; with one timeout for all, that is deadline order. */
+  private readonly expiries: InFlight[] = [];
+  private expiryHead = 0;
+  private nextSequence = 0;
+  private added = 0;
+  private intervalMs: number;
+  private timer: unknown;
+  private timerDue = Infinity;
+  private stopping = false;
+  private drained: (() => void) | undefined;
+  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0 };
+
+  constructor(private readonly options: ProberOptions) {
+    if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
+    this.intervalMs = options.intervalMs;
+    for (const socket of options.sockets.values()) {
+      socket.onMessage((packet, source, receivedAt) => this.onPacket(socket, packet, source, receivedAt));
+      socket.onIcmpError?.((quoted, destination, reason, offender, receivedAt) => {
+        if (quoted.length < 8) {
+          this.stats.dropped++;
+          return;
+        }
+        const decoded: Decoded = { kind: 'error', reason, identifier: quoted.readUInt16BE(4), sequence: quoted.readUInt16BE(6), quotedDestination: destination };
+        this.onDecoded(socket, decoded, offender, receivedAt);
+      });
+    }
+  }
+
+  /** Replaces the set of targets: new ones start within one interval, removed ones stop at once. */
+  setTargets(targets: Iterable<Target>): void {
+    if (this.stopping) return;
+    const now = this.options.clock.now();
+    const next = new Map<string, Target>();
+    for (const target of targets) next.set(target.key, target);
+    // Decide the interval first, so new targets' phases spread over the interval they will run at.
+    this.intervalMs = effectiveIntervalMs(this.options.intervalMs, next.size, this.options.maxProbesPerSecond ?? 0);
+    for (const [key, slot] of this.slots) {
+      if (next.has(key)) continue;
+      slot.active = false;
+      this.slots.delete(key);
+    }
+    for (const [key, target] of next) {
+      const slot = this.slots.get(key);
+      if (slot) {
+        slot.target = target;
+        continue;
+      }
+      const fresh: Slot = { due: now + phaseOf(this.added++) * this.intervalMs, target, active: true };
+      this.slots.set(key, fresh);
+      this.schedule.push(fresh);
+    }
+    // A removed target's probes in flight end silently: its series are going away.
+    for (const [sequence, probe] of this.inFlight) {
+      if (!probe.slot.active) {
+        probe.done = true;
+        this.inFlight.delete(sequence);
+      }
+    }
+    this.arm();
+  }
+
+  get targetCount(): number {
+    return this.slots.size;
+  }
+
+  /** The interval after the packet budget: longer than configured when there are too many targets. */
+  get currentIntervalMs(): number {
+    return this.intervalMs;
+  }
+
+  /** Stops sending; resolves once every probe in flight has a reply or has timed out. */
+  stop(): Promise<void> {
+    this.stopping = true;
+    for (const slot of this.slots.values()) slot.active = false;
+    this.slots.clear();
+    if (this.inFlight.size === 0) {
+      this.disarm();
+      return Promise.resolve();
+    }
+    this.arm();
+    return new Promise((resolve) => {
+      this.drained = resolve;
+    });
+  }
+
+  private disarm(): void {
+    if (this.timer !== undefined) this.options.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    this.timerDue = Infinity;
+  }
+
+  /** Keeps exactly one timer, for the earliest of the next send and the next expiry. */
+  private arm(): void {
+    let due = Infinity;
+    while (this.schedule.size > 0 && !this.schedule.peek()!.active) this.schedule.pop();
+    if (!this.stopping && this.schedule.size > 0) due = this.schedule.peek()!.due;
+    const expiry = this.firstPendingExpiry();
+    if (expiry) due = Math.min(due, expiry.deadline);
+    if (due === this.timerDue) return;
+    this.disarm();
+    if (due === Infinity) return;
+    this.timerDue = due;
+    this.timer = this.options.clock.setTimer(() => this.tick(), Math.max(0, due - this.options.clock.now()));
+  }
+
+  private firstPendingExpiry(): InFlight | undefined {
+    while (this.expiryHead < this.expiries.length && this.expiries[this.expiryHead]!.done) this.expiryHead++;
+    if (this.expiryHead > 1024 && this.expiryHead * 2 > this.expiries.length) {
+      this.expiries.splice(0, this.expiryHead);
+      this.expiryHead = 0;
+    }
+    return this.expiries[this.expiryHead];
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.timerDue = Infinity;
+    const now = this.options.clock.now();
+    for (let probe = this.firstPendingExpiry(); probe && probe.deadline <= now; probe = this.firstPendingExpiry()) {
+      this.finish(probe, { kind: 'timeout' });
+    }
+    while (!this.stopping && this.schedule.size > 0 && this.schedule.peek()!.due <= now) {
+      const slot = this.schedule.pop()!;
+      if (!slot.active) continue;
+      this.send(slot, now);
+      // Keep the phase: the next probe is one interval after this one was due, not after it ran.
+      slot.due += this.intervalMs;
+      if (slot.due <= now) slot.due = now + this.intervalMs;
+      this.schedule.push(slot);
+    }
+    if (this.stopping && this.inFlight.size === 0) {
+      this.drained?.();
+      this.drained = undefined;
+    }
+    this.arm();
+  }
+
+  private allocateSequence(): number {
+    for (;;) {
+      const sequence = this.nextSequence;
+      this.nextSequence = (this.nextSequence + 1) & 0xffff;
+      if (!this.inFlight.has(sequence)) return sequence;
+    }
+  }
+
+  private send(slot: Slot, now: number): void {
+    const { target } = slot;
+    const socket = this.options.sockets.get(target.family);
+    if (!socket) {
+      this.options.onResult(target, { kind: 'error', reason: `no IPv${target.family} ICMP socket is open` });
+      return;
+    }
+    const sequence = this.allocateSequence();
+    const probe: InFlight = {
+      slot,
+      address: canonicalAddress(target.address),
+      sequence,
+      deadline: now + this.options.timeoutMs,
+      sentAt: undefined,
+      done: false,
+    };
+    this.inFlight.set(sequence, probe);
+    this.expiries.push(probe);
+    this.stats.sent++;
+    const packet = encodeEchoRequest({
+      family: target.family,
+      identifier: this.options.identifier,
+      sequence,
+      cookie: this.options.cookie,
+      payloadBytes: this.options.payloadBytes,
+    });
+    socket.send(packet, target.address, (error, sentAt) => {
+      if (probe.done) return;
+      if (error) this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
+      else probe.sentAt = sentAt;
+    });
+  }
+
+  private finish(probe: InFlight, outcome: Outcome): void {
+    probe.done = true;
+    this.inFlight.delete(probe.sequence);
+    if (probe.slot.active || this.stopping) this.options.onResult(probe.slot.target, outcome);
+  }
+
+  private onPacket(socket: IcmpSocket, packet: Buffer, source: string, receivedAt: number): void {
+    this.onDecoded(socket, decode(packet, socket.family, socket.withIpHeader), source, receivedAt);
+  }
+
+  private onDecoded(socket: IcmpSocket, decoded: Decoded, source: string, receivedAt: number): void {
+    if (decoded.kind === 'ignored') {
+      this.stats.dropped++;
+      return;
+    }
+    const probe = this.inFlight.get(decoded.sequence);
+    const ours = socket.kernelOwnsIdentifier || decoded.identifier === this.options.identifier;
+    if (!probe || !ours || probe.slot.target.family !== socket.family) {
+      this.stats.dropped++;
+      return;
+    }
+    if (decoded.kind === 'error') {
+      if (canonicalAddress(decoded.quotedDestination) !== probe.address) {
+        this.stats.dropped++;
+        return;
+      }
+      this.stats.matched++;
+      this.finish(probe, { kind: 'error', reason: `${decoded.reason} from ${source}` });
+      return;
+    }
+    if (
+      probe.sentAt === undefined ||
+      canonicalAddress(source) !== probe.address ||
+      !payloadMatches(decoded.payload, this.options.cookie, probe.sequence, this.options.payloadBytes)
+    ) {
+      this.stats.dropped++;
+      return;
+    }
+    this.stats.matched++;
+    const rttMs = receivedAt - probe.sentAt;
+    // A reply that arrived after the deadline is loss, even if its timer has not run yet.
+    this.finish(probe, rttMs > this.options.timeoutMs ? { kind: 'timeout' } : { kind: 'success', rttSeconds: Math.max(0, rttMs) / 1000 });
+  }
+}

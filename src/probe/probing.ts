@@ -1,0 +1,31 @@
+import { openIcmpSockets, type SocketKind } from '../icmp/open.js';
+import type { Clock, Outcome, Target } from '../types.js';
+import type { EngineInfo, ProbeSettings } from './engine.js';
+import { Prober } from './prober.js';
+
+/** Sockets and a prober, running on the event loop that called startProbing. */
+export interface Probing {
+  readonly info: EngineInfo;
+  setTargets(targets: readonly Target[]): void;
+  /** Stops sending, lets probes in flight end, closes the sockets. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Opens the sockets of `kind` and starts a prober on them.
+ * @throws IcmpPermissionError (or another error) when no socket can be opened
+ */
+export function startProbing(kind: SocketKind, settings: ProbeSettings, clock: Clock, onResult: (target: Target, outcome: Outcome) => void): Probing {
+  const opened = openIcmpSockets(kind, clock.now);
+  const prober = new Prober({ ...settings, sockets: opened.sockets, clock, onResult });
+  let stopping: Promise<void> | undefined;
+  return {
+    info: { sockets: [...opened.sockets.values()].map((s) => `${s.mode}/ipv${s.family}`), missing: opened.missing },
+    setTargets: (targets) => prober.setTargets(targets),
+    stop: () =>
+      (stopping ??= prober.stop().then(async () => {
+        // Native handles are released before the probe process exits, or it crashes at exit.
+        await Promise.all([...opened.sockets.values()].map((socket) => socket.close()));
+      })),
+  };
+}

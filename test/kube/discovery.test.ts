@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { KubeConfig } from '@kubernetes/client-node';
+import { loadKubeClient } from '../../src/kube/client.js';
+import { NodeDiscovery } from '../../src/kube/discovery.js';
+import { NodeTable } from '../../src/kube/node-table.js';
+import { RateLimitedLog, type Log } from '../../src/log.js';
+import type { Target } from '../../src/types.js';
+import { FakeApiServer, makeNode, waitFor } from '../support/fake-apiserver.js';
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mentat-discovery-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Recorded {
+  level: string;
+  message: string;
+  fields: object;
+}
+
+async function setup(server: FakeApiServer, opts: { pageSize?: number } = {}) {
+  const kc = new KubeConfig();
+  kc.loadFromFile(await server.writeKubeconfig(dir));
+  const lines: Recorded[] = [];
+  const record = (level: string) => (fields: object, message: string) => lines.push({ level, message, fields });
+  const log: Log = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') };
+  let latest: Target[] = [];
+  const delays: number[] = [];
+  const discovery = new NodeDiscovery({
+    client: await loadKubeClient(),
+    kubeConfig: kc,
+    table: new NodeTable('first', 'self', false),
+    onTargets: (targets) => {
+      latest = targets;
+    },
+    log,
+    warnings: new RateLimitedLog(log, 60_000, () => Date.now()),
+    // Backoff is recorded, and waited only briefly so the test stays fast.
+    delay: async (ms) => {
+      delays.push(ms);
+      await new Promise((r) => setTimeout(r, 20));
+    },
+    ...(opts.pageSize ? { pageSize: opts.pageSize } : {}),
+    serviceAccount: 'system:serviceaccount:monitoring:mentat',
+  });
+  const names = () => latest.map((t) => t.name).sort();
+  return { discovery, lines, names, delays, targets: () => latest };
+}
+
+test('lists in pages, skips itself, then follows adds, address changes and deletes over the watch', async () => {
+  const server = await FakeApiServer.start();
+  const { discovery, names, targets } = await setup(server, { pageSize: 2 });
+  try {
+    for (const [name, ip] of [['self', '198.18.0.1'], ['a', '198.18.0.2'], ['b', '198.18.0.3'], ['c', '198.18.0.4'], ['d', '198.18.0.5']] as const) {
+      server.upsertNode(makeNode(name, ip));
+    }
+    discovery.start();
+    await waitFor(() => names().length === 4, 5000, 'initial list');
+    assert.deepEqual(names(), ['a', 'b', 'c', 'd']);
+    assert.equal(discovery.synced, true);
+    assert.ok(server.counts.list >= 3, `paged list: ${server.counts.list} requests of 2`);
+    server.upsertNode(makeNode('e', '198.18.0.6'));
+    await waitFor(() => names().includes('e'), 5000, 'added node');
+    server.upsertNode(makeNode('a', '198.18.0.22'));
+    await waitFor(() => targets().find((t) => t.name === 'a')?.address === '198.18.0.22', 5000, 'changed address');
+    server.deleteNode('b');
+    await waitFor(() => !names().includes('b'), 5000, 'deleted node');
+    assert.deepEqual(names(), ['a', 'c', 'd', 'e']);
+    assert.equal(server.counts.list, 3, 'never re-listed while the watch was healthy');
+  } finally {
+    await discovery.stop();
+    await server.stop();
+  }
+});
+
+test('a node without addresses is skipped with one warning; the rest are probed', async () => {
+  const server = await FakeApiServer.start();
+  const { discovery, names, lines } = await setup(server);
+  try {
+    server.upsertNode(makeNode('a', '198.18.0.2'));
+    server.upsertNode({ metadata: { name: 'broken' }, status: { addresses: [] } });
+    discovery.start();
+    await waitFor(() => names().length === 1, 5000);
+    server.upsertNode({ metadata: { name: 'broken', labels: { touched: 'yes' } }, status: { addresses: [] } });
+    server.upsertNode(makeNode('z', '198.18.0.9'));
+    await waitFor(() => names().includes('z'), 5000);
+    const warnings = lines.filter((l) => l.level === 'warn');
+    assert.equal(warnings.length, 1, 'one warning for the broken node, not one per update');
+    assert.deepEqual(warnings[0]!.fields, { node: 'broken', problem: 'node has no addresses' });
+  } finally {
+    await discovery.stop();
+    await server.stop();
+  }
+});
+
+test('403 says which permission is missing, backs off, and recovers when granted', async () => {
+  const server = await FakeApiServer.start();
+  const { discovery, names, lines, delays } = await setup(server);
+  try {
+    server.upsertNode(makeNode('a', '198.18.0.2'));
+    server.setAuth(403);
+    discovery.start();
+    await waitFor(() => delays.length >= 3, 5000, 'retries');
+    const errors = lines.filter((l) => l.level === 'error');
+    assert.equal(errors.length, 1, 'the same failure is logged once, not at every retry');
+    assert.match(errors[0]!.message, /403 Forbidden\): grant system:serviceaccount:monitoring:mentat get, list and watch on "nodes"/);
+    assert.deepEqual(delays.slice(0, 3), [1000, 2000, 4000], 'exponential backoff');
+    assert.equal(discovery.synced, false);
+    server.setAuth('ok');
+    await waitFor(() => names().length === 1, 5000, 'recovered');
+    assert.equal(discovery.synced, true);
+  } finally {
+    await discovery.stop();
+    await server.stop();
+  }
+});
+
+test('a cut watch, an expired resourceVersion and an API outage lose no node and duplicate none', async () => {
+  const server = await FakeApiServer.start();
+  const { discovery, names, lines } = await setup(server);
+  try {
+    for (let i = 0; i < 20; i++) server.upsertNode(makeNode(`n${i}`, `198.18.0.${10 + i}`));
+    discovery.start();
+    await waitFor(() => names().length === 20, 5000);
+    server.cutWatches();
+    server.upsertNode(makeNode('after-cut', '198.18.0.100'));
+    await waitFor(() => names().includes('after-cut'), 5000, 'resumed after a cut');
+    // Expire history while the watch is down: the informer must re-list.
+    await server.setDown(true);
+    server.upsertNode(makeNode('while-down', '198.18.0.101'));
+    server.deleteNode('n0');
+    server.compactHistory();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(names().length, 21, 'the last known nodes are kept during the outage');
+    await waitFor(() => lines.some((l) => /cannot reach the API server/.test(l.message)), 5000, 'the outage reported');
+    await server.setDown(false);
+    await waitFor(() => names().includes('while-down') && !names().includes('n0'), 10_000, 'resynced');
+    assert.equal(new Set(names()).size, names().length, 'no duplicates');
+    assert.equal(names().length, 21);
+    assert.ok(lines.some((l) => l.level === 'warn' && /cannot reach the API server/.test(l.message)), 'an outage is a warning; only 401/403 are errors');
+  } finally {
+    await discovery.stop();
+    await server.stop();
+  }
+});
+
+test('5000 nodes arrive in pages and become one target update', async () => {
+  const server = await FakeApiServer.start();
+  let updates = 0;
+  const { discovery, names } = await setup(server);
+  const kc = new KubeConfig();
+  kc.loadFromFile(await server.writeKubeconfig(dir));
+  const counting = new NodeDiscovery({
+    client: await loadKubeClient(),
+    kubeConfig: kc,
+    table: new NodeTable('first', 'self', false),
+    onTargets: () => updates++,
+    log: { debug() {}, info() {}, warn() {}, error() {} },
+    warnings: new RateLimitedLog({ debug() {}, info() {}, warn() {}, error() {} }, 1000, () => 0),
+    delay: async () => {},
+  });
+  try {
+    server.upsertNodes(Array.from({ length: 5000 }, (_, i) => makeNode(`node-${i}`, `198.18.${16 + (i >> 8)}.${i & 255}`)));
+    discovery.start();
+    counting.start();
+    await waitFor(() => names().length === 5000, 10_000);
+    await waitFor(() => counting.synced && updates >= 1, 10_000);
+    assert.equal(updates, 1, 'coalesced into one update');
+  } finally {
+    await discovery.stop();
+    await counting.stop();
+    await server.stop();
+  }
+});

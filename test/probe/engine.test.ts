@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startEngine, type EngineInfo, type ProbeEngine } from '../../src/probe/engine.js';
+import { fromWire, toWire } from '../../src/probe/process-engine.js';
+import { IcmpPermissionError } from '../../src/icmp/socket.js';
+import type { Outcome } from '../../src/types.js';
+
+class FakeEngine implements ProbeEngine {
+  stopped = false;
+  constructor(private readonly name: string, private readonly failure?: Error) {}
+  async start(): Promise<EngineInfo> {
+    if (this.failure) throw this.failure;
+    return { sockets: [`${this.name}/ipv4`], missing: [] };
+  }
+  setTargets(): void {}
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+}
+
+const denied = (what: string) => new IcmpPermissionError(`${what} denied`);
+
+test('auto prefers the datagram engine', async () => {
+  const { info } = await startEngine('auto', { dgram: () => new FakeEngine('dgram'), raw: () => new FakeEngine('raw') });
+  assert.deepEqual(info.sockets, ['dgram/ipv4']);
+});
+
+test('auto falls back to raw when datagram ICMP is not allowed, and stops the failed engine', async () => {
+  const failed = new FakeEngine('dgram', denied('dgram'));
+  const { info } = await startEngine('auto', { dgram: () => failed, raw: () => new FakeEngine('raw') });
+  assert.deepEqual(info.sockets, ['raw/ipv4']);
+  assert.equal(failed.stopped, true);
+});
+
+test('auto with neither allowed names both remedies', async () => {
+  await assert.rejects(
+    startEngine('auto', { dgram: () => new FakeEngine('dgram', denied('dgram')), raw: () => new FakeEngine('raw', denied('raw')) }),
+    (err: Error) => {
+      assert.equal(err.name, 'IcmpPermissionError');
+      assert.match(err.message, /net\.ipv4\.ping_group_range/);
+      assert.match(err.message, /CAP_NET_RAW/);
+      assert.match(err.message, /Datagram: dgram denied\. Raw: raw denied/);
+      return true;
+    },
+  );
+});
+
+test('an explicit mode never falls back', async () => {
+  await assert.rejects(startEngine('dgram', { dgram: () => new FakeEngine('dgram', denied('dgram')), raw: () => new FakeEngine('raw') }), /dgram denied/);
+  await assert.rejects(startEngine('raw', { dgram: () => new FakeEngine('dgram'), raw: () => new FakeEngine('raw', denied('raw')) }), /raw denied/);
+});
+
+test('outcomes survive the trip to and from the worker', () => {
+  const outcomes: Outcome[] = [{ kind: 'success', rttSeconds: 0.000123 }, { kind: 'timeout' }, { kind: 'error', reason: 'x' }];
+  for (const o of outcomes) assert.deepEqual(fromWire(toWire('k', o)), o);
+});

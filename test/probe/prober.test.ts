@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { decode, internetChecksum, ICMP4_DEST_UNREACHABLE } from '../../src/icmp/packet.js';
+import type { Family, Outcome, Target } from '../../src/types.js';
+import { Prober, effectiveIntervalMs, phaseOf } from '../../src/probe/prober.js';
+import { ManualClock } from '../support/fake-clock.js';
+import { FakeSocket, ipv4Header } from '../support/fake-socket.js';
+
+const cookie = Uint8Array.from([9, 8, 7, 6, 5, 4, 3, 2]);
+const IDENTIFIER = 0x4242;
+
+function setup(opts: { intervalMs?: number; timeoutMs?: number; families?: Family[] } = {}) {
+  const clock = new ManualClock();
+  const sockets = new Map<Family, FakeSocket>();
+  for (const f of opts.families ?? [4, 6]) sockets.set(f, new FakeSocket(f, () => clock.now()));
+  const results: Array<{ key: string; outcome: Outcome; at: number }> = [];
+  const prober = new Prober({
+    intervalMs: opts.intervalMs ?? 1000,
+    timeoutMs: opts.timeoutMs ?? 500,
+    payloadBytes: 24,
+    identifier: IDENTIFIER,
+    cookie,
+    sockets,
+    clock,
+    onResult: (t, outcome) => results.push({ key: t.key, outcome, at: clock.now() }),
+  });
+  return { clock, sockets, results, prober, s4: sockets.get(4)!, s6: sockets.get(6)! };
+}
+
+const t = (key: string, address: string, family: Family = 4): Target => ({ key, name: key, address, family });
+
+function sequenceOf(packet: Buffer): number {
+  return packet.readUInt16BE(6);
+}
+
+test('every target is probed once per interval, each on its own phase, the first within one interval', () => {
+  const { clock, s4, prober } = setup();
+  const targets = Array.from({ length: 50 }, (_, i) => t(`node-${i}`, `198.18.0.${i + 1}`));
+  prober.setTargets(targets);
+  clock.advance(999);
+  assert.equal(s4.sent.length, 50, 'all 50 within the first interval');
+  const firstAt = new Map(s4.sent.map((s) => [s.address, s.sentAt]));
+  targets.forEach((target, i) => assert.equal(firstAt.get(target.address), phaseOf(i) * 1000, `${target.key} at its phase`));
+  // Spread, not a burst: 50 probes a second average one per 20 ms; no 10 ms window holds more than 2.
+  const times = [...firstAt.values()].sort((a, b) => a - b);
+  let maxInWindow = 0;
+  for (let i = 0; i < times.length; i++) maxInWindow = Math.max(maxInWindow, times.filter((x) => x >= times[i]! && x < times[i]! + 10).length);
+  assert.ok(maxInWindow <= 2, `at most 2 probes in any 10 ms, saw ${maxInWindow}`);
+  clock.advance(9000);
+  assert.equal(s4.sent.length, 500, 'ten intervals, ten probes each');
+  for (const target of targets) {
+    const sends = s4.sent.filter((s) => s.address === target.address).map((s) => s.sentAt);
+    for (let i = 1; i < sends.length; i++) assert.ok(Math.abs(sends[i]! - sends[i - 1]! - 1000) < 1e-6, 'no drift');
+  }
+});
+
+test('a matching reply is a success with its round-trip time; silence is a timeout', () => {
+  const { clock, s4, results, prober } = setup();
+  prober.setTargets([t('a', '198.18.0.1'), t('b', '198.18.0.2')]);
+  clock.advance(1);
+  const toA = s4.sent.find((s) => s.address === '198.18.0.1')!;
+  clock.advance(2);
+  s4.deliver(FakeSocket.replyTo(toA.packet, 4), '198.18.0.1');
+  assert.deepEqual(results[0], { key: 'a', outcome: { kind: 'success', rttSeconds: 0.003 }, at: 3 });
+  clock.advance(700);
+  const toB = s4.sent.find((s) => s.address === '198.18.0.2')!;
+  clock.advance(toB.sentAt + 500 - clock.now());
+  const timeout = results.find((r) => r.key === 'b')!;
+  assert.deepEqual(timeout.outcome, { kind: 'timeout' });
+  assert.equal(timeout.at, toB.sentAt + 500, 'timed out exactly at the deadline');
+});
+
+test('late, duplicate and foreign replies are dropped, never counted as success', () => {
+  const { clock, s4, results, prober } = setup();
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(1);
+  const first = s4.sent[0]!;
+  const good = FakeSocket.replyTo(first.packet, 4);
+  const foreignId = FakeSocket.replyTo(first.packet, 4, (p) => p.writeUInt16BE(IDENTIFIER + 1, 4));
+  const wrongCookie = FakeSocket.replyTo(first.packet, 4, (p) => { p[8] = (p[8] ?? 0) ^ 0xff; });
+  const wrongSeq = FakeSocket.replyTo(first.packet, 4, (p) => p.writeUInt16BE(sequenceOf(first.packet) + 1, 6));
+  s4.deliver(foreignId, '198.18.0.1');
+  s4.deliver(wrongCookie, '198.18.0.1');
+  s4.deliver(wrongSeq, '198.18.0.1');
+  s4.deliver(good, '198.18.0.99');
+  assert.equal(results.length, 0, 'none of these is ours');
+  s4.deliver(good, '198.18.0.1');
+  s4.deliver(good, '198.18.0.1');
+  assert.equal(results.length, 1, 'the duplicate is dropped');
+  assert.equal(prober.stats.dropped, 5);
+  // Next probe: its reply comes 600 ms later, after the 500 ms timeout.
+  clock.advance(first.sentAt + 1000 - clock.now());
+  const second = s4.sent[1]!;
+  clock.advance(600);
+  s4.deliver(FakeSocket.replyTo(second.packet, 4), '198.18.0.1');
+  assert.deepEqual(results.map((r) => r.outcome.kind), ['success', 'timeout']);
+});
+
+test('a reply that arrives after the deadline but before its timer ran is still a timeout', () => {
+  const { clock, s4, results, prober } = setup();
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(phaseOf(0) * 1000);
+  const sent = s4.sent[0]!;
+  // Simulate a stalled event loop: time jumps without running timers, then the reply is read.
+  (clock as unknown as { time: number }).time = sent.sentAt + 700;
+  s4.deliver(FakeSocket.replyTo(sent.packet, 4), '198.18.0.1');
+  assert.deepEqual(results.map((r) => r.outcome), [{ kind: 'timeout' }]);
+});
+
+test('an ICMP error quoting our request is an error with its reason', () => {
+  const { clock, s4, results, prober } = setup();
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(1);
+  const request = s4.sent[0]!.packet;
+  const quoted = ipv4Header(request.length);
+  quoted.set([198, 18, 0, 1], 16);
+  const icmp = Buffer.concat([Buffer.from([ICMP4_DEST_UNREACHABLE, 1, 0, 0, 0, 0, 0, 0]), quoted, request.subarray(0, 8)]);
+  icmp.writeUInt16BE(internetChecksum(icmp), 2);
+  // An error quoting another destination with our sequence is not about this probe.
+  const other = Buffer.from(icmp);
+  other.set([198, 18, 0, 2], 8 + 16);
+  other.writeUInt16BE(0, 2);
+  other.writeUInt16BE(internetChecksum(other), 2);
+  s4.deliver(Buffer.concat([ipv4Header(other.length), other]), '198.18.0.254');
+  assert.equal(results.length, 0);
+  s4.deliver(Buffer.concat([ipv4Header(icmp.length), icmp]), '198.18.0.254');
+  assert.deepEqual(results[0]!.outcome, { kind: 'error', reason: 'destination unreachable (code 1) from 198.18.0.254' });
+});
+
+test('IPv6 targets use the IPv6 socket and match compressed and expanded sources alike', () => {
+  const { clock, s4, s6, results, prober } = setup();
+  prober.setTargets([t('v6', 'fd00:6d65:6e74:0:0:0:0:b', 6)]);
+  clock.advance(1);
+  assert.equal(s4.sent.length, 0);
+  assert.equal(s6.sent.length, 1);
+  const d = decode(FakeSocket.replyTo(s6.sent[0]!.packet, 6), 6, false);
+  assert.equal(d.kind, 'echo-reply');
+  s6.deliver(FakeSocket.replyTo(s6.sent[0]!.packet, 6), 'fd00:6d65:6e74::b');
+  assert.equal(results[0]?.outcome.kind, 'success');
+});
+
+test('a family without a socket and a failed send are errors, not crashes', () => {
+  const { clock, s4, results, prober } = setup({ families: [4] });
+  prober.setTargets([t('v6', 'fd00::1', 6)]);
+  clock.advance(1);
+  assert.deepEqual(results[0]!.outcome, { kind: 'error', reason: 'no IPv6 ICMP socket is open' });
+  s4.sendError = new Error('Network is unreachable');
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(1000);
+  assert.deepEqual(results.at(-1)!.outcome, { kind: 'error', reason: 'send failed: Network is unreachable' });
+});
+
+test('removed targets stop at once and their probes in flight report nothing; changed addresses are followed', () => {
+  const { clock, s4, results, prober } = setup();
+  prober.setTargets([t('a', '198.18.0.1'), t('b', '198.18.0.2')]);
+  clock.advance(1);
+  prober.setTargets([t('b', '198.18.0.22')]);
+  const before = s4.sent.length;
+  clock.advance(3000);
+  const after = s4.sent.slice(before);
+  assert.ok(after.every((s) => s.address === '198.18.0.22'), 'only b, at its new address');
+  assert.equal(after.length, 3);
+  assert.ok(results.every((r) => r.key === 'b'), 'a reported nothing after removal');
+  assert.equal(prober.targetCount, 1);
+});
+
+test('stop sends nothing more and resolves once probes in flight have ended', async () => {
+  const { clock, s4, results, prober } = setup({ timeoutMs: 500 });
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(phaseOf(0) * 1000 + 1);
+  assert.equal(s4.sent.length, 1);
+  let resolved = false;
+  const stopped = prober.stop().then(() => { resolved = true; });
+  await Promise.resolve();
+  assert.equal(resolved, false, 'waits for the probe in flight');
+  clock.advance(500);
+  await stopped;
+  assert.deepEqual(results.map((r) => r.outcome.kind), ['timeout'], 'the last probe is still reported');
+  clock.advance(5000);
+  assert.equal(s4.sent.length, 1);
+  assert.equal(clock.pendingTimers, 0, 'no timer left behind');
+});
+
+test('sequence numbers wrap without reusing one still in flight', () => {
+  const { clock, s4, prober } = setup({ intervalMs: 10, timeoutMs: 10 });
+  prober.setTargets(Array.from({ length: 100 }, (_, i) => t(`n${i}`, `198.18.1.${i}`)));
+  clock.advance(7000);
+  assert.ok(s4.sent.length > 65536, `wrapped: ${s4.sent.length} probes`);
+  const inWindow = s4.sent.slice(-100).map((s) => sequenceOf(s.packet));
+  assert.equal(new Set(inWindow).size, 100, 'the last interval used distinct sequences');
+});
+
+test('the packet budget stretches the interval and the prober keeps to it', () => {
+  assert.equal(effectiveIntervalMs(1000, 5000, 0), 1000);
+  assert.equal(effectiveIntervalMs(1000, 500, 1000), 1000);
+  assert.equal(effectiveIntervalMs(1000, 5000, 2000), 2500);
+  const clock = new ManualClock();
+  const socket = new FakeSocket(4, () => clock.now());
+  const prober = new Prober({ intervalMs: 1000, maxProbesPerSecond: 50, timeoutMs: 500, payloadBytes: 16, identifier: 1, cookie: new Uint8Array(8), sockets: new Map([[4, socket]]), clock, onResult: () => {} });
+  prober.setTargets(Array.from({ length: 100 }, (_, i) => t(`n${i}`, '198.18.0.1')));
+  assert.equal(prober.currentIntervalMs, 2000);
+  clock.advance(10_000 - 1);
+  assert.equal(socket.sent.length, 500, '100 targets every 2 s for 10 s: 50 per second');
+  prober.setTargets(Array.from({ length: 10 }, (_, i) => t(`n${i}`, '198.18.0.1')));
+  assert.equal(prober.currentIntervalMs, 1000, 'back to the configured interval when the budget allows');
+});
