@@ -10,6 +10,7 @@ export interface StaticTarget {
 export type DiscoveryMode = 'auto' | 'kubernetes' | 'static';
 export type AddressFamilyPolicy = 'first' | 'ipv4' | 'ipv6' | 'dual';
 export type IcmpMode = 'auto' | 'raw' | 'dgram';
+export type MeshMode = 'auto' | 'full' | 'sampled';
 export type OtlpProtocol = 'http/protobuf' | 'grpc';
 export type OtlpHistogram = 'explicit' | 'exponential';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -23,6 +24,25 @@ export interface OtlpConfig {
   readonly exportIntervalMs: number;
   /** Base-2 exponential histograms give precise quantiles with far fewer series than explicit buckets. */
   readonly histogram: OtlpHistogram;
+}
+
+/** Which nodes an agent probes, and how the rest are still covered (src/mesh/). */
+export interface MeshConfig {
+  readonly mode: MeshMode;
+  /** `auto` is a full mesh up to this many nodes, a sampled one above. */
+  readonly fullMax: number;
+  /** Destinations of each agent in a sampled mesh (k). */
+  readonly peers: number;
+  /** Every other node is probed once per this long; 0: no sweep. */
+  readonly sweepIntervalMs: number;
+  /** Pairs with series of their own at most, found by the sweep. */
+  readonly outliersMax: number;
+  /** An outlier keeps its series this long after it looks normal again. */
+  readonly outlierHoldMs: number;
+  /** A swept pair this much slower than its zone pair's baseline is an outlier. */
+  readonly outlierLatencySeconds: number;
+  /** A node younger than this reports itself as joining (alerts stay quiet about it). */
+  readonly nodeWarmupMs: number;
 }
 
 /** The validated, frozen configuration the agent runs with. */
@@ -42,13 +62,11 @@ export interface Config {
   readonly bucketsSeconds: readonly number[];
   /** Global packet budget; the interval stretches beyond it. 0: none. */
   readonly maxProbesPerSecond: number;
-  /** Hard cap on probed (and exported) targets. */
+  /** Hard cap on destinations probed every interval (and exported): the pod's memory bound. */
   readonly maxTargets: number;
   /** Add origin_zone and destination_zone from topology.kubernetes.io/zone. */
   readonly zoneAttributes: boolean;
-  /** Nodes probed per other zone (0: all); the own zone is always probed in full. */
-  readonly samplePerZone: number;
-  readonly resampleIntervalMs: number;
+  readonly mesh: MeshConfig;
   readonly logLevel: LogLevel;
   readonly otlp: OtlpConfig | undefined;
 }
@@ -61,19 +79,21 @@ export class ConfigError extends Error {
 /**
  * 100 µs to 500 ms in 1-2.5-5 steps: 12 boundaries, 18 series per destination in all. Same-zone
  * (0.1-0.5 ms), cross-zone (0.5-2.5 ms) and cross-region RTTs land in distinct buckets; each
- * boundary more is 5000 more series on an agent of a 5000-node cluster.
+ * boundary more is a series more per destination of every agent.
  */
 export const DEFAULT_BUCKETS_SECONDS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5];
 
-const DURATION = /^(\d+(?:\.\d+)?)(us|µs|ms|s|m)$/;
-const UNIT_MS: Record<string, number> = { us: 0.001, µs: 0.001, ms: 1, s: 1000, m: 60_000 };
+const DURATION = /^(\d+(?:\.\d+)?)(us|µs|ms|s|m|h)$/;
+const UNIT_MS: Record<string, number> = { us: 0.001, µs: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** Parses `200ms`, `1s`, `1.5s`, `2m`; a bare number is refused because its unit would be a guess. */
+/** Parses `200ms`, `1s`, `1.5s`, `2m`, `1h`; a bare number is refused because its unit would be a guess. */
 export function parseDurationMs(text: string): number {
   const match = DURATION.exec(text.trim());
   if (!match) throw new Error('must be a duration with a unit, such as 200ms, 1s or 1.5s');
   return Number(match[1]) * UNIT_MS[match[2] as string]!;
 }
+
+const TARGETS_FORM = 'give name=address pairs separated by commas, such as db=10.0.0.5,web=fd00::6';
 
 /** Parses `name=address,...` (or a bare address, named after itself). */
 export function parseTargets(text: string): StaticTarget[] {
@@ -85,9 +105,9 @@ export function parseTargets(text: string): StaticTarget[] {
     const eq = item.indexOf('=');
     const name = eq === -1 ? item : item.slice(0, eq).trim();
     const address = eq === -1 ? item : item.slice(eq + 1).trim();
-    if (name === '') throw new Error(`entry "${item}" has an empty name; use name=address`);
-    if (isIP(address) === 0) throw new Error(`entry "${item}": "${address}" is not an IPv4 or IPv6 address`);
-    if (names.has(name)) throw new Error(`name "${name}" is given twice`);
+    if (name === '') throw new Error(`has an entry with an empty name (${JSON.stringify(item)}); ${TARGETS_FORM}`);
+    if (isIP(address) === 0) throw new Error(`has ${JSON.stringify(address)}, which is not an IPv4 or IPv6 address; ${TARGETS_FORM}`);
+    if (names.has(name)) throw new Error(`names ${JSON.stringify(name)} twice; each target needs a name of its own`);
     names.add(name);
     targets.push({ name, address });
   }
@@ -108,31 +128,36 @@ export function parseBuckets(text: string): number[] {
   return values;
 }
 
-function isOneOf<T extends string>(allowed: readonly T[]) {
-  return (value: unknown): void => {
-    if (!allowed.includes(value as T)) throw new Error(`must be one of ${allowed.join(', ')}`);
+type Validator = (value: unknown) => void;
+
+function oneOf(allowed: readonly string[]): Validator {
+  return (value) => {
+    if (!allowed.includes(value as string)) throw new Error(`must be one of ${allowed.join(', ')}`);
   };
 }
 
-function checked(parse: (text: string) => unknown) {
-  return (value: unknown): void => {
+/** Strings that a parser accepts; the value is parsed again, typed, once validation passed. */
+function parsedBy(parse: (text: string) => unknown): Validator {
+  return (value) => {
     if (typeof value !== 'string') throw new Error('must be a string');
     parse(value);
   };
 }
 
-function positiveInt(max: number) {
-  return (value: unknown): void => {
+/** Whole numbers in [min, max]; `zero` says what 0 means when 0 is allowed. */
+function wholeNumber(min: number, max: number, zero?: string): Validator {
+  const range = min === 0 && zero ? `from 0 (${zero}) to ${max}` : `from ${min} to ${max}`;
+  return (value) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`must be a whole number from 1 to ${max}`);
+    if (value === '' || !Number.isInteger(n) || n < min || n > max) throw new Error(`must be a whole number ${range}`);
   };
 }
 
-function booleanText(value: unknown): void {
+const booleanText: Validator = (value) => {
   if (!['true', 'false', true, false].includes(value as string | boolean)) throw new Error('must be true or false');
-}
+};
 
-function url(value: unknown): void {
+const url: Validator = (value) => {
   if (value === '') return;
   try {
     const parsed = new URL(String(value));
@@ -140,47 +165,85 @@ function url(value: unknown): void {
   } catch {
     throw new Error('must be an http:// or https:// URL, such as http://otel-collector:4318');
   }
+};
+
+const port: Validator = (value) => {
+  const n = Number(value);
+  if (value === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new Error('must be a port number from 0 to 65535');
+};
+
+const ipAddress: Validator = (value) => {
+  if (isIP(String(value)) === 0) throw new Error('must be an IP address such as 0.0.0.0, :: or 127.0.0.1');
+};
+
+interface Setting {
+  readonly doc: string;
+  readonly default: string;
+  /** The environment variable, when it is not MENTAT_ + the key in capitals. */
+  readonly env?: string;
+  /** The flag, when it is not the key with dashes. */
+  readonly flag?: string;
+  readonly format: Validator;
+  /** The values an enumeration takes, for --help. */
+  readonly values?: readonly string[];
 }
 
-/** Each key is a setting; env and flag names derive from it unless given. */
+function choice(doc: string, values: readonly string[], fallback: string, extra: Partial<Setting> = {}): Setting {
+  return { doc, default: fallback, format: oneOf(values), values, ...extra };
+}
+
+/** Each key is a setting, named as its Config field is; env and flag names derive from it unless given. */
 const SCHEMA = {
-  node_name: { doc: 'This node: the origin_node attribute, and the node skipped by default', default: '', env: 'NODE_NAME', format: String },
-  discovery: { doc: 'Where targets come from: auto (Kubernetes if configured, else static), kubernetes, static', default: 'auto', format: isOneOf(['auto', 'kubernetes', 'static']) },
+  node_name: { doc: 'This node: the origin_node attribute, and the node skipped', default: '', env: 'NODE_NAME', format: String },
+  discovery: choice('Where targets come from: Kubernetes if configured, else static (auto)', ['auto', 'kubernetes', 'static'], 'auto'),
   kubeconfig: { doc: 'Path of a kubeconfig used when not running in a cluster', default: '', env: 'KUBECONFIG', format: String },
-  targets: { doc: 'Static targets name=address,...; without Kubernetes and without targets, the loopback is probed', default: '', format: checked(parseTargets) },
-  probe_interval: { doc: 'Time between two probes of one target', default: '1s', format: checked(parseDurationMs) },
-  probe_timeout: { doc: 'A probe without a reply after this long counts as a timeout', default: '1s', format: checked(parseDurationMs) },
-  payload_size: { doc: 'ICMP payload bytes (at least 8: the cookie replies must carry)', default: '56', format: positiveInt(1472) },
+  targets: { doc: 'Static targets name=address,...; without Kubernetes and without targets, the loopback is probed', default: '', format: parsedBy(parseTargets) },
+  probe_interval: { doc: 'Time between two probes of one target', default: '1s', format: parsedBy(parseDurationMs) },
+  probe_timeout: { doc: 'A probe without a reply after this long counts as a timeout (default: 1s, or the interval when shorter)', default: '1s', format: parsedBy(parseDurationMs) },
+  payload_bytes: { doc: 'ICMP payload bytes (at least 8: the cookie replies must carry)', default: '56', env: 'MENTAT_PAYLOAD_SIZE', flag: 'payload-size', format: wholeNumber(1, 1472) },
   probe_self: { doc: 'Also probe this node itself', default: 'false', format: booleanText },
-  address_family: { doc: 'Which node address to probe: first, ipv4, ipv6, or dual (both, with an ip_family attribute)', default: 'first', format: isOneOf(['first', 'ipv4', 'ipv6', 'dual']) },
-  icmp_mode: { doc: 'ICMP socket: raw (needs CAP_NET_RAW), dgram (unprivileged, needs net.ipv4.ping_group_range), auto', default: 'auto', format: isOneOf(['auto', 'raw', 'dgram']) },
-  metrics_host: { doc: 'Address the HTTP server binds to (:: takes IPv4 too, and falls back to 0.0.0.0 without IPv6)', default: '::', format: (v: unknown) => { if (isIP(String(v)) === 0) throw new Error('must be an IP address such as 0.0.0.0, :: or 127.0.0.1'); } },
-  metrics_port: { doc: 'Port of /metrics, /healthz and /readyz', default: '2112', format: (v: unknown) => { const n = Number(v); if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error('must be a port number from 0 to 65535'); } },
-  buckets: { doc: 'Histogram bucket boundaries in seconds', default: DEFAULT_BUCKETS_SECONDS.join(','), format: checked(parseBuckets) },
-  max_pps: { doc: 'Most probes per second in all; with more targets the interval stretches (0: no limit)', default: '0', format: (v: unknown) => { const n = Number(v); if (!Number.isInteger(n) || n < 0 || n > 1_000_000) throw new Error('must be a whole number from 0 (no limit) to 1000000'); } },
-  max_targets: { doc: 'Most targets probed and exported; the rest are counted in mentat_targets{state="over_cap"}', default: '10000', format: positiveInt(100_000) },
+  address_family: choice('Which node address to probe: the first, one family, or both (dual, with an ip_family attribute)', ['first', 'ipv4', 'ipv6', 'dual'], 'first'),
+  icmp_mode: choice('ICMP socket: dgram (unprivileged, needs net.ipv4.ping_group_range), raw (needs CAP_NET_RAW), auto (dgram, else raw)', ['auto', 'raw', 'dgram'], 'auto'),
+  metrics_host: { doc: 'Address the HTTP server binds to (:: takes IPv4 too, and falls back to 0.0.0.0 without IPv6)', default: '::', format: ipAddress },
+  metrics_port: { doc: 'Port of /metrics, /healthz and /readyz', default: '2112', format: port },
+  buckets_seconds: { doc: 'Histogram bucket boundaries in seconds', default: DEFAULT_BUCKETS_SECONDS.join(','), env: 'MENTAT_BUCKETS', flag: 'buckets', format: parsedBy(parseBuckets) },
+  max_probes_per_second: { doc: 'Most probes per second in all; with more targets the interval stretches', default: '0', env: 'MENTAT_MAX_PPS', flag: 'max-pps', format: wholeNumber(0, 1_000_000, 'no limit') },
+  max_targets: { doc: 'Most destinations probed every interval (and exported): the memory bound; the rest are swept', default: '10000', format: wholeNumber(1, 100_000) },
   zone_attributes: { doc: 'Add origin_zone and destination_zone from the topology.kubernetes.io/zone label', default: 'false', format: booleanText },
-  sample_per_zone: { doc: 'Probe every node of the own zone and this many of each other zone, rotating (0: all nodes)', default: '0', format: (v: unknown) => { const n = Number(v); if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new Error('must be a whole number from 0 (all nodes) to 100000'); } },
-  resample_interval: { doc: 'How often the sampled nodes of other zones rotate', default: '10m', format: checked(parseDurationMs) },
-  otlp_histogram: { doc: 'OTLP histogram kind: explicit (the buckets) or exponential (base-2, precise quantiles)', default: 'explicit', format: isOneOf(['explicit', 'exponential']) },
-  log_level: { doc: 'Log level', default: 'info', format: isOneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) },
+  mesh: choice('Who probes whom: full (every node), sampled (MENTAT_PEERS nodes each, every pair swept), auto (full up to MENTAT_MESH_FULL_MAX nodes)', ['auto', 'full', 'sampled'], 'auto'),
+  mesh_full_max: { doc: 'Largest cluster that auto probes as a full mesh (100 nodes: ~180k series cluster-wide)', default: '100', format: wholeNumber(1, 100_000) },
+  peers: { doc: 'Destinations of each agent in a sampled mesh; each node is probed by as many agents', default: '12', format: wholeNumber(1, 1000) },
+  sweep_interval: { doc: 'A sampled mesh probes every other node once per this long (0s: no sweep)', default: '30m', format: parsedBy(parseDurationMs) },
+  outliers_max: { doc: 'Most pairs found by the sweep (loss, or slow for their zones) that get series of their own', default: '5', format: wholeNumber(0, 1000, 'none') },
+  outlier_hold: { doc: 'How long an outlier keeps its series after it looks normal again', default: '15m', format: parsedBy(parseDurationMs) },
+  outlier_latency: { doc: 'A swept pair this much slower than the baseline of its zone pair is an outlier', default: '5ms', format: parsedBy(parseDurationMs) },
+  node_warmup: { doc: 'A node younger than this reports itself as joining, so alerts stay quiet about it', default: '10m', format: parsedBy(parseDurationMs) },
+  otlp_histogram: choice('OTLP histogram kind: explicit (the buckets) or exponential (base-2, precise quantiles)', ['explicit', 'exponential'], 'explicit'),
+  log_level: choice('Log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   otlp_endpoint: { doc: 'OTLP base endpoint; setting it turns OTLP push on', default: '', env: 'OTEL_EXPORTER_OTLP_ENDPOINT', format: url },
   otlp_metrics_endpoint: { doc: 'OTLP metrics endpoint, used as is; setting it turns OTLP push on', default: '', env: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', format: url },
-  otlp_protocol: { doc: 'OTLP protocol', default: 'http/protobuf', env: 'OTEL_EXPORTER_OTLP_PROTOCOL', format: isOneOf(['http/protobuf', 'grpc']) },
-  otlp_export_interval: { doc: 'Milliseconds between two OTLP exports', default: '60000', env: 'OTEL_METRIC_EXPORT_INTERVAL', format: positiveInt(86_400_000) },
-} as const;
+  otlp_protocol: choice('OTLP protocol', ['http/protobuf', 'grpc'], 'http/protobuf', { env: 'OTEL_EXPORTER_OTLP_PROTOCOL' }),
+  otlp_export_interval: { doc: 'Milliseconds between two OTLP exports', default: '60000', env: 'OTEL_METRIC_EXPORT_INTERVAL', format: wholeNumber(1, 86_400_000) },
+} as const satisfies Record<string, Setting>;
 
 type Key = keyof typeof SCHEMA;
+const KEYS = Object.keys(SCHEMA) as Key[];
+const BOOLEAN_KEYS: ReadonlySet<Key> = new Set(['probe_self', 'zone_attributes']);
+
+/** Settings of earlier versions that users may still set, and what replaced them. */
+const RETIRED: Readonly<Record<string, string>> = {
+  MENTAT_SAMPLE_PER_ZONE: 'the sampled mesh replaces per-zone sampling: MENTAT_MESH, MENTAT_PEERS and MENTAT_SWEEP_INTERVAL (every pair is still swept)',
+  MENTAT_RESAMPLE_INTERVAL: 'the sampled mesh does not rotate (rotation made new series every interval): every pair is swept every MENTAT_SWEEP_INTERVAL instead',
+};
 
 /** The environment variable that sets a key. */
 export function envName(key: Key): string {
-  const spec = SCHEMA[key] as { env?: string };
-  return spec.env ?? `MENTAT_${key.toUpperCase()}`;
+  return (SCHEMA[key] as Setting).env ?? `MENTAT_${key.toUpperCase()}`;
 }
 
 /** The command-line flag that sets a key. */
 export function flagName(key: Key): string {
-  return key.replaceAll('_', '-');
+  return (SCHEMA[key] as Setting).flag ?? key.replaceAll('_', '-');
 }
 
 function describe(key: string): string {
@@ -202,9 +265,113 @@ export interface Loaded {
 
 /** One line per setting and what it accepts, for --help. */
 export function usage(): string {
-  return (Object.keys(SCHEMA) as Key[])
-    .map((key) => `  --${flagName(key)}  ${envName(key)}  ${SCHEMA[key].doc} (default: ${SCHEMA[key].default || 'unset'})`)
-    .join('\n');
+  return KEYS.map((key) => {
+    const setting: Setting = SCHEMA[key];
+    const values = setting.values ? ` [${setting.values.join('|')}]` : '';
+    return `  --${flagName(key)}  ${envName(key)}${values}  ${setting.doc} (default: ${setting.default || 'unset'})`;
+  }).join('\n');
+}
+
+/** Flags are `--name value` or `--name=value`; only true/false settings may stand alone. */
+function checkFlags(argv: readonly string[]): void {
+  const byFlag = new Map(KEYS.map((key) => [flagName(key), key]));
+  argv.forEach((arg, i) => {
+    if (!arg.startsWith('--')) return;
+    const [flag = '', inline] = arg.slice(2).split(/=(.*)/s);
+    const key = byFlag.get(flag);
+    if (key === undefined) throw new ConfigError(`unknown flag --${flag}; run with --help to list the settings`);
+    const next = argv[i + 1];
+    if (inline === undefined && !BOOLEAN_KEYS.has(key) && (next === undefined || next.startsWith('--'))) {
+      throw new ConfigError(`--${flag} needs a value, such as --${flag}=${SCHEMA[key].default || 'VALUE'}`);
+    }
+  });
+}
+
+/** Variables a user set, without the ones that only look like settings (Kubernetes service links). */
+function settingsEnv(input: LoadInput, warnings: string[]): Record<string, string> {
+  // An exported-but-empty variable means "unset". Kubernetes injects service links (a Service
+  // "mentat-metrics" gives MENTAT_METRICS_PORT=tcp://...): not settings, skipped rather than fatal.
+  const env: Record<string, string> = {};
+  for (const [name, v] of Object.entries(input.env)) {
+    if (v === undefined || v === '') continue;
+    if (name.startsWith('MENTAT_') && /^(tcp|udp|sctp):\/\//.test(v)) {
+      warnings.push(`${name}=${v} looks like a Kubernetes service link, not a setting, and is ignored; set enableServiceLinks: false in the pod`);
+      continue;
+    }
+    env[name] = v;
+  }
+  const knownEnv = new Set(KEYS.map(envName));
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('MENTAT_') || knownEnv.has(name)) continue;
+    if (RETIRED[name]) warnings.push(`${name} is no longer used and is ignored: ${RETIRED[name]}`);
+    else if (!/_SERVICE_(HOST|PORT)|_PORT(_\d+_(TCP|UDP|SCTP))?(_|$)/.test(name)) warnings.push(`unknown setting ${name} is ignored; run with --help to list the settings`);
+  }
+  return env;
+}
+
+/** convict's validation, with its message turned into one line that names the setting. */
+function validate(env: Record<string, string>, argv: readonly string[]): Record<Key, string> {
+  const schema: Record<string, convict.SchemaObj> = {};
+  for (const key of KEYS) {
+    const { doc, default: fallback, format } = SCHEMA[key] as Setting;
+    schema[key] = { doc, default: fallback, format, env: envName(key), arg: flagName(key) };
+  }
+  try {
+    const c = convict(schema, { env, args: [...argv] });
+    c.validate({ allowed: 'strict' });
+    return c.getProperties() as Record<Key, string>;
+  } catch (err) {
+    const first = String((err as Error).message).split('\n')[0]!;
+    const m = /^([a-z_]+): (.*?)(?:: value was (.*))?$/.exec(first);
+    if (!m) throw new ConfigError(first);
+    // The targets parser quotes what is wrong; the whole list again would only repeat it.
+    const got = m[3] === undefined || m[1] === 'targets' ? '' : `; got ${m[3]}`;
+    throw new ConfigError(`${describe(m[1]!)} ${m[2]!.trim()}${got}`);
+  }
+}
+
+function durationSetting(raw: Record<Key, string>, key: Key, minMs: number, minText: string, allowZero = false): number {
+  const ms = parseDurationMs(raw[key]);
+  if (ms < minMs && !(allowZero && ms === 0)) throw new ConfigError(`${describe(key)} must be at least ${minText}${allowZero ? ' (or 0s: off)' : ''}; got ${raw[key]}`);
+  return ms;
+}
+
+/** Interval and timeout: the timeout follows a short interval unless it is set. */
+function probeTiming(raw: Record<Key, string>, env: Record<string, string>, argv: readonly string[]): { probeIntervalMs: number; probeTimeoutMs: number } {
+  const probeIntervalMs = durationSetting(raw, 'probe_interval', 10, '10ms');
+  const timeoutSet = env[envName('probe_timeout')] !== undefined || argv.some((a) => a === `--${flagName('probe_timeout')}` || a.startsWith(`--${flagName('probe_timeout')}=`));
+  const probeTimeoutMs = timeoutSet ? durationSetting(raw, 'probe_timeout', 1, '1ms') : Math.min(parseDurationMs(raw.probe_timeout), probeIntervalMs);
+  if (probeTimeoutMs > probeIntervalMs) {
+    throw new ConfigError(
+      `${describe('probe_timeout')} (${raw.probe_timeout}) must not exceed ${describe('probe_interval')} (${raw.probe_interval}): a probe must end before the next one to the same target starts`,
+    );
+  }
+  return { probeIntervalMs, probeTimeoutMs };
+}
+
+function meshConfig(raw: Record<Key, string>): MeshConfig {
+  return Object.freeze({
+    mode: raw.mesh as MeshMode,
+    fullMax: Number(raw.mesh_full_max),
+    peers: Number(raw.peers),
+    sweepIntervalMs: durationSetting(raw, 'sweep_interval', 10_000, '10s', true),
+    outliersMax: Number(raw.outliers_max),
+    outlierHoldMs: durationSetting(raw, 'outlier_hold', 1000, '1s'),
+    outlierLatencySeconds: durationSetting(raw, 'outlier_latency', 0.1, '100us') / 1000,
+    nodeWarmupMs: durationSetting(raw, 'node_warmup', 0, '0s'),
+  });
+}
+
+function otlpConfig(raw: Record<Key, string>): OtlpConfig | undefined {
+  const endpoint = raw.otlp_metrics_endpoint || raw.otlp_endpoint;
+  if (!endpoint) return undefined;
+  return Object.freeze({
+    endpoint,
+    signalSpecific: raw.otlp_metrics_endpoint !== '',
+    protocol: raw.otlp_protocol as OtlpProtocol,
+    exportIntervalMs: Number(raw.otlp_export_interval),
+    histogram: raw.otlp_histogram as OtlpHistogram,
+  });
 }
 
 /**
@@ -212,77 +379,17 @@ export function usage(): string {
  * @throws ConfigError naming the setting and what it accepts
  */
 export function loadConfig(input: LoadInput): Loaded {
-  const known = new Set((Object.keys(SCHEMA) as Key[]).map(flagName));
-  for (const arg of input.argv) {
-    if (!arg.startsWith('--')) continue;
-    const flag = arg.slice(2).split('=')[0]!;
-    if (!known.has(flag)) throw new ConfigError(`unknown flag --${flag}; run with --help to list the settings`);
-  }
-
-  const schema: Record<string, convict.SchemaObj> = {};
-  for (const key of Object.keys(SCHEMA) as Key[]) {
-    schema[key] = { ...SCHEMA[key], env: envName(key), arg: flagName(key) };
-  }
+  checkFlags(input.argv);
   const warnings: string[] = [];
-  // convict ignores empty strings poorly: an exported-but-empty variable means "unset".
-  // Kubernetes injects service links (a Service "mentat-metrics" gives MENTAT_METRICS_PORT=tcp://...):
-  // those are not settings, so they are skipped rather than stopping start-up.
-  const env = Object.fromEntries(
-    Object.entries(input.env).filter(([name, v]) => {
-      if (v === undefined || v === '') return false;
-      if (name.startsWith('MENTAT_') && /^(tcp|udp|sctp):\/\//.test(v)) {
-        warnings.push(`${name}=${v} looks like a Kubernetes service link, not a setting, and is ignored; set enableServiceLinks: false in the pod`);
-        return false;
-      }
-      return true;
-    }),
-  );
-  let raw: Record<Key, string>;
-  try {
-    const c = convict(schema, { env, args: [...input.argv] });
-    c.validate({ allowed: 'strict' });
-    raw = c.getProperties() as Record<Key, string>;
-  } catch (err) {
-    const first = String((err as Error).message).split('\n')[0]!;
-    const m = /^([a-z_]+): (.*?)(?:: value was (.*))?$/.exec(first);
-    if (!m) throw new ConfigError(first);
-    const got = m[3] === undefined ? '' : `; got ${m[3]}`;
-    throw new ConfigError(`${describe(m[1]!)} ${m[2]!.trim()}${got}`);
-  }
+  const env = settingsEnv(input, warnings);
+  const raw = validate(env, input.argv);
 
-  const probeIntervalMs = parseDurationMs(raw.probe_interval);
-  const probeTimeoutMs = parseDurationMs(raw.probe_timeout);
-  if (probeIntervalMs < 10) throw new ConfigError(`${describe('probe_interval')} must be at least 10ms; got ${raw.probe_interval}`);
-  if (probeTimeoutMs < 1) throw new ConfigError(`${describe('probe_timeout')} must be at least 1ms; got ${raw.probe_timeout}`);
-  if (probeTimeoutMs > probeIntervalMs) {
-    throw new ConfigError(`${describe('probe_timeout')} (${raw.probe_timeout}) must not exceed ${describe('probe_interval')} (${raw.probe_interval}): a probe must end before the next one to the same target starts`);
-  }
-  if (parseDurationMs(raw.resample_interval) < 1000) throw new ConfigError(`${describe('resample_interval')} must be at least 1s; got ${raw.resample_interval}`);
-  const payloadBytes = Number(raw.payload_size);
-  if (payloadBytes < 8) throw new ConfigError(`${describe('payload_size')} must be at least 8 (the cookie that replies must carry); got ${payloadBytes}`);
-
+  const payloadBytes = Number(raw.payload_bytes);
+  if (payloadBytes < 8) throw new ConfigError(`${describe('payload_bytes')} must be at least 8 (the cookie that replies must carry); got ${payloadBytes}`);
   const targets = parseTargets(raw.targets);
   const discovery = raw.discovery as DiscoveryMode;
   if (discovery === 'kubernetes' && targets.length > 0) {
     throw new ConfigError(`${describe('targets')} cannot be combined with ${describe('discovery')}=kubernetes; use discovery=static or auto`);
-  }
-
-  const otlpUrl = raw.otlp_metrics_endpoint || raw.otlp_endpoint;
-  const otlp: OtlpConfig | undefined = otlpUrl
-    ? {
-        endpoint: otlpUrl,
-        signalSpecific: raw.otlp_metrics_endpoint !== '',
-        protocol: raw.otlp_protocol as OtlpProtocol,
-        exportIntervalMs: Number(raw.otlp_export_interval),
-        histogram: raw.otlp_histogram as OtlpHistogram,
-      }
-    : undefined;
-
-  const knownEnv = new Set((Object.keys(SCHEMA) as Key[]).map(envName));
-  for (const name of Object.keys(env)) {
-    if (name.startsWith('MENTAT_') && !knownEnv.has(name) && !/_SERVICE_(HOST|PORT)|_PORT(_\d+_(TCP|UDP|SCTP))?(_|$)/.test(name)) {
-      warnings.push(`unknown setting ${name} is ignored; run with --help to list the settings`);
-    }
   }
 
   const config: Config = {
@@ -290,22 +397,20 @@ export function loadConfig(input: LoadInput): Loaded {
     discovery,
     kubeconfig: raw.kubeconfig || undefined,
     targets: Object.freeze(targets),
-    probeIntervalMs,
-    probeTimeoutMs,
+    ...probeTiming(raw, env, input.argv),
     payloadBytes,
     probeSelf: String(raw.probe_self) === 'true',
     addressFamily: raw.address_family as AddressFamilyPolicy,
     icmpMode: raw.icmp_mode as IcmpMode,
     metricsHost: raw.metrics_host,
     metricsPort: Number(raw.metrics_port),
-    bucketsSeconds: Object.freeze(parseBuckets(raw.buckets)),
-    maxProbesPerSecond: Number(raw.max_pps),
+    bucketsSeconds: Object.freeze(parseBuckets(raw.buckets_seconds)),
+    maxProbesPerSecond: Number(raw.max_probes_per_second),
     maxTargets: Number(raw.max_targets),
     zoneAttributes: String(raw.zone_attributes) === 'true',
-    samplePerZone: Number(raw.sample_per_zone),
-    resampleIntervalMs: parseDurationMs(raw.resample_interval),
+    mesh: meshConfig(raw),
     logLevel: raw.log_level as LogLevel,
-    otlp: otlp && Object.freeze(otlp),
+    otlp: otlpConfig(raw),
   };
   return { config: Object.freeze(config), warnings };
 }

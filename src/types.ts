@@ -32,3 +32,33 @@ export const systemClock: Clock = {
   setTimer: (fn, ms) => setTimeout(fn, ms),
   clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
+
+/** What Kubernetes says of a node, as far as probing and alerting care. */
+export type NodeState = 'active' | 'cordoned' | 'leaving';
+
+/** A node the agent knows, with what to probe on it. */
+export interface MeshNode {
+  readonly name: string;
+  readonly zone?: string;
+  /** `leaving`: being deleted (autoscaler taint, deletionTimestamp): no longer probed. `cordoned`: unschedulable. */
+  readonly state: NodeState;
+  /** Wall-clock milliseconds of the Node's creationTimestamp, when known. */
+  readonly createdAtMs?: number;
+  /** Its addresses to probe (one, or one per family); empty for the agent's own node. */
+  readonly targets: readonly Target[];
+}
+
+/** What an agent reports of itself, read at each collection. */
+export interface AgentStats {
+  /** Nodes by how this agent treats them: known, probed, swept, suspect, outlier, leaving, over_cap. */
+  readonly targets: Readonly<Record<TargetState, number>>;
+  /** The interval each probed destination gets, after the packet budget. */
+  readonly intervalSeconds: number;
+  /** This agent's own node, as Kubernetes describes it. */
+  readonly nodeState: SelfState;
+}
+
+export const TARGET_STATES = ['known', 'probed', 'swept', 'suspect', 'outlier', 'leaving', 'over_cap'] as const;
+export type TargetState = (typeof TARGET_STATES)[number];
+export const SELF_STATES = ['active', 'joining', 'cordoned', 'leaving'] as const;
+export type SelfState = (typeof SELF_STATES)[number];

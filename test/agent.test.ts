@@ -19,13 +19,15 @@ import { ManualClock } from './support/fake-clock.js';
 
 class RecordingEngine implements ProbeEngine {
   targets: Target[] = [];
+  sweep: Target[] = [];
   updates = 0;
   stopped = false;
   async start(): Promise<EngineInfo> {
     return { sockets: ['fake/ipv4'], missing: [] };
   }
-  setTargets(targets: readonly Target[]): void {
+  setTargets(targets: readonly Target[], sweep: readonly Target[] = []): void {
     this.targets = [...targets];
+    this.sweep = [...sweep];
     this.updates++;
   }
   async stop(): Promise<void> {
@@ -60,35 +62,34 @@ async function startAgent(env: Record<string, string>, server: FakeApiServer, di
   return { agent, engine, clock, get, record: (t: Target, o: Outcome) => record(t, o) };
 }
 
-test('zones and sampling: own zone in full, one per other zone, rotating; zone labels on every series', async () => {
+test('a sampled mesh: k peers every interval, the rest swept, zone labels on every series', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mentat-agent-'));
   const server = await FakeApiServer.start();
-  server.upsertNode(makeNode('self', '198.18.0.1', { 'topology.kubernetes.io/zone': 'z1' }));
-  server.upsertNode(makeNode('peer', '198.18.0.2', { 'topology.kubernetes.io/zone': 'z1' }));
-  for (let i = 0; i < 4; i++) server.upsertNode(makeNode(`far-${i}`, `198.18.1.${i}`, { 'topology.kubernetes.io/zone': 'z2' }));
-  const a = await startAgent({ MENTAT_ZONE_ATTRIBUTES: 'true', MENTAT_SAMPLE_PER_ZONE: '1', MENTAT_RESAMPLE_INTERVAL: '1s' }, server, dir);
+  const zone = (i: number) => ({ 'topology.kubernetes.io/zone': i % 2 === 0 ? 'z1' : 'z2' });
+  const self = makeNode('self', '198.18.0.1', zone(0));
+  server.upsertNode({ ...self, metadata: { ...self.metadata, creationTimestamp: new Date(Date.now() - 3_600_000).toISOString() } });
+  for (let i = 1; i < 20; i++) server.upsertNode(makeNode(`n${i}`, `198.18.1.${i}`, zone(i)));
+  const a = await startAgent({ MENTAT_ZONE_ATTRIBUTES: 'true', MENTAT_MESH: 'sampled', MENTAT_PEERS: '3' }, server, dir);
   try {
     assert.equal((await a.get('/readyz')).status, 503, 'not ready before the first list');
-    await waitFor(() => a.engine.targets.length === 2, 5000, 'first selection');
+    await waitFor(() => a.engine.targets.length === 3, 5000, 'first plan');
     assert.equal((await a.get('/readyz')).status, 200);
-    const names = () => a.engine.targets.map((t) => t.name).sort();
-    assert.ok(names().includes('peer'));
-    const seenFar = new Set<string>();
-    for (let epoch = 0; epoch < 4; epoch++) {
-      const far = a.engine.targets.filter((t) => t.zone === 'z2');
-      assert.equal(far.length, 1, 'one node of the other zone');
-      seenFar.add(far[0]!.name);
-      a.clock.advance(1000);
-    }
-    assert.equal(seenFar.size, 4, 'rotation covered the whole other zone');
+    assert.equal(a.engine.sweep.length, 16, 'every other node is swept');
+    assert.ok(a.engine.targets.some((t) => t.zone === 'z2'), 'a peer in the other zone');
     for (const t of a.engine.targets) a.record(t, { kind: 'success', rttSeconds: 0.001 });
-    const samples = parseExposition((await a.get('/metrics')).body).filter((s) => s.name === 'node_latency_count');
+    for (const t of a.engine.sweep) a.record(t, { kind: 'success', rttSeconds: 0.0004 });
+    const samples = parseExposition((await a.get('/metrics')).body);
     assert.deepEqual(
-      samples.map((s) => `${s.labels['origin_zone']}->${s.labels['destination_node']}@${s.labels['destination_zone']}`).sort(),
+      samples.filter((s) => s.name === 'node_latency_count').map((s) => `${s.labels['origin_zone']}->${s.labels['destination_node']}@${s.labels['destination_zone']}`).sort(),
       a.engine.targets.map((t) => `z1->${t.name}@${t.zone}`).sort(),
+      'per-pair series for the peers only',
     );
-    const gauges = parseExposition((await a.get('/metrics')).body).filter((s) => s.name === 'mentat_targets');
-    assert.deepEqual(gauges.map((g) => `${g.labels['state']}=${g.value}`).sort(), ['over_cap=0', 'probed=2']);
+    const sweep = samples.filter((s) => s.name === 'node_latency_sweep_count');
+    const swept = (z: string) => a.engine.sweep.filter((t) => t.zone === z).length;
+    assert.deepEqual(sweep.map((s) => `${s.labels['origin_zone']}->${s.labels['destination_zone']}=${s.value}`).sort(), [`z1->z1=${swept('z1')}`, `z1->z2=${swept('z2')}`], 'the sweep by zone');
+    const gauges = samples.filter((s) => s.name === 'mentat_targets');
+    assert.deepEqual(gauges.map((g) => `${g.labels['state']}=${g.value}`).sort(), ['known=19', 'leaving=0', 'outlier=0', 'over_cap=0', 'probed=3', 'suspect=0', 'swept=16']);
+    assert.deepEqual(samples.filter((s) => s.name === 'mentat_node_state' && s.value === 1).map((s) => s.labels['state']), ['active'], 'created an hour ago');
   } finally {
     await a.agent.stop();
     await server.stop();
@@ -106,7 +107,8 @@ test('the target cap leaves nodes out, says so in mentat_targets, and the budget
     for (const t of a.engine.targets) a.record(t, { kind: 'timeout' });
     const text = (await a.get('/metrics')).body;
     const samples = parseExposition(text);
-    assert.deepEqual(samples.filter((s) => s.name === 'mentat_targets').map((g) => `${g.labels['state']}=${g.value}`).sort(), ['over_cap=10', 'probed=20']);
+    const states = samples.filter((s) => s.name === 'mentat_targets').map((g) => `${g.labels['state']}=${g.value}`);
+    assert.ok(states.includes('over_cap=10') && states.includes('probed=20'), states.join(' '));
     assert.equal(samples.find((s) => s.name === 'mentat_probe_interval_seconds')?.value, 2, '20 targets at 10 per second: every 2 s');
     assert.equal(new Set(samples.filter((s) => s.name === 'node_latency_probes_total').map((s) => s.labels['destination_node'])).size, 20);
     server.deleteNode('n0');

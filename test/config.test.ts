@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULT_BUCKETS_SECONDS, loadConfig, parseDurationMs, type Config } from '../src/config.js';
+import { DEFAULT_BUCKETS_SECONDS, loadConfig, parseDurationMs, usage, type Config } from '../src/config.js';
 
 const load = (env: Record<string, string>, argv: string[] = []) => loadConfig({ env, argv, hostname: 'host-a' });
 
@@ -73,7 +73,8 @@ const bad: Array<[string, Record<string, string>, string[], string]> = [
   ['interval without unit', { MENTAT_PROBE_INTERVAL: '200' }, [], 'MENTAT_PROBE_INTERVAL (--probe-interval) must be a duration with a unit, such as 200ms, 1s or 1.5s; got "200"'],
   ['interval words', { MENTAT_PROBE_INTERVAL: 'fast' }, [], 'MENTAT_PROBE_INTERVAL (--probe-interval) must be a duration with a unit, such as 200ms, 1s or 1.5s; got "fast"'],
   ['interval too short', { MENTAT_PROBE_INTERVAL: '5ms', MENTAT_PROBE_TIMEOUT: '1ms' }, [], 'MENTAT_PROBE_INTERVAL (--probe-interval) must be at least 10ms; got 5ms'],
-  ['timeout above interval', { MENTAT_PROBE_INTERVAL: '200ms' }, [], 'MENTAT_PROBE_TIMEOUT (--probe-timeout) (1s) must not exceed MENTAT_PROBE_INTERVAL (--probe-interval) (200ms): a probe must end before the next one to the same target starts'],
+  ['timeout above interval', { MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '1s' }, [], 'MENTAT_PROBE_TIMEOUT (--probe-timeout) (1s) must not exceed MENTAT_PROBE_INTERVAL (--probe-interval) (200ms): a probe must end before the next one to the same target starts'],
+  ['timeout flag above interval', { MENTAT_PROBE_INTERVAL: '200ms' }, ['--probe-timeout=1s'], 'MENTAT_PROBE_TIMEOUT (--probe-timeout) (1s) must not exceed MENTAT_PROBE_INTERVAL (--probe-interval) (200ms): a probe must end before the next one to the same target starts'],
   ['flag timeout bad', {}, ['--probe-timeout', 'x'], 'MENTAT_PROBE_TIMEOUT (--probe-timeout) must be a duration with a unit, such as 200ms, 1s or 1.5s; got "x"'],
   ['port out of range', { MENTAT_METRICS_PORT: '70000' }, [], 'MENTAT_METRICS_PORT (--metrics-port) must be a port number from 0 to 65535; got "70000"'],
   ['port not a number', { MENTAT_METRICS_PORT: 'http' }, [], 'MENTAT_METRICS_PORT (--metrics-port) must be a port number from 0 to 65535; got "http"'],
@@ -81,9 +82,15 @@ const bad: Array<[string, Record<string, string>, string[], string]> = [
   ['buckets decreasing', { MENTAT_BUCKETS: '0.1,0.01' }, [], 'MENTAT_BUCKETS (--buckets) must be strictly increasing; got "0.1,0.01"'],
   ['buckets negative', { MENTAT_BUCKETS: '-1' }, [], 'MENTAT_BUCKETS (--buckets) must be a comma-separated list of positive numbers of seconds, such as 0.0005,0.001,0.005; got "-1"'],
   ['buckets empty item', { MENTAT_BUCKETS: '0.1,,1' }, [], 'MENTAT_BUCKETS (--buckets) must be a comma-separated list of positive numbers of seconds, such as 0.0005,0.001,0.005; got "0.1,,1"'],
-  ['target bad address', { MENTAT_TARGETS: 'a=300.1.1.1' }, [], 'MENTAT_TARGETS (--targets) entry "a=300.1.1.1": "300.1.1.1" is not an IPv4 or IPv6 address; got "a=300.1.1.1"'],
-  ['target duplicate name', { MENTAT_TARGETS: 'a=10.0.0.1,a=10.0.0.2' }, [], 'MENTAT_TARGETS (--targets) name "a" is given twice; got "a=10.0.0.1,a=10.0.0.2"'],
-  ['target empty name', { MENTAT_TARGETS: '=10.0.0.1' }, [], 'MENTAT_TARGETS (--targets) entry "=10.0.0.1" has an empty name; use name=address; got "=10.0.0.1"'],
+  ['target bad address', { MENTAT_TARGETS: 'a=300.1.1.1' }, [], 'MENTAT_TARGETS (--targets) has "300.1.1.1", which is not an IPv4 or IPv6 address; give name=address pairs separated by commas, such as db=10.0.0.5,web=fd00::6'],
+  ['target host name', { MENTAT_TARGETS: 'db.example.com' }, [], 'MENTAT_TARGETS (--targets) has "db.example.com", which is not an IPv4 or IPv6 address; give name=address pairs separated by commas, such as db=10.0.0.5,web=fd00::6'],
+  ['target duplicate name', { MENTAT_TARGETS: 'a=10.0.0.1,a=10.0.0.2' }, [], 'MENTAT_TARGETS (--targets) names "a" twice; each target needs a name of its own'],
+  ['target empty name', { MENTAT_TARGETS: '=10.0.0.1' }, [], 'MENTAT_TARGETS (--targets) has an entry with an empty name ("=10.0.0.1"); give name=address pairs separated by commas, such as db=10.0.0.5,web=fd00::6'],
+  ['flag without its value', {}, ['--metrics-port'], '--metrics-port needs a value, such as --metrics-port=2112'],
+  ['flag followed by another flag', {}, ['--probe-interval', '--probe-self'], '--probe-interval needs a value, such as --probe-interval=1s'],
+  ['mesh mode', { MENTAT_MESH: 'ring' }, [], 'MENTAT_MESH (--mesh) must be one of auto, full, sampled; got "ring"'],
+  ['peers zero', { MENTAT_PEERS: '0' }, [], 'MENTAT_PEERS (--peers) must be a whole number from 1 to 1000; got "0"'],
+  ['sweep too often', { MENTAT_SWEEP_INTERVAL: '1s' }, [], 'MENTAT_SWEEP_INTERVAL (--sweep-interval) must be at least 10s (or 0s: off); got 1s'],
   ['log level', { MENTAT_LOG_LEVEL: 'verbose' }, [], 'MENTAT_LOG_LEVEL (--log-level) must be one of fatal, error, warn, info, debug, trace, silent; got "verbose"'],
   ['discovery', { MENTAT_DISCOVERY: 'dns' }, [], 'MENTAT_DISCOVERY (--discovery) must be one of auto, kubernetes, static; got "dns"'],
   ['address family', { MENTAT_ADDRESS_FAMILY: 'v4' }, [], 'MENTAT_ADDRESS_FAMILY (--address-family) must be one of first, ipv4, ipv6, dual; got "v4"'],
@@ -109,14 +116,42 @@ for (const [name, env, argv, message] of bad) {
 
 test('scale settings validate', () => {
   const load = (env: Record<string, string>) => loadConfig({ env, argv: [], hostname: 'h' });
-  const c = load({ MENTAT_MAX_PPS: '2000', MENTAT_MAX_TARGETS: '500', MENTAT_ZONE_ATTRIBUTES: 'true', MENTAT_SAMPLE_PER_ZONE: '3', MENTAT_RESAMPLE_INTERVAL: '5m', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', MENTAT_OTLP_HISTOGRAM: 'exponential' }).config;
-  assert.deepEqual(
-    [c.maxProbesPerSecond, c.maxTargets, c.zoneAttributes, c.samplePerZone, c.resampleIntervalMs, c.otlp?.histogram],
-    [2000, 500, true, 3, 300_000, 'exponential'],
-  );
+  const c = load({ MENTAT_MAX_PPS: '2000', MENTAT_MAX_TARGETS: '500', MENTAT_ZONE_ATTRIBUTES: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', MENTAT_OTLP_HISTOGRAM: 'exponential' }).config;
+  assert.deepEqual([c.maxProbesPerSecond, c.maxTargets, c.zoneAttributes, c.otlp?.histogram], [2000, 500, true, 'exponential']);
   assert.throws(() => load({ MENTAT_MAX_PPS: '-1' }), /MENTAT_MAX_PPS \(--max-pps\) must be a whole number from 0 \(no limit\) to 1000000; got "-1"/);
   assert.throws(() => load({ MENTAT_MAX_TARGETS: '0' }), /MENTAT_MAX_TARGETS \(--max-targets\) must be a whole number from 1 to 100000; got "0"/);
-  assert.throws(() => load({ MENTAT_SAMPLE_PER_ZONE: 'some' }), /MENTAT_SAMPLE_PER_ZONE \(--sample-per-zone\) must be a whole number from 0 \(all nodes\) to 100000/);
-  assert.throws(() => load({ MENTAT_RESAMPLE_INTERVAL: '100ms' }), /MENTAT_RESAMPLE_INTERVAL \(--resample-interval\) must be at least 1s/);
   assert.throws(() => load({ MENTAT_OTLP_HISTOGRAM: 'native' }), /MENTAT_OTLP_HISTOGRAM \(--otlp-histogram\) must be one of explicit, exponential/);
+});
+
+test('the mesh needs no configuration, and its settings validate', () => {
+  const { mesh } = load({}).config;
+  assert.deepEqual(mesh, { mode: 'auto', fullMax: 100, peers: 12, sweepIntervalMs: 1_800_000, outliersMax: 5, outlierHoldMs: 900_000, outlierLatencySeconds: 0.005, nodeWarmupMs: 600_000 });
+  const set = load({ MENTAT_MESH: 'sampled', MENTAT_PEERS: '3', MENTAT_SWEEP_INTERVAL: '0s', MENTAT_OUTLIERS_MAX: '0', MENTAT_OUTLIER_HOLD: '20s', MENTAT_OUTLIER_LATENCY: '500us', MENTAT_MESH_FULL_MAX: '10', MENTAT_NODE_WARMUP: '1m' }).config.mesh;
+  assert.deepEqual(set, { mode: 'sampled', fullMax: 10, peers: 3, sweepIntervalMs: 0, outliersMax: 0, outlierHoldMs: 20_000, outlierLatencySeconds: 0.0005, nodeWarmupMs: 60_000 });
+});
+
+test('settings that earlier versions had are named as retired, with what replaced them', () => {
+  const { warnings } = load({ MENTAT_SAMPLE_PER_ZONE: '3', MENTAT_RESAMPLE_INTERVAL: '5m' });
+  assert.equal(warnings.length, 2);
+  assert.match(warnings[0]!, /^MENTAT_SAMPLE_PER_ZONE is no longer used and is ignored: the sampled mesh replaces per-zone sampling: MENTAT_MESH, MENTAT_PEERS/);
+  assert.match(warnings[1]!, /^MENTAT_RESAMPLE_INTERVAL is no longer used and is ignored: .*MENTAT_SWEEP_INTERVAL/);
+});
+
+test('a short interval alone brings the timeout down with it', () => {
+  assert.deepEqual([load({ MENTAT_PROBE_INTERVAL: '200ms' }).config.probeTimeoutMs, load({}, ['--probe-interval', '50ms']).config.probeTimeoutMs], [200, 50]);
+  assert.equal(load({ MENTAT_PROBE_INTERVAL: '5s' }).config.probeTimeoutMs, 1000, 'a longer interval keeps the 1 s timeout');
+  assert.equal(load({ MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '100ms' }).config.probeTimeoutMs, 100);
+});
+
+test('true/false settings may stand alone as flags', () => {
+  assert.equal(load({}, ['--probe-self']).config.probeSelf, true);
+  assert.equal(load({}, ['--probe-self', '--zone-attributes']).config.zoneAttributes, true);
+});
+
+test('--help names every setting, its variable, default and the values an enumeration takes', () => {
+  const help = usage();
+  assert.match(help, /--mesh {2}MENTAT_MESH \[auto\|full\|sampled\] {2}Who probes whom/);
+  assert.match(help, /--metrics-host {2}MENTAT_METRICS_HOST {2}.*\(default: ::\)/);
+  assert.match(help, /--payload-size {2}MENTAT_PAYLOAD_SIZE {2}/);
+  assert.match(help, /--icmp-mode {2}MENTAT_ICMP_MODE \[auto\|raw\|dgram\]/);
 });

@@ -100,7 +100,8 @@ const BAD: Array<{ what: string; env?: Record<string, string>; args?: string[]; 
   { what: 'interval in words', env: { MENTAT_PROBE_INTERVAL: 'fast' }, names: /^MENTAT_PROBE_INTERVAL \(--probe-interval\) must be a duration with a unit.*; got "fast"$/ },
   { what: 'payload below the cookie, as a flag', args: ['--payload-size', '4'], names: /^MENTAT_PAYLOAD_SIZE \(--payload-size\) must be at least 8/ },
   { what: 'port out of range', env: { MENTAT_METRICS_PORT: '70000' }, names: /^MENTAT_METRICS_PORT \(--metrics-port\) must be a port number from 0 to 65535; got "70000"$/ },
-  { what: 'target address', env: { MENTAT_TARGETS: 'a=300.1.1.1' }, names: /^MENTAT_TARGETS \(--targets\) entry "a=300\.1\.1\.1": "300\.1\.1\.1" is not an IPv4 or IPv6 address/ },
+  { what: 'target address', env: { MENTAT_TARGETS: 'a=300.1.1.1' }, names: /^MENTAT_TARGETS \(--targets\) has "300\.1\.1\.1", which is not an IPv4 or IPv6 address; give name=address pairs/ },
+  { what: 'a flag without its value', args: ['--metrics-port'], names: /^--metrics-port needs a value, such as --metrics-port=2112$/ },
   { what: 'OTLP endpoint without a scheme', env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, names: /^OTEL_EXPORTER_OTLP_ENDPOINT \(--otlp-endpoint\) must be an http:\/\/ or https:\/\/ URL/ },
   { what: 'negative packet budget', env: { MENTAT_MAX_PPS: '-1' }, names: /^MENTAT_MAX_PPS \(--max-pps\) must be a whole number from 0/ },
   { what: 'timeout above the interval', env: { MENTAT_PROBE_INTERVAL: '1s', MENTAT_PROBE_TIMEOUT: '2s' }, names: /^MENTAT_PROBE_TIMEOUT \(--probe-timeout\) \(2s\) must not exceed MENTAT_PROBE_INTERVAL/ },
@@ -219,7 +220,7 @@ test('discovery backoff doubles from 1 s, is capped at 30 s, logs one line, and 
     client: await loadKubeClient(),
     kubeConfig: kc,
     table: new NodeTable('first', 'self', false),
-    onTargets: (t) => (targets = t.length),
+    onNodes: (nodes) => (targets = nodes.flatMap((n) => n.targets).length),
     log,
     warnings: new RateLimitedLog(log, 60_000, () => Date.now()),
     delay: async (ms) => {

@@ -1,6 +1,6 @@
 import type { KubeConfig, ListWatch, V1Node, V1NodeList, Watch } from '@kubernetes/client-node';
 import type { Log, RateLimitedLog } from '../log.js';
-import type { Target } from '../types.js';
+import type { MeshNode } from '../types.js';
 import { NodeLister, statusCodeOf } from './api.js';
 import type { KubeClient } from './client.js';
 import { trimNode, type NodeTable } from './node-table.js';
@@ -59,7 +59,8 @@ export interface DiscoveryOptions {
   readonly client: KubeClient;
   readonly kubeConfig: KubeConfig;
   readonly table: NodeTable;
-  readonly onTargets: (targets: Target[]) => void;
+  /** Every node known, after each batch of changes. */
+  readonly onNodes: (nodes: MeshNode[]) => void;
   readonly log: Log;
   readonly warnings: RateLimitedLog;
   /** Waits between restarts after errors; injected so backoff is tested without waiting. */
@@ -164,7 +165,7 @@ export class NodeDiscovery {
     this.emitScheduled = true;
     setImmediate(() => {
       this.emitScheduled = false;
-      if (!this.stopped) this.options.onTargets(this.options.table.targets());
+      if (!this.stopped) this.options.onNodes(this.options.table.nodes());
     });
   }
 

@@ -1,11 +1,39 @@
 import type { AddressFamilyPolicy } from '../config.js';
 import { familyOf } from '../icmp/address.js';
-import type { Family, Target } from '../types.js';
+import type { Family, NodeState, Target } from '../types.js';
 
 /** The part of a Kubernetes Node that decides what to probe. */
 export interface NodeLike {
-  readonly metadata?: { readonly name?: string | undefined; readonly labels?: Readonly<Record<string, string>> | undefined } | undefined;
+  readonly metadata?:
+    | {
+        readonly name?: string | undefined;
+        readonly labels?: Readonly<Record<string, string>> | undefined;
+        readonly creationTimestamp?: string | Date | undefined;
+        readonly deletionTimestamp?: string | Date | undefined;
+      }
+    | undefined;
+  readonly spec?: { readonly unschedulable?: boolean | undefined; readonly taints?: ReadonlyArray<{ readonly key?: string }> | undefined } | undefined;
   readonly status?: { readonly addresses?: ReadonlyArray<{ readonly type?: string; readonly address?: string }> | undefined } | undefined;
+}
+
+/**
+ * Taints that mean "this node is being removed": the cluster autoscaler's (set before it drains and
+ * deletes a node) and Karpenter's (set when it disrupts one).
+ */
+export const LEAVING_TAINTS: readonly string[] = ['ToBeDeletedByClusterAutoscaler', 'karpenter.sh/disrupted', 'karpenter.sh/disruption'];
+
+/** Leaving (being deleted, or tainted for removal), cordoned, or active. */
+export function nodeStateOf(node: NodeLike): NodeState {
+  if (node.metadata?.deletionTimestamp) return 'leaving';
+  if (node.spec?.taints?.some((t) => typeof t?.key === 'string' && LEAVING_TAINTS.includes(t.key))) return 'leaving';
+  return node.spec?.unschedulable === true ? 'cordoned' : 'active';
+}
+
+/** The Node's creationTimestamp in wall-clock milliseconds, when it has a valid one. */
+export function createdAtOf(node: NodeLike): number | undefined {
+  const at = node.metadata?.creationTimestamp;
+  const ms = at === undefined ? NaN : new Date(at).getTime();
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 export type NodeTargets = { readonly ok: true; readonly targets: Target[] } | { readonly ok: false; readonly problem: string };

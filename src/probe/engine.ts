@@ -6,7 +6,8 @@ import type { Family, Target } from '../types.js';
 export interface ProbeEngine {
   /** Opens the sockets; rejects (e.g. IcmpPermissionError) when none can be opened. */
   start(): Promise<EngineInfo>;
-  setTargets(targets: readonly Target[]): void;
+  /** `targets` are probed every interval, `sweep` once per sweep interval. */
+  setTargets(targets: readonly Target[], sweep?: readonly Target[]): void;
   /** Stops sending, lets probes in flight end, closes the sockets. */
   stop(): Promise<void>;
 }
@@ -19,6 +20,7 @@ export interface EngineInfo {
 
 export interface ProbeSettings {
   readonly intervalMs: number;
+  readonly sweepIntervalMs: number;
   readonly maxProbesPerSecond: number;
   readonly timeoutMs: number;
   readonly payloadBytes: number;

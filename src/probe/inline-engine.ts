@@ -25,8 +25,8 @@ export class InlineEngine implements ProbeEngine {
     return this.probing.info;
   }
 
-  setTargets(targets: readonly Target[]): void {
-    this.probing?.setTargets(targets);
+  setTargets(targets: readonly Target[], sweep?: readonly Target[]): void {
+    this.probing?.setTargets(targets, sweep);
   }
 
   stop(): Promise<void> {

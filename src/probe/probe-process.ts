@@ -46,7 +46,7 @@ function run(data: WorkerData): void {
 
   process.on('message', (msg: ToWorker) => {
     if (msg.type === 'targets') {
-      probing.setTargets(msg.targets);
+      probing.setTargets(msg.targets, msg.sweep);
     } else if (msg.type === 'stop') {
       void probing
         .stop()

@@ -15,6 +15,8 @@ export function effectiveIntervalMs(intervalMs: number, targets: number, maxPerS
 
 export interface ProberOptions {
   readonly intervalMs: number;
+  /** Each swept target is probed once per this long (default: never, as none are given). */
+  readonly sweepIntervalMs?: number;
   /** Global packet budget; 0 for none. */
   readonly maxProbesPerSecond?: number;
   readonly timeoutMs: number;
@@ -35,9 +37,12 @@ export interface ProberStats {
   dropped: number;
 }
 
+type Schedule = 'continuous' | 'sweep';
+
 interface Slot {
   due: number;
   target: Target;
+  schedule: Schedule;
   active: boolean;
 }
 
@@ -75,7 +80,8 @@ export class Prober {
   private readonly expiries: InFlight[] = [];
   private expiryHead = 0;
   private nextSequence = 0;
-  private added = 0;
+  /** Slots added so far per schedule: their phases follow the golden-ratio sequence. */
+  private readonly added: Record<Schedule, number> = { continuous: 0, sweep: 0 };
   private intervalMs: number;
   private timer: unknown;
   private timerDue = Infinity;
@@ -99,26 +105,33 @@ export class Prober {
     }
   }
 
-  /** Replaces the set of targets: new ones start within one interval, removed ones stop at once. */
-  setTargets(targets: Iterable<Target>): void {
+  /**
+   * Replaces the set of targets: `targets` are probed every interval, `sweep` once per sweep
+   * interval. New ones start within their interval, removed ones stop at once; a target that moves
+   * between the two starts over on its new schedule.
+   */
+  setTargets(targets: Iterable<Target>, sweep: Iterable<Target> = []): void {
     if (this.stopping) return;
     const now = this.options.clock.now();
-    const next = new Map<string, Target>();
-    for (const target of targets) next.set(target.key, target);
+    const next = new Map<string, { target: Target; schedule: Schedule }>();
+    for (const target of sweep) next.set(target.key, { target, schedule: 'sweep' });
+    for (const target of targets) next.set(target.key, { target, schedule: 'continuous' });
+    let continuous = 0;
+    for (const { schedule } of next.values()) if (schedule === 'continuous') continuous++;
     // Decide the interval first, so new targets' phases spread over the interval they will run at.
-    this.intervalMs = effectiveIntervalMs(this.options.intervalMs, next.size, this.options.maxProbesPerSecond ?? 0);
+    this.intervalMs = effectiveIntervalMs(this.options.intervalMs, continuous, this.options.maxProbesPerSecond ?? 0);
     for (const [key, slot] of this.slots) {
-      if (next.has(key)) continue;
+      if (next.get(key)?.schedule === slot.schedule) continue;
       slot.active = false;
       this.slots.delete(key);
     }
-    for (const [key, target] of next) {
+    for (const [key, { target, schedule }] of next) {
       const slot = this.slots.get(key);
       if (slot) {
         slot.target = target;
         continue;
       }
-      const fresh: Slot = { due: now + phaseOf(this.added++) * this.intervalMs, target, active: true };
+      const fresh: Slot = { due: now + phaseOf(this.added[schedule]++) * this.periodOf(schedule), target, schedule, active: true };
       this.slots.set(key, fresh);
       this.schedule.push(fresh);
     }
@@ -154,6 +167,10 @@ export class Prober {
     return new Promise((resolve) => {
       this.drained = resolve;
     });
+  }
+
+  private periodOf(schedule: Schedule): number {
+    return schedule === 'continuous' ? this.intervalMs : (this.options.sweepIntervalMs ?? Infinity);
   }
 
   private disarm(): void {
@@ -197,8 +214,9 @@ export class Prober {
       if (!slot.active) continue;
       this.send(slot, now);
       // Keep the phase: the next probe is one interval after this one was due, not after it ran.
-      slot.due += this.intervalMs;
-      if (slot.due <= now) slot.due = now + this.intervalMs;
+      const period = this.periodOf(slot.schedule);
+      slot.due += period;
+      if (slot.due <= now) slot.due = now + period;
       this.schedule.push(slot);
     }
     if (this.stopping && this.inFlight.size === 0) {

@@ -6,7 +6,7 @@ import { Prober } from './prober.js';
 /** Sockets and a prober, running on the event loop that called startProbing. */
 export interface Probing {
   readonly info: EngineInfo;
-  setTargets(targets: readonly Target[]): void;
+  setTargets(targets: readonly Target[], sweep?: readonly Target[]): void;
   /** Stops sending, lets probes in flight end, closes the sockets. */
   stop(): Promise<void>;
 }
@@ -21,7 +21,7 @@ export function startProbing(kind: SocketKind, settings: ProbeSettings, clock: C
   let stopping: Promise<void> | undefined;
   return {
     info: { sockets: [...opened.sockets.values()].map((s) => `${s.mode}/ipv${s.family}`), missing: opened.missing },
-    setTargets: (targets) => prober.setTargets(targets),
+    setTargets: (targets, sweep) => prober.setTargets(targets, sweep),
     stop: () =>
       (stopping ??= prober.stop().then(async () => {
         // Native handles are released before the probe process exits, or it crashes at exit.

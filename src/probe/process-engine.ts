@@ -4,7 +4,7 @@ import type { Outcome, Target } from '../types.js';
 import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
 
 /** Messages between the agent and its probe process. */
-export type ToWorker = { type: 'init'; data: WorkerData } | { type: 'targets'; targets: Target[] } | { type: 'stop' };
+export type ToWorker = { type: 'init'; data: WorkerData } | { type: 'targets'; targets: Target[]; sweep: Target[] } | { type: 'stop' };
 
 /** One outcome: [target key, 0 success | 1 timeout | 2 error, rtt seconds | reason]. */
 export type WireResult = [string, 0, number] | [string, 1, 0] | [string, 2, string];
@@ -100,9 +100,9 @@ export class ProcessEngine implements ProbeEngine {
     });
   }
 
-  setTargets(targets: readonly Target[]): void {
-    this.targets = new Map(targets.map((t) => [t.key, t]));
-    this.send({ type: 'targets', targets: [...targets] });
+  setTargets(targets: readonly Target[], sweep: readonly Target[] = []): void {
+    this.targets = new Map([...sweep, ...targets].map((t) => [t.key, t]));
+    this.send({ type: 'targets', targets: [...targets], sweep: [...sweep] });
   }
 
   private send(message: ToWorker): void {

@@ -1,5 +1,5 @@
 import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
-import type { Outcome, Target } from '../types.js';
+import { SELF_STATES, TARGET_STATES, type AgentStats, type Outcome, type Target } from '../types.js';
 
 /** Where the per-destination series are recorded, and how they are dropped (see DestinationMeters). */
 export interface SeriesSink {
@@ -106,4 +106,71 @@ export class LatencyMetrics {
     this.series.set(target.key, series);
     return series;
   }
+}
+
+export const SWEEP_LATENCY_METRIC = 'node_latency_sweep';
+export const SWEEP_PROBES_METRIC = 'node_latency_sweep_probes';
+
+/**
+ * The sweep's results, by destination zone only: every pair is probed, but a series per pair would
+ * be the O(N²) this avoids. A bad pair gets node_latency series of its own (an outlier) instead.
+ */
+export class SweepMetrics {
+  private readonly latency: Histogram;
+  private readonly probes: Counter;
+  private originZone = UNKNOWN_ZONE;
+  private readonly seen = new Set<string>();
+
+  constructor(
+    meter: Meter,
+    private readonly originNode: string,
+    bucketsSeconds: readonly number[],
+  ) {
+    this.latency = meter.createHistogram(SWEEP_LATENCY_METRIC, {
+      description: 'Round-trip time of the sweep: ICMP echo from origin_node to every other node of destination_zone, one probe per node per MENTAT_SWEEP_INTERVAL',
+      unit: 's',
+      advice: { explicitBucketBoundaries: [...bucketsSeconds] },
+    });
+    this.probes = meter.createCounter(SWEEP_PROBES_METRIC, { description: 'Sweep probes sent, by destination_zone and result: success, timeout (loss) or error' });
+  }
+
+  setOriginZone(zone: string | undefined): void {
+    this.originZone = zone ?? UNKNOWN_ZONE;
+  }
+
+  record(destinationZone: string | undefined, outcome: Outcome): void {
+    const attributes: Attributes = { origin_node: this.originNode, origin_zone: this.originZone, destination_zone: destinationZone ?? UNKNOWN_ZONE };
+    const key = `${attributes['origin_zone']}\u0000${attributes['destination_zone']}`;
+    if (!this.seen.has(key)) {
+      // Zero-valued from the start, so loss ratios have every term.
+      this.seen.add(key);
+      for (const result of ['success', 'timeout', 'error']) this.probes.add(0, { ...attributes, result });
+    }
+    if (outcome.kind === 'success') this.latency.record(outcome.rttSeconds, attributes);
+    this.probes.add(1, { ...attributes, result: outcome.kind });
+  }
+}
+
+/** The agent's own gauges: one series per state, a fixed handful per agent whatever the cluster size. */
+export function registerAgentGauges(meter: Meter, originNode: string, stats: () => AgentStats): void {
+  meter
+    .createObservableGauge('mentat_targets', {
+      description:
+        'Nodes this agent knows, by state: probed (every interval), swept (once per sweep interval), suspect and outlier (found by the sweep, probed every interval), leaving (being removed: not probed), over_cap (left out by MENTAT_MAX_TARGETS)',
+    })
+    .addCallback((result) => {
+      const { targets } = stats();
+      for (const state of TARGET_STATES) result.observe(targets[state], { origin_node: originNode, state });
+    });
+  meter
+    .createObservableGauge('mentat_probe_interval_seconds', { description: 'The interval each probed node gets, after the MENTAT_MAX_PPS budget', unit: 's' })
+    .addCallback((result) => result.observe(stats().intervalSeconds, { origin_node: originNode }));
+  meter
+    .createObservableGauge('mentat_node_state', {
+      description: "This agent's own node: 1 for its state (active, joining: younger than MENTAT_NODE_WARMUP, cordoned, leaving), 0 for the others. The alerts stay quiet about nodes that are not active.",
+    })
+    .addCallback((result) => {
+      const { nodeState } = stats();
+      for (const state of SELF_STATES) result.observe(state === nodeState ? 1 : 0, { origin_node: originNode, state });
+    });
 }

@@ -99,7 +99,8 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
     const control = await controlFor(t, cluster, n0.ns);
     const pool = await cluster.addAddresses(n1.ns, 300);
     const seeded = await seedChurn(control, pool, 100);
-    const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig });
+    // A full mesh: every live node has series, which is what this test follows (auto would sample at 101).
+    const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_MESH: 'full' });
     await ready(agent, 20_000);
     const result = await runChurn({ control, agent, pool, targets: 100, everyMs: 500, durationMs: 60_000, sampleEveryMs: 5000 }, seeded);
     t.diagnostic(`\n${churnTable(result.samples)}`);
@@ -298,7 +299,8 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
         await control.call({ op: 'ignoreLimit', on: mode === 'one page' });
         await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, ...good]);
         await control.upsertRaw(...bad, ...odd);
-        const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig }, port);
+        // A full mesh, so that every good node is probed and has series (this is about the list, not the mesh).
+        const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_MESH: 'full' }, port);
         await ready(agent, 30_000);
         const startedAt = Date.now();
         const s = await until(`${mode}: every good node probed`, 30_000, async () => {

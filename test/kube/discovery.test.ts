@@ -37,8 +37,8 @@ async function setup(server: FakeApiServer, opts: { pageSize?: number } = {}) {
     client: await loadKubeClient(),
     kubeConfig: kc,
     table: new NodeTable('first', 'self', false),
-    onTargets: (targets) => {
-      latest = targets;
+    onNodes: (nodes) => {
+      latest = nodes.flatMap((n) => n.targets);
     },
     log,
     warnings: new RateLimitedLog(log, 60_000, () => Date.now()),
@@ -161,7 +161,7 @@ test('5000 nodes arrive in pages and become one target update', async () => {
     client: await loadKubeClient(),
     kubeConfig: kc,
     table: new NodeTable('first', 'self', false),
-    onTargets: () => updates++,
+    onNodes: () => updates++,
     log: { debug() {}, info() {}, warn() {}, error() {} },
     warnings: new RateLimitedLog({ debug() {}, info() {}, warn() {}, error() {} }, 1000, () => 0),
     delay: async () => {},

@@ -9,13 +9,14 @@ import { FakeSocket, ipv4Header } from '../support/fake-socket.js';
 const cookie = Uint8Array.from([9, 8, 7, 6, 5, 4, 3, 2]);
 const IDENTIFIER = 0x4242;
 
-function setup(opts: { intervalMs?: number; timeoutMs?: number; families?: Family[] } = {}) {
+function setup(opts: { intervalMs?: number; timeoutMs?: number; families?: Family[]; sweepIntervalMs?: number } = {}) {
   const clock = new ManualClock();
   const sockets = new Map<Family, FakeSocket>();
   for (const f of opts.families ?? [4, 6]) sockets.set(f, new FakeSocket(f, () => clock.now()));
   const results: Array<{ key: string; outcome: Outcome; at: number }> = [];
   const prober = new Prober({
     intervalMs: opts.intervalMs ?? 1000,
+    ...(opts.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: opts.sweepIntervalMs }),
     timeoutMs: opts.timeoutMs ?? 500,
     payloadBytes: 24,
     identifier: IDENTIFIER,
@@ -203,4 +204,24 @@ test('the packet budget stretches the interval and the prober keeps to it', () =
   assert.equal(socket.sent.length, 500, '100 targets every 2 s for 10 s: 50 per second');
   prober.setTargets(Array.from({ length: 10 }, (_, i) => t(`n${i}`, '198.18.0.1')));
   assert.equal(prober.currentIntervalMs, 1000, 'back to the configured interval when the budget allows');
+});
+
+test('swept targets are probed once per sweep interval, spread over it; a target moved to the interval schedule starts over there', () => {
+  const { clock, s4, prober } = setup({ sweepIntervalMs: 10_000 });
+  const sweep = Array.from({ length: 20 }, (_, i) => t(`s${i}`, `198.18.1.${i}`));
+  prober.setTargets([t('p', '198.18.0.1')], sweep);
+  const sentTo = (from: number) => s4.sent.slice(from).map((p) => p.address);
+  clock.advance(10_000 - 1);
+  const first = sentTo(0);
+  assert.equal(first.filter((a) => a === '198.18.0.1').length, 10, 'the peer every second');
+  assert.equal(first.filter((a) => a !== '198.18.0.1').length, 20, 'every swept target once in 10 s');
+  assert.equal(new Set(first.filter((a) => a !== '198.18.0.1')).size, 20);
+  const times = s4.sent.filter((p) => p.address !== '198.18.0.1').map((p) => p.sentAt).sort((a, b) => a - b);
+  const gaps = times.slice(1).map((v, i) => v - times[i]!);
+  assert.ok(Math.max(...gaps) < 2000, `spread over the interval, no burst or hole: largest gap ${Math.max(...gaps)} ms`);
+  const mark = s4.sent.length;
+  prober.setTargets([t('p', '198.18.0.1'), sweep[0]!], sweep.slice(1));
+  clock.advance(5000);
+  assert.ok(sentTo(mark).filter((a) => a === '198.18.1.0').length >= 4, 'moved to the interval schedule');
+  assert.equal(prober.currentIntervalMs, 1000, 'the packet budget counts only the interval schedule');
 });

@@ -1,0 +1,194 @@
+/**
+ * Cluster cost, simulated: the agent's own selection code (planMesh, and OutlierTracker for
+ * churn) run for every origin over one node list, at 100, 1000 and 5000 nodes with 1 and 3
+ * zones. Pure computation: no namespaces, no root.
+ *
+ *   node dist/bench/cluster.js            # the table on stdout
+ */
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type Config } from '../src/config.js';
+import { CONFIRM_PROBES, OutlierTracker } from '../src/mesh/outliers.js';
+import { peerGraph } from '../src/mesh/peers.js';
+import { planMesh } from '../src/mesh/plan.js';
+import type { MeshNode, Outcome } from '../src/types.js';
+import { mulberry32 } from '../test/support/echo-responder.js';
+import { table } from './stats.js';
+
+/** Series one destination costs: the histogram (buckets + Inf + sum + count) and three probe counters. */
+export function seriesPerDestination(buckets: number): number {
+  return buckets + 3 + 3;
+}
+/** The agent's own: mentat_targets (7 states), mentat_probe_interval_seconds, mentat_node_state (4), target_info. */
+const SELF_SERIES = 7 + 1 + 4 + 1;
+
+export interface ClusterRow {
+  readonly nodes: number;
+  readonly zones: number;
+  readonly mode: string;
+  readonly destinationsMin: number;
+  readonly destinationsMax: number;
+  readonly inDegreeMin: number;
+  readonly inDegreeMax: number;
+  readonly crossZoneAgents: number;
+  readonly zonePairsMeasured: string;
+  /** Active series per agent in steady state, and with the outlier cap full. */
+  readonly seriesPerAgent: number;
+  readonly seriesPerAgentWorst: number;
+  readonly seriesCluster: number;
+  readonly seriesClusterWorst: number;
+  /** Series created per hour per agent in steady state (no membership change), at the given background loss. */
+  readonly createdPerHour: ReadonlyArray<{ loss: number; series: number }>;
+  readonly sweptWithinS: number;
+  readonly changedOnJoin: number;
+  readonly changedOnLeave: number;
+  readonly ppsPerNode: number;
+  readonly ppsCluster: number;
+  readonly planMs: number;
+}
+
+function nodesOf(count: number, zones: number): MeshNode[] {
+  return Array.from({ length: count }, (_, i) => {
+    const name = `ip-10-${(i >> 16) & 255}-${(i >> 8) & 255}-${i & 255}.eu-west-1.compute.internal`;
+    const zone = zones > 1 ? `eu-west-1${'abcdef'[i % zones]}` : undefined;
+    return { name, state: 'active', ...(zone ? { zone } : {}), targets: [{ key: name, name, address: `10.0.${i >> 8}.${i & 255}`, family: 4, ...(zone ? { zone } : {}) }] };
+  });
+}
+
+/** One agent over an hour of steady state: how many outliers a background loss alone creates. */
+function falseOutliersPerHour(config: Config, swept: number, loss: number, seed: number): number {
+  const random = mulberry32(seed);
+  let now = 0;
+  const tracker = new OutlierTracker({ max: config.mesh.outliersMax, holdMs: config.mesh.outlierHoldMs, latencyExcessSeconds: config.mesh.outlierLatencySeconds }, () => now);
+  const outcome = (): Outcome => (random() < loss ? { kind: 'timeout' } : { kind: 'success', rttSeconds: 0.0003 });
+  const sweepsPerHour = Math.round((swept * 3_600_000) / config.mesh.sweepIntervalMs);
+  let created = 0;
+  for (let i = 0; i < sweepsPerHour; i++) {
+    now = (i * 3_600_000) / sweepsPerHour;
+    const node = `n${i % swept}`;
+    if (!tracker.onSweep(node, outcome(), 0.0003)) continue;
+    for (let p = 0; p < CONFIRM_PROBES && tracker.stateOf(node) === 'suspect'; p++) tracker.onProbe(node, outcome(), 0.0003);
+    if (tracker.stateOf(node) === 'outlier') created++;
+    tracker.expire();
+  }
+  return created;
+}
+
+function changedAgents(before: ReadonlyMap<string, readonly string[]>, after: ReadonlyMap<string, readonly string[]>): number {
+  let n = 0;
+  for (const [name, peers] of after) if (before.get(name)?.join() !== peers.join()) n++;
+  return n;
+}
+
+export function clusterRow(config: Config, count: number, zones: number): ClusterRow {
+  const nodes = nodesOf(count, zones);
+  const started = performance.now();
+  // The real code path of every agent: planMesh for each origin over the same list.
+  const plans = nodes.map((n) => planMesh({ origin: n.name, nodes, mesh: config.mesh, maxTargets: config.maxTargets, probeSelf: false }));
+  const planMs = (performance.now() - started) / nodes.length;
+  const inDegree = new Map(nodes.map((n) => [n.name, 0]));
+  const zonePairs = new Set<string>();
+  let crossZone = 0;
+  plans.forEach((plan, i) => {
+    for (const peer of plan.peers) {
+      inDegree.set(peer.name, inDegree.get(peer.name)! + 1);
+      zonePairs.add(`${nodes[i]!.zone}>${peer.zone}`);
+    }
+    if (plan.peers.some((p) => p.zone !== nodes[i]!.zone)) crossZone++;
+  });
+  const perDestination = seriesPerDestination(config.bucketsSeconds.length);
+  const sweepZones = (i: number) => new Set(plans[i]!.sweep.map((n) => n.zone ?? '')).size;
+  const seriesOf = (i: number, outliers: number) => plans[i]!.peers.length * perDestination + sweepZones(i) * perDestination + outliers * perDestination + SELF_SERIES;
+  const outlierCap = plans[0]!.mode === 'sampled' ? config.mesh.outliersMax : 0;
+  const series = plans.map((_, i) => seriesOf(i, 0));
+  const worst = plans.map((_, i) => seriesOf(i, outlierCap));
+  const degrees = [...inDegree.values()];
+  const destinations = plans.map((p) => p.peers.length);
+  const sampled = plans[0]!.mode === 'sampled';
+
+  // Stability: the whole graph before and after one join, and one leave (the selection every agent runs).
+  const members = nodes.map((n) => ({ name: n.name, zone: n.zone }));
+  const k = sampled ? config.mesh.peers : count;
+  let changedOnJoin = 0;
+  let changedOnLeave = 0;
+  if (sampled) {
+    const base = peerGraph(members, k);
+    for (let t = 0; t < 5; t++) {
+      changedOnJoin = Math.max(changedOnJoin, changedAgents(base, peerGraph([...members, { name: `new-${t}`, zone: members[t]!.zone }], k)));
+      changedOnLeave = Math.max(changedOnLeave, changedAgents(base, peerGraph(members.filter((_, i) => i !== t * 101), k)));
+    }
+  } else {
+    changedOnJoin = count + 1; // every agent gains the new node
+    changedOnLeave = count - 1;
+  }
+  const sweptPerAgent = plans[0]!.sweep.length;
+  const probesPerSecond = destinations[0]! / (config.probeIntervalMs / 1000) + (sweptPerAgent * 1000) / (config.mesh.sweepIntervalMs || Infinity);
+  return {
+    nodes: count,
+    zones,
+    mode: plans[0]!.mode,
+    destinationsMin: Math.min(...destinations),
+    destinationsMax: Math.max(...destinations),
+    inDegreeMin: Math.min(...degrees),
+    inDegreeMax: Math.max(...degrees),
+    crossZoneAgents: crossZone,
+    zonePairsMeasured: `${[...zonePairs].filter((p) => p.split('>')[0] !== p.split('>')[1]).length} of ${zones * (zones - 1)}`,
+    seriesPerAgent: Math.max(...series),
+    seriesPerAgentWorst: Math.max(...worst),
+    seriesCluster: series.reduce((a, b) => a + b, 0),
+    seriesClusterWorst: worst.reduce((a, b) => a + b, 0),
+    createdPerHour: sampled ? [0.001, 0.01].map((loss) => ({ loss, series: falseOutliersPerHour(config, sweptPerAgent, loss, count + zones) * perDestination })) : [{ loss: 0, series: 0 }],
+    sweptWithinS: sampled ? config.mesh.sweepIntervalMs / 1000 : 0,
+    changedOnJoin,
+    changedOnLeave,
+    // Each probe is an echo request out and a reply back.
+    ppsPerNode: 2 * probesPerSecond,
+    ppsCluster: 2 * probesPerSecond * count,
+    planMs,
+  };
+}
+
+/** The defaults, as an agent without configuration runs. */
+export function defaultConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ env, argv: [], hostname: 'bench' }).config;
+}
+
+export function clusterCost(sizes: readonly number[] = [100, 1000, 5000], zoneCounts: readonly number[] = [1, 3]): ClusterRow[] {
+  const config = defaultConfig();
+  const rows: ClusterRow[] = [];
+  for (const nodes of sizes) for (const zones of zoneCounts) rows.push(clusterRow(config, nodes, zones));
+  // The full mesh, for comparison.
+  const full = defaultConfig({ MENTAT_MESH: 'full' });
+  for (const nodes of sizes.filter((n) => n > 100)) rows.push(clusterRow(full, nodes, 3));
+  return rows;
+}
+
+const n = (v: number): string => v.toLocaleString('en-US', { maximumFractionDigits: 1 });
+
+export function clusterReport(rows: readonly ClusterRow[]): string {
+  const config = defaultConfig();
+  return [
+    `Defaults: MENTAT_MESH=${config.mesh.mode} (full up to ${config.mesh.fullMax} nodes), MENTAT_PEERS=${config.mesh.peers}, MENTAT_SWEEP_INTERVAL=${config.mesh.sweepIntervalMs / 60_000}m, MENTAT_OUTLIERS_MAX=${config.mesh.outliersMax}, ${config.bucketsSeconds.length} buckets (${seriesPerDestination(config.bucketsSeconds.length)} series per destination), 1 s interval. Series per agent: destinations + sweep zones + outliers, each ${seriesPerDestination(config.bucketsSeconds.length)}, + ${SELF_SERIES} of its own; "worst" has every agent's outlier cap full.`,
+    '',
+    table(
+      ['nodes', 'zones', 'mesh', 'destinations per agent', 'probed by (in-degree)', 'agents reaching another zone', 'zone pairs measured', 'series per agent (worst)', 'series per cluster (worst)', 'series created per hour per agent at 0.1% / 1% loss', 'every pair swept within', 'agents changed by a join / leave', 'ICMP packets/s per node / cluster', 'planMesh per agent'],
+      rows.map((r) => [
+        n(r.nodes),
+        String(r.zones),
+        r.mode,
+        r.destinationsMin === r.destinationsMax ? n(r.destinationsMin) : `${n(r.destinationsMin)}-${n(r.destinationsMax)}`,
+        `${r.inDegreeMin}-${r.inDegreeMax}`,
+        r.zones > 1 ? `${n(r.crossZoneAgents)} of ${n(r.nodes)}` : '-',
+        r.zones > 1 ? r.zonePairsMeasured : '-',
+        `${n(r.seriesPerAgent)} (${n(r.seriesPerAgentWorst)})`,
+        `${n(r.seriesCluster)} (${n(r.seriesClusterWorst)})`,
+        r.createdPerHour.map((c) => n(c.series)).join(' / '),
+        r.mode === 'full' ? 'always (full mesh)' : `${r.sweptWithinS / 60} min`,
+        `${r.changedOnJoin} / ${r.changedOnLeave}`,
+        `${n(r.ppsPerNode)} / ${n(r.ppsCluster)}`,
+        `${r.planMs.toFixed(1)} ms`,
+      ]),
+    ),
+  ].join('\n');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) process.stdout.write(`${clusterReport(clusterCost())}\n`);
