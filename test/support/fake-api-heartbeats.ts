@@ -13,6 +13,7 @@ export const KUBELET_STATUS_PERIOD_MS = 5 * 60_000;
 /** Updates falling due closer together than this are made in one timer callback. */
 const MIN_TICK_MS = 10;
 
+/** Every field has a default. */
 export interface HeartbeatOptions {
   /** How often each node's status is rewritten; default 5 min. */
   periodMs?: number;
@@ -59,6 +60,8 @@ export function startNodeHeartbeats(server: Pick<FakeApiServer, 'nodeNames' | 'u
   let names: readonly string[] = fixed ?? server.nodeNames();
   let cycleStart = startedAt;
   let i = 0;
+  /** Whether `names` was read for the period that began at cycleStart. */
+  let current = true;
   let beats = 0;
   let timer: unknown;
   let stopped = false;
@@ -84,11 +87,19 @@ export function startNodeHeartbeats(server: Pick<FakeApiServer, 'nodeNames' | 'u
         // The next period begins where the last one ends, or now if there was nothing to update.
         cycleStart = names.length === 0 ? now : cycleStart + periodMs;
         i = 0;
+        current = false;
+      }
+      if (!current) {
+        // Read the nodes when the period begins, not when the last one ended.
+        if (cycleStart > now) {
+          nextDue = cycleStart;
+          break;
+        }
         if (!fixed) names = server.nodeNames();
+        current = true;
       }
       if (names.length === 0) {
-        // No nodes: look again when this period would begin, or a period from now.
-        nextDue = cycleStart > now ? cycleStart : now + periodMs;
+        nextDue = now + periodMs;
         break;
       }
       nextDue = cycleStart + (i * periodMs) / names.length;

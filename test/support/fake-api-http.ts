@@ -31,10 +31,12 @@ import {
 export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'delete';
 /** What a request asked for; 'other' is anything the fake does not serve as a resource verb. */
 export type RequestKind = Verb | 'other';
+/** 'ok': tokens are checked as usual; 401/403: every API request is refused so. */
 export type AuthMode = 'ok' | 401 | 403;
 /** The resource a request addressed; 'other' for /version, /healthz and unknown paths. */
 export type RequestResource = ResourceName | 'other';
 
+/** One request as the server saw it. */
 export interface RequestRecord {
   kind: RequestKind;
   resource: RequestResource;
@@ -69,12 +71,14 @@ export interface Permission {
   name?: string;
 }
 
+/** Requests received and bytes sent back. */
 export interface LoadCount {
   requests: number;
   /** Bytes written to the socket for these responses: status line, headers, body, chunk framing. */
   bytes: number;
 }
 
+/** The load of one user, resource and kind of request. */
 export interface LoadRow extends LoadCount {
   user: string;
   resource: RequestResource;
@@ -103,13 +107,14 @@ export function sumLoad(snapshot: LoadSnapshot, filter: RequestFilter = {}): Loa
   return sum;
 }
 
+/** An injected failure: `count` requests matching `only` get `status`. */
 export interface FailSpec {
   status: number;
   count: number;
   only?: RequestFilter;
 }
 
-/** Users the apiserver reports for a request without valid credentials. */
+/** The user the apiserver reports for a request without valid credentials. */
 export const ANONYMOUS = 'system:anonymous';
 /** The apiserver's default --max-request-body-bytes (3 MiB). */
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -384,6 +389,7 @@ interface Held {
   resume: () => void;
 }
 
+/** Fixed at start. */
 export interface HandlerOptions {
   /** Gzip large non-watch responses for clients that accept it, as the apiserver does. */
   compress: boolean;

@@ -7,16 +7,19 @@
  */
 import { randomUUID } from 'node:crypto';
 
+/** metadata.labels or metadata.annotations. */
 export type Labels = Record<string, string>;
 
 /** The resources the fake serves, by their plural (URL, RBAC) name. */
 export type ResourceName = 'nodes' | 'configmaps' | 'leases';
 
+/** The `type` of a watch event line. */
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
 /** How a watch from a compacted resourceVersion is refused. */
 export type ExpiredWatchMode = 'event' | 'http';
 
+/** One entry of a node's status.addresses. */
 export interface NodeAddress {
   type: string;
   address: string;
@@ -82,6 +85,7 @@ export function qualifiedResource(type: ResourceType): string {
 
 // ---------------------------------------------------------------- Status bodies and errors
 
+/** Status.details: which object an error is about. */
 export interface StatusDetails {
   name?: string;
   group?: string;
@@ -91,13 +95,14 @@ export interface StatusDetails {
   retryAfterSeconds?: number;
 }
 
+/** A Failure Status, the body of every error the apiserver sends. */
 export interface StatusBody {
   kind: 'Status';
   apiVersion: 'v1';
   metadata: { continue?: string };
-  status: 'Failure' | 'Success';
-  message?: string;
-  reason?: string;
+  status: 'Failure';
+  message: string;
+  reason: string;
   details?: StatusDetails;
   code: number;
 }
@@ -123,6 +128,7 @@ export class ApiError extends Error {
   }
 }
 
+/** A 400 BadRequest. */
 export function badRequest(message: string): ApiError {
   return new ApiError(statusBody(400, 'BadRequest', message));
 }
@@ -248,6 +254,7 @@ export function withTypeMeta(type: ResourceType, obj: StoredObject): JsonObject 
   return { kind: type.kind, apiVersion: type.apiVersion, ...obj };
 }
 
+/** One line of a watch stream. */
 export function eventLine(type: WatchEventType, object: unknown): string {
   return `${JSON.stringify({ type, object })}\n`;
 }
@@ -341,6 +348,7 @@ export interface Preconditions {
   resourceVersion?: string;
 }
 
+/** Fixed at start: how much history is kept and where resourceVersions begin. */
 export interface StoreOptions {
   maxHistory: number;
   initialResourceVersion: number;
@@ -445,7 +453,8 @@ export class Store {
     if (!prev) return undefined;
     const next = fn(prev);
     if (next === prev) return prev;
-    return this.commit(type, { ...next, metadata: { ...prev.metadata, ...next.metadata, resourceVersion: String(this.rv + 1) } }, prev);
+    // A metadata of its own: `next` may share the stored one, and commit stamps the resourceVersion in it.
+    return this.commit(type, { ...next, metadata: { ...next.metadata } }, prev);
   }
 
   /** DELETE: removes an object (404 if absent, 409 if a precondition fails); returns its final state. */

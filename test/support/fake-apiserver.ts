@@ -69,6 +69,7 @@ export interface ObjectInput {
   metadata?: InputMeta;
 }
 
+/** Fixed at start; every field has a default. */
 export interface FakeApiServerOptions {
   /** Default bearer token accepted (and written by `writeKubeconfig`). */
   token?: string;
