@@ -1,27 +1,34 @@
 /**
- * In-process fake Kubernetes API server for tests: serves `/api/v1/nodes` with the real
- * list/watch protocol (resourceVersions, chunked lists with continue tokens, watch streams
- * with history replay, 410 Expired, bookmarks) over plain HTTP on 127.0.0.1, so the real
- * `@kubernetes/client-node` informer can run against it unmodified.
+ * In-process fake Kubernetes API server for tests: serves Nodes (`/api/v1/nodes`), ConfigMaps
+ * (`/api/v1/namespaces/NS/configmaps`) and Leases (`/apis/coordination.k8s.io/v1/namespaces/NS/leases`)
+ * with the real protocol (resourceVersions from one counter, chunked lists with continue tokens,
+ * watch streams with history replay, 410 Expired, bookmarks; get, create, update with conflicts,
+ * delete) over plain HTTP on 127.0.0.1, so the real `@kubernetes/client-node` can run against it
+ * unmodified. It authorizes per user against an RBAC-like table, can fail or hang requests, and
+ * counts requests and bytes sent per user, resource and kind of request.
  *
- * Deliberately not implemented: protobuf, sendInitialEvents, resourceVersionMatch (lists are
- * always served from the latest state, which satisfies both "Any" and "NotOlderThan"), and
- * every resource other than nodes.
+ * Layout: fake-api-store.ts (objects, history, lists, watches) <- fake-api-http.ts (routing, auth,
+ * bodies, faults, accounting) <- this file (the server and the test-side API) <- fake-api-heartbeats.ts.
+ *
+ * Deliberately not implemented: protobuf and YAML bodies, PATCH, deletecollection, subresources,
+ * generateName, namespaces as objects (every namespace exists), managedFields, sendInitialEvents
+ * and resourceVersionMatch (lists are always served from the latest state, which satisfies both
+ * "Any" and "NotOlderThan").
  */
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ApiHandler, type AuthMode, type FailSpec, type LoadSnapshot, type Permission, type RequestFilter, type RequestKind, type RequestRecord } from './fake-api-http.js';
+import { eventLine, RESOURCES, statusBody, Store, type ExpiredWatchMode, type JsonObject, type Labels, type ResourceName, type ResourceType, type StoredNode, type StoredObject } from './fake-api-store.js';
 import { listenLocal } from './listen.js';
 
-export type Labels = Record<string, string>;
-
-export interface NodeAddress {
-  type: string;
-  address: string;
-}
+export { ANONYMOUS, sumLoad } from './fake-api-http.js';
+export type { AuthMode, FailSpec, LoadCount, LoadRow, LoadSnapshot, Permission, RequestFilter, RequestKind, RequestRecord, RequestResource, Verb } from './fake-api-http.js';
+export { parseFieldSelector, parseLabelSelector, RESOURCES, statusBody } from './fake-api-store.js';
+export type { ExpiredWatchMode, Labels, NodeAddress, ObjectMeta, ResourceName, StatusBody, StoredNode, StoredObject, WatchEventType } from './fake-api-store.js';
 
 /**
  * What `upsertNode` accepts: a plain object or a client-node `V1Node`. Only `metadata.name`
@@ -35,6 +42,8 @@ export interface NodeInput {
     uid?: string;
     resourceVersion?: string;
     creationTimestamp?: string | Date;
+    deletionTimestamp?: string | Date;
+    finalizers?: string[];
     labels?: Labels;
     annotations?: Labels;
   };
@@ -42,41 +51,25 @@ export interface NodeInput {
   status?: object;
 }
 
-/** A node as stored and served: JSON wire form, without TypeMeta (like NodeList items). */
-export interface StoredNode {
-  metadata: {
-    name: string;
-    uid: string;
-    resourceVersion: string;
-    creationTimestamp: string;
-    labels?: Labels;
-    annotations?: Labels;
-    [key: string]: unknown;
-  };
-  spec?: { unschedulable?: boolean; [key: string]: unknown };
-  status?: { addresses?: NodeAddress[]; [key: string]: unknown };
-  [key: string]: unknown;
+/** Object metadata a test may give; the server fills in the rest. */
+export interface InputMeta {
+  name?: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  creationTimestamp?: string | Date;
+  labels?: Labels;
+  annotations?: Labels;
 }
 
-export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-export type RequestKind = 'list' | 'watch' | 'get' | 'other';
-export type AuthMode = 'ok' | 401 | 403;
-/** How a watch from a compacted resourceVersion is refused. */
-export type ExpiredWatchMode = 'event' | 'http';
-
-export interface RequestRecord {
-  kind: RequestKind;
-  method: string;
-  path: string;
-  /** Raw query string including the leading `?` (or ''). */
-  search: string;
-  query: Record<string, string>;
-  /** HTTP status sent (0 until the response head is written). */
-  status: number;
-  /** User the bearer token mapped to, if any. */
-  user?: string;
+/** What `putObject` accepts: any object with a metadata.name, a plain one or a client-node model. */
+export interface ObjectInput {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: InputMeta;
 }
 
+/** Fixed at start; every field has a default. */
 export interface FakeApiServerOptions {
   /** Default bearer token accepted (and written by `writeKubeconfig`). */
   token?: string;
@@ -88,51 +81,11 @@ export interface FakeApiServerOptions {
   maxHistory?: number;
   /** First resourceVersion minus one; real clusters never start at 0 and "0" means "any". */
   initialResourceVersion?: number;
+  /** Gzip non-watch responses over 128 KiB to clients that accept gzip, as the apiserver does; default off. */
+  compressResponses?: boolean;
 }
-
-export interface StatusBody {
-  kind: 'Status';
-  apiVersion: 'v1';
-  metadata: { continue?: string };
-  status: 'Failure';
-  message: string;
-  reason: string;
-  details?: { name?: string; kind?: string; retryAfterSeconds?: number };
-  code: number;
-}
-
-type Matcher = (node: StoredNode) => boolean;
-
-interface HistoryEntry {
-  rv: number;
-  type: 'ADDED' | 'MODIFIED' | 'DELETED';
-  /** Current object; for DELETED the last state stamped with the deletion resourceVersion. */
-  obj: StoredNode;
-  /** Previous state (MODIFIED/DELETED), needed to translate events for selector-filtered watches. */
-  prev?: StoredNode;
-  /** Serialized unfiltered event line, computed once and shared by all unfiltered watches. */
-  line?: string;
-}
-
-interface WatchConn {
-  id: number;
-  res: ServerResponse;
-  bookmarks: boolean;
-  matches: Matcher | undefined;
-  timer: NodeJS.Timeout | undefined;
-  search: string;
-}
-
-interface FailSpec {
-  remaining: number;
-  status: number;
-  only: RequestKind | undefined;
-}
-
-class BadRequest extends Error {}
 
 const DEFAULT_USER = 'system:serviceaccount:monitoring:mentat';
-const MAX_SNAPSHOTS = 32;
 
 /** Poll `predicate` until true; rejects after `timeoutMs`. Use instead of fixed sleeps in tests. */
 export async function waitFor(
@@ -238,219 +191,42 @@ export function makeNode(name: string, internalIP: string, labels?: Labels): Nod
   };
 }
 
-export function statusBody(code: number, reason: string, message: string, details?: StatusBody['details']): StatusBody {
-  return {
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Failure',
-    message,
-    reason,
-    ...(details ? { details } : {}),
-    code,
-  };
-}
-
-function failureStatus(code: number): StatusBody {
-  switch (code) {
-    case 410:
-      return statusBody(410, 'Expired', 'injected failure: resource version expired');
-    case 429:
-      return statusBody(429, 'TooManyRequests', 'injected failure: too many requests, please try again later', {
-        retryAfterSeconds: 1,
-      });
-    case 500:
-      return statusBody(500, 'InternalError', 'Internal error occurred: injected failure');
-    case 503:
-      return statusBody(503, 'ServiceUnavailable', 'injected failure: the server is currently unable to handle the request');
-    case 504:
-      return statusBody(504, 'Timeout', 'injected failure: the server was unable to return a response in the time allotted');
-    default:
-      return statusBody(code, 'Unknown', `injected failure (${code})`);
-  }
-}
-
-// Label selector grammar subset used in practice: k=v, k==v, k!=v, k in (a,b), k notin (a,b), k, !k.
-const KEY = String.raw`[A-Za-z0-9](?:[-A-Za-z0-9_./]*[A-Za-z0-9])?`;
-const VAL = String.raw`(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?`;
-const RE_EQ = new RegExp(`^(${KEY})\\s*(==|=|!=)\\s*(${VAL})$`);
-const RE_SET = new RegExp(`^(${KEY})\\s+(in|notin)\\s*\\(([^)]*)\\)$`);
-const RE_EXISTS = new RegExp(`^(${KEY})$`);
-const RE_NOT_EXISTS = new RegExp(`^!\\s*(${KEY})$`);
-
-function splitTopLevel(s: string): string[] {
-  // Commas inside `in (...)` value lists do not separate requirements.
-  const parts: string[] = [];
-  let depth = 0;
-  let start = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (c === '(') depth++;
-    else if (c === ')') depth--;
-    else if (c === ',' && depth === 0) {
-      parts.push(s.slice(start, i));
-      start = i + 1;
-    }
-  }
-  parts.push(s.slice(start));
-  return parts.map((p) => p.trim());
-}
-
-export function parseLabelSelector(selector: string): Matcher | undefined {
-  if (selector.trim() === '') return undefined;
-  const reqs: Array<(labels: Labels) => boolean> = [];
-  for (const part of splitTopLevel(selector)) {
-    let m: RegExpExecArray | null;
-    if ((m = RE_EQ.exec(part))) {
-      const [, key = '', op, value = ''] = m;
-      reqs.push(op === '!=' ? (l) => l[key] !== value : (l) => l[key] === value);
-    } else if ((m = RE_SET.exec(part))) {
-      const [, key = '', op, list = ''] = m;
-      const values = new Set(list.split(',').map((v) => v.trim()));
-      reqs.push(
-        op === 'in'
-          ? (l) => l[key] !== undefined && values.has(l[key])
-          : (l) => l[key] === undefined || !values.has(l[key]),
-      );
-    } else if ((m = RE_NOT_EXISTS.exec(part))) {
-      const key = m[1] ?? '';
-      reqs.push((l) => !(key in l));
-    } else if ((m = RE_EXISTS.exec(part))) {
-      const key = m[1] ?? '';
-      reqs.push((l) => key in l);
-    } else {
-      throw new BadRequest(`unable to parse requirement: ${JSON.stringify(part)}`);
-    }
-  }
-  return (node) => {
-    const labels = node.metadata.labels ?? {};
-    return reqs.every((r) => r(labels));
-  };
-}
-
-/** Nodes support exactly these field selectors on a real apiserver. */
-export function parseFieldSelector(selector: string): Matcher | undefined {
-  if (selector.trim() === '') return undefined;
-  const reqs: Matcher[] = [];
-  for (const part of selector.split(',').map((p) => p.trim())) {
-    const m = /^([^=!]+)(==|=|!=)(.*)$/.exec(part);
-    if (!m) throw new BadRequest(`invalid selector: '${selector}'; can't understand '${part}'`);
-    const [, field = '', op, value = ''] = m;
-    let get: (n: StoredNode) => string;
-    if (field === 'metadata.name') get = (n) => n.metadata.name;
-    else if (field === 'spec.unschedulable') get = (n) => String(n.spec?.unschedulable === true);
-    else throw new BadRequest(`field label not supported: ${field}`);
-    reqs.push(op === '!=' ? (n) => get(n) !== value : (n) => get(n) === value);
-  }
-  return (node) => reqs.every((r) => r(node));
-}
-
-function combine(a: Matcher | undefined, b: Matcher | undefined): Matcher | undefined {
-  if (a && b) return (n) => a(n) && b(n);
-  return a ?? b;
-}
-
-function withTypeMeta(node: StoredNode): Record<string, unknown> {
-  return { kind: 'Node', apiVersion: 'v1', ...node };
-}
-
-function eventLine(type: WatchEventType, object: unknown): string {
-  return `${JSON.stringify({ type, object })}\n`;
-}
-
-function encodeContinue(rv: number, start: number): string {
-  // Same envelope shape as the apiserver's token (base64 JSON with the snapshot revision).
-  return Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv, start })).toString('base64url');
-}
-
-function decodeContinue(token: string): { rv: number; start: number } {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-    if (typeof parsed === 'object' && parsed !== null && 'rv' in parsed && 'start' in parsed) {
-      const { rv, start } = parsed;
-      if (Number.isSafeInteger(rv) && Number.isSafeInteger(start) && (start as number) >= 0) {
-        return { rv: rv as number, start: start as number };
-      }
-    }
-  } catch {
-    // fall through
-  }
-  throw new BadRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
-}
-
-function parseRv(raw: string): number {
-  if (!/^\d+$/.test(raw)) throw new BadRequest(`invalid resource version: ${raw}`);
-  return Number(raw);
-}
-
-function sendJson(
-  res: ServerResponse,
-  rec: RequestRecord,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  rec.status = status;
-  res.writeHead(status, {
-    'Content-Type': 'application/json',
-    'Content-Length': String(Buffer.byteLength(text)),
-    'Cache-Control': 'no-cache, private',
-    ...headers,
-  });
-  res.end(text);
-}
-
+/** The server, and the test-side API to change its state and faults. */
 export class FakeApiServer {
   /** `http://127.0.0.1:PORT`; stable across `setDown(true/false)`. */
   readonly url: string;
   readonly port: number;
 
-  /** Every request received, in arrival order. */
-  readonly requests: RequestRecord[] = [];
-  readonly counts: Record<RequestKind, number> = { list: 0, watch: 0, get: 0, other: 0 };
-
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
-  private readonly nodes = new Map<string, StoredNode>();
-  private readonly history: HistoryEntry[] = [];
-  private readonly watches = new Set<WatchConn>();
-  private readonly snapshots = new Map<number, readonly StoredNode[]>();
-  private readonly tokens = new Map<string, string>();
+  private readonly store: Store;
+  private readonly http: ApiHandler;
   private readonly defaultToken: string;
   private readonly defaultUser: string;
-  private readonly maxHistory: number;
-  private rv: number;
-  /** Watches must start at or after this revision; older ones get 410 Expired. */
-  private compactedRv: number;
-  private sorted: StoredNode[] | undefined;
-  private authMode: AuthMode = 'ok';
-  private fail: FailSpec | undefined;
-  private expiredMode: ExpiredWatchMode;
-  private defaultWatchTimeoutMs: number | undefined;
   private down = false;
   private stopped = false;
-  private nextWatchId = 1;
   private kubeconfigSeq = 0;
 
   private constructor(server: Server, port: number, opts: FakeApiServerOptions) {
     this.server = server;
     this.port = port;
     this.url = `http://127.0.0.1:${port}`;
+    this.store = new Store({
+      maxHistory: opts.maxHistory ?? 100_000,
+      initialResourceVersion: opts.initialResourceVersion ?? 1000,
+      expiredWatchMode: opts.expiredWatchMode ?? 'event',
+    });
+    this.http = new ApiHandler(this.store, { compress: opts.compressResponses ?? false });
     this.defaultToken = opts.token ?? `fake-token-${randomUUID()}`;
     this.defaultUser = opts.user ?? DEFAULT_USER;
-    this.tokens.set(this.defaultToken, this.defaultUser);
-    this.expiredMode = opts.expiredWatchMode ?? 'event';
-    this.maxHistory = opts.maxHistory ?? 100_000;
-    this.rv = opts.initialResourceVersion ?? 1000;
-    this.compactedRv = this.rv;
+    this.http.tokens.set(this.defaultToken, this.defaultUser);
   }
 
   static async start(opts: FakeApiServerOptions = {}): Promise<FakeApiServer> {
     // The handler needs `this`, and the port is only known after listen; bind late.
     let self: FakeApiServer | undefined;
     const server = createServer((req, res) => {
-      if (self) self.handle(req, res);
+      if (self) self.http.handle(req, res);
       else res.destroy();
     });
     server.keepAliveTimeout = 5000;
@@ -463,13 +239,14 @@ export class FakeApiServer {
   // ---------------------------------------------------------------- kubeconfig / auth
 
   /**
-   * Writes a kubeconfig pointing at this server and registers its token. `user` is the
-   * identity the token maps to (shown in 403 messages). Returns the file path.
+   * Writes a kubeconfig pointing at this server and registers its token; returns the file path.
+   * `user` is the identity the token maps to (in 403 messages, RBAC and load accounting). A `user`
+   * without a `token` gets a token of its own, so that each agent can be told apart.
    */
   async writeKubeconfig(dir: string, opts: { user?: string; token?: string } = {}): Promise<string> {
-    const token = opts.token ?? this.defaultToken;
+    const token = opts.token ?? (opts.user !== undefined ? `fake-token-${randomUUID()}` : this.defaultToken);
     const user = opts.user ?? (token === this.defaultToken ? this.defaultUser : DEFAULT_USER);
-    this.tokens.set(token, user);
+    this.http.tokens.set(token, user);
     // JSON strings are valid YAML double-quoted scalars, so no escaping concerns.
     const q = (s: string): string => JSON.stringify(s);
     const yaml = [
@@ -505,35 +282,44 @@ export class FakeApiServer {
 
   /** Accept an extra bearer token (e.g. a rotated service-account token). */
   addToken(token: string, user = DEFAULT_USER): void {
-    this.tokens.set(token, user);
+    this.http.tokens.set(token, user);
   }
 
   /** Stop accepting a token: requests bearing it get 401 (simulates token expiry). */
   revokeToken(token: string): void {
-    this.tokens.delete(token);
+    this.http.tokens.delete(token);
   }
 
   /** 'ok' = validate bearer tokens normally; 401/403 = reject every API request that way. */
   setAuth(mode: AuthMode): void {
-    this.authMode = mode;
+    this.http.authMode = mode;
   }
 
-  // ---------------------------------------------------------------- store
+  /**
+   * Restricts `user` to `permissions`, like the RBAC rules bound to it; anything else gets the
+   * apiserver's 403. undefined lifts the restriction (every user starts unrestricted).
+   */
+  setPermissions(user: string, permissions: readonly Permission[] | undefined): void {
+    this.http.setPermissions(user, permissions);
+  }
 
+  // ---------------------------------------------------------------- nodes
+
+  /** The latest resourceVersion, of any resource. */
   get resourceVersion(): string {
-    return String(this.rv);
+    return String(this.store.resourceVersion);
   }
 
   get nodeCount(): number {
-    return this.nodes.size;
+    return this.store.count(RESOURCES.nodes);
   }
 
   getNode(name: string): StoredNode | undefined {
-    return this.nodes.get(name);
+    return this.store.get(RESOURCES.nodes, undefined, name) as StoredNode | undefined;
   }
 
   nodeNames(): string[] {
-    return this.sortedNodes().map((n) => n.metadata.name);
+    return this.store.sortedObjects(RESOURCES.nodes).map((n) => n.metadata.name);
   }
 
   /**
@@ -541,45 +327,8 @@ export class FakeApiServer {
    * apiserver, an update that changes nothing is a no-op (no new resourceVersion, no event).
    */
   upsertNode(input: NodeInput): StoredNode {
-    const name = input.metadata?.name;
-    if (!name) throw new Error('upsertNode: metadata.name is required');
-    // JSON round-trip: deep copy and Date -> RFC3339 string, i.e. exactly the wire form.
-    const body = JSON.parse(JSON.stringify(input)) as Omit<StoredNode, 'metadata'> & {
-      metadata: Partial<StoredNode['metadata']>;
-    };
-    delete body['kind'];
-    delete body['apiVersion'];
-    const prev = this.nodes.get(name);
-    if (prev) {
-      const candidate: StoredNode = {
-        ...body,
-        metadata: {
-          ...body.metadata,
-          name,
-          uid: prev.metadata.uid,
-          creationTimestamp: prev.metadata.creationTimestamp,
-          resourceVersion: prev.metadata.resourceVersion,
-        },
-      };
-      if (JSON.stringify(candidate) === JSON.stringify(prev)) return prev;
-      candidate.metadata.resourceVersion = String(++this.rv);
-      this.commit(name, candidate);
-      this.emit({ rv: this.rv, type: 'MODIFIED', obj: candidate, prev });
-      return candidate;
-    }
-    const node: StoredNode = {
-      ...body,
-      metadata: {
-        ...body.metadata,
-        name,
-        uid: body.metadata.uid ?? randomUUID(),
-        creationTimestamp: body.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-        resourceVersion: String(++this.rv),
-      },
-    };
-    this.commit(name, node);
-    this.emit({ rv: this.rv, type: 'ADDED', obj: node });
-    return node;
+    if (!input.metadata?.name) throw new Error('upsertNode: metadata.name is required');
+    return this.putObject('nodes', undefined, input) as StoredNode;
   }
 
   upsertNodes(inputs: Iterable<NodeInput>): void {
@@ -588,14 +337,47 @@ export class FakeApiServer {
 
   /** Delete a node; emits DELETED. Returns false if it did not exist. */
   deleteNode(name: string): boolean {
-    const prev = this.nodes.get(name);
-    if (!prev) return false;
-    this.nodes.delete(name);
-    this.sorted = undefined;
-    const rv = ++this.rv;
-    // The DELETED event carries the final state stamped with the deletion revision.
-    const obj: StoredNode = { ...prev, metadata: { ...prev.metadata, resourceVersion: String(rv) } };
-    this.emit({ rv, type: 'DELETED', obj, prev });
+    return this.deleteObject('nodes', undefined, name);
+  }
+
+  // ---------------------------------------------------------------- any resource
+
+  /**
+   * Create or replace an object, whatever its resourceVersion (a test writing behind a client's
+   * back); a no-op if nothing changes. `namespace` is undefined for nodes and required otherwise.
+   */
+  putObject<T extends ObjectInput>(resource: ResourceName, namespace: string | undefined, obj: T): StoredObject {
+    const type = this.typeFor(resource, namespace);
+    const body = JSON.parse(JSON.stringify(obj)) as JsonObject & { metadata?: JsonObject };
+    if (typeof body.metadata?.['name'] !== 'string' || body.metadata['name'] === '') throw new Error(`putObject ${resource}: metadata.name is required`);
+    if (body.metadata['namespace'] !== undefined && body.metadata['namespace'] !== namespace) {
+      throw new Error(`putObject ${resource}: metadata.namespace ${String(body.metadata['namespace'])} is not ${namespace}`);
+    }
+    return this.store.put(type, namespace, body);
+  }
+
+  getObject(resource: ResourceName, namespace: string | undefined, name: string): StoredObject | undefined {
+    return this.store.get(this.typeFor(resource, namespace), namespace, name);
+  }
+
+  /** Every object of a resource (in one namespace, or all), sorted by namespace and name. */
+  listObjects(resource: ResourceName, namespace?: string): StoredObject[] {
+    return this.store.sortedObjects(RESOURCES[resource]).filter((o) => namespace === undefined || o.metadata.namespace === namespace);
+  }
+
+  /**
+   * Replace an object with `fn(current)` without copying it (cheap enough for thousands of updates a
+   * second): `fn` returns a new object, sharing unchanged parts, or `current` for no change.
+   */
+  updateObject(resource: ResourceName, namespace: string | undefined, name: string, fn: (current: StoredObject) => StoredObject): StoredObject | undefined {
+    return this.store.modify(this.typeFor(resource, namespace), namespace, name, fn);
+  }
+
+  /** Delete an object; emits DELETED. Returns false if it did not exist. */
+  deleteObject(resource: ResourceName, namespace: string | undefined, name: string): boolean {
+    const type = this.typeFor(resource, namespace);
+    if (!this.store.get(type, namespace, name)) return false;
+    this.store.remove(type, namespace, name);
     return true;
   }
 
@@ -604,20 +386,41 @@ export class FakeApiServer {
    * resourceVersion older than the current one, and outstanding continue tokens, get 410.
    */
   compactHistory(): void {
-    this.history.length = 0;
-    this.compactedRv = this.rv;
-    this.snapshots.clear();
+    this.store.compact();
   }
 
   // ---------------------------------------------------------------- faults
 
-  /** The next `n` API requests (optionally only of one kind) fail with `status` and a Status body. */
-  failNext(n: number, status = 500, only?: RequestKind): void {
-    this.fail = n > 0 ? { remaining: n, status, only } : undefined;
+  /**
+   * The next `count` API requests matching `only` fail with `status` and a Status body; replaces any
+   * pending failure. The old form `failNext(n, status, kind)` filters on the kind of request only.
+   */
+  failNext(spec: FailSpec): void;
+  failNext(n: number, status?: number, only?: RequestKind): void;
+  failNext(a: FailSpec | number, status = 500, only?: RequestKind): void {
+    this.http.failNext(typeof a === 'number' ? { count: a, status, ...(only ? { only: { kind: only } } : {}) } : a);
+  }
+
+  /**
+   * API requests matching `only` (all, if empty) that arrive from now on are accepted and never
+   * answered, not even with headers, until `clearHangs`: what a client's request timeout is for.
+   */
+  hang(only: RequestFilter = {}): void {
+    this.http.hang(only);
+  }
+
+  /** Stops hanging; held requests whose client is still waiting are served now. Returns how many. */
+  clearHangs(): number {
+    return this.http.clearHangs();
+  }
+
+  /** Requests held by `hang` whose client has not given up. */
+  get heldRequests(): number {
+    return this.http.heldRequests;
   }
 
   setExpiredWatchMode(mode: ExpiredWatchMode): void {
-    this.expiredMode = mode;
+    this.store.expiredWatchMode = mode;
   }
 
   /**
@@ -625,48 +428,40 @@ export class FakeApiServer {
    * apiserver ends them after min-request-timeout, 30-60 min). undefined = never.
    */
   setDefaultWatchTimeout(ms: number | undefined): void {
-    this.defaultWatchTimeoutMs = ms;
+    this.store.defaultWatchTimeoutMs = ms;
   }
 
-  /** Abruptly destroy every open watch socket mid-stream (no terminating chunk). */
-  cutWatches(): number {
-    const n = this.watches.size;
-    for (const w of [...this.watches]) this.dropWatch(w, 'cut');
-    return n;
+  /** Lists ignore `limit` and come in one page, as when the apiserver serves them from its watch cache. */
+  setIgnoreLimit(on: boolean): void {
+    this.store.ignoreLimit = on;
   }
 
-  /** Cleanly end every open watch stream (what a server-side timeout looks like). */
-  closeWatches(): number {
-    const n = this.watches.size;
-    for (const w of [...this.watches]) this.dropWatch(w, 'end');
-    return n;
+  /** Abruptly destroy open watch sockets (of one resource, or all) mid-stream (no terminating chunk). */
+  cutWatches(resource?: ResourceName): number {
+    return this.store.dropWatches('cut', resource);
   }
 
-  /** Send an ERROR event carrying a Status to every open watch, then end them cleanly. */
-  errorWatches(code: number, reason: string, message: string): number {
-    const line = eventLine('ERROR', statusBody(code, reason, message));
-    const n = this.watches.size;
-    for (const w of [...this.watches]) {
-      this.write(w, line);
-      this.dropWatch(w, 'end');
-    }
-    return n;
+  /** Cleanly end open watch streams (what a server-side timeout looks like). */
+  closeWatches(resource?: ResourceName): number {
+    return this.store.dropWatches('end', resource);
+  }
+
+  /** Send an ERROR event carrying a Status to open watches, then end them cleanly. */
+  errorWatches(code: number, reason: string, message: string, resource?: ResourceName): number {
+    return this.store.dropWatches('end', resource, eventLine('ERROR', statusBody(code, reason, message)));
+  }
+
+  /** Write raw text to open watches, e.g. half an event line before `cutWatches`. */
+  writeToWatches(text: string, resource?: ResourceName): number {
+    return this.store.writeToWatches(text, resource);
   }
 
   /**
    * BOOKMARK with the current resourceVersion to watches that sent allowWatchBookmarks=true,
    * or to all open watches with `force` (client-node's informer never asks for bookmarks).
    */
-  sendBookmark(opts: { force?: boolean } = {}): number {
-    const line = eventLine('BOOKMARK', { kind: 'Node', apiVersion: 'v1', metadata: { resourceVersion: this.resourceVersion } });
-    let n = 0;
-    for (const w of this.watches) {
-      if (w.bookmarks || opts.force) {
-        this.write(w, line);
-        n++;
-      }
-    }
-    return n;
+  sendBookmark(opts: { force?: boolean; resource?: ResourceName } = {}): number {
+    return this.store.bookmark(opts.force ?? false, opts.resource);
   }
 
   /**
@@ -678,7 +473,7 @@ export class FakeApiServer {
     if (down === this.down) return;
     this.down = down;
     if (down) await this.closeListener();
-    else await this.listenAgain();
+    else await listenLocal(this.server, this.port);
   }
 
   get isDown(): boolean {
@@ -694,8 +489,23 @@ export class FakeApiServer {
 
   // ---------------------------------------------------------------- observability
 
+  /** Every request received, in arrival order. */
+  get requests(): RequestRecord[] {
+    return this.http.requests;
+  }
+
+  /** Requests received, by kind. */
+  get counts(): Record<RequestKind, number> {
+    return this.http.counts;
+  }
+
+  /** Open watches of every resource. */
   get openWatches(): number {
-    return this.watches.size;
+    return this.store.watchCount();
+  }
+
+  openWatchesOf(resource: ResourceName): number {
+    return this.store.watchCount(resource);
   }
 
   /** Query strings of all requests of a kind (e.g. to check which resourceVersion a watch used). */
@@ -703,9 +513,18 @@ export class FakeApiServer {
     return this.requests.filter((r) => kind === undefined || r.kind === kind).map((r) => r.search);
   }
 
+  /** Clears `requests` and `counts` (not the load accounting, see `resetLoad`). */
   resetStats(): void {
-    this.requests.length = 0;
-    for (const k of Object.keys(this.counts) as RequestKind[]) this.counts[k] = 0;
+    this.http.resetStats();
+  }
+
+  /** Requests and bytes sent per user, resource and kind since the start or `resetLoad`. */
+  load(): LoadSnapshot {
+    return this.http.loadSnapshot();
+  }
+
+  resetLoad(): void {
+    this.http.resetLoad();
   }
 
   waitFor(predicate: (s: this) => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
@@ -713,6 +532,14 @@ export class FakeApiServer {
   }
 
   // ---------------------------------------------------------------- internals
+
+  private typeFor(resource: ResourceName, namespace: string | undefined): ResourceType {
+    const type = RESOURCES[resource];
+    if (type.namespaced !== (namespace !== undefined)) {
+      throw new Error(`${resource} ${type.namespaced ? 'need a namespace' : 'are cluster-scoped: pass no namespace'}`);
+    }
+    return type;
+  }
 
   private trackSocket(s: Socket): void {
     if (this.down) {
@@ -724,303 +551,10 @@ export class FakeApiServer {
   }
 
   private async closeListener(): Promise<void> {
-    for (const w of [...this.watches]) this.dropWatch(w, 'cut');
+    this.store.dropWatches('cut');
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     this.server.closeAllConnections();
     await closed;
-  }
-
-  private async listenAgain(): Promise<void> {
-    await listenLocal(this.server, this.port);
-  }
-
-  private sortedNodes(): StoredNode[] {
-    // Cached until the next mutation; the array is never mutated, so it doubles as a list snapshot.
-    this.sorted ??= [...this.nodes.values()].sort((a, b) =>
-      a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0,
-    );
-    return this.sorted;
-  }
-
-  private commit(name: string, node: StoredNode): void {
-    this.nodes.set(name, node);
-    this.sorted = undefined;
-  }
-
-  private emit(entry: HistoryEntry): void {
-    this.history.push(entry);
-    if (this.history.length > this.maxHistory) {
-      // Trim in chunks so a long test does not pay O(n) per event.
-      const drop = this.history.splice(0, Math.max(1, Math.floor(this.maxHistory / 10)));
-      this.compactedRv = drop[drop.length - 1]?.rv ?? this.compactedRv;
-    }
-    for (const w of this.watches) {
-      const line = this.convert(entry, w.matches);
-      if (line !== undefined) this.write(w, line);
-    }
-  }
-
-  /** Mirrors the apiserver watch cache's per-watcher event translation for selectors. */
-  private convert(e: HistoryEntry, matches: Matcher | undefined): string | undefined {
-    if (!matches) return (e.line ??= eventLine(e.type, withTypeMeta(e.obj)));
-    const cur = e.type !== 'DELETED' && matches(e.obj);
-    const old = e.prev !== undefined && matches(e.prev);
-    if (cur && !old) return eventLine('ADDED', withTypeMeta(e.obj));
-    if (cur && old) return eventLine('MODIFIED', withTypeMeta(e.obj));
-    if (!cur && old && e.prev) {
-      // Object left the selector (or was deleted): DELETED with previous content at the event's RV.
-      const obj = { ...e.prev, metadata: { ...e.prev.metadata, resourceVersion: String(e.rv) } };
-      return eventLine('DELETED', withTypeMeta(obj));
-    }
-    return undefined;
-  }
-
-  private write(w: WatchConn, data: string): void {
-    if (!w.res.destroyed && !w.res.writableEnded) w.res.write(data);
-  }
-
-  private dropWatch(w: WatchConn, how: 'cut' | 'end'): void {
-    this.watches.delete(w);
-    if (w.timer) clearTimeout(w.timer);
-    if (how === 'end') w.res.end();
-    else w.res.socket?.destroy();
-  }
-
-  private classify(method: string, path: string, params: URLSearchParams): RequestKind {
-    if (method !== 'GET') return 'other';
-    if (path === '/api/v1/nodes') {
-      const watch = params.get('watch');
-      return watch === 'true' || watch === '1' ? 'watch' : 'list';
-    }
-    if (/^\/api\/v1\/nodes\/[^/]+$/.test(path)) return 'get';
-    return 'other';
-  }
-
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    res.on('error', () => {
-      // Client went away mid-write; the 'close' handler does the cleanup.
-    });
-    const url = new URL(req.url ?? '/', this.url);
-    const method = req.method ?? 'GET';
-    const kind = this.classify(method, url.pathname, url.searchParams);
-    const rec: RequestRecord = {
-      kind,
-      method,
-      path: url.pathname,
-      search: url.search,
-      query: Object.fromEntries(url.searchParams),
-      status: 0,
-    };
-    this.requests.push(rec);
-    this.counts[kind]++;
-
-    try {
-      if (url.pathname === '/version' || url.pathname === '/healthz' || url.pathname === '/readyz' || url.pathname === '/livez') {
-        if (url.pathname === '/version') {
-          sendJson(res, rec, 200, { major: '1', minor: '31', gitVersion: 'v1.31.0-fake', platform: 'linux/amd64' });
-        } else {
-          rec.status = 200;
-          res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
-        }
-        return;
-      }
-
-      if (this.fail && (this.fail.only === undefined || this.fail.only === kind)) {
-        const { status } = this.fail;
-        if (--this.fail.remaining <= 0) this.fail = undefined;
-        sendJson(res, rec, status, failureStatus(status), status === 429 ? { 'Retry-After': '1' } : {});
-        return;
-      }
-
-      const auth = this.authenticate(req, rec);
-      if (auth !== undefined) {
-        const user = rec.user ?? this.defaultUser;
-        if (auth === 401) {
-          sendJson(res, rec, 401, statusBody(401, 'Unauthorized', 'Unauthorized'));
-        } else {
-          const verb = kind === 'watch' ? 'watch' : kind === 'get' ? 'get' : 'list';
-          const name = kind === 'get' ? decodeURIComponent(url.pathname.slice('/api/v1/nodes/'.length)) : undefined;
-          const subject = name ? `nodes ${JSON.stringify(name)}` : 'nodes';
-          sendJson(
-            res,
-            rec,
-            403,
-            statusBody(
-              403,
-              'Forbidden',
-              `${subject} is forbidden: User ${JSON.stringify(user)} cannot ${verb} resource "nodes" in API group "" at the cluster scope`,
-              name ? { name, kind: 'nodes' } : { kind: 'nodes' },
-            ),
-          );
-        }
-        return;
-      }
-
-      if (kind === 'other') {
-        if (method !== 'GET' && url.pathname.startsWith('/api/v1/nodes')) {
-          sendJson(res, rec, 405, statusBody(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
-        } else {
-          sendJson(res, rec, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'));
-        }
-        return;
-      }
-
-      const matches = combine(
-        parseLabelSelector(url.searchParams.get('labelSelector') ?? ''),
-        parseFieldSelector(url.searchParams.get('fieldSelector') ?? ''),
-      );
-      if (kind === 'get') this.serveGet(res, rec, decodeURIComponent(url.pathname.slice('/api/v1/nodes/'.length)));
-      else if (kind === 'list') this.serveList(res, rec, url.searchParams, matches);
-      else this.serveWatch(res, rec, url.searchParams, matches);
-    } catch (err) {
-      if (err instanceof BadRequest) sendJson(res, rec, 400, statusBody(400, 'BadRequest', err.message));
-      else sendJson(res, rec, 500, statusBody(500, 'InternalError', `Internal error occurred: ${String(err)}`));
-    }
-  }
-
-  /** undefined = authenticated and authorized. */
-  private authenticate(req: IncomingMessage, rec: RequestRecord): 401 | 403 | undefined {
-    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-    const user = m?.[1] !== undefined ? this.tokens.get(m[1].trim()) : undefined;
-    if (user !== undefined) rec.user = user;
-    if (this.authMode === 401 || user === undefined) return 401;
-    if (this.authMode === 403) return 403;
-    return undefined;
-  }
-
-  private serveGet(res: ServerResponse, rec: RequestRecord, name: string): void {
-    const node = this.nodes.get(name);
-    if (node) sendJson(res, rec, 200, withTypeMeta(node));
-    else sendJson(res, rec, 404, statusBody(404, 'NotFound', `nodes ${JSON.stringify(name)} not found`, { name, kind: 'nodes' }));
-  }
-
-  private serveList(res: ServerResponse, rec: RequestRecord, params: URLSearchParams, matches: Matcher | undefined): void {
-    const limitRaw = params.get('limit');
-    const limit = limitRaw === null || limitRaw === '' ? 0 : Number(limitRaw);
-    if (!Number.isSafeInteger(limit) || limit < 0) throw new BadRequest(`invalid limit: ${limitRaw}`);
-    const cont = params.get('continue');
-
-    let snapshotRv: number;
-    let items: readonly StoredNode[];
-    let start = 0;
-    if (cont) {
-      const tok = decodeContinue(cont);
-      const snap = this.snapshots.get(tok.rv);
-      if (!snap || tok.rv < this.compactedRv) {
-        sendJson(
-          res,
-          rec,
-          410,
-          statusBody(
-            410,
-            'Expired',
-            'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.',
-          ),
-        );
-        return;
-      }
-      snapshotRv = tok.rv;
-      items = snap;
-      start = Math.min(tok.start, snap.length);
-    } else {
-      snapshotRv = this.rv;
-      items = this.sortedNodes();
-    }
-
-    const page: StoredNode[] = [];
-    let i = start;
-    for (; i < items.length && (limit === 0 || page.length < limit); i++) {
-      const n = items[i];
-      if (n && (!matches || matches(n))) page.push(n);
-    }
-    const metadata: { resourceVersion: string; continue?: string; remainingItemCount?: number } = {
-      resourceVersion: String(snapshotRv),
-    };
-    if (limit > 0 && i < items.length) {
-      // Remember the snapshot so later pages are consistent with this one (like an etcd read at rv).
-      if (!this.snapshots.has(snapshotRv)) {
-        this.snapshots.set(snapshotRv, items);
-        if (this.snapshots.size > MAX_SNAPSHOTS) {
-          const oldest = this.snapshots.keys().next().value;
-          if (oldest !== undefined) this.snapshots.delete(oldest);
-        }
-      }
-      metadata.continue = encodeContinue(snapshotRv, i);
-      if (!matches) metadata.remainingItemCount = items.length - i;
-    }
-    sendJson(res, rec, 200, { kind: 'NodeList', apiVersion: 'v1', metadata, items: page });
-  }
-
-  private serveWatch(res: ServerResponse, rec: RequestRecord, params: URLSearchParams, matches: Matcher | undefined): void {
-    const rvRaw = params.get('resourceVersion') ?? '';
-    const timeoutRaw = params.get('timeoutSeconds');
-    let timeoutMs = this.defaultWatchTimeoutMs;
-    if (timeoutRaw !== null && timeoutRaw !== '') {
-      if (!/^\d+$/.test(timeoutRaw)) throw new BadRequest(`invalid timeoutSeconds: ${timeoutRaw}`);
-      const s = Number(timeoutRaw);
-      if (s > 0) timeoutMs = s * 1000;
-    }
-
-    let replay: string[];
-    if (rvRaw === '' || rvRaw === '0') {
-      // Unset/"0": synthetic ADDED for the current state, then live events.
-      replay = this.sortedNodes()
-        .filter((n) => !matches || matches(n))
-        .map((n) => eventLine('ADDED', withTypeMeta(n)));
-    } else {
-      const from = parseRv(rvRaw);
-      if (from < this.compactedRv) {
-        const status = statusBody(410, 'Expired', `too old resource version: ${from} (${this.compactedRv})`);
-        if (this.expiredMode === 'http') {
-          sendJson(res, rec, 410, status);
-        } else {
-          rec.status = 200;
-          res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
-          res.end(eventLine('ERROR', status));
-        }
-        return;
-      }
-      replay = [];
-      for (let i = this.firstAfter(from); i < this.history.length; i++) {
-        const e = this.history[i];
-        const line = e ? this.convert(e, matches) : undefined;
-        if (line !== undefined) replay.push(line);
-      }
-    }
-
-    rec.status = 200;
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
-    res.flushHeaders();
-    const w: WatchConn = {
-      id: this.nextWatchId++,
-      res,
-      bookmarks: params.get('allowWatchBookmarks') === 'true',
-      matches,
-      timer: undefined,
-      search: rec.search,
-    };
-    // Replay and registration happen in the same tick, so no live event can slip in between.
-    if (replay.length > 0) res.write(replay.join(''));
-    this.watches.add(w);
-    res.on('close', () => {
-      this.watches.delete(w);
-      if (w.timer) clearTimeout(w.timer);
-    });
-    if (timeoutMs !== undefined) {
-      w.timer = setTimeout(() => this.dropWatch(w, 'end'), timeoutMs);
-    }
-  }
-
-  /** Index of the first history entry with rv > `rv` (history is sorted by rv). */
-  private firstAfter(rv: number): number {
-    let lo = 0;
-    let hi = this.history.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((this.history[mid]?.rv ?? Infinity) <= rv) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
   }
 }

@@ -9,7 +9,7 @@ import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { freePort, MAIN, REPO, until } from './agent-process.js';
 import { parseExposition, type Sample } from './exposition.js';
-import type { AuthMode, NodeInput, RequestKind } from './fake-apiserver.js';
+import type { AuthMode, LoadSnapshot, NodeInput, ObjectInput, Permission, RequestFilter, RequestKind, ResourceName, StoredObject } from './fake-apiserver.js';
 import type { ApiInfo, FaultReady, FaultRequest, MonitorWindow } from './fault-control.js';
 import { IpcRpc, type OpOf } from './ipc-rpc.js';
 import type { Cluster } from './netns.js';
@@ -62,11 +62,56 @@ export class FaultControl {
   down(down: boolean): Promise<void> {
     return this.call({ op: 'down', down });
   }
-  failNext(n: number, status: number, only?: RequestKind): Promise<void> {
+  /** The next `n` API requests (of a kind, or matching a filter) fail with `status`. */
+  failNext(n: number, status: number, only?: RequestKind | RequestFilter): Promise<void> {
     return this.call({ op: 'failNext', n, status, ...(only ? { only } : {}) });
   }
   info(): Promise<ApiInfo> {
     return this.call({ op: 'info' });
+  }
+
+  /** A kubeconfig (path inside the namespace's view of DIR) for `user`, with a token of its own unless given. */
+  kubeconfigFor(opts: { user?: string; token?: string } = {}): Promise<string> {
+    return this.call({ op: 'kubeconfig', ...opts });
+  }
+  /** Create or replace an object whatever its resourceVersion; `namespace` undefined for nodes. */
+  putObject(resource: ResourceName, namespace: string | undefined, obj: ObjectInput): Promise<StoredObject> {
+    return this.call({ op: 'putObject', resource, ...(namespace !== undefined ? { namespace } : {}), obj });
+  }
+  async getObject(resource: ResourceName, namespace: string | undefined, name: string): Promise<StoredObject | undefined> {
+    return (await this.call<StoredObject | null>({ op: 'getObject', resource, ...(namespace !== undefined ? { namespace } : {}), name })) ?? undefined;
+  }
+  listObjects(resource: ResourceName, namespace?: string): Promise<StoredObject[]> {
+    return this.call({ op: 'listObjects', resource, ...(namespace !== undefined ? { namespace } : {}) });
+  }
+  deleteObject(resource: ResourceName, namespace: string | undefined, name: string): Promise<boolean> {
+    return this.call({ op: 'deleteObject', resource, ...(namespace !== undefined ? { namespace } : {}), name });
+  }
+  /** Restricts `user` to `permissions`; undefined lifts the restriction. */
+  setPermissions(user: string, permissions: Permission[] | undefined): Promise<void> {
+    return this.call({ op: 'permissions', user, ...(permissions ? { permissions } : {}) });
+  }
+  /** Requests matching `only` from now on are never answered, until `clearHangs`. */
+  hang(only: RequestFilter = {}): Promise<void> {
+    return this.call({ op: 'hang', only });
+  }
+  /** Returns how many held requests were released. */
+  clearHangs(): Promise<number> {
+    return this.call({ op: 'clearHangs' });
+  }
+  load(): Promise<LoadSnapshot> {
+    return this.call({ op: 'load' });
+  }
+  resetLoad(): Promise<void> {
+    return this.call({ op: 'resetLoad' });
+  }
+  /** Starts (or restarts) the kubelet-like status updates: each node once per `periodMs`. */
+  heartbeatsStart(periodMs: number, names?: string[]): Promise<void> {
+    return this.call({ op: 'heartbeatsStart', periodMs, ...(names ? { names } : {}) });
+  }
+  /** Stops them; returns how many updates were made. */
+  heartbeatsStop(): Promise<number> {
+    return this.call({ op: 'heartbeatsStop' });
   }
 
   /** An HTTP request from inside the namespace; a refused connection comes back as status 0. */

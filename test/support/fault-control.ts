@@ -6,15 +6,23 @@
  *
  *   ip netns exec NS node fault-control.js DIR
  *
- * Two switches reach into the fake server's internals (test support only, kept here so that
- * fake-apiserver.ts stays as it is): `cutWatchesMidEvent` writes half of an event line to every
- * open watch before cutting it, and `ignoreLimit` makes lists ignore `limit` (as the apiserver's
- * watch cache does), so thousands of nodes arrive in one page.
+ * Besides nodes it puts, gets and deletes ConfigMaps and Leases, sets per-user permissions, hangs
+ * requests, reports the load accounting and runs the kubelet-like node status generator.
  */
-import type { ServerResponse } from 'node:http';
 import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { FakeApiServer, makeNode, type AuthMode, type NodeInput, type RequestKind } from './fake-apiserver.js';
+import { startNodeHeartbeats, type Heartbeats } from './fake-api-heartbeats.js';
+import {
+  FakeApiServer,
+  makeNode,
+  type AuthMode,
+  type NodeInput,
+  type ObjectInput,
+  type Permission,
+  type RequestFilter,
+  type RequestKind,
+  type ResourceName,
+} from './fake-apiserver.js';
 
 export type FaultRequest =
   | { id: number; op: 'upsert'; name: string; address: string; labels?: Record<string, string> }
@@ -23,7 +31,7 @@ export type FaultRequest =
   | { id: number; op: 'delete'; names: string[] }
   | { id: number; op: 'auth'; mode: AuthMode }
   | { id: number; op: 'down'; down: boolean }
-  | { id: number; op: 'failNext'; n: number; status: number; only?: RequestKind }
+  | { id: number; op: 'failNext'; n: number; status: number; only?: RequestKind | RequestFilter }
   | { id: number; op: 'cutWatches' }
   | { id: number; op: 'closeWatches' }
   | { id: number; op: 'compactHistory' }
@@ -32,7 +40,19 @@ export type FaultRequest =
   | { id: number; op: 'info' }
   | { id: number; op: 'fetch'; url: string; method?: string; headers?: Record<string, string>; timeoutMs?: number }
   | { id: number; op: 'monitorStart'; url: string; everyMs: number }
-  | { id: number; op: 'monitorTake' };
+  | { id: number; op: 'monitorTake' }
+  | { id: number; op: 'kubeconfig'; user?: string; token?: string }
+  | { id: number; op: 'putObject'; resource: ResourceName; namespace?: string; obj: ObjectInput }
+  | { id: number; op: 'getObject'; resource: ResourceName; namespace?: string; name: string }
+  | { id: number; op: 'listObjects'; resource: ResourceName; namespace?: string }
+  | { id: number; op: 'deleteObject'; resource: ResourceName; namespace?: string; name: string }
+  | { id: number; op: 'permissions'; user: string; permissions?: Permission[] }
+  | { id: number; op: 'hang'; only?: RequestFilter }
+  | { id: number; op: 'clearHangs' }
+  | { id: number; op: 'load' }
+  | { id: number; op: 'resetLoad' }
+  | { id: number; op: 'heartbeatsStart'; periodMs: number; names?: string[] }
+  | { id: number; op: 'heartbeatsStop' };
 
 export type FaultReply = { id: number; ok: true; result?: unknown } | { id: number; ok: false; error: string };
 
@@ -55,8 +75,10 @@ export interface ApiInfo {
   openWatches: number;
   nodeCount: number;
   resourceVersion: string;
-  /** Every API request in arrival order, with its wall-clock arrival time (ms). */
+  /** Every request for nodes in arrival order, with its wall-clock arrival time (ms). */
   arrivals: ArrivedRequest[];
+  /** Requests held by a hang. */
+  heldRequests: number;
 }
 
 /** Latency of a monitored URL since the last take. */
@@ -66,11 +88,6 @@ export interface MonitorWindow {
   meanMs: number;
   p99Ms: number;
   maxMs: number;
-}
-
-interface WatchInternals {
-  watches: Set<{ res: ServerResponse }>;
-  serveList: (res: ServerResponse, rec: unknown, params: URLSearchParams, matches: unknown) => void;
 }
 
 /** GET/POST/... without keep-alive; a refused connection is status 0. */
@@ -96,24 +113,7 @@ async function main(): Promise<void> {
   const server = await FakeApiServer.start();
   const kubeconfig = await server.writeKubeconfig(dir);
   const send = (msg: FaultReply | FaultReady): void => void process.send!(msg);
-  const internals = server as unknown as WatchInternals;
-
-  // Arrival times, recorded by a second 'request' listener on the fake's own http.Server.
-  const arrivals: ArrivedRequest[] = [];
-  const httpServer = (server as unknown as { server: import('node:http').Server }).server;
-  httpServer.on('request', (req: import('node:http').IncomingMessage) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    if (!url.pathname.startsWith('/api/v1/nodes')) return;
-    const watch = url.searchParams.get('watch');
-    arrivals.push({ at: Date.now(), kind: req.method !== 'GET' ? 'other' : watch === 'true' || watch === '1' ? 'watch' : 'list', query: url.search });
-  });
-
-  let ignoreLimit = false;
-  const serveList = internals.serveList;
-  internals.serveList = function (this: unknown, res, rec, params, matches) {
-    if (ignoreLimit) params.delete('limit');
-    serveList.call(this, res, rec, params, matches);
-  };
+  let heartbeats: Heartbeats | undefined;
 
   // The latency monitor: one request at a time, every `everyMs`.
   let monitor: { url: string; everyMs: number; latencies: number[]; failures: number; timer: NodeJS.Timeout | undefined } | undefined;
@@ -150,7 +150,8 @@ async function main(): Promise<void> {
           await server.setDown(raw.down);
           break;
         case 'failNext':
-          server.failNext(raw.n, raw.status, raw.only);
+          if (typeof raw.only === 'object') server.failNext({ count: raw.n, status: raw.status, only: raw.only });
+          else server.failNext(raw.n, raw.status, raw.only);
           break;
         case 'cutWatches':
           result = server.cutWatches();
@@ -164,13 +165,7 @@ async function main(): Promise<void> {
         case 'cutWatchesMidEvent': {
           // Half of a well-formed ADDED line, as if the connection broke while the event was on the wire.
           const line = JSON.stringify({ type: 'ADDED', object: { kind: 'Node', apiVersion: 'v1', ...raw.node, metadata: { ...raw.node.metadata, resourceVersion: String(Number(server.resourceVersion) + 1), uid: 'half' } } });
-          const half = line.slice(0, Math.floor(line.length / 2));
-          let cut = 0;
-          for (const w of [...internals.watches]) {
-            if (w.res.destroyed) continue;
-            w.res.write(half);
-            cut++;
-          }
+          const cut = server.writeToWatches(line.slice(0, Math.floor(line.length / 2)), 'nodes');
           // Let the half line reach the socket, then break the connections without a terminating chunk.
           await new Promise((r) => setTimeout(r, 50));
           server.cutWatches();
@@ -180,10 +175,11 @@ async function main(): Promise<void> {
           break;
         }
         case 'ignoreLimit':
-          ignoreLimit = raw.on;
+          server.setIgnoreLimit(raw.on);
           break;
         case 'info': {
-          const info: ApiInfo = { counts: { ...server.counts }, openWatches: server.openWatches, nodeCount: server.nodeCount, resourceVersion: server.resourceVersion, arrivals: [...arrivals] };
+          const arrivals = server.requests.filter((r) => r.resource === 'nodes').map((r): ArrivedRequest => ({ at: r.at, kind: r.kind, query: r.search }));
+          const info: ApiInfo = { counts: { ...server.counts }, openWatches: server.openWatches, nodeCount: server.nodeCount, resourceVersion: server.resourceVersion, arrivals, heldRequests: server.heldRequests };
           result = info;
           break;
         }
@@ -212,6 +208,45 @@ async function main(): Promise<void> {
           result = window;
           break;
         }
+        case 'kubeconfig':
+          result = await server.writeKubeconfig(dir, { ...(raw.user !== undefined ? { user: raw.user } : {}), ...(raw.token !== undefined ? { token: raw.token } : {}) });
+          break;
+        case 'putObject':
+          result = server.putObject(raw.resource, raw.namespace, raw.obj);
+          break;
+        case 'getObject':
+          result = server.getObject(raw.resource, raw.namespace, raw.name) ?? null;
+          break;
+        case 'listObjects':
+          result = server.listObjects(raw.resource, raw.namespace);
+          break;
+        case 'deleteObject':
+          result = server.deleteObject(raw.resource, raw.namespace, raw.name);
+          break;
+        case 'permissions':
+          server.setPermissions(raw.user, raw.permissions);
+          break;
+        case 'hang':
+          server.hang(raw.only ?? {});
+          break;
+        case 'clearHangs':
+          result = server.clearHangs();
+          break;
+        case 'load':
+          result = server.load();
+          break;
+        case 'resetLoad':
+          server.resetLoad();
+          break;
+        case 'heartbeatsStart':
+          heartbeats?.stop();
+          heartbeats = startNodeHeartbeats(server, { periodMs: raw.periodMs, ...(raw.names ? { names: raw.names } : {}) });
+          break;
+        case 'heartbeatsStop':
+          heartbeats?.stop();
+          result = heartbeats?.beats ?? 0;
+          heartbeats = undefined;
+          break;
       }
       send({ id: raw.id, ok: true, result });
     } catch (err) {
@@ -219,6 +254,7 @@ async function main(): Promise<void> {
     }
   });
   process.on('disconnect', () => {
+    heartbeats?.stop();
     if (monitor?.timer) clearTimeout(monitor.timer);
     monitor = undefined;
     void server.stop().finally(() => process.exit(0));
