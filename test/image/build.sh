@@ -107,14 +107,24 @@ EOF
 # shellcheck source=/dev/null
 source "$STORE/env"
 
-cleanup_on_failure() {
+# containers/image keeps a blob-info cache of root's in /var/lib/containers/cache, whatever the
+# storage configuration says. Remove it again if this run created it: nothing of the build outlives
+# STORE.
+BLOB_CACHE=/var/lib/containers/cache/blob-info-cache-v1.boltdb
+BLOB_CACHE_EXISTED=false
+[[ -e $BLOB_CACHE ]] && BLOB_CACHE_EXISTED=true
+cleanup() {
   local code=$?
   if [[ $code -ne 0 && $CREATED_STORE == true ]]; then
     podman system reset -f >/dev/null 2>&1 || true
     rm -rf "$STORE"
   fi
+  if [[ $BLOB_CACHE_EXISTED == false ]]; then
+    rm -f "$BLOB_CACHE"
+    rmdir /var/lib/containers/cache /var/lib/containers 2>/dev/null || true
+  fi
 }
-trap cleanup_on_failure EXIT
+trap cleanup EXIT
 started=$SECONDS
 
 # --- the stand-in for NODE_IMAGE --------------------------------------------------------------------
@@ -152,7 +162,7 @@ ln -s ../lib/node_modules/npm/bin/npx-cli.js "$ROOTFS/usr/local/bin/npx"
 mkdir -p "$ROOTFS/usr/local/etc"
 
 log "podman import $BASE_NAME"
-tar -C "$ROOTFS" -c . | podman import \
+tar -C "$ROOTFS" -c . | podman import --quiet \
   --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
   --change "ENV NODE_VERSION=$NODE_VERSION" \
   --change 'CMD ["node"]' \
