@@ -4,7 +4,7 @@
  * liveness), each node at its own phase, spread evenly over the period, so that watchers of Nodes
  * see the steady MODIFIED traffic a real cluster sends them.
  */
-import type { Clock } from '../../src/prober.js';
+import type { Clock } from '../../src/types.js';
 import type { FakeApiServer } from './fake-apiserver.js';
 import type { StoredNode, StoredObject } from './fake-api-store.js';
 
