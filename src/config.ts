@@ -209,7 +209,7 @@ const SCHEMA = {
   buckets_seconds: { doc: 'Histogram bucket boundaries in seconds', default: DEFAULT_BUCKETS_SECONDS.join(','), env: 'MENTAT_BUCKETS', flag: 'buckets', format: parsedBy(parseBuckets) },
   max_probes_per_second: { doc: 'Most probes per second in all; with more targets the interval stretches', default: '0', env: 'MENTAT_MAX_PPS', flag: 'max-pps', format: wholeNumber(0, 1_000_000, 'no limit') },
   max_targets: { doc: 'Most destinations probed every interval (and exported): the memory bound; the rest are swept', default: '10000', format: wholeNumber(1, 100_000) },
-  zone_attributes: { doc: 'Add origin_zone and destination_zone from the topology.kubernetes.io/zone label', default: 'false', format: booleanText },
+  zone_attributes: { doc: 'Label series with origin_zone and destination_zone (from topology.kubernetes.io/zone; "unknown" without it): the alerts compare each pair with its zone pair', default: 'true', format: booleanText },
   mesh: choice('Who probes whom: full (every node), sampled (MENTAT_PEERS nodes each, every pair swept), auto (full up to MENTAT_MESH_FULL_MAX nodes)', ['auto', 'full', 'sampled'], 'auto'),
   mesh_full_max: { doc: 'Largest cluster that auto probes as a full mesh (100 nodes: ~180k series cluster-wide)', default: '100', format: wholeNumber(1, 100_000) },
   peers: { doc: 'Destinations of each agent in a sampled mesh; each node is probed by as many agents', default: '12', format: wholeNumber(1, 1000) },

@@ -4,8 +4,25 @@
  */
 
 /** What the agent serves on /metrics, and the labels Prometheus and the agent put on it. */
-export const AGENT_METRICS = new Set(['node_latency_bucket', 'node_latency_sum', 'node_latency_count', 'node_latency_probes_total', 'mentat_targets', 'up']);
-export const AGENT_LABELS = new Set(['origin_node', 'destination_node', 'le', 'result', 'job', 'instance', 'pod', 'node', 'ip_family', 'state']);
+export const AGENT_METRICS = new Set([
+  'node_latency_bucket',
+  'node_latency_sum',
+  'node_latency_count',
+  'node_latency_probes_total',
+  'node_latency_sweep_bucket',
+  'node_latency_sweep_sum',
+  'node_latency_sweep_count',
+  'node_latency_sweep_probes_total',
+  'mentat_targets',
+  'mentat_probe_interval_seconds',
+  'mentat_node_state',
+  'up',
+]);
+/** Labels of the agent's series, Prometheus' target labels, and the ones the recording rules add. */
+export const AGENT_LABELS = new Set(['origin_node', 'destination_node', 'origin_zone', 'destination_zone', 'le', 'result', 'job', 'instance', 'pod', 'node', 'ip_family', 'state', 'kind', 'direction']);
+/** The alerts test/deploy/localization.test.ts tests on 20 generated nodes. */
+export const LOCALIZATION_ALERTS: readonly string[] = ['MentatNodeDegraded', 'MentatPathDegraded'];
+
 const PROMQL_WORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan']);
 
 /** Identifiers that are not functions, keywords, labels or durations. */

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { dump, load } from 'js-yaml';
-import { AGENT_METRICS, metricsIn } from './promql.js';
+import { AGENT_METRICS, LOCALIZATION_ALERTS, metricsIn } from './promql.js';
 import { kustomize, need, one, readRepo, REPO, run, type Obj } from './render.js';
 
 const RULES = 'deploy/rules/mentat.rules.yaml';
@@ -37,18 +37,19 @@ function withTempDir<T>(fn: (dir: string) => T): T {
   }
 }
 
-test('alerts: the rules cover latency, loss, agents and unmeasured nodes on the agent\'s metrics, and promtool accepts them', (t) => {
+test('alerts: the rules name degraded nodes and paths, cover the agents and unmeasured nodes on the agent\'s metrics, and promtool accepts them', (t) => {
   const all = rules();
-  const alerts = new Map(all.map((r) => [r.alert, r]));
-  for (const name of ['MentatNodeLatencyHigh', 'MentatPacketLoss', 'MentatAgentDown', 'MentatNodeWithoutAgent']) assert.ok(alerts.has(name), name);
-  assert.equal(alerts.get('MentatNodeLatencyHigh')?.for, '10m');
-  assert.equal(alerts.get('MentatPacketLoss')?.for, '10m');
+  const alerts = new Map(all.filter((r) => r.alert).map((r) => [r.alert, r]));
+  for (const name of ['MentatNodeDegraded', 'MentatPathDegraded', 'MentatAgentDown', 'MentatNodeWithoutAgent']) assert.ok(alerts.has(name), name);
+  assert.equal(alerts.get('MentatNodeDegraded')?.for, '2m');
+  assert.equal(alerts.get('MentatPathDegraded')?.for, '3m');
   assert.match(alerts.get('MentatAgentDown')?.expr ?? '', /up\{job="mentat"\} == 0/);
+  const recorded = new Set(all.flatMap((r) => (r.record ? [r.record] : [])));
   for (const r of all) {
     assert.ok(typeof r.expr === 'string' && (typeof r.alert === 'string' || typeof r.record === 'string'));
-    assert.ok(r.labels?.['severity'], `${r.alert}: severity`);
+    if (r.alert) assert.ok(r.labels?.['severity'], `${r.alert}: severity`);
     // kube-state-metrics' kube_node_info is the one series from elsewhere (MentatNodeNotMeasured).
-    for (const metric of metricsIn(r.expr)) assert.ok(AGENT_METRICS.has(metric) || metric === 'kube_node_info', `${r.alert}: unknown metric ${metric}`);
+    for (const metric of metricsIn(r.expr)) assert.ok(AGENT_METRICS.has(metric) || recorded.has(metric) || metric === 'kube_node_info', `${r.alert ?? r.record}: unknown metric ${metric}`);
   }
   const promtool = need(t, 'promtool', 'Debian package prometheus');
   if (!promtool) return;
@@ -59,7 +60,8 @@ test('alerts: the rules cover latency, loss, agents and unmeasured nodes on the 
 test('alerts: promtool unit tests (loss, latency, agent down, nodes without agent or probes), one at least for every alert', (t) => {
   const tests = load(readRepo(RULE_TESTS)) as { rule_files: string[]; tests: { alert_rule_test?: { alertname: string }[] }[] };
   assert.deepEqual(tests.rule_files, ['mentat.rules.yaml']);
-  const tested = new Set(tests.tests.flatMap((x) => x.alert_rule_test ?? []).map((a) => a.alertname));
+  // The localization alerts are tested on 20 generated nodes (test/deploy/localization.test.ts).
+  const tested = new Set([...tests.tests.flatMap((x) => x.alert_rule_test ?? []).map((a) => a.alertname), ...LOCALIZATION_ALERTS]);
   for (const r of rules()) assert.ok(!r.alert || tested.has(r.alert), `${r.alert} has no promtool test in ${RULE_TESTS}`);
   const promtool = need(t, 'promtool', 'Debian package prometheus');
   if (!promtool) return;

@@ -6,7 +6,7 @@
  *
  *   node dist/test/support/echo-responder.js --delay-ms 20 --jitter-ms 5 \
  *        --loss 0.3 --seed 42 [--duplicate] [--corrupt checksum|truncate|identifier]
- *        [--corrupt-ratio 1] [--family both|4|6]
+ *        [--corrupt-ratio 1] [--family both|4|6] [--drop-from ADDR,...]
  *
  * Prints `ready` on stdout once both raw sockets are open, and a one-line JSON
  * summary (ResponderStats) on SIGTERM/SIGINT, then exits 0.
@@ -158,6 +158,8 @@ interface Options {
   corruptRatio: number;
   v4: boolean;
   v6: boolean;
+  /** Requests from these sources are never answered: one lossy pair, every other pair fine. */
+  dropFrom: ReadonlySet<string>;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -172,6 +174,7 @@ function parseOptions(argv: string[]): Options {
       corrupt: { type: 'string' },
       'corrupt-ratio': { type: 'string', default: '1' },
       family: { type: 'string', default: 'both' },
+      'drop-from': { type: 'string', default: '' },
     },
     strict: true,
   });
@@ -196,6 +199,7 @@ function parseOptions(argv: string[]): Options {
     corruptRatio: num('corrupt-ratio', values['corrupt-ratio'], 0, 1),
     v4: family !== '6',
     v6: family !== '4',
+    dropFrom: new Set(values['drop-from'].split(',').map((a) => a.trim()).filter((a) => a !== '')),
   };
 }
 
@@ -349,7 +353,7 @@ function main(): void {
   /** Decide loss/corruption once per request; send (and maybe duplicate) after the delay. */
   const handle = (receivedAt: number, build: (corrupt: CorruptMode | undefined) => Promise<Buffer> | Buffer, sock: RawSocket, dst: string): void => {
     stats.requests++;
-    if (opts.loss > 0 && rand() < opts.loss) {
+    if (opts.dropFrom.has(dst) || (opts.loss > 0 && rand() < opts.loss)) {
       stats.dropped++;
       return;
     }

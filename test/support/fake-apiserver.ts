@@ -83,6 +83,8 @@ export interface FakeApiServerOptions {
   initialResourceVersion?: number;
   /** Gzip non-watch responses over 128 KiB to clients that accept gzip, as the apiserver does; default off. */
   compressResponses?: boolean;
+  /** Address to listen on: 127.0.0.1 by default; a namespace's own address serves agents in other namespaces. */
+  host?: string;
 }
 
 const DEFAULT_USER = 'system:serviceaccount:monitoring:mentat';
@@ -198,6 +200,7 @@ export class FakeApiServer {
   readonly port: number;
 
   private readonly server: Server;
+  private readonly host: string;
   private readonly sockets = new Set<Socket>();
   private readonly store: Store;
   private readonly http: ApiHandler;
@@ -210,7 +213,8 @@ export class FakeApiServer {
   private constructor(server: Server, port: number, opts: FakeApiServerOptions) {
     this.server = server;
     this.port = port;
-    this.url = `http://127.0.0.1:${port}`;
+    this.host = opts.host ?? '127.0.0.1';
+    this.url = `http://${this.host}:${port}`;
     this.store = new Store({
       maxHistory: opts.maxHistory ?? 100_000,
       initialResourceVersion: opts.initialResourceVersion ?? 1000,
@@ -230,7 +234,7 @@ export class FakeApiServer {
       else res.destroy();
     });
     server.keepAliveTimeout = 5000;
-    const port = await listenLocal(server);
+    const port = await listenLocal(server, 0, opts.host);
     self = new FakeApiServer(server, port, opts);
     server.on('connection', (s: Socket) => self?.trackSocket(s));
     return self;
@@ -473,7 +477,7 @@ export class FakeApiServer {
     if (down === this.down) return;
     this.down = down;
     if (down) await this.closeListener();
-    else await listenLocal(this.server, this.port);
+    else await listenLocal(this.server, this.port, this.host);
   }
 
   get isDown(): boolean {

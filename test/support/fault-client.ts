@@ -35,8 +35,9 @@ export class FaultControl {
     readonly token: string,
   ) {}
 
-  static async start(cluster: Cluster, ns: string, dir: string): Promise<FaultControl> {
-    const { rpc, ready } = await IpcRpc.start<FaultRequest, FaultReady>(cluster, ns, [FAULT_CONTROL_PATH, dir], 'fault-control');
+  /** `host`: the API server's address in `ns` (127.0.0.1 by default; the namespace's own address for agents elsewhere). */
+  static async start(cluster: Cluster, ns: string, dir: string, host?: string): Promise<FaultControl> {
+    const { rpc, ready } = await IpcRpc.start<FaultRequest, FaultReady>(cluster, ns, [FAULT_CONTROL_PATH, dir, ...(host ? [host] : [])], 'fault-control');
     return new FaultControl(rpc, ready.apiUrl, ready.kubeconfig, ready.token);
   }
 
@@ -237,10 +238,14 @@ function baseEnv(port: number): Record<string, string> {
   return { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/nonexistent', MENTAT_METRICS_HOST: '127.0.0.1', MENTAT_METRICS_PORT: String(port) };
 }
 
-/** Starts `node dist/src/main.js` inside a namespace (as root); HTTP to it goes through `control`. */
-export function launchAgent(cluster: Cluster, ns: string, control: FaultControl, port: number, env: Record<string, string>, args: string[] = []): Agent {
-  const child = cluster.spawnIn(ns, process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...baseEnv(port), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  return wrap(child, port, (path, timeoutMs = 5000) => control.fetch(`http://127.0.0.1:${port}${path}`, { timeoutMs }));
+/**
+ * Starts `node dist/src/main.js` inside a namespace (as root); HTTP to it goes through `control`.
+ * With `host` (the namespace's own address) the agent listens there, so a control in another namespace reaches it.
+ */
+export function launchAgent(cluster: Cluster, ns: string, control: FaultControl, port: number, env: Record<string, string>, args: string[] = [], host = '127.0.0.1'): Agent {
+  const child = cluster.spawnIn(ns, process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...baseEnv(port), MENTAT_METRICS_HOST: host, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const url = host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`;
+  return wrap(child, port, (path, timeoutMs = 5000) => control.fetch(`${url}${path}`, { timeoutMs }));
 }
 
 

@@ -4,7 +4,7 @@
  * HTTP requests there for the test, and can watch a URL's latency (an event-loop stall probe for
  * the agent). Driven over the Node IPC channel by FaultControl (fault-client.ts).
  *
- *   ip netns exec NS node fault-control.js DIR
+ *   ip netns exec NS node fault-control.js DIR [HOST]   (HOST: the API server's address, 127.0.0.1 by default)
  *
  * Besides nodes it puts, gets and deletes ConfigMaps and Leases, sets per-user permissions, hangs
  * requests, reports the load accounting and runs the kubelet-like node status generator.
@@ -109,8 +109,9 @@ function httpRequest(url: string, method: string, headers: Record<string, string
 
 async function main(): Promise<void> {
   const dir = process.argv[2];
-  if (!dir || !process.send) throw new Error('usage: fault-control.js DIR (with an IPC channel)');
-  const server = await FakeApiServer.start();
+  const host = process.argv[3];
+  if (!dir || !process.send) throw new Error('usage: fault-control.js DIR [HOST] (with an IPC channel)');
+  const server = await FakeApiServer.start(host ? { host } : {});
   const kubeconfig = await server.writeKubeconfig(dir);
   const send = (msg: FaultReply | FaultReady): void => void process.send!(msg);
   let heartbeats: Heartbeats | undefined;

@@ -538,6 +538,8 @@ export interface ResponderOptions {
   corruptRatio?: number;
   /** Which families to answer (default both). */
   family?: 'both' | '4' | '6';
+  /** Never answer requests from these sources. */
+  dropFrom?: readonly string[];
 }
 
 export interface Responder {
@@ -569,6 +571,7 @@ export async function startResponder(cluster: Cluster, ns: string, opts: Respond
   if (opts.corrupt !== undefined) args.push('--corrupt', opts.corrupt);
   if (opts.corruptRatio !== undefined) args.push('--corrupt-ratio', String(opts.corruptRatio));
   if (opts.family !== undefined) args.push('--family', opts.family);
+  if (opts.dropFrom !== undefined) args.push('--drop-from', opts.dropFrom.join(','));
   // process.execPath: the same Node 24 that runs the tests, never a system node.
   const child = cluster.spawnIn(target, process.execPath, args);
   const lines: string[] = [];

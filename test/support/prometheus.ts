@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster } from './netns.js';
 import type { FaultControl } from './fault-client.js';
@@ -13,25 +13,47 @@ export function prometheusAvailable(): boolean {
 export interface PrometheusServer {
   readonly url: string;
   readonly process: ChildProcess;
+  /** Replaces the scraped targets (file-based discovery: what Kubernetes discovery does when pods come and go). */
+  setTargets(targets: ReadonlyArray<{ target: string; labels?: Record<string, string> }>): Promise<void>;
+  /** Active alerts, pending and firing. */
+  alerts(): Promise<Array<{ labels: Record<string, string>; state: string; activeAt: string; value: string }>>;
   /** Runs an instant query; returns the first sample's value (NaN when there is none). */
   query(expr: string): Promise<number>;
   /** Runs an instant query and returns the raw result vector. */
   queryVector(expr: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>>;
 }
 
-/** A real Prometheus inside a namespace, scraping `targets` every second. */
-export async function startPrometheus(cluster: Cluster, ns: string, control: FaultControl, dir: string, targets: string[], port = 9090): Promise<PrometheusServer> {
+export interface PrometheusOptions {
+  /** Scrape and rule evaluation interval in seconds (default 1). */
+  readonly intervalS?: number;
+  /** Rule files to load (absolute paths). */
+  readonly ruleFiles?: readonly string[];
+  /** Labels of each target (e.g. the `node` label the alerts use), by target. */
+  readonly labels?: Readonly<Record<string, Record<string, string>>>;
+}
+
+/** A real Prometheus inside a namespace, scraping `targets` (job mentat) every second, or as `options` say. */
+export async function startPrometheus(cluster: Cluster, ns: string, control: FaultControl, dir: string, targets: string[], port = 9090, options: PrometheusOptions = {}): Promise<PrometheusServer> {
   const config = join(dir, 'prometheus.yml');
+  const targetsFile = join(dir, 'targets.json');
+  const setTargets = async (list: ReadonlyArray<{ target: string; labels?: Record<string, string> }>): Promise<void> => {
+    // Written to a temporary name and renamed: Prometheus never reads half a file.
+    await writeFile(`${targetsFile}.tmp`, JSON.stringify(list.map((t) => ({ targets: [t.target], labels: t.labels ?? {} }))));
+    await rename(`${targetsFile}.tmp`, targetsFile);
+  };
+  await setTargets(targets.map((target) => ({ target, ...(options.labels?.[target] ? { labels: options.labels[target] } : {}) })));
+  const interval = `${options.intervalS ?? 1}s`;
   await writeFile(
     config,
     [
       'global:',
-      '  scrape_interval: 1s',
-      '  evaluation_interval: 1s',
+      `  scrape_interval: ${interval}`,
+      `  evaluation_interval: ${interval}`,
+      ...(options.ruleFiles ? ['rule_files:', ...options.ruleFiles.map((f) => `  - '${f}'`)] : []),
       'scrape_configs:',
       '  - job_name: mentat',
-      '    static_configs:',
-      `      - targets: [${targets.map((t) => `'${t}'`).join(', ')}]`,
+      '    file_sd_configs:',
+      `      - files: ['${targetsFile}']`,
       '',
     ].join('\n'),
   );
@@ -63,6 +85,12 @@ export async function startPrometheus(cluster: Cluster, ns: string, control: Fau
   return {
     url,
     process: child,
+    setTargets,
+    async alerts() {
+      const r = await control.fetch(`${url}/api/v1/alerts`);
+      if (r.status !== 200) throw new Error(`alerts: ${r.status} ${r.body}`);
+      return (JSON.parse(r.body) as { data: { alerts: Array<{ labels: Record<string, string>; state: string; activeAt: string; value: string }> } }).data.alerts;
+    },
     queryVector,
     async query(expr) {
       const result = await queryVector(expr);

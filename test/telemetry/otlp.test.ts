@@ -197,7 +197,8 @@ function assertAgentExport(receiver: OtlpReceiver, otelResource: Record<string, 
     assert.equal(p.type, 'histogram', `${where} is an explicit-bucket histogram`);
     assert.equal(p.unit, 's', `${where} unit`);
     assert.equal(p.temporality, CUMULATIVE, `${where} temporality`);
-    assert.deepEqual(p.attributes, { origin_node: NODE_NAME, destination_node: p.attributes['destination_node'] }, `${where} attributes`);
+    // Static targets have no zone: the zone attributes (on by default) say so.
+    assert.deepEqual(p.attributes, { origin_node: NODE_NAME, destination_node: p.attributes['destination_node'], origin_zone: 'unknown', destination_zone: 'unknown' }, `${where} attributes`);
     assert.equal(p.scope.name, 'mentat', `${where} scope`);
     assert.ok(p.count! > 0, `${where} count > 0`);
     assert.ok(p.sum !== undefined && p.sum > 0, `${where} sum > 0 (got ${p.sum})`);

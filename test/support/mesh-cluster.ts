@@ -1,0 +1,69 @@
+/**
+ * Many agents, one per network namespace, as a DaemonSet runs them: a namespace "infra" (node index 0)
+ * hosts the fake API server on its bridge address (and, for some tests, Prometheus); nodes 1..N each
+ * run a real agent listening on their own address, discovering the others through the API server.
+ */
+import type { TestContext } from 'node:test';
+import { makeNode, type NodeInput } from './fake-apiserver.js';
+import { FaultControl, freePort, launchAgent, type Agent } from './fault-client.js';
+import { createCluster, type Cluster, type ClusterNode } from './netns.js';
+
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+export interface MeshCluster {
+  readonly cluster: Cluster;
+  readonly control: FaultControl;
+  readonly infra: ClusterNode;
+  /** The agents' nodes, by Kubernetes node name (node1..). */
+  readonly nodes: ReadonlyMap<string, ClusterNode>;
+  readonly agents: Map<string, Agent>;
+  readonly port: number;
+  /** The Node object the API server holds for `name` (zone label, created an hour ago). */
+  nodeObject(name: string): NodeInput;
+  zoneOf(name: string): string;
+  start(name: string): Agent;
+  /** Everything the run made: agents, namespaces. */
+  destroy(): Promise<void>;
+}
+
+export interface MeshClusterOptions {
+  readonly agents: number;
+  /** Zone of the i-th node (1-based). */
+  readonly zone: (i: number) => string;
+  /** Settings of every agent. */
+  readonly env: Record<string, string>;
+  readonly dir: string;
+  readonly prefix?: string;
+}
+
+/** An hour old: the agents' own nodes are not "joining", so nothing about them is held back. */
+function settled(node: NodeInput): NodeInput {
+  return { ...node, metadata: { ...node.metadata, creationTimestamp: new Date(Date.now() - 3_600_000).toISOString().replace(/\.\d+Z$/, 'Z') } };
+}
+
+export async function startMeshCluster(t: TestContext, options: MeshClusterOptions): Promise<MeshCluster> {
+  const cluster = await createCluster({ nodes: options.agents + 1, prefix: options.prefix ?? 'mte' });
+  const agents = new Map<string, Agent>();
+  let control: FaultControl | undefined;
+  const destroy = async (): Promise<void> => {
+    await Promise.all([...agents.values()].map((a) => a.stop(3000).catch(() => undefined)));
+    control?.close();
+    await cluster.destroy();
+  };
+  t.after(destroy);
+  const infra = cluster.nodes[0]!;
+  control = await FaultControl.start(cluster, infra.ns, options.dir, infra.ipv4);
+  const nodes = new Map<string, ClusterNode>(cluster.nodes.slice(1).map((n) => [`node${n.index}`, n]));
+  const zoneOf = (name: string) => options.zone(nodes.get(name)!.index);
+  const nodeObject = (name: string) => settled(makeNode(name, nodes.get(name)!.ipv4, { [ZONE_LABEL]: zoneOf(name) }));
+  await control.upsertRaw(...[...nodes.keys()].map(nodeObject));
+  const port = await freePort();
+  const ctl = control;
+  const start = (name: string): Agent => {
+    const node = nodes.get(name)!;
+    const agent = launchAgent(cluster, node.ns, ctl, port, { NODE_NAME: name, KUBECONFIG: ctl.kubeconfig, ...options.env }, [], node.ipv4);
+    agents.set(name, agent);
+    return agent;
+  };
+  return { cluster, control, infra, nodes, agents, port, nodeObject, zoneOf, start, destroy };
+}
