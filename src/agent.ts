@@ -3,7 +3,7 @@ import type { Resource } from '@opentelemetry/resources';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { Config } from './config.js';
 import type { KubeClient } from './kube/client.js';
-import type { NodeDiscovery } from './kube/discovery.js';
+import type { NodeSource } from './kube/node-source.js';
 import { RateLimitedLog, type Log } from './log.js';
 import { MeshPlanner } from './mesh/planner.js';
 import type { EngineInfo, ProbeEngine, ProbeSettings } from './probe/engine.js';
@@ -18,8 +18,10 @@ export interface AgentDeps {
   readonly config: Config;
   readonly log: Log;
   readonly clock: Clock;
-  /** Wall-clock milliseconds (node ages); Date.now by default. */
+  /** Wall-clock milliseconds (node ages, lease times); Date.now by default. */
   readonly wallNow?: () => number;
+  /** In [0, 1), to spread thousands of agents' retries; Math.random by default. */
+  readonly random?: () => number;
   /** Starts the probe engine; rejects with IcmpPermissionError when ICMP is not allowed. */
   readonly startEngine: (settings: ProbeSettings, onResult: (target: Target, outcome: Outcome) => void) => Promise<{ engine: ProbeEngine; info: EngineInfo }>;
   /** Present when nodes come from Kubernetes; absent for static targets. */
@@ -43,7 +45,7 @@ interface Parts {
   readonly planner: MeshPlanner;
   readonly telemetry: Telemetry;
   readonly server: HttpServer;
-  readonly discovery: NodeDiscovery | undefined;
+  readonly discovery: NodeSource | undefined;
 }
 
 /** The whole agent, built from its dependencies: main.ts only adds the process around it. */
@@ -169,15 +171,17 @@ async function nodeSource(
   deps: AgentDeps,
   onNodes: (nodes: MeshNode[]) => void,
   warnings: RateLimitedLog,
-): Promise<{ discovery: NodeDiscovery | undefined; readiness: () => Readiness }> {
+): Promise<{ discovery: NodeSource | undefined; readiness: () => Readiness }> {
   const { config } = deps;
   if (!deps.kube) {
     onNodes(staticNodes(config.targets.length > 0 ? config.targets : LOOPBACK_TARGETS, config.addressFamily));
     return { discovery: undefined, readiness: () => ({ ready: true, reason: '' }) };
   }
-  const { NodeDiscovery } = await import('./kube/discovery.js');
+  const { NodeSource } = await import('./kube/node-source.js');
   const { NodeTable } = await import('./kube/node-table.js');
-  const discovery = new NodeDiscovery({
+  const { nodeList } = config;
+  const published = nodeList.mode === 'auto' && nodeList.namespace !== undefined;
+  const source = new NodeSource({
     client: deps.kube.client,
     kubeConfig: deps.kube.kubeConfig,
     table: new NodeTable(config.addressFamily, config.nodeName, config.probeSelf, deps.localAddresses),
@@ -185,10 +189,14 @@ async function nodeSource(
     log: deps.log,
     warnings,
     delay: deps.delay,
+    clock: deps.clock,
+    wallNow: deps.wallNow ?? Date.now,
+    random: deps.random ?? Math.random,
     ...(deps.serviceAccount ? { serviceAccount: deps.serviceAccount } : {}),
+    ...(published ? { published: { namespace: nodeList.namespace!, identity: nodeList.identity, nodeName: config.nodeName, leaseDurationMs: nodeList.leaseDurationMs } } : {}),
   });
   return {
-    discovery,
-    readiness: () => (discovery.synced ? { ready: true, reason: '' } : { ready: false, reason: `node list not synced yet from ${discovery.server}` }),
+    discovery: source,
+    readiness: () => (source.synced ? { ready: true, reason: '' } : { ready: false, reason: `node list not synced yet from ${source.server}` }),
   };
 }

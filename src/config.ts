@@ -11,6 +11,7 @@ export type DiscoveryMode = 'auto' | 'kubernetes' | 'static';
 export type AddressFamilyPolicy = 'first' | 'ipv4' | 'ipv6' | 'dual';
 export type IcmpMode = 'auto' | 'raw' | 'dgram';
 export type MeshMode = 'auto' | 'full' | 'sampled';
+export type NodeListMode = 'auto' | 'direct';
 export type OtlpProtocol = 'http/protobuf' | 'grpc';
 export type OtlpHistogram = 'explicit' | 'exponential';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -45,6 +46,17 @@ export interface MeshConfig {
   readonly nodeWarmupMs: number;
 }
 
+/** Where the node list comes from (src/kube/node-source.ts). */
+export interface NodeListConfig {
+  /** auto: the list one elected agent publishes (in a pod, with a namespace), else direct. */
+  readonly mode: NodeListMode;
+  /** mentat's namespace (POD_NAMESPACE): where the lease and the list live. */
+  readonly namespace: string | undefined;
+  /** This agent in the lease (POD_NAME, else the node name). */
+  readonly identity: string;
+  readonly leaseDurationMs: number;
+}
+
 /** The validated, frozen configuration the agent runs with. */
 export interface Config {
   readonly nodeName: string;
@@ -67,6 +79,7 @@ export interface Config {
   /** Add origin_zone and destination_zone from topology.kubernetes.io/zone. */
   readonly zoneAttributes: boolean;
   readonly mesh: MeshConfig;
+  readonly nodeList: NodeListConfig;
   readonly logLevel: LogLevel;
   readonly otlp: OtlpConfig | undefined;
 }
@@ -217,6 +230,10 @@ const SCHEMA = {
   outliers_max: { doc: 'Most pairs found by the sweep (loss, or slow for their zones) that get series of their own', default: '5', format: wholeNumber(0, 1000, 'none') },
   outlier_hold: { doc: 'How long an outlier keeps its series after it looks normal again', default: '15m', format: parsedBy(parseDurationMs) },
   outlier_latency: { doc: 'A swept pair this much slower than the baseline of its zone pair is an outlier', default: '5ms', format: parsedBy(parseDurationMs) },
+  node_list: choice('Where the node list comes from: auto (one elected agent watches Nodes and publishes a compact list to the others; needs POD_NAMESPACE), direct (every agent watches Nodes)', ['auto', 'direct'], 'auto'),
+  namespace: { doc: "mentat's namespace, for the node-list lease and shards (the DaemonSet sets it)", default: '', env: 'POD_NAMESPACE', format: String },
+  pod_name: { doc: 'This agent in the node-list lease (the DaemonSet sets it; default: the node name)', default: '', env: 'POD_NAME', format: String },
+  lease_duration: { doc: 'A node-list publisher that has not renewed its lease for this long is replaced', default: '30s', format: parsedBy(parseDurationMs) },
   node_warmup: { doc: 'A node younger than this reports itself as joining, so alerts stay quiet about it', default: '10m', format: parsedBy(parseDurationMs) },
   otlp_histogram: choice('OTLP histogram kind: explicit (the buckets) or exponential (base-2, precise quantiles)', ['explicit', 'exponential'], 'explicit'),
   log_level: choice('Log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
@@ -409,6 +426,12 @@ export function loadConfig(input: LoadInput): Loaded {
     maxTargets: Number(raw.max_targets),
     zoneAttributes: String(raw.zone_attributes) === 'true',
     mesh: meshConfig(raw),
+    nodeList: Object.freeze({
+      mode: raw.node_list as NodeListMode,
+      namespace: raw.namespace || undefined,
+      identity: raw.pod_name || raw.node_name || input.hostname,
+      leaseDurationMs: durationSetting(raw, 'lease_duration', 3000, '3s'),
+    }),
     logLevel: raw.log_level as LogLevel,
     otlp: otlpConfig(raw),
   };

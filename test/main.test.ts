@@ -14,7 +14,6 @@ import { after, before, test, type TestContext } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeClient } from '../src/kube/client.js';
 import { NodeDiscovery } from '../src/kube/discovery.js';
-import { NodeTable } from '../src/kube/node-table.js';
 import { RateLimitedLog, type Log } from '../src/log.js';
 import { MAIN, REPO } from './support/agent-process.js';
 import { FakeApiServer, makeNode, waitFor } from './support/fake-apiserver.js';
@@ -219,8 +218,7 @@ test('discovery backoff doubles from 1 s, is capped at 30 s, logs one line, and 
   const discovery = new NodeDiscovery({
     client: await loadKubeClient(),
     kubeConfig: kc,
-    table: new NodeTable('first', 'self', false),
-    onNodes: (nodes) => (targets = nodes.flatMap((n) => n.targets).length),
+    onEntries: (entries) => (targets = entries.length),
     log,
     warnings: new RateLimitedLog(log, 60_000, () => Date.now()),
     delay: async (ms) => {

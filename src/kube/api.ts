@@ -1,6 +1,6 @@
 /** JSON requests of our own to the API server (the informers' are client-node's): bounded, with errors that carry the status. */
 import type { KubeConfig, V1Node } from '@kubernetes/client-node';
-import type { KubeClient } from './client.js';
+import type { KubeClient, KubeResponse } from './client.js';
 
 /** The API server answered with an error status; `code` is the HTTP status, as in client-node's ApiException. */
 export class KubeApiError extends Error {
@@ -54,4 +54,69 @@ export class NodeLister {
     if (!Array.isArray(list?.items)) throw new Error('the API server answered the node list with no items array');
     return list;
   }
+}
+
+/** Paths of the namespaced objects mentat writes. */
+export const LEASES = (ns: string) => `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/leases`;
+export const CONFIG_MAPS = (ns: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/configmaps`;
+
+/** Object metadata as mentat reads and writes it. */
+export interface ObjectMeta {
+  readonly name: string;
+  readonly namespace?: string;
+  readonly resourceVersion?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+export interface KubeObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: ObjectMeta;
+  readonly [field: string]: unknown;
+}
+
+/** GET, create and replace of objects under one collection path, each bounded by `timeoutMs`. */
+export class ObjectClient {
+  constructor(
+    private readonly client: KubeClient,
+    private readonly kubeConfig: KubeConfig,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** The object, or undefined when there is none (404). */
+  async get<T extends KubeObject>(collection: string, name: string): Promise<T | undefined> {
+    const response = await this.client.send(this.kubeConfig, { method: 'GET', path: `${collection}/${encodeURIComponent(name)}`, timeoutMs: this.timeoutMs });
+    if (response.status === 404) return undefined;
+    return this.parse<T>(response);
+  }
+
+  /** The collection, optionally narrowed by a field selector such as metadata.name=x. */
+  async list<T extends KubeObject>(collection: string, fieldSelector?: string): Promise<ObjectList<T>> {
+    const query = fieldSelector ? `?fieldSelector=${encodeURIComponent(fieldSelector)}` : '';
+    const list = this.parse<ObjectList<T>>(await this.client.send(this.kubeConfig, { method: 'GET', path: `${collection}${query}`, timeoutMs: this.timeoutMs }));
+    if (!Array.isArray(list?.items)) throw new Error(`the API server answered the list of ${collection} with no items array`);
+    return list;
+  }
+
+  async create<T extends KubeObject>(collection: string, object: T): Promise<T> {
+    return this.parse<T>(await this.client.send(this.kubeConfig, { method: 'POST', path: collection, body: object, timeoutMs: this.timeoutMs }));
+  }
+
+  /** Replaces the object; with metadata.resourceVersion set, only if nobody changed it since (409 otherwise). */
+  async replace<T extends KubeObject>(collection: string, object: T): Promise<T> {
+    const path = `${collection}/${encodeURIComponent(object.metadata.name)}`;
+    return this.parse<T>(await this.client.send(this.kubeConfig, { method: 'PUT', path, body: object, timeoutMs: this.timeoutMs }));
+  }
+
+  private parse<T>(response: KubeResponse): T {
+    if (response.status < 200 || response.status > 299) throw new KubeApiError(response.status, statusMessage(response.body));
+    return JSON.parse(response.body) as T;
+  }
+}
+
+/** A list response: what ListWatch needs of it. */
+export interface ObjectList<T> {
+  readonly metadata?: { readonly resourceVersion?: string };
+  readonly items: T[];
 }

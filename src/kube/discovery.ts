@@ -1,9 +1,9 @@
 import type { KubeConfig, ListWatch, V1Node, V1NodeList, Watch } from '@kubernetes/client-node';
 import type { Log, RateLimitedLog } from '../log.js';
-import type { MeshNode } from '../types.js';
 import { NodeLister, statusCodeOf } from './api.js';
 import type { KubeClient } from './client.js';
-import { trimNode, type NodeTable } from './node-table.js';
+import { entryOf, type NodeEntry } from './node-entry.js';
+import { trimNode } from './node-table.js';
 import type { KubeSource } from './source.js';
 
 const DEFAULT_PAGE_SIZE = 100;
@@ -58,9 +58,8 @@ export function explainApiError(err: unknown, server: string, serviceAccount: st
 export interface DiscoveryOptions {
   readonly client: KubeClient;
   readonly kubeConfig: KubeConfig;
-  readonly table: NodeTable;
-  /** Every node known, after each batch of changes. */
-  readonly onNodes: (nodes: MeshNode[]) => void;
+  /** Every node's entry, after each batch of changes. */
+  readonly onEntries: (entries: NodeEntry[]) => void;
   readonly log: Log;
   readonly warnings: RateLimitedLog;
   /** Waits between restarts after errors; injected so backoff is tested without waiting. */
@@ -88,6 +87,7 @@ export class NodeDiscovery {
   private failedSinceList = false;
   /** True once a full node list has been received. */
   synced = false;
+  private readonly entries = new Map<string, NodeEntry>();
 
   constructor(private readonly options: DiscoveryOptions) {
     this.backoffMs = options.minBackoffMs ?? DEFAULT_MIN_BACKOFF_MS;
@@ -99,7 +99,7 @@ export class NodeDiscovery {
     this.informer.on('add', (node) => this.apply(node));
     this.informer.on('update', (node) => this.apply(node));
     this.informer.on('delete', (node) => {
-      if (node.metadata?.name) options.table.remove(node.metadata.name);
+      if (node.metadata?.name) this.entries.delete(node.metadata.name);
       this.scheduleEmit();
     });
     this.informer.on('error', (err) => void this.onError(err));
@@ -151,11 +151,9 @@ export class NodeDiscovery {
   }
 
   private apply(node: V1Node): void {
-    const problem = this.options.table.upsert(node);
-    if (problem) {
-      const name = node.metadata?.name ?? '<unnamed>';
-      this.options.warnings.warn(`node:${name.slice(0, 64)}`, { node: name.slice(0, 253), problem }, 'skipping a node that cannot be probed');
-    }
+    const entry = entryOf(node);
+    if (entry) this.entries.set(entry.name, entry);
+    else this.options.warnings.warn('node:<unnamed>', { problem: 'node has no name' }, 'skipping a node that cannot be probed');
     this.scheduleEmit();
   }
 
@@ -165,7 +163,7 @@ export class NodeDiscovery {
     this.emitScheduled = true;
     setImmediate(() => {
       this.emitScheduled = false;
-      if (!this.stopped) this.options.onNodes(this.options.table.nodes());
+      if (!this.stopped) this.options.onEntries([...this.entries.values()]);
     });
   }
 

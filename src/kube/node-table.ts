@@ -2,11 +2,18 @@ import type { V1Node } from '@kubernetes/client-node';
 import type { AddressFamilyPolicy } from '../config.js';
 import { canonicalAddress } from '../icmp/address.js';
 import type { MeshNode, Target } from '../types.js';
-import { createdAtOf, LEAVING_TAINTS, nodeStateOf, targetsForNode, ZONE_LABEL, zoneOf, type NodeLike } from './targets.js';
+import { entryOf, type NodeEntry } from './node-entry.js';
+import { LEAVING_TAINTS, targetsForAddresses, ZONE_LABEL, type NodeLike } from './targets.js';
 
-/** The node set: pure bookkeeping, fed by informer events. */
+/** A node that cannot be probed, and why: reported once until it changes. */
+export interface NodeProblem {
+  readonly name: string;
+  readonly problem: string;
+}
+
+/** The node set as the mesh sees it, from node entries: pure bookkeeping. */
 export class NodeTable {
-  private readonly byNode = new Map<string, MeshNode>();
+  private byNode = new Map<string, MeshNode>();
   private readonly problems = new Map<string, string>();
 
   constructor(
@@ -23,30 +30,29 @@ export class NodeTable {
     return this.byNode.get(this.self)?.zone;
   }
 
+  /** Replaces the whole set; returns the problems not reported before. */
+  setEntries(entries: readonly NodeEntry[]): NodeProblem[] {
+    // A node that is gone is news again if it comes back broken.
+    const names = new Set(entries.map((e) => e.name));
+    for (const name of this.problems.keys()) if (!names.has(name)) this.problems.delete(name);
+    const reported: NodeProblem[] = [];
+    const next = new Map<string, MeshNode>();
+    for (const entry of entries) {
+      const problem = this.apply(next, entry);
+      if (problem) reported.push({ name: entry.name, problem });
+    }
+    this.byNode = next;
+    return reported;
+  }
+
   /**
    * Applies an added or changed node.
    * @returns a problem to report when the node cannot be probed (it is then dropped)
    */
   upsert(node: NodeLike): string | undefined {
-    const name = node.metadata?.name;
-    const result = targetsForNode(node, this.policy);
-    if (name === this.self) {
-      this.byNode.set(name, this.meshNode(node, name, this.probeSelf && result.ok ? result.targets : []));
-      return undefined;
-    }
-    if (!result.ok) {
-      if (typeof name === 'string') this.byNode.delete(name);
-      return this.noteProblem(name ?? '<unnamed>', result.problem);
-    }
-    const key = node.metadata!.name!;
-    const foreign = result.targets.filter((t) => this.probeSelf || !this.selfAddresses.has(canonicalAddress(t.address)));
-    if (foreign.length === 0) {
-      this.byNode.delete(key);
-      return this.noteProblem(key, `node's address ${result.targets[0]!.address} is this agent's own address`);
-    }
-    this.problems.delete(key);
-    this.byNode.set(key, this.meshNode(node, key, foreign));
-    return undefined;
+    const entry = entryOf(node);
+    if (!entry) return this.noteProblem('<unnamed>', 'node has no name');
+    return this.apply(this.byNode, entry);
   }
 
   remove(name: string): void {
@@ -70,10 +76,24 @@ export class NodeTable {
     return this.nodes().flatMap((n) => n.targets);
   }
 
-  private meshNode(node: NodeLike, name: string, targets: readonly Target[]): MeshNode {
-    const zone = zoneOf(node);
-    const createdAtMs = createdAtOf(node);
-    return { name, state: nodeStateOf(node), targets, ...(zone === undefined ? {} : { zone }), ...(createdAtMs === undefined ? {} : { createdAtMs }) };
+  private apply(into: Map<string, MeshNode>, entry: NodeEntry): string | undefined {
+    const result = targetsForAddresses(entry.name, entry.addresses, entry.zone, this.policy);
+    if (entry.name === this.self) {
+      into.set(entry.name, meshNode(entry, this.probeSelf && result.ok ? result.targets : []));
+      return undefined;
+    }
+    if (!result.ok) {
+      into.delete(entry.name);
+      return this.noteProblem(entry.name, result.problem);
+    }
+    const foreign = result.targets.filter((t) => this.probeSelf || !this.selfAddresses.has(canonicalAddress(t.address)));
+    if (foreign.length === 0) {
+      into.delete(entry.name);
+      return this.noteProblem(entry.name, `node's address ${result.targets[0]!.address} is this agent's own address`);
+    }
+    this.problems.delete(entry.name);
+    into.set(entry.name, meshNode(entry, foreign));
+    return undefined;
   }
 
   /** Reports a problem once per node until it changes, so a broken node is one warning, not one per update. */
@@ -82,6 +102,16 @@ export class NodeTable {
     this.problems.set(name, problem);
     return problem;
   }
+}
+
+function meshNode(entry: NodeEntry, targets: readonly Target[]): MeshNode {
+  return {
+    name: entry.name,
+    state: entry.state,
+    targets,
+    ...(entry.zone === undefined ? {} : { zone: entry.zone }),
+    ...(entry.createdAtS === undefined ? {} : { createdAtMs: entry.createdAtS * 1000 }),
+  };
 }
 
 /**

@@ -58,8 +58,18 @@ export function zoneOf(node: NodeLike): string | undefined {
 export function targetsForNode(node: NodeLike, policy: AddressFamilyPolicy): NodeTargets {
   const name = node.metadata?.name;
   if (typeof name !== 'string' || name === '') return { ok: false, problem: 'node has no name' };
+  const zone = zoneOf(node);
+  return targetsForAddresses(name, node.status?.addresses ?? [], zone, policy);
+}
+
+/** The same, for a node known by its name, addresses and zone (a NodeEntry). */
+export function targetsForAddresses(
+  name: string,
+  addresses: ReadonlyArray<{ readonly type?: string; readonly address?: string }>,
+  zone: string | undefined,
+  policy: AddressFamilyPolicy,
+): NodeTargets {
   if (name.length > MAX_NAME_LENGTH) return { ok: false, problem: `node name is ${name.length} characters long (at most ${MAX_NAME_LENGTH})` };
-  const addresses = node.status?.addresses ?? [];
   const usable: { address: string; family: Family }[] = [];
   for (const type of ['InternalIP', 'ExternalIP']) {
     for (const entry of addresses) {
@@ -72,7 +82,6 @@ export function targetsForNode(node: NodeLike, policy: AddressFamilyPolicy): Nod
     return { ok: false, problem: addresses.length === 0 ? 'node has no addresses' : 'node has no InternalIP or ExternalIP that is a valid IP address' };
   }
   const pick = (family: Family) => usable.find((u) => u.family === family);
-  const zone = zoneOf(node);
   const extra = zone === undefined ? {} : { zone };
   switch (policy) {
     case 'first':

@@ -58,6 +58,16 @@ function checkRbac(objects: readonly K8sObject[]): K8sObject {
   const role = one(objects, 'ClusterRole', 'mentat');
   assert.deepEqual(role['rules'], [{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] }]);
   const sa = one(objects, 'ServiceAccount', 'mentat');
+  // In its own namespace: the node-list lease and its 16 shards, by name (create cannot be named).
+  const local = one(objects, 'Role', 'mentat');
+  const shards = Array.from({ length: 16 }, (_, i) => `mentat-nodes-${String(i).padStart(2, '0')}`);
+  assert.deepEqual(local['rules'], [
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['mentat-node-list'], verbs: ['get', 'list', 'watch', 'update'] },
+    { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['configmaps'], resourceNames: shards, verbs: ['get', 'update'] },
+  ]);
+  assert.deepEqual(one(objects, 'RoleBinding', 'mentat')['subjects'], [{ kind: 'ServiceAccount', name: 'mentat', namespace: 'mentat' }]);
   const binding = one(objects, 'ClusterRoleBinding', 'mentat');
   assert.deepEqual(binding['roleRef'], { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'mentat' });
   assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);

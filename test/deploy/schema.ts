@@ -40,6 +40,8 @@ export const BUILT_IN: Record<string, { model: string; apiVersion: string }> = {
   ServiceAccount: { model: 'V1ServiceAccount', apiVersion: 'v1' },
   ClusterRole: { model: 'V1ClusterRole', apiVersion: 'rbac.authorization.k8s.io/v1' },
   ClusterRoleBinding: { model: 'V1ClusterRoleBinding', apiVersion: 'rbac.authorization.k8s.io/v1' },
+  Role: { model: 'V1Role', apiVersion: 'rbac.authorization.k8s.io/v1' },
+  RoleBinding: { model: 'V1RoleBinding', apiVersion: 'rbac.authorization.k8s.io/v1' },
   DaemonSet: { model: 'V1DaemonSet', apiVersion: 'apps/v1' },
   Deployment: { model: 'V1Deployment', apiVersion: 'apps/v1' },
   Service: { model: 'V1Service', apiVersion: 'v1' },

@@ -6,7 +6,9 @@ import { after, before, test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeClient } from '../../src/kube/client.js';
 import { NodeDiscovery } from '../../src/kube/discovery.js';
+import { NodeSource } from '../../src/kube/node-source.js';
 import { NodeTable } from '../../src/kube/node-table.js';
+import { systemClock } from '../../src/types.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
 import type { Target } from '../../src/types.js';
 import { FakeApiServer, makeNode, waitFor } from '../support/fake-apiserver.js';
@@ -33,7 +35,8 @@ async function setup(server: FakeApiServer, opts: { pageSize?: number } = {}) {
   const log: Log = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') };
   let latest: Target[] = [];
   const delays: number[] = [];
-  const discovery = new NodeDiscovery({
+  // The direct watch as the agent runs it: discovery feeding the node table through the node source.
+  const discovery = new NodeSource({
     client: await loadKubeClient(),
     kubeConfig: kc,
     table: new NodeTable('first', 'self', false),
@@ -47,8 +50,11 @@ async function setup(server: FakeApiServer, opts: { pageSize?: number } = {}) {
       delays.push(ms);
       await new Promise((r) => setTimeout(r, 20));
     },
-    ...(opts.pageSize ? { pageSize: opts.pageSize } : {}),
-    serviceAccount: 'system:serviceaccount:monitoring:mentat',
+    clock: systemClock,
+    wallNow: Date.now,
+    random: Math.random,
+    ...(opts.pageSize ? { discovery: { pageSize: opts.pageSize } } : {}),
+    serviceAccount: 'system:serviceaccount:mentat:mentat',
   });
   const names = () => latest.map((t) => t.name).sort();
   return { discovery, lines, names, delays, targets: () => latest };
@@ -110,7 +116,7 @@ test('403 says which permission is missing, backs off, and recovers when granted
     await waitFor(() => delays.length >= 3, 5000, 'retries');
     const errors = lines.filter((l) => l.level === 'error');
     assert.equal(errors.length, 1, 'the same failure is logged once, not at every retry');
-    assert.match(errors[0]!.message, /403 Forbidden\): grant system:serviceaccount:monitoring:mentat get, list and watch on "nodes"/);
+    assert.match(errors[0]!.message, /403 Forbidden\): grant system:serviceaccount:mentat:mentat get, list and watch on "nodes"/);
     assert.deepEqual(delays.slice(0, 3), [1000, 2000, 4000], 'exponential backoff');
     assert.equal(discovery.synced, false);
     server.setAuth('ok');
@@ -160,8 +166,7 @@ test('5000 nodes arrive in pages and become one target update', async () => {
   const counting = new NodeDiscovery({
     client: await loadKubeClient(),
     kubeConfig: kc,
-    table: new NodeTable('first', 'self', false),
-    onNodes: () => updates++,
+    onEntries: () => updates++,
     log: { debug() {}, info() {}, warn() {}, error() {} },
     warnings: new RateLimitedLog({ debug() {}, info() {}, warn() {}, error() {} }, 1000, () => 0),
     delay: async () => {},

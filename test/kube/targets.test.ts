@@ -74,7 +74,7 @@ test('static targets keep their names; dual mode keys them per family', () => {
 });
 
 test('API errors say what to fix', () => {
-  assert.match(explainApiError({ code: 403 }, 'https://k', 'system:serviceaccount:monitoring:mentat'), /403 Forbidden\): grant system:serviceaccount:monitoring:mentat get, list and watch on "nodes"/);
+  assert.match(explainApiError({ code: 403 }, 'https://k', 'system:serviceaccount:mentat:mentat'), /403 Forbidden\): grant system:serviceaccount:mentat:mentat get, list and watch on "nodes"/);
   assert.match(explainApiError({ statusCode: 401 }, 'https://k', 'sa'), /401 Unauthorized\): check the service account token/);
   assert.match(explainApiError({ statusCode: 500, message: 'Internal Server Error' }, 'https://k', 'sa'), /answered 500 \(Internal Server Error\); retrying/);
   assert.match(explainApiError(new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }), 'https://k', 'sa'), /cannot reach the API server at https:\/\/k \(ECONNREFUSED\)/);

@@ -32,6 +32,8 @@ export interface MeshClusterOptions {
   readonly zone: (i: number) => string;
   /** Settings of every agent. */
   readonly env: Record<string, string>;
+  /** Give each agent a user (and token) of its own, for the API server's load accounting per agent. */
+  readonly userPerAgent?: boolean;
   readonly dir: string;
   readonly prefix?: string;
 }
@@ -59,9 +61,12 @@ export async function startMeshCluster(t: TestContext, options: MeshClusterOptio
   await control.upsertRaw(...[...nodes.keys()].map(nodeObject));
   const port = await freePort();
   const ctl = control;
+  const kubeconfigs = new Map<string, string>();
+  if (options.userPerAgent) for (const name of nodes.keys()) kubeconfigs.set(name, await control.kubeconfigFor({ user: `agent-${name}` }));
   const start = (name: string): Agent => {
     const node = nodes.get(name)!;
-    const agent = launchAgent(cluster, node.ns, ctl, port, { NODE_NAME: name, KUBECONFIG: ctl.kubeconfig, ...options.env }, [], node.ipv4);
+    const env = { NODE_NAME: name, POD_NAME: `mentat-${name}`, KUBECONFIG: kubeconfigs.get(name) ?? ctl.kubeconfig, ...options.env };
+    const agent = launchAgent(cluster, node.ns, ctl, port, env, [], node.ipv4);
     agents.set(name, agent);
     return agent;
   };
