@@ -6,11 +6,11 @@ import type { KubeClient } from './kube/client.js';
 import type { NodeSource } from './kube/node-source.js';
 import { RateLimitedLog, type Log } from './log.js';
 import { MeshPlanner } from './mesh/planner.js';
-import type { EngineInfo, ProbeEngine, ProbeSettings } from './probe/engine.js';
+import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './probe/engine.js';
 import { HttpServer, type Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticNodes } from './targets.js';
 import { serveMetrics } from './telemetry/exposition.js';
-import { LatencyMetrics, registerAgentGauges, SweepMetrics } from './telemetry/metrics.js';
+import { LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Clock, MeshNode, Outcome, Target } from './types.js';
 
@@ -23,7 +23,7 @@ export interface AgentDeps {
   /** In [0, 1), to spread thousands of agents' retries; Math.random by default. */
   readonly random?: () => number;
   /** Starts the probe engine; rejects with IcmpPermissionError when ICMP is not allowed. */
-  readonly startEngine: (settings: ProbeSettings, onResult: (target: Target, outcome: Outcome) => void) => Promise<{ engine: ProbeEngine; info: EngineInfo }>;
+  readonly startEngine: (settings: ProbeSettings, events: EngineEvents) => Promise<{ engine: ProbeEngine; info: EngineInfo }>;
   /** Present when nodes come from Kubernetes; absent for static targets. */
   readonly kube?: { readonly client: KubeClient; readonly kubeConfig: KubeConfig } | undefined;
   /** This host's IP addresses (canonical): nodes that carry one are skipped like the own node. */
@@ -75,15 +75,26 @@ export class Agent {
       planner?.onResult(target, outcome);
       if (outcome.kind === 'error') warnings.warn(`probe:${target.key}`, { destination: target.name, address: target.address, reason: outcome.reason }, 'probe failed');
     };
+    const socketErrors = socketErrorCounter(telemetry.meter, config.nodeName);
+    const onSocketError = (message: string): void => {
+      socketErrors();
+      warnings.warn('icmp-socket', { error: message.slice(0, 300) }, 'an ICMP socket reported an error; probing goes on');
+    };
     let started: { engine: ProbeEngine; info: EngineInfo };
     try {
-      started = await deps.startEngine(probeSettings(config, deps.randomBytes), onResult);
+      started = await deps.startEngine(probeSettings(config, deps.randomBytes), { onResult, onSocketError });
     } catch (err) {
       await telemetry.shutdown();
       throw err;
     }
     const { engine, info } = started;
     for (const m of info.missing) log.warn({ family: m.family, reason: m.reason }, `no IPv${m.family} ICMP socket: IPv${m.family} targets will count as errors`);
+    if (info.fellBack) {
+      log.info(
+        { reason: info.fellBack },
+        'datagram ICMP is not allowed here, so raw sockets are used (CAP_NET_RAW), whose user-space receive times read about 0.1 ms high; a net.ipv4.ping_group_range that covers the process group gives kernel timestamps',
+      );
+    }
     planner = new MeshPlanner({
       config,
       clock,

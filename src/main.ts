@@ -25,10 +25,35 @@ const EXIT_CONFIG = 2;
 const EXIT_FAILURE = 1;
 const SHUTDOWN_DEADLINE_MS = 4500;
 
+/** The first Node with everything the agent and its dependencies use (client-node 2 needs >= 22.19, the OTel SDK >= 22.15). */
+const NODE_MAJOR = 24;
+
+/** package.json's version: dist/src/main.js sits two folders below it, in the repository and in the image. */
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 async function main(): Promise<void> {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < NODE_MAJOR) {
+    process.stderr.write(
+      `mentat: needs Node.js ${NODE_MAJOR} or newer; this is ${process.version} (${process.execPath}). ` +
+        'In the repository run `npm start` (it uses the Node 24 that `npm ci` installs in node_modules/.bin), or node_modules/.bin/node dist/src/main.js\n',
+    );
+    process.exitCode = EXIT_FAILURE;
+    return;
+  }
   const argv = process.argv.slice(2);
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`mentat: ICMP latency between Kubernetes nodes as OpenTelemetry metrics\n\nSettings (flag, environment variable, meaning):\n${usage()}\n`);
+    process.stdout.write(`mentat ${version()}: ICMP latency between Kubernetes nodes as OpenTelemetry metrics\n\nSettings (flag, environment variable [values], meaning):\n${usage()}\n`);
+    return;
+  }
+  if (argv.includes('--version')) {
+    process.stdout.write(`mentat ${version()}\n`);
     return;
   }
 
@@ -71,10 +96,10 @@ async function main(): Promise<void> {
       config,
       log,
       clock,
-      startEngine: (settings, onResult) =>
+      startEngine: (settings, events) =>
         startEngine(config.icmpMode, {
-          dgram: () => new InlineEngine(settings, clock, onResult),
-          raw: () => new ProcessEngine({ settings }, onResult, onRawProcessCrash),
+          dgram: () => new InlineEngine(settings, clock, events),
+          raw: () => new ProcessEngine({ settings }, events, onRawProcessCrash),
         }),
       kube,
       serviceAccount: kube ? serviceAccountName() : undefined,
@@ -88,12 +113,16 @@ async function main(): Promise<void> {
       delay: (ms) => sleep(ms, undefined, { ref: false }),
     });
   } catch (err) {
-    log.fatal({ err: (err as Error).message }, `mentat cannot start: ${(err as Error).message}`);
+    log.fatal({}, `mentat cannot start: ${(err as Error).message}`);
     process.exitCode = EXIT_FAILURE;
     return;
   }
 
+  let stopping = false;
   const shutdown = (signal: string): void => {
+    // Ctrl-C under npm reaches the agent twice (from the terminal and from npm): one orderly stop.
+    if (stopping) return;
+    stopping = true;
     log.info({ signal }, 'shutting down');
     // Exit well inside the pod's grace period even if a flush hangs.
     setTimeout(() => {
@@ -108,8 +137,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
 /**

@@ -46,8 +46,8 @@ async function startAgent(env: Record<string, string>, server: FakeApiServer, di
     config,
     log: silentLog,
     clock,
-    startEngine: async (_settings, onResult) => {
-      record = onResult;
+    startEngine: async (_settings, events) => {
+      record = events.onResult;
       return { engine, info: await engine.start() };
     },
     kube: { client: await loadKubeClient(), kubeConfig: kc },

@@ -397,27 +397,27 @@ test('informer quirks: clean close and non-410 ERROR events reconnect silently; 
   informer.on('error', (err: unknown) => errors.push(err));
   informer.on('add', () => adds++);
   await informer.start();
-  await server.waitFor((s) => s.openWatches === 1, 2000, 'watch open');
+  await server.waitFor((s) => s.openWatches === 1, 10_000, 'watch open');
 
   // Clean end of stream: reconnect from the last RV, no error, no re-list.
   server.closeWatches();
-  await server.waitFor((s) => s.counts.watch === 2 && s.openWatches === 1, 2000, 'reconnect after clean close');
+  await server.waitFor((s) => s.counts.watch === 2 && s.openWatches === 1, 10_000, 'reconnect after clean close');
   // Any delivered event resets client-node's reconnect backoff (otherwise the next reconnect waits 1s, 2s, ...).
   server.upsertNode(makeNode('x', '10.4.0.1'));
-  await waitFor(() => adds === 3, 2000, 'add');
+  await waitFor(() => adds === 3, 10_000, 'add');
 
   // A non-410 ERROR event is ignored by the informer; the following close just reconnects.
   server.errorWatches(500, 'InternalError', 'etcdserver: leader changed');
-  await server.waitFor((s) => s.counts.watch === 3 && s.openWatches === 1, 2000, 'reconnect after ERROR event');
+  await server.waitFor((s) => s.counts.watch === 3 && s.openWatches === 1, 10_000, 'reconnect after ERROR event');
   const rvs = server.queries('watch').map((q) => new URLSearchParams(q).get('resourceVersion'));
   assert.deepEqual(rvs, [rvs[0], rvs[0], server.resourceVersion]);
   assert.equal(server.counts.list, 1);
   assert.deepEqual(errors, []);
 
   await informer.stop();
-  await waitFor(() => errors.length === 1, 2000, 'stop() error callback');
+  await waitFor(() => errors.length === 1, 10_000, 'stop() error callback');
   assert.equal(statusOf(errors[0]).name, 'AbortError');
-  await server.waitFor((s) => s.openWatches === 0, 2000, 'watch closed after stop');
+  await server.waitFor((s) => s.openWatches === 0, 10_000, 'watch closed after stop');
 });
 
 test('raw Watch: history replay from a resourceVersion, requested bookmarks, clean end at timeoutSeconds', async (t) => {

@@ -46,9 +46,8 @@ export function openDgramSocket(family: Family): IcmpSocket {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EACCES' || e.code === 'EPERM') {
       throw new IcmpPermissionError(
-        `opening an unprivileged ICMPv${family} datagram socket was denied (${e.code}): the process group is outside ` +
-          'net.ipv4.ping_group_range; set it to cover the group (Kubernetes: securityContext.sysctls ' +
-          '[{name: net.ipv4.ping_group_range, value: "0 2147483647"}]), or use MENTAT_ICMP_MODE=raw with CAP_NET_RAW',
+        `opening an unprivileged ICMPv${family} datagram socket was denied (${e.code}): the process group is outside net.ipv4.ping_group_range`,
+        'set it to cover the group (Kubernetes: the pod sysctl net.ipv4.ping_group_range, as in deploy/base/daemonset.yaml), or use MENTAT_ICMP_MODE=raw with CAP_NET_RAW',
         { cause: err },
       );
     }

@@ -47,9 +47,8 @@ export function openRawSocket(family: Family, now: () => number): IcmpSocket {
     const message = (err as Error).message;
     if (/not permitted|permission denied/i.test(message)) {
       throw new IcmpPermissionError(
-        `opening a raw ICMPv${family === 4 ? 4 : 6} socket was denied (${message}): grant CAP_NET_RAW ` +
-          '(Kubernetes: run as root with securityContext.capabilities.add: [NET_RAW]), ' +
-          'or use MENTAT_ICMP_MODE=dgram with net.ipv4.ping_group_range covering the process group (Kubernetes: the safe pod sysctl)',
+        `opening a raw ICMPv${family} socket was denied (${message}): the process lacks CAP_NET_RAW`,
+        'grant it (Kubernetes: run as root with capabilities.add: [NET_RAW]), or use MENTAT_ICMP_MODE=dgram with net.ipv4.ping_group_range covering the process group',
         { cause: err },
       );
     }

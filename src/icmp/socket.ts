@@ -28,4 +28,11 @@ export interface IcmpSocket {
 /** The socket could not be opened for lack of privilege: the message says what to grant. */
 export class IcmpPermissionError extends Error {
   override readonly name = 'IcmpPermissionError';
+  /** What was refused and why, without the remedy: for a message that names both kinds of socket. */
+  readonly reason: string;
+
+  constructor(reason: string, remedy?: string, options?: ErrorOptions) {
+    super(remedy ? `${reason}; ${remedy}` : reason, options);
+    this.reason = reason;
+  }
 }

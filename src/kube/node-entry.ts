@@ -20,7 +20,8 @@ export interface NodeEntry {
 
 /** Bounds against a hostile or broken object: far above what any real Node carries. */
 const MAX_ADDRESSES = 16;
-const MAX_FIELD = 253;
+/** Kubernetes names are at most 253 characters; longer ones are kept (bounded) so the problem can name their length. */
+const MAX_NAME = 1024;
 
 /** The entry of a Node; undefined without a name (such a node is reported as broken). */
 export function entryOf(node: NodeLike): NodeEntry | undefined {
@@ -33,7 +34,7 @@ export function entryOf(node: NodeLike): NodeEntry | undefined {
   const zone = zoneOf(node);
   const created = createdAtOf(node);
   return {
-    name: name.slice(0, MAX_FIELD + 1),
+    name: name.slice(0, MAX_NAME),
     addresses,
     state: nodeStateOf(node),
     ...(zone === undefined ? {} : { zone }),

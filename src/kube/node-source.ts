@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { KubeConfig, ListWatch, Watch } from '@kubernetes/client-node';
 import type { Log, RateLimitedLog } from '../log.js';
 import type { Clock, MeshNode } from '../types.js';
-import { LEASES, ObjectClient, type ObjectList } from './api.js';
+import { LEASES, ObjectClient, statusCodeOf, type ObjectList } from './api.js';
 import type { KubeClient } from './client.js';
 import { explainApiError, NodeDiscovery, type DiscoveryOptions } from './discovery.js';
 import { Lease, type LeaseObject } from './lease.js';
@@ -56,6 +56,14 @@ export const PUBLISH_QUIET_MS = 2000;
 export const PUBLISH_MAX_DELAY_MS = 10_000;
 /** The publisher checks its shards this often (deleted by hand, overwritten by someone else). */
 export const VERIFY_EVERY_MS = 60_000;
+
+/** Why the lease cannot be read, in words that say what to fix (a 403 here is the Role, not the ClusterRole). */
+function explainLeaseError(err: unknown, server: string, namespace: string, serviceAccount: string | undefined): string {
+  if (statusCodeOf(err) === 403) {
+    return `the API server at ${server} refused to let ${serviceAccount ?? 'the service account of this pod'} read the lease ${namespace}/${LEASE_NAME} (403 Forbidden): apply the Role and RoleBinding in deploy/base/rbac.yaml, or set MENTAT_NODE_LIST=direct; watching Nodes directly meanwhile`;
+  }
+  return explainApiError(err, server, serviceAccount ?? 'the service account of this pod');
+}
 
 export class NodeSource {
   private direct: NodeDiscovery | undefined;
@@ -178,7 +186,7 @@ export class NodeSource {
     informer.on('delete', () => seen(undefined));
     informer.on('error', (err) => {
       if (this.stopped || (err as Error | undefined)?.name === 'AbortError') return;
-      this.options.warnings.warn('lease-watch', { retryInMs: 1000 }, explainApiError(err, this.server, this.options.serviceAccount ?? 'the service account of this pod').replace('list or watch nodes', 'watch the node-list lease'));
+      this.options.warnings.warn('lease-watch', { retryInMs: 1000 }, explainLeaseError(err, this.server, namespace, this.options.serviceAccount));
       void this.options.delay(1000).then(() => {
         if (!this.stopped) void informer.start();
       });

@@ -1,6 +1,6 @@
 import type { IcmpMode } from '../config.js';
 import { IcmpPermissionError } from '../icmp/socket.js';
-import type { Family, Target } from '../types.js';
+import type { Family, Outcome, Target } from '../types.js';
 
 /** Where probes run: the agent's event loop (dgram), a child process (raw), a fake in tests. */
 export interface ProbeEngine {
@@ -12,9 +12,18 @@ export interface ProbeEngine {
   stop(): Promise<void>;
 }
 
+/** What an engine reports while it runs. */
+export interface EngineEvents {
+  readonly onResult: (target: Target, outcome: Outcome) => void;
+  /** A socket error outside any probe (the socket stays open; probing goes on). */
+  readonly onSocketError: (message: string) => void;
+}
+
 export interface EngineInfo {
   /** Such as `dgram/ipv4`. */
   readonly sockets: string[];
+  /** In auto mode: why datagram ICMP was not used (raw is the fallback). */
+  readonly fellBack?: string;
   readonly missing: Array<{ family: Family; reason: string }>;
 }
 
@@ -54,18 +63,19 @@ export async function startEngine(mode: IcmpMode, choice: EngineChoice): Promise
   try {
     return await attempt(choice.dgram);
   } catch (dgramError) {
+    const reason = dgramError instanceof IcmpPermissionError ? dgramError.reason : (dgramError as Error).message;
     try {
-      return await attempt(choice.raw);
+      const raw = await attempt(choice.raw);
+      return { engine: raw.engine, info: { ...raw.info, fellBack: reason } };
     } catch (rawError) {
-      if ((dgramError as Error).name === 'IcmpPermissionError' && (rawError as Error).name === 'IcmpPermissionError') {
+      if (dgramError instanceof IcmpPermissionError && rawError instanceof IcmpPermissionError) {
         throw new IcmpPermissionError(
-          'no ICMP socket is allowed: let the process group send unprivileged ICMP (net.ipv4.ping_group_range; ' +
-            'Kubernetes: the pod sysctl in deploy/base/daemonset.yaml) or run as root with CAP_NET_RAW. ' +
-            `Datagram: ${(dgramError as Error).message}. Raw: ${(rawError as Error).message}`,
+          `no ICMP socket is allowed. Datagram: ${dgramError.reason}. Raw: ${rawError.reason}`,
+          'let the process group use datagram ICMP (net.ipv4.ping_group_range; Kubernetes: the pod sysctl in deploy/base/daemonset.yaml), or run as root with CAP_NET_RAW',
           { cause: rawError },
         );
       }
-      throw (dgramError as Error).name === 'IcmpPermissionError' ? rawError : dgramError;
+      throw dgramError instanceof IcmpPermissionError ? rawError : dgramError;
     }
   }
 }

@@ -1,5 +1,5 @@
-import type { Clock, Outcome, Target } from '../types.js';
-import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
+import type { Clock, Target } from '../types.js';
+import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
 import { startProbing, type Probing } from './probing.js';
 
 /**
@@ -16,12 +16,12 @@ export class InlineEngine implements ProbeEngine {
   constructor(
     private readonly settings: ProbeSettings,
     private readonly clock: Clock,
-    private readonly onResult: (target: Target, outcome: Outcome) => void,
+    private readonly events: EngineEvents,
   ) {}
 
   // async: a socket that cannot be opened rejects, as the ProbeEngine contract says.
   async start(): Promise<EngineInfo> {
-    this.probing = startProbing('dgram', this.settings, this.clock, this.onResult);
+    this.probing = startProbing('dgram', this.settings, this.clock, this.events);
     return this.probing.info;
   }
 

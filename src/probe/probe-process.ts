@@ -33,10 +33,14 @@ function run(data: WorkerData): void {
 
   let probing: Probing;
   try {
-    probing = startProbing('raw', data.settings, clock, (target, outcome) => {
-      batch.push(toWire(target.key, outcome));
-      if (batch.length >= BATCH_MAX) flush();
-      else flushTimer ??= setTimeout(flush, BATCH_MS);
+    probing = startProbing('raw', data.settings, clock, {
+      onResult: (target, outcome) => {
+        batch.push(toWire(target.key, outcome));
+        if (batch.length >= BATCH_MAX) flush();
+        else flushTimer ??= setTimeout(flush, BATCH_MS);
+      },
+      // The agent counts and logs them (rate-limited); this process only passes them on.
+      onSocketError: (message) => post({ type: 'socket-error', message }),
     });
   } catch (err) {
     post({ type: 'failed', name: (err as Error).name, message: (err as Error).message });

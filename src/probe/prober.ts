@@ -28,6 +28,8 @@ export interface ProberOptions {
   readonly sockets: ReadonlyMap<Family, IcmpSocket>;
   readonly clock: Clock;
   readonly onResult: (target: Target, outcome: Outcome) => void;
+  /** A socket reported an error (raw-socket does on poll and receive failures): counted, and probing goes on. */
+  readonly onSocketError?: (family: Family, error: Error) => void;
 }
 
 export interface ProberStats {
@@ -35,6 +37,8 @@ export interface ProberStats {
   matched: number;
   /** Datagrams that were not a reply to one of our probes in flight: other pings, late or duplicate replies, junk. */
   dropped: number;
+  /** Errors the sockets reported outside a send. */
+  socketErrors: number;
 }
 
 type Schedule = 'continuous' | 'sweep';
@@ -87,13 +91,18 @@ export class Prober {
   private timerDue = Infinity;
   private stopping = false;
   private drained: (() => void) | undefined;
-  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0 };
+  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0 };
 
   constructor(private readonly options: ProberOptions) {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
     this.intervalMs = options.intervalMs;
     for (const socket of options.sockets.values()) {
       socket.onMessage((packet, source, receivedAt) => this.onPacket(socket, packet, source, receivedAt));
+      // Without a listener an 'error' event would throw and end the process.
+      socket.onError((error) => {
+        this.stats.socketErrors++;
+        options.onSocketError?.(socket.family, error);
+      });
       socket.onIcmpError?.((quoted, destination, reason, offender, receivedAt) => {
         if (quoted.length < 8) {
           this.stats.dropped++;

@@ -1,6 +1,6 @@
 import { openIcmpSockets, type SocketKind } from '../icmp/open.js';
-import type { Clock, Outcome, Target } from '../types.js';
-import type { EngineInfo, ProbeSettings } from './engine.js';
+import type { Clock, Target } from '../types.js';
+import type { EngineEvents, EngineInfo, ProbeSettings } from './engine.js';
 import { Prober } from './prober.js';
 
 /** Sockets and a prober, running on the event loop that called startProbing. */
@@ -15,9 +15,15 @@ export interface Probing {
  * Opens the sockets of `kind` and starts a prober on them.
  * @throws IcmpPermissionError (or another error) when no socket can be opened
  */
-export function startProbing(kind: SocketKind, settings: ProbeSettings, clock: Clock, onResult: (target: Target, outcome: Outcome) => void): Probing {
+export function startProbing(kind: SocketKind, settings: ProbeSettings, clock: Clock, events: EngineEvents): Probing {
   const opened = openIcmpSockets(kind, clock.now);
-  const prober = new Prober({ ...settings, sockets: opened.sockets, clock, onResult });
+  const prober = new Prober({
+    ...settings,
+    sockets: opened.sockets,
+    clock,
+    onResult: events.onResult,
+    onSocketError: (family, error) => events.onSocketError(`ICMPv${family} socket: ${error.message}`),
+  });
   let stopping: Promise<void> | undefined;
   return {
     info: { sockets: [...opened.sockets.values()].map((s) => `${s.mode}/ipv${s.family}`), missing: opened.missing },

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Outcome, Target } from '../types.js';
-import type { EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
+import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
 
 /** Messages between the agent and its probe process. */
 export type ToWorker = { type: 'init'; data: WorkerData } | { type: 'targets'; targets: Target[]; sweep: Target[] } | { type: 'stop' };
@@ -13,6 +13,7 @@ export type FromWorker =
   | { type: 'ready'; info: EngineInfo }
   | { type: 'failed'; name: string; message: string }
   | { type: 'results'; results: WireResult[] }
+  | { type: 'socket-error'; message: string }
   | { type: 'stopped' };
 
 export interface WorkerData {
@@ -48,7 +49,7 @@ export class ProcessEngine implements ProbeEngine {
 
   constructor(
     private readonly data: WorkerData,
-    private readonly onResult: (target: Target, outcome: Outcome) => void,
+    private readonly events: EngineEvents,
     /** Called if the probe process dies unexpectedly: the agent cannot measure any more. */
     private readonly onCrash: (error: Error) => void,
   ) {}
@@ -81,8 +82,11 @@ export class ProcessEngine implements ProbeEngine {
             for (const result of msg.results) {
               // A target removed since the probe was sent has no series to record into.
               const target = this.targets.get(result[0]);
-              if (target) this.onResult(target, fromWire(result));
+              if (target) this.events.onResult(target, fromWire(result));
             }
+            break;
+          case 'socket-error':
+            this.events.onSocketError(msg.message);
             break;
           case 'stopped':
             break;

@@ -174,3 +174,11 @@ export function registerAgentGauges(meter: Meter, originNode: string, stats: () 
       for (const state of SELF_STATES) result.observe(state === nodeState ? 1 : 0, { origin_node: originNode, state });
     });
 }
+
+/** mentat_icmp_socket_errors_total: errors a socket reported outside any probe (the socket stays open). */
+export function socketErrorCounter(meter: Meter, originNode: string): () => void {
+  const counter = meter.createCounter('mentat_icmp_socket_errors', { description: 'Errors an ICMP socket reported outside any probe (poll or receive failures); probing goes on' });
+  const attributes = { origin_node: originNode };
+  counter.add(0, attributes);
+  return () => counter.add(1, attributes);
+}

@@ -1,8 +1,9 @@
 /**
  * The shipped rules name the bad node: promtool unit tests on synthetic series of 20 nodes (a full
  * mesh, two zones), generated here because 380 pairs are too many to write by hand. One slow
- * destination, one slow origin, one bad pair between two healthy nodes, one node scaled down as the
- * autoscaler does it, one new node: the exact alerts that fire, and that no other does.
+ * destination, one slow origin, one bad pair between two healthy nodes (and one both lossy and
+ * slow), one node scaled down as the autoscaler does it, one new node, one node uncordoned by a new
+ * pod: the exact alerts that fire, and that no other does.
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,6 +30,10 @@ interface Minute {
 const SLOW_DESTINATION = 'n03';
 const SLOW_ORIGIN = 'n07';
 const BAD_PAIR = ['n11', 'n12'] as const;
+/** Lossy and slow at once: one alert for it, not one per kind. */
+const WORSE_PAIR = ['n13', 'n14'] as const;
+/** Cordoned until minute 12 by its old pod; a new pod reports it active from then on. */
+const UNCORDONED = 'n16';
 /** Cordoned and tainted at minute 8 (its agent says leaving), no longer probed and its agent stopped at minute 9. */
 const LEAVING = 'n15';
 /** Created at minute 5: probed (with loss while its network comes up) at once, its agent reports from minute 7, joining until 15. */
@@ -43,6 +48,10 @@ function pairMinute(origin: string, destination: string, m: number): Minute {
   let lost = 0;
   if (m >= FAULTS_FROM && (destination === SLOW_DESTINATION || origin === SLOW_ORIGIN)) rttSeconds += 0.005;
   if (m >= FAULTS_FROM && origin === BAD_PAIR[0] && destination === BAD_PAIR[1]) lost = PROBES_PER_MINUTE;
+  if (m >= FAULTS_FROM && origin === WORSE_PAIR[0] && destination === WORSE_PAIR[1]) {
+    lost = PROBES_PER_MINUTE * 0.3;
+    rttSeconds += 0.01;
+  }
   // The new node's network is not quite up in its first minutes: a third of its probes are lost.
   if ((origin === NEW || destination === NEW) && m < 9) lost = PROBES_PER_MINUTE / 3;
   return { present: true, rttSeconds, lost };
@@ -100,6 +109,12 @@ function inputSeries(): Array<{ series: string; values: string }> {
       return 'active';
     };
     for (const s of ['active', 'joining', 'cordoned', 'leaving']) {
+      if (o === UNCORDONED) {
+        // Two pods one after the other: their series differ by the pod label, as scraped series do.
+        series.push({ series: `mentat_node_state{origin_node="${o}",pod="old",state="${s}"}`, values: gauge((m) => (m < 12 ? (s === 'cordoned' ? 1 : 0) : undefined)) });
+        series.push({ series: `mentat_node_state{origin_node="${o}",pod="new",state="${s}"}`, values: gauge((m) => (m >= 12 ? (s === 'active' ? 1 : 0) : undefined)) });
+        continue;
+      }
       series.push({ series: `mentat_node_state{origin_node="${o}",state="${s}"}`, values: gauge((m) => (state(m) === undefined ? undefined : state(m) === s ? 1 : 0)) });
     }
     series.push({ series: `mentat_targets{origin_node="${o}",state="known"}`, values: gauge((m) => (state(m) === undefined ? undefined : 19)) });
@@ -114,32 +129,31 @@ function alertTests(): unknown[] {
   const runbook = (alert: string) => `https://github.com/mentat-dev/mentat/blob/main/deploy/README.md#${alert.toLowerCase()}`;
   const degraded = [
     {
-      exp_labels: { severity: 'warning', node: SLOW_DESTINATION, kind: 'latency', direction: 'destination' },
+      exp_labels: { severity: 'warning', node: SLOW_DESTINATION },
       exp_annotations: {
-        summary: `Node ${SLOW_DESTINATION}: latency to it, seen by most of the agents that probe it`,
-        description: `round trips are 5ms above their zone pair's baseline for the median agent probing ${SLOW_DESTINATION}. Look first at the node itself: deploy/README.md, runbook, MentatNodeDegraded.`,
+        summary: `Node ${SLOW_DESTINATION} is degraded: latency to it, seen by most of the agents that probe it`,
+        description: `round trips are 5ms above their zone pair's baseline for the median agent probing it. Look first at the node itself: deploy/README.md, runbook, MentatNodeDegraded.`,
         runbook_url: runbook('MentatNodeDegraded'),
       },
     },
     {
-      exp_labels: { severity: 'warning', node: SLOW_ORIGIN, kind: 'latency', direction: 'origin' },
+      exp_labels: { severity: 'warning', node: SLOW_ORIGIN },
       exp_annotations: {
-        summary: `Node ${SLOW_ORIGIN}: latency from it, seen by most of the nodes it probes`,
-        description: `round trips are 5ms above their zone pair's baseline for the median destination of ${SLOW_ORIGIN}'s agent. Look first at the node itself: deploy/README.md, runbook, MentatNodeDegraded.`,
+        summary: `Node ${SLOW_ORIGIN} is degraded: latency from it, seen by most of the nodes it probes`,
+        description: `round trips are 5ms above their zone pair's baseline for the median destination of its agent. Look first at the node itself: deploy/README.md, runbook, MentatNodeDegraded.`,
         runbook_url: runbook('MentatNodeDegraded'),
       },
     },
   ];
-  const path = [
-    {
-      exp_labels: { severity: 'warning', kind: 'loss', ...zoneLabels(BAD_PAIR[0], BAD_PAIR[1]) },
-      exp_annotations: {
-        summary: `The path from ${BAD_PAIR[0]} to ${BAD_PAIR[1]}: loss, while both nodes are fine otherwise`,
-        description: `100% of the probes from ${BAD_PAIR[0]} to ${BAD_PAIR[1]} fail; neither node is degraded towards the others. Look first at what lies between them: deploy/README.md, runbook, MentatPathDegraded.`,
-        runbook_url: runbook('MentatPathDegraded'),
-      },
+  const pathAlert = ([o, d]: readonly [string, string], lost: string) => ({
+    exp_labels: { severity: 'warning', kind: 'loss', ...zoneLabels(o, d) },
+    exp_annotations: {
+      summary: `The path from ${o} to ${d}: loss, while both nodes are fine otherwise`,
+      description: `${lost} of the probes from ${o} to ${d} fail; neither node is degraded towards the others. Look first at what lies between them: deploy/README.md, runbook, MentatPathDegraded.`,
+      runbook_url: runbook('MentatPathDegraded'),
     },
-  ];
+  });
+  const path = [pathAlert(BAD_PAIR, '100%'), pathAlert(WORSE_PAIR, '30%')];
   const quiet = ['MentatAgentDown', 'MentatNodeWithoutAgent', 'MentatNodeUnprobed', 'MentatStaleNodeList', 'MentatTargetsOverCap', 'MentatAgentsAbsent'];
   return [
     // Before the faults: the new node's loss and the leaving node raise nothing.
@@ -159,7 +173,13 @@ function scoreTests(): unknown[] {
     { expr: `round(mentat:node:destination_latency_excess_seconds{node="${SLOW_DESTINATION}"} * 1000)`, eval_time: '20m', exp_samples: [{ labels: `{node="${SLOW_DESTINATION}"}`, value: 5 }] },
     { expr: `round(mentat:node:origin_latency_excess_seconds{node="${SLOW_ORIGIN}"} * 1000)`, eval_time: '20m', exp_samples: [{ labels: `{node="${SLOW_ORIGIN}"}`, value: 5 }] },
     { expr: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}"}`, eval_time: '20m', exp_samples: [{ labels: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}"}`, value: 0 }] },
-    { expr: `mentat:node:inactive`, eval_time: '12m', exp_samples: [{ labels: `mentat:node:inactive{node="${LEAVING}"}`, value: 1 }, { labels: `mentat:node:inactive{node="${NEW}"}`, value: 1 }] },
+    {
+      expr: `mentat:node:inactive`,
+      eval_time: '11m',
+      exp_samples: [`mentat:node:inactive{node="${LEAVING}"}`, `mentat:node:inactive{node="${NEW}"}`, `mentat:node:inactive{node="${UNCORDONED}"}`].map((labels) => ({ labels, value: 1 })),
+    },
+    // The old pod's cordoned series is still within the hour, but the new pod says active: active it is.
+    { expr: `mentat:node:inactive`, eval_time: '14m', exp_samples: [`mentat:node:inactive{node="${LEAVING}"}`, `mentat:node:inactive{node="${NEW}"}`].map((labels) => ({ labels, value: 1 })) },
     { expr: `round(mentat:zone_pair:latency_seconds{origin_zone="z-a",destination_zone="z-b"} * 1e6)`, eval_time: '20m', exp_samples: [{ labels: '{origin_zone="z-a",destination_zone="z-b"}', value: 1000 }] },
   ];
 }
