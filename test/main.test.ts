@@ -5,7 +5,8 @@
  * Loopback only; every process is killed when its test ends.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -246,4 +247,40 @@ test('discovery backoff doubles from 1 s, is capped at 30 s, logs one line, and 
     await discovery.stop();
     await server.stop();
   }
+});
+
+test('--version and --help name the version of package.json', () => {
+  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+  const version = spawnSync(process.execPath, [MAIN, '--version'], { encoding: 'utf8' });
+  assert.equal(version.status, 0);
+  assert.equal(version.stdout, `mentat ${pkg.version}\n`);
+  const help = spawnSync(process.execPath, [MAIN, '--help'], { encoding: 'utf8' });
+  assert.match(help.stdout, new RegExp(`^mentat ${pkg.version.replaceAll('.', '\\.')}: `));
+  assert.match(help.stdout, /--mesh {2}MENTAT_MESH \[auto\|full\|sampled\]/);
+});
+
+test('an older Node (the machine\'s own) is refused with one line that says what to run instead', (t) => {
+  // The first `node` on PATH outside the repository: on this project's machines, the system's Node 20.
+  const paths = (process.env['PATH'] ?? '').split(':').filter((p) => p !== '' && !p.startsWith(REPO));
+  const system = paths.map((p) => join(p, 'node')).find((p) => existsSync(p));
+  const major = system ? Number(spawnSync(system, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' }).stdout.trim()) : NaN;
+  if (!system || !(major < 24)) {
+    t.skip(`no Node older than 24 on PATH (${system ?? 'none'} ${Number.isNaN(major) ? '' : major})`);
+    return;
+  }
+  const r = spawnSync(system, [MAIN], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent' } });
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^mentat: needs Node\.js 24 or newer; this is v\d+\.[\d.]+ \(.*\)\. In the repository run `npm start` \(it uses the Node 24 that `npm ci` installs in node_modules\/\.bin\), or node_modules\/\.bin\/node dist\/src\/main\.js\n$/);
+});
+
+test('SIGINT twice (the terminal and npm each send one on Ctrl-C): one orderly stop, exit 0', { timeout: 20_000 }, async (t) => {
+  const agent = await agentFor(t, {});
+  agent.child.kill('SIGINT');
+  agent.child.kill('SIGINT');
+  const { code, signal } = await agent.exited;
+  assert.equal(signal, null, agent.describe());
+  assert.equal(code, 0, agent.describe());
+  assert.equal(agent.lines().filter((l) => l.msg === 'mentat stopped').length, 1, agent.describe());
+  assert.equal(agent.lines().filter((l) => l.msg === 'shutting down').length, 1, 'the second signal starts nothing new');
 });

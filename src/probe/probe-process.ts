@@ -3,6 +3,7 @@
  * schedule and user-space timestamps, away from scrapes, API traffic and GC of
  * the agent's event loop (see ProcessEngine in process-engine.ts).
  */
+import { IcmpPermissionError } from '../icmp/socket.js';
 import { systemClock as clock } from '../types.js';
 import { toWire, type FromWorker, type ToWorker, type WireResult, type WorkerData } from './process-engine.js';
 import { startProbing, type Probing } from './probing.js';
@@ -43,7 +44,7 @@ function run(data: WorkerData): void {
       onSocketError: (message) => post({ type: 'socket-error', message }),
     });
   } catch (err) {
-    post({ type: 'failed', name: (err as Error).name, message: (err as Error).message });
+    post({ type: 'failed', name: (err as Error).name, message: (err as Error).message, ...(err instanceof IcmpPermissionError ? { reason: err.reason } : {}) });
     process.disconnect();
     return;
   }

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { IcmpPermissionError } from '../icmp/socket.js';
 import type { Outcome, Target } from '../types.js';
 import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
 
@@ -11,7 +12,7 @@ export type WireResult = [string, 0, number] | [string, 1, 0] | [string, 2, stri
 
 export type FromWorker =
   | { type: 'ready'; info: EngineInfo }
-  | { type: 'failed'; name: string; message: string }
+  | { type: 'failed'; name: string; message: string; reason?: string }
   | { type: 'results'; results: WireResult[] }
   | { type: 'socket-error'; message: string }
   | { type: 'stopped' };
@@ -73,6 +74,12 @@ export class ProcessEngine implements ProbeEngine {
             resolve(msg.info);
             break;
           case 'failed': {
+            // An IcmpPermissionError crosses the process boundary as what it was, so auto mode can tell it apart.
+            const remedy = msg.reason !== undefined && msg.message.startsWith(`${msg.reason}; `) ? msg.message.slice(msg.reason.length + 2) : undefined;
+            if (msg.name === 'IcmpPermissionError') {
+              reject(new IcmpPermissionError(msg.reason ?? msg.message, remedy));
+              break;
+            }
             const err = new Error(msg.message);
             err.name = msg.name;
             reject(err);

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parsePing, startAgent, until, type AgentProcess } from '../support/agent-process.js';
+import { parsePing, ROOT_NET_RAW_ONLY, startAgent, until, type AgentProcess } from '../support/agent-process.js';
 import { FaultControl } from '../support/fault-client.js';
 import { sampleValue, type Sample } from '../support/exposition.js';
 import { createCluster, netnsSupported, startResponder, type Cluster, type ClusterNode } from '../support/netns.js';
@@ -43,7 +43,7 @@ describe('ICMP in network namespaces', { skip: !supported.ok && `network namespa
     await rm(dir, { recursive: true, force: true });
   });
 
-  const run = (env: Record<string, string>, opts?: { lockedDown?: boolean; port?: number }) => {
+  const run = (env: Record<string, string>, opts?: { lockedDown?: boolean; setpriv?: readonly string[]; port?: number }) => {
     const agent = startAgent(cluster, n0.ns, control, { MENTAT_LOG_LEVEL: 'debug', ...env }, opts);
     agents.push(agent);
     return agent;
@@ -74,6 +74,30 @@ describe('ICMP in network namespaces', { skip: !supported.ok && `network namespa
     });
     assert.deepEqual(agent.lines().find((l) => l['msg'] === 'mentat started')!['icmp'], ['raw/ipv4', 'raw/ipv6']);
     assert.equal((await agent.stop()).code, 0);
+  });
+
+  test('as the host-network overlay runs it (root with only NET_RAW, auto): datagram where the host allows every group, raw and the reason where it does not', async () => {
+    const asOverlay = { MENTAT_TARGETS: `n1=${n1.ipv4}`, MENTAT_PROBE_INTERVAL: '100ms', NODE_NAME: 'node0' };
+    const modeOf = async (port: number) => {
+      const agent = run(asOverlay, { setpriv: ROOT_NET_RAW_ONLY, port });
+      await until('probes', 10_000, async () => (count(await agent.scrape(), 'n1') >= 3 ? true : undefined));
+      const started = agent.lines().find((l) => l['msg'] === 'mentat started')!;
+      const fallback = agent.lines().find((l) => /datagram ICMP is not allowed here, so raw sockets are used/.test(String(l['msg'])));
+      assert.equal((await agent.stop()).code, 0);
+      return { icmp: started['icmp'], fallback };
+    };
+    // systemd >= 243 sets this on hosts: every group may open datagram ICMP sockets.
+    const allowed = await modeOf(2204);
+    assert.deepEqual(allowed.icmp, ['dgram/ipv4', 'dgram/ipv6'], 'datagram ICMP (kernel timestamps) where the host allows it');
+    assert.equal(allowed.fallback, undefined);
+    await cluster.execIn(n0.ns, 'sysctl', ['-qw', 'net.ipv4.ping_group_range=1 0']);
+    try {
+      const refused = await modeOf(2205);
+      assert.deepEqual(refused.icmp, ['raw/ipv4', 'raw/ipv6'], 'raw with NET_RAW where it does not');
+      assert.match(String(refused.fallback?.['reason']), /datagram socket was denied \(EACCES\): the process group is outside net\.ipv4\.ping_group_range/);
+    } finally {
+      await cluster.execIn(n0.ns, 'sysctl', ['-qw', 'net.ipv4.ping_group_range=0 2147483647']);
+    }
   });
 
   test('with neither ICMP permission the agent exits 1 and names both remedies', async () => {

@@ -225,3 +225,20 @@ test('swept targets are probed once per sweep interval, spread over it; a target
   assert.ok(sentTo(mark).filter((a) => a === '198.18.1.0').length >= 4, 'moved to the interval schedule');
   assert.equal(prober.currentIntervalMs, 1000, 'the packet budget counts only the interval schedule');
 });
+
+test("a socket's 'error' event is counted and reported, and probing goes on", () => {
+  const { clock, s4, results, prober } = setup();
+  const reported: string[] = [];
+  const p = new Prober({ intervalMs: 1000, timeoutMs: 500, payloadBytes: 24, identifier: IDENTIFIER, cookie, sockets: new Map([[4, s4]]), clock, onResult: () => {}, onSocketError: (family, err) => reported.push(`${family}:${err.message}`) });
+  p.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(1);
+  s4.emitError(new Error('poll failed'));
+  s4.emitError(new Error('recvfrom failed'));
+  assert.deepEqual(reported, ['4:poll failed', '4:recvfrom failed']);
+  assert.equal(p.stats.socketErrors, 2);
+  const sent = s4.sent.length;
+  clock.advance(3000);
+  assert.ok(s4.sent.length >= sent + 3, 'still probing every interval');
+  assert.equal(results.length, 0);
+  void prober;
+});

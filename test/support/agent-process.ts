@@ -12,6 +12,8 @@ export const MAIN = join(REPO, 'dist', 'src', 'main.js');
 
 /** setpriv arguments for a locked-down non-root user, as Kubernetes runs a hardened container. */
 export const LOCKED_DOWN = ['--reuid', '65532', '--regid', '65532', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
+/** Root with every capability dropped but NET_RAW, as deploy/overlays/host-network runs the agent. */
+export const ROOT_NET_RAW_ONLY = ['--inh-caps=-all', '--bounding-set=-all,+net_raw', '--no-new-privs'];
 
 export interface AgentProcess {
   readonly child: ChildProcess;
@@ -26,10 +28,11 @@ export interface AgentProcess {
 }
 
 /** Starts the built agent in a namespace, as root or (lockedDown) as uid 65532 with no capabilities. */
-export function startAgent(cluster: Cluster, ns: string, control: FaultControl, env: Record<string, string>, opts: { lockedDown?: boolean; port?: number } = {}): AgentProcess {
+export function startAgent(cluster: Cluster, ns: string, control: FaultControl, env: Record<string, string>, opts: { lockedDown?: boolean; setpriv?: readonly string[]; port?: number } = {}): AgentProcess {
   const port = opts.port ?? 2112;
-  const argv = opts.lockedDown ? [...LOCKED_DOWN, process.execPath, MAIN] : [MAIN];
-  const cmd = opts.lockedDown ? 'setpriv' : process.execPath;
+  const setpriv = opts.setpriv ?? (opts.lockedDown ? LOCKED_DOWN : undefined);
+  const argv = setpriv ? [...setpriv, process.execPath, MAIN] : [MAIN];
+  const cmd = setpriv ? 'setpriv' : process.execPath;
   const child = cluster.spawnIn(ns, cmd, argv, {
     cwd: REPO,
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/nonexistent', MENTAT_METRICS_PORT: String(port), MENTAT_METRICS_HOST: '127.0.0.1', ...env },

@@ -31,7 +31,17 @@ export class FakeSocket implements IcmpSocket {
     this.handler = handler;
   }
 
-  onError(): void {}
+  private errorHandler: ((error: Error) => void) | undefined;
+
+  onError(handler: (error: Error) => void): void {
+    this.errorHandler = handler;
+  }
+
+  /** An 'error' event, as raw-socket emits one when poll or a receive fails. */
+  emitError(error: Error): void {
+    if (!this.errorHandler) throw error; // like an EventEmitter without an 'error' listener
+    this.errorHandler(error);
+  }
 
   async close(): Promise<void> {
     this.closed = true;
