@@ -1,21 +1,30 @@
 /**
- * The Grafana dashboard (deploy/dashboards/mentat.json): valid, its queries only on the agent's
- * metrics and labels, and every query accepted by promtool's PromQL parser.
+ * The Grafana dashboard (deploy/dashboards/mentat.json): valid, laid out without overlaps, a
+ * node-health view beside the pairs, its queries only on the agent's metrics and labels and on what
+ * the rule file records, and every query accepted by promtool's PromQL parser.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { dump } from 'js-yaml';
+import { dump, load } from 'js-yaml';
 import { AGENT_LABELS, AGENT_METRICS, labelsIn, metricsIn } from './promql.js';
-import { need, readRepo, run, type Obj } from './render.js';
+import { need, readRepo, run } from './render.js';
+
+interface GridPos {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
 
 interface Panel {
   id: number;
   type: string;
   title: string;
-  gridPos?: Obj;
+  collapsed?: boolean;
+  gridPos?: GridPos;
   datasource?: { type: string; uid: string };
   targets?: { expr?: string; refId: string; datasource?: { uid: string } }[];
   panels?: Panel[];
@@ -26,6 +35,12 @@ interface Dashboard {
   title: string;
   panels: Panel[];
   templating: { list: { name: string; type: string; query: unknown }[] };
+}
+
+/** What the rule file records: the dashboard may query it, as the alerts do. */
+function recorded(): Set<string> {
+  const file = load(readRepo('deploy/rules/mentat.rules.yaml')) as { groups: { rules: { record?: string }[] }[] };
+  return new Set(file.groups.flatMap((g) => g.rules.flatMap((r) => (r.record ? [r.record] : []))));
 }
 
 function allPanels(panels: readonly Panel[]): Panel[] {
@@ -58,18 +73,49 @@ function checkVariables(dashboard: Dashboard): void {
   }
 }
 
-function checkQuery(expr: string, variables: ReadonlySet<string>): void {
+function checkQuery(expr: string, variables: ReadonlySet<string>, records: ReadonlySet<string>): void {
   const metrics = metricsIn(expr);
   assert.ok(metrics.size > 0, `no metric in ${expr}`);
-  for (const m of metrics) assert.ok(AGENT_METRICS.has(m), `unknown metric ${m} in ${expr}`);
+  for (const m of metrics) assert.ok(AGENT_METRICS.has(m) || records.has(m), `unknown metric ${m} in ${expr}`);
   for (const l of labelsIn(expr)) assert.ok(AGENT_LABELS.has(l), `unknown label ${l} in ${expr}`);
-  if ([...metrics].some((m) => m.startsWith('node_latency'))) {
+  // The per-pair series follow the origin and destination variables; the sweep has no destination_node.
+  if ([...metrics].some((m) => m.startsWith('node_latency') && !m.startsWith('node_latency_sweep'))) {
     assert.ok(expr.includes('origin_node') && expr.includes('destination_node'), `${expr} filters or groups by origin_node and destination_node`);
   }
   for (const ref of expr.matchAll(/\$\{?(\w+)/g)) assert.ok(ref[1]!.startsWith('__') || variables.has(ref[1]!), `undefined variable $${ref[1]} in ${expr}`);
 }
 
-test('dashboard: valid JSON whose queries use only the agent\'s metrics and labels', (t) => {
+/** Panels that share a grid (the top level, or the inside of a collapsed row) must not overlap. */
+function checkLayout(panels: readonly Panel[], where: string): void {
+  const placed = panels.map((p) => {
+    assert.ok(p.gridPos, `${p.title}: gridPos`);
+    return { title: p.title, g: p.gridPos };
+  });
+  for (const { title, g } of placed) {
+    assert.ok(g.w > 0 && g.h > 0 && g.x >= 0 && g.y >= 0 && g.x + g.w <= 24, `${title}: gridPos ${JSON.stringify(g)} fits the 24 columns`);
+  }
+  for (const [i, a] of placed.entries()) {
+    for (const b of placed.slice(i + 1)) {
+      const apart = a.g.x + a.g.w <= b.g.x || b.g.x + b.g.w <= a.g.x || a.g.y + a.g.h <= b.g.y || b.g.y + b.g.h <= a.g.y;
+      assert.ok(apart, `${where}: "${a.title}" overlaps "${b.title}"`);
+    }
+  }
+  for (const row of panels.filter((p) => p.type === 'row' && p.collapsed)) checkLayout(row.panels ?? [], `row ${row.title}`);
+}
+
+/** The per-node scores of the rules: each has its worst nodes over time. */
+const SCORES = ['mentat:node:destination_latency_excess_seconds', 'mentat:node:origin_latency_excess_seconds', 'mentat:node:destination_failed_ratio', 'mentat:node:origin_failed_ratio'];
+/** The rest of the node-health view: what the alerts would name, what they measure against, and the agents' state. */
+const NODE_HEALTH: readonly (readonly [string, string])[] = [
+  ['degraded nodes', 'mentat:node:degraded'],
+  ['zone-pair baselines', 'mentat:zone_pair:latency_seconds'],
+  ['sweep mean by zone pair', 'node_latency_sweep_count'],
+  ['sweep loss by zone pair', 'node_latency_sweep_probes_total'],
+  ['targets by state', 'mentat_targets'],
+  ['nodes not active', 'mentat_node_state'],
+];
+
+test('dashboard: valid JSON whose queries use only the agent\'s metrics and labels and what the rules record', (t) => {
   const dashboard = JSON.parse(readRepo('deploy/dashboards/mentat.json')) as Dashboard;
   assert.ok(dashboard.uid && dashboard.title);
   const variables = new Set(dashboard.templating.list.map((v) => v.name));
@@ -80,7 +126,9 @@ test('dashboard: valid JSON whose queries use only the agent\'s metrics and labe
   for (const needed of ['p50', 'p99', 'loss', '×']) assert.ok(titles.includes(needed), `a panel about ${needed}`);
   assert.ok(panels.some((p) => p.type === 'table' || p.type === 'heatmap'), 'an origin × destination matrix');
   checkVariables(dashboard);
-  for (const expr of exprs) checkQuery(expr, variables);
+  const records = recorded();
+  for (const expr of exprs) checkQuery(expr, variables, records);
+  checkLayout(dashboard.panels, 'dashboard');
 
   const promtool = need(t, 'promtool', 'Debian package prometheus');
   if (!promtool) return;
@@ -95,4 +143,16 @@ test('dashboard: valid JSON whose queries use only the agent\'s metrics and labe
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('dashboard: a node-health view beside the pair matrix, on the rules\' per-node scores and the agents\' state', () => {
+  const dashboard = JSON.parse(readRepo('deploy/dashboards/mentat.json')) as Dashboard;
+  const panels = allPanels(dashboard.panels);
+  assert.ok(panels.some((p) => p.type === 'row' && /node health/i.test(p.title)), 'a row "Node health"');
+  const reading = (metric: string) => panels.filter((p) => p.targets?.some((x) => x.expr !== undefined && metricsIn(x.expr).has(metric)));
+  for (const [what, metric] of NODE_HEALTH) assert.ok(reading(metric).length > 0, `a panel of ${what} (${metric})`);
+  for (const metric of SCORES) {
+    assert.ok(reading(metric).some((p) => p.type === 'timeseries' && p.targets!.some((x) => x.expr!.startsWith('topk('))), `${metric}: the worst nodes over time`);
+  }
+  assert.ok(reading('mentat:node:degraded').some((p) => p.type === 'table'), 'degraded nodes as a table');
 });
