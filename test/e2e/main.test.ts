@@ -13,14 +13,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
-import { loadKubeClient } from '../src/kube/client.js';
-import { NodeDiscovery } from '../src/kube/discovery.js';
-import { RateLimitedLog, type Log } from '../src/log.js';
-import { MAIN, REPO } from './support/agent-process.js';
-import { FakeApiServer, makeNode, waitFor } from './support/fake-apiserver.js';
-import { launchLocalAgent, until, type Agent } from './support/fault-client.js';
-import { OtlpReceiver } from './support/otlp-receiver.js';
-import { promtoolParse, strictParse } from './support/strict-exposition.js';
+import { loadKubeClient } from '../../src/kube/client.js';
+import { NodeDiscovery } from '../../src/kube/discovery.js';
+import { RateLimitedLog, type Log } from '../../src/log.js';
+import { MAIN, REPO } from '../support/agent-process.js';
+import { FakeApiServer, makeNode, waitFor } from '../support/fake-apiserver.js';
+import { launchLocalAgent, until, type Agent } from '../support/fault-client.js';
+import { OtlpReceiver } from '../support/otlp-receiver.js';
+import { promtoolParse, strictParse } from '../support/strict-exposition.js';
 
 const LOOPBACK = 'lo4=127.0.0.1,lo6=::1';
 
