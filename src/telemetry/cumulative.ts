@@ -104,7 +104,9 @@ function mergeBuckets(a: ExponentialHistogram, b: ExponentialHistogram, side: Si
 
 /**
  * Base-2 exponential histograms: both are brought to the coarser scale, and coarser still while
- * either side would need more than maxSize buckets (as the SDK does when it merges accumulations).
+ * either side would need more than maxSize buckets. This mirrors the downscaling of
+ * @opentelemetry/sdk-metrics 3.1.0 (ExponentialHistogramAccumulation.merge); the oracle test in
+ * test/telemetry/cumulative.test.ts compares the two and fails when a new SDK merges differently.
  */
 export function mergeExponential(a: ExponentialHistogram, b: ExponentialHistogram, maxSize: number): ExponentialHistogram {
   let scale = Math.min(a.scale, b.scale);

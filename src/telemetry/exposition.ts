@@ -11,10 +11,14 @@ import type { CollectionResult, MetricData, ResourceMetrics, ScopeMetrics } from
 /** Data points per serialized piece: about 80 KiB of text for the latency histogram. */
 export const SLICE_POINTS = 64;
 
-// Arguments: prefix, appendTimestamp, withResourceConstantLabels, withoutTargetInfo, withoutScopeInfo.
+/** PrometheusSerializer's positional arguments (exporter-prometheus 0.301.0), named once. */
+function serializer(options: { prefix?: string; appendTimestamp: boolean; withResourceConstantLabels?: RegExp; withoutTargetInfo: boolean; withoutScopeInfo: boolean }): PrometheusSerializer {
+  return new PrometheusSerializer(options.prefix, options.appendTimestamp, options.withResourceConstantLabels, options.withoutTargetInfo, options.withoutScopeInfo);
+}
+
 // No otel_scope_name label: one scope only, and at 18 series per destination every byte counts.
-const WITH_TARGET_INFO = new PrometheusSerializer(undefined, false, undefined, false, true);
-const WITHOUT_TARGET_INFO = new PrometheusSerializer(undefined, false, undefined, true, true);
+const WITH_TARGET_INFO = serializer({ appendTimestamp: false, withoutTargetInfo: false, withoutScopeInfo: true });
+const WITHOUT_TARGET_INFO = serializer({ appendTimestamp: false, withoutTargetInfo: true, withoutScopeInfo: true });
 
 /** HELP, UNIT and TYPE lines at the start of a piece; sample lines never start with '#'. */
 const LEADING_COMMENTS = /^(?:#[^\n]*\n)+/;
