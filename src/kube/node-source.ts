@@ -7,11 +7,9 @@
  * publisher is alive again; the last known nodes are kept through every change of source.
  */
 import { createHash } from 'node:crypto';
-import type { KubeConfig, ListWatch, Watch } from '@kubernetes/client-node';
-import type { Log, RateLimitedLog } from '../log.js';
+import type { ListWatch, Watch } from '@kubernetes/client-node';
 import type { Clock, MeshNode } from '../types.js';
 import { LEASES, ObjectClient, statusCodeOf, type ObjectList } from './api.js';
-import type { KubeClient } from './client.js';
 import { explainApiError, NodeDiscovery, type DiscoveryOptions } from './discovery.js';
 import { Lease, type LeaseObject } from './lease.js';
 import type { NodeEntry } from './node-entry.js';
@@ -28,18 +26,14 @@ export interface PublishedListSettings {
   readonly leaseDurationMs: number;
 }
 
-export interface NodeSourceOptions {
-  readonly client: KubeClient;
-  readonly kubeConfig: KubeConfig;
+export interface NodeSourceOptions extends Pick<DiscoveryOptions, 'client' | 'kubeConfig' | 'log' | 'warnings' | 'delay'> {
   readonly table: NodeTable;
   readonly onNodes: (nodes: MeshNode[]) => void;
-  readonly log: Log;
-  readonly warnings: RateLimitedLog;
-  readonly delay: (ms: number) => Promise<void>;
   readonly clock: Clock;
   readonly wallNow: () => number;
   /** In [0, 1): spreads fallbacks and first attempts of thousands of agents. */
   readonly random: () => number;
+  /** Named in permission errors. */
   readonly serviceAccount?: string;
   /** Absent: watch Nodes directly, always. */
   readonly published?: PublishedListSettings;

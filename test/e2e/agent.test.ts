@@ -13,7 +13,7 @@ import { REPO, until } from '../support/agent-process.js';
 import { FaultControl } from '../support/fault-client.js';
 import { labelValues, parseExposition, sampleValue, type Sample } from '../support/exposition.js';
 import { createCluster, requireNetns, type Cluster } from '../support/netns.js';
-import { prometheusAvailable, startPrometheus } from '../support/prometheus.js';
+import { requirePrometheus, startPrometheus } from '../support/prometheus.js';
 
 
 function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -23,11 +23,7 @@ function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: Nod
 
 test('acceptance: discovery, probing, Prometheus queries, node delete and add, SIGTERM', { timeout: 120_000 }, async (t) => {
   if (!requireNetns(t)) return;
-  if (!prometheusAvailable()) {
-    if (process.env['CI'] === 'true') throw new Error('prometheus is required under CI (apt-get install prometheus)');
-    t.skip('prometheus is not installed');
-    return;
-  }
+  if (!requirePrometheus(t)) return;
   const dir = await mkdtemp(join(tmpdir(), 'mentat-e2e-'));
   let cluster: Cluster | undefined;
   let control: FaultControl | undefined;

@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_BUCKETS_SECONDS } from '../../src/config.js';
-import { freePort, MAIN, REPO } from '../support/agent-process.js';
+import { freePort, MAIN, REPO, until } from '../support/agent-process.js';
 import { OtlpReceiver, type MetricPoint, type ReceivedExport } from '../support/otlp-receiver.js';
 
 /** The project's Node 24 (never the system Node), falling back to whatever runs the tests. */
@@ -62,24 +62,6 @@ function httpGet(url: string): Promise<{ status: number; body: string }> {
     req.on('error', reject);
     req.end();
   });
-}
-
-/** Polls `fn` every 50 ms until it returns something other than undefined. */
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined> | T | undefined, context?: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}${context ? `\n${context()}` : ''}`);
-    }
-    await sleep(50);
-  }
 }
 
 /**
@@ -137,7 +119,7 @@ async function startAgent(t: TestContext, otelEnv: Record<string, string>): Prom
       const { status } = await httpGet(`http://127.0.0.1:${metricsPort}/readyz`);
       return status === 200 ? true : undefined;
     },
-    () => agent.describe(),
+    { everyMs: 50, context: () => agent.describe() },
   );
   return agent;
 }
@@ -354,7 +336,7 @@ test('collector unreachable (closed port): /metrics keeps counting, one failure 
   const failures = await until('an export failure log line', 5000, () => {
     const lines = exportFailureLines(agent.logs);
     return lines.length > 0 ? lines : undefined;
-  }, () => agent.describe());
+  }, { everyMs: 50, context: () => agent.describe() });
   assert.ok(failures.length <= 3, `failure lines are rate-limited: ${failures.map((l) => l.msg).join(' | ')}`);
   t.diagnostic(`count ${first} -> ${grown}; failure line: ${String(failures[0]!.msg).slice(0, 160)}`);
 

@@ -16,6 +16,7 @@ import { createSocket as createUdpSocket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { MinHeap } from '../../src/probe/heap.js';
 
 export type CorruptMode = 'checksum' | 'truncate' | 'identifier' | 'unreachable';
 
@@ -102,50 +103,10 @@ function sendNow(sock: RawSocket, pkt: Buffer, dst: string, cb: (err: Error | nu
   sock.send(pkt, 0, pkt.length, dst, (err) => cb(err));
 }
 
-/** Binary min-heap of pending replies keyed by due time (jitter reorders them). */
+/** A pending reply; the agent's own heap orders them by due time (jitter reorders them). */
 interface Pending {
   due: number;
   send: () => void;
-}
-class DueHeap {
-  private readonly items: Pending[] = [];
-  get size(): number {
-    return this.items.length;
-  }
-  peek(): Pending | undefined {
-    return this.items[0];
-  }
-  push(p: Pending): void {
-    const a = this.items;
-    a.push(p);
-    let i = a.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (a[parent]!.due <= a[i]!.due) break;
-      [a[parent], a[i]] = [a[i]!, a[parent]!];
-      i = parent;
-    }
-  }
-  pop(): Pending | undefined {
-    const a = this.items;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last !== undefined) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l]!.due < a[m]!.due) m = l;
-        if (r < a.length && a[r]!.due < a[m]!.due) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
-        i = m;
-      }
-    }
-    return top;
-  }
 }
 
 interface Options {
@@ -295,7 +256,7 @@ function main(): void {
     pending: 0,
     seed: opts.seed,
   };
-  const heap = new DueHeap();
+  const heap = new MinHeap<Pending>();
   let timer: NodeJS.Timeout | undefined;
   let immediate: NodeJS.Immediate | undefined;
   let stopping = false;

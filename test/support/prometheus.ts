@@ -10,6 +10,14 @@ export function prometheusAvailable(): boolean {
   return spawnSync('prometheus', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
+/** Call at the top of a test that needs Prometheus: false (the test skipped) without it, an error under CI. */
+export function requirePrometheus(t: { skip(message: string): void }): boolean {
+  if (prometheusAvailable()) return true;
+  if (process.env['CI'] === 'true') throw new Error('prometheus is required under CI (apt-get install prometheus)');
+  t.skip('prometheus is not installed');
+  return false;
+}
+
 export interface PrometheusServer {
   readonly url: string;
   readonly process: ChildProcess;
