@@ -204,7 +204,7 @@ async function nodeSource(
     wallNow: deps.wallNow ?? Date.now,
     random: deps.random ?? Math.random,
     ...(deps.serviceAccount ? { serviceAccount: deps.serviceAccount } : {}),
-    ...(published ? { published: { namespace: nodeList.namespace!, identity: nodeList.identity, nodeName: config.nodeName, leaseDurationMs: nodeList.leaseDurationMs } } : {}),
+    ...(published ? { published: { namespace: nodeList.namespace, identity: nodeList.identity, nodeName: config.nodeName, leaseDurationMs: nodeList.leaseDurationMs } } : {}),
   });
   return {
     discovery: source,

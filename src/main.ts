@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
   for (const warning of warnings) log.warn({}, warning);
 
-  routeOtelDiagnostics(log, clock.now);
+  routeOtelDiagnostics(log, () => clock.now());
 
   const kube = await connectKubernetes(config, log);
   if (kube === 'exit') return;

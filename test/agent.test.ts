@@ -22,16 +22,17 @@ class RecordingEngine implements ProbeEngine {
   sweep: Target[] = [];
   updates = 0;
   stopped = false;
-  async start(): Promise<EngineInfo> {
-    return { sockets: ['fake/ipv4'], missing: [] };
+  start(): Promise<EngineInfo> {
+    return Promise.resolve({ sockets: ['fake/ipv4'], missing: [] });
   }
   setTargets(targets: readonly Target[], sweep: readonly Target[] = []): void {
     this.targets = [...targets];
     this.sweep = [...sweep];
     this.updates++;
   }
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     this.stopped = true;
+    return Promise.resolve();
   }
 }
 

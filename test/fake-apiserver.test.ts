@@ -355,7 +355,7 @@ test('BOOKMARK is accepted: advances the informer resourceVersion, so a compacte
   assert.equal(h.informer.list().length, 3);
   await server.waitFor((s) => s.openWatches === 1, 2000, 'watch open');
   assert.ok(h.informer instanceof ListWatch);
-  const lw: ListWatch<V1Node> = h.informer;
+  const lw = h.informer as ListWatch<V1Node>;
 
   // Changes outside the selector advance the server RV but send nothing to this watch.
   for (let i = 0; i < 5; i++) server.upsertNode(makeNode('other-0', `10.2.0.${i}`, { role: 'other' }));

@@ -48,7 +48,7 @@ export class NodeLister {
   async list(page: { limit: number; continueToken?: string | undefined }): Promise<NodeListPage> {
     const query = new URLSearchParams({ limit: String(page.limit) });
     if (page.continueToken !== undefined) query.set('continue', page.continueToken);
-    const response = await this.client.send(this.kubeConfig, { method: 'GET', path: `/api/v1/nodes?${query}`, timeoutMs: this.timeoutMs });
+    const response = await this.client.send(this.kubeConfig, { method: 'GET', path: `/api/v1/nodes?${query.toString()}`, timeoutMs: this.timeoutMs });
     if (response.status !== 200) throw new KubeApiError(response.status, statusMessage(response.body));
     const list = JSON.parse(response.body) as NodeListPage;
     if (!Array.isArray(list?.items)) throw new Error('the API server answered the node list with no items array');

@@ -117,7 +117,7 @@ async function importAll(): Promise<Record<string, Record<string, unknown> | Err
       }
     }),
   );
-  return Object.fromEntries(entries);
+  return Object.fromEntries(entries) as Record<string, Record<string, unknown> | Error>;
 }
 
 async function installedVersion(): Promise<string> {

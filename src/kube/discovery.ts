@@ -175,7 +175,10 @@ export class NodeDiscovery {
     // Repeating the same failure every backoff step would flood the log; say it when it changes.
     const status = statusCodeOf(err);
     const severe = status === 401 || status === 403;
-    if (message !== this.lastError) (severe ? this.options.log.error : this.options.log.warn).call(this.options.log, { retryInMs: this.backoffMs }, message);
+    if (message !== this.lastError) {
+      if (severe) this.options.log.error({ retryInMs: this.backoffMs }, message);
+      else this.options.log.warn({ retryInMs: this.backoffMs }, message);
+    }
     else this.options.log.debug({ retryInMs: this.backoffMs }, message);
     this.lastError = message;
     const wait = this.backoffMs;

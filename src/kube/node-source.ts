@@ -7,7 +7,7 @@
  * publisher is alive again; the last known nodes are kept through every change of source.
  */
 import { createHash } from 'node:crypto';
-import type { ListWatch, Watch } from '@kubernetes/client-node';
+import type { ListWatch } from '@kubernetes/client-node';
 import type { Clock, MeshNode } from '../types.js';
 import { LEASES, ObjectClient, statusCodeOf, type ObjectList } from './api.js';
 import { explainApiError, NodeDiscovery, type DiscoveryOptions } from './discovery.js';
@@ -170,7 +170,7 @@ export class NodeSource {
     const { client, kubeConfig } = this.options;
     const path = LEASES(namespace);
     const listFn = () => this.objects.list<LeaseObject>(path, `metadata.name=${LEASE_NAME}`) as unknown as Promise<ObjectList<LeaseObject> & { items: LeaseObject[] }>;
-    const informer = new client.ListWatch<LeaseObject>(path, new client.Watch(kubeConfig) as Watch, listFn as never, false, undefined, `metadata.name=${LEASE_NAME}`, { delayFn: this.options.delay });
+    const informer = new client.ListWatch<LeaseObject>(path, new client.Watch(kubeConfig), listFn, false, undefined, `metadata.name=${LEASE_NAME}`, { delayFn: this.options.delay });
     const seen = (lease: LeaseObject | undefined) => {
       this.lease?.observe(lease);
       this.tick();

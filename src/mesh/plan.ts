@@ -36,7 +36,7 @@ const graphs = new WeakMap<readonly MeshNode[], Map<number, PeerGraph>>();
 
 function graphOf(nodes: readonly MeshNode[], members: readonly MeshMember[], k: number): PeerGraph {
   let byK = graphs.get(nodes);
-  if (!byK) graphs.set(nodes, (byK = new Map()));
+  if (!byK) graphs.set(nodes, (byK = new Map<number, PeerGraph>()));
   let graph = byK.get(k);
   if (!graph) byK.set(k, (graph = peerGraph(members, k)));
   return graph;

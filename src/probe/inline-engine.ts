@@ -19,10 +19,14 @@ export class InlineEngine implements ProbeEngine {
     private readonly events: EngineEvents,
   ) {}
 
-  // async: a socket that cannot be opened rejects, as the ProbeEngine contract says.
-  async start(): Promise<EngineInfo> {
-    this.probing = startProbing('dgram', this.settings, this.clock, this.events);
-    return this.probing.info;
+  /** A socket that cannot be opened rejects (never throws), as the ProbeEngine contract says. */
+  start(): Promise<EngineInfo> {
+    try {
+      this.probing = startProbing('dgram', this.settings, this.clock, this.events);
+      return Promise.resolve(this.probing.info);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   setTargets(targets: readonly Target[], sweep?: readonly Target[]): void {

@@ -16,7 +16,7 @@ export interface Probing {
  * @throws IcmpPermissionError (or another error) when no socket can be opened
  */
 export function startProbing(kind: SocketKind, settings: ProbeSettings, clock: Clock, events: EngineEvents): Probing {
-  const opened = openIcmpSockets(kind, clock.now);
+  const opened = openIcmpSockets(kind, () => clock.now());
   const prober = new Prober({
     ...settings,
     sockets: opened.sockets,

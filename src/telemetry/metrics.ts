@@ -139,8 +139,9 @@ export class SweepMetrics {
   }
 
   record(destinationZone: string | undefined, outcome: Outcome): void {
-    const attributes: Attributes = { origin_node: this.originNode, origin_zone: this.originZone, destination_zone: destinationZone ?? UNKNOWN_ZONE };
-    const key = `${attributes['origin_zone']}\u0000${attributes['destination_zone']}`;
+    const zone = destinationZone ?? UNKNOWN_ZONE;
+    const attributes: Attributes = { origin_node: this.originNode, origin_zone: this.originZone, destination_zone: zone };
+    const key = `${this.originZone}\u0000${zone}`;
     if (!this.seen.has(key)) {
       // Zero-valued from the start, so loss ratios have every term.
       this.seen.add(key);

@@ -326,7 +326,7 @@ describe('netns harness', () => {
 
     // Simulate a crashed run: a namespace named after a pid that no longer
     // exists, with a process still inside it.
-    const dead = spawnSync('true').pid!;
+    const dead = spawnSync('true').pid;
     const stale = `mtt-${dead.toString(36)}-0n0`;
     assert.equal(spawnSync('ip', ['netns', 'add', stale]).status, 0);
     const orphan = spawn('ip', ['netns', 'exec', stale, 'sleep', '300'], { stdio: 'ignore', detached: true });

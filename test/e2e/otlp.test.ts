@@ -102,14 +102,14 @@ async function startAgent(t: TestContext, otelEnv: Record<string, string>): Prom
     },
   };
   t.after(() => agent.kill());
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  createInterface({ input: child.stdout }).on('line', (line) => {
     try {
       logs.push(JSON.parse(line) as LogLine);
     } catch {
       logs.push({ msg: line });
     }
   });
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (agent.stderr += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (agent.stderr += c));
 
   await until(
     'the agent to answer /readyz with 200',
@@ -175,7 +175,7 @@ function assertAgentExport(receiver: OtlpReceiver, otelResource: Record<string, 
 
   assert.deepEqual(new Set(latency.map((p) => p.attributes['destination_node'])), new Set(DESTINATIONS), 'one series per target, nothing else');
   for (const p of latency) {
-    const where = `node_latency{destination_node=${String(p.attributes['destination_node'])}}`;
+    const where = `node_latency{destination_node=${JSON.stringify(p.attributes['destination_node'])}}`;
     assert.equal(p.type, 'histogram', `${where} is an explicit-bucket histogram`);
     assert.equal(p.unit, 's', `${where} unit`);
     assert.equal(p.temporality, CUMULATIVE, `${where} temporality`);

@@ -60,8 +60,8 @@ for (const family of [4, 6] as const) {
 const request4 = encodeEchoRequest({ family: 4, identifier: 77, sequence: 9, cookie, payloadBytes: 32 });
 const malformed: Array<[string, Buffer, 4 | 6, boolean, RegExp]> = [
   ['empty', Buffer.alloc(0), 4, true, /truncated IPv4 header/],
-  ['IPv6 in an IPv4 socket', Buffer.from([0x60, ...new Array(30).fill(0)]), 4, true, /not IPv4/],
-  ['IHL below 5', Buffer.from([0x44, ...new Array(30).fill(0)]), 4, true, /bad IPv4 header length/],
+  ['IPv6 in an IPv4 socket', Buffer.from([0x60, ...new Array<number>(30).fill(0)]), 4, true, /not IPv4/],
+  ['IHL below 5', Buffer.from([0x44, ...new Array<number>(30).fill(0)]), 4, true, /bad IPv4 header length/],
   ['IP header only', ipv4Header(0), 4, true, /truncated ICMP header/],
   ['bad checksum', (() => { const r = FakeSocket.replyTo(request4, 4); r[30] = (r[30]! + 1) & 0xff; return r; })(), 4, true, /bad ICMP checksum/],
   ['echo request (our own, looped back)', Buffer.concat([ipv4Header(request4.length), request4]), 4, true, /ICMP type 8/],

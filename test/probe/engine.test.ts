@@ -8,13 +8,14 @@ import type { Outcome } from '../../src/types.js';
 class FakeEngine implements ProbeEngine {
   stopped = false;
   constructor(private readonly name: string, private readonly failure?: Error) {}
-  async start(): Promise<EngineInfo> {
-    if (this.failure) throw this.failure;
-    return { sockets: [`${this.name}/ipv4`], missing: [] };
+  start(): Promise<EngineInfo> {
+    if (this.failure) return Promise.reject(this.failure);
+    return Promise.resolve({ sockets: [`${this.name}/ipv4`], missing: [] });
   }
   setTargets(): void {}
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     this.stopped = true;
+    return Promise.resolve();
   }
 }
 

@@ -28,6 +28,11 @@ import {
 } from './fake-api-store.js';
 
 /** The RBAC verbs the fake serves. */
+
+/** A JSON value as the apiserver prints it in a message: strings bare, anything else as JSON. */
+function asText(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
 export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'delete';
 /** What a request asked for; 'other' is anything the fake does not serve as a resource verb. */
 export type RequestKind = Verb | 'other';
@@ -185,7 +190,7 @@ function route(method: string, path: string, params: URLSearchParams): Route {
   // An apiserver authorizes a list or watch pinned to one name (fieldSelector metadata.name=x) like a named request.
   const pinned = (verb === 'list' || verb === 'watch') && name === undefined ? selectedName(params.get('fieldSelector') ?? '') : undefined;
   return {
-    kind: served ? (verb as Verb) : 'other',
+    kind: served ? (verb) : 'other',
     verb,
     type,
     ...(namespace !== undefined ? { namespace } : {}),
@@ -235,10 +240,10 @@ function decodeObject(type: ResourceType, text: string): JsonObject {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw cannot('the body is not a JSON object');
   const obj = body as JsonObject;
   if (obj['apiVersion'] !== undefined && obj['apiVersion'] !== type.apiVersion) {
-    throw badRequest(`the API version in the data (${String(obj['apiVersion'])}) does not match the expected API version (${type.apiVersion})`);
+    throw badRequest(`the API version in the data (${asText(obj['apiVersion'])}) does not match the expected API version (${type.apiVersion})`);
   }
   if (obj['kind'] !== undefined && obj['kind'] !== type.kind) {
-    throw badRequest(`the kind in the data (${String(obj['kind'])}) does not match the expected kind (${type.kind})`);
+    throw badRequest(`the kind in the data (${asText(obj['kind'])}) does not match the expected kind (${type.kind})`);
   }
   const meta = obj['metadata'];
   if (meta !== undefined && (typeof meta !== 'object' || meta === null || Array.isArray(meta))) throw cannot('metadata is not an object');
@@ -255,7 +260,7 @@ function decodeObject(type: ResourceType, text: string): JsonObject {
     for (const field of ['acquireTime', 'renewTime']) {
       const v = spec?.[field];
       if (v !== undefined && v !== null && (typeof v !== 'string' || !MICRO_TIME.test(v))) {
-        throw cannot(`parsing time ${JSON.stringify(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse ${JSON.stringify(String(v).slice(19))} as ".000000"`);
+        throw cannot(`parsing time ${JSON.stringify(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse ${JSON.stringify(asText(v).slice(19))} as ".000000"`);
       }
     }
   }

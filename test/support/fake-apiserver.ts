@@ -319,7 +319,7 @@ export class FakeApiServer {
   }
 
   getNode(name: string): StoredNode | undefined {
-    return this.store.get(RESOURCES.nodes, undefined, name) as StoredNode | undefined;
+    return this.store.get(RESOURCES.nodes, undefined, name);
   }
 
   nodeNames(): string[] {
@@ -332,7 +332,7 @@ export class FakeApiServer {
    */
   upsertNode(input: NodeInput): StoredNode {
     if (!input.metadata?.name) throw new Error('upsertNode: metadata.name is required');
-    return this.putObject('nodes', undefined, input) as StoredNode;
+    return this.putObject('nodes', undefined, input);
   }
 
   upsertNodes(inputs: Iterable<NodeInput>): void {
@@ -355,7 +355,7 @@ export class FakeApiServer {
     const body = JSON.parse(JSON.stringify(obj)) as JsonObject & { metadata?: JsonObject };
     if (typeof body.metadata?.['name'] !== 'string' || body.metadata['name'] === '') throw new Error(`putObject ${resource}: metadata.name is required`);
     if (body.metadata['namespace'] !== undefined && body.metadata['namespace'] !== namespace) {
-      throw new Error(`putObject ${resource}: metadata.namespace ${String(body.metadata['namespace'])} is not ${namespace}`);
+      throw new Error(`putObject ${resource}: metadata.namespace ${JSON.stringify(body.metadata['namespace'])} is not ${namespace}`);
     }
     return this.store.put(type, namespace, body);
   }

@@ -43,8 +43,9 @@ export class FakeSocket implements IcmpSocket {
     this.errorHandler(error);
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true;
+    return Promise.resolve();
   }
 
   /** Delivers a raw datagram as the kernel would hand it over. */
