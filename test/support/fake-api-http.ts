@@ -27,12 +27,12 @@ import {
   type WatchStream,
 } from './fake-api-store.js';
 
-/** The RBAC verbs the fake serves. */
-
 /** A JSON value as the apiserver prints it in a message: strings bare, anything else as JSON. */
 function asText(v: unknown): string {
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
+
+/** The RBAC verbs the fake serves. */
 export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'delete';
 /** What a request asked for; 'other' is anything the fake does not serve as a resource verb. */
 export type RequestKind = Verb | 'other';
