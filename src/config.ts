@@ -280,6 +280,14 @@ export interface Loaded {
   readonly warnings: readonly string[];
 }
 
+/** Every setting: its variable, flag and default, as --help and the README list them. */
+export function settings(): Array<{ env: string; flag: string; default: string; values?: readonly string[] }> {
+  return KEYS.map((key) => {
+    const setting: Setting = SCHEMA[key];
+    return { env: envName(key), flag: `--${flagName(key)}`, default: setting.default, ...(setting.values ? { values: setting.values } : {}) };
+  });
+}
+
 /** One line per setting and what it accepts, for --help. */
 export function usage(): string {
   return KEYS.map((key) => {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULT_BUCKETS_SECONDS, loadConfig, parseDurationMs, usage, type Config } from '../src/config.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_BUCKETS_SECONDS, loadConfig, parseDurationMs, settings, usage, type Config } from '../src/config.js';
+import { REPO } from './support/agent-process.js';
 
 const load = (env: Record<string, string>, argv: string[] = []) => loadConfig({ env, argv, hostname: 'host-a' });
 
@@ -154,4 +157,22 @@ test('--help names every setting, its variable, default and the values an enumer
   assert.match(help, /--metrics-host {2}MENTAT_METRICS_HOST {2}.*\(default: ::\)/);
   assert.match(help, /--payload-size {2}MENTAT_PAYLOAD_SIZE {2}/);
   assert.match(help, /--icmp-mode {2}MENTAT_ICMP_MODE \[auto\|raw\|dgram\]/);
+});
+
+test("the README's configuration table names every setting with the flag and default the agent has", () => {
+  const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+  const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## ICMP permission'));
+  const rows = new Map<string, string[]>();
+  for (const line of table.split('\n').filter((l) => l.startsWith('| `'))) {
+    const cells = line.split(' | ').map((c) => c.replace(/^\| /, '').trim());
+    for (const env of [...cells[0]!.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!)) rows.set(env, cells);
+  }
+  for (const s of settings()) {
+    const row = rows.get(s.env);
+    assert.ok(row, `${s.env} is missing from the README's configuration table`);
+    assert.ok(row[1]!.includes(`\`${s.flag}\``), `${s.env}: the README says flag ${row[1]}, the agent ${s.flag}`);
+    // Defaults that are values (not "see above" or "hostname") must be the agent's own.
+    const documented = [...row[2]!.matchAll(/`([^`]*)`/g)].map((m) => m[1]);
+    if (documented.length > 0 && s.default !== '' && s.env !== 'MENTAT_BUCKETS') assert.equal(documented[0], s.default, `${s.env}: the README's default`);
+  }
 });

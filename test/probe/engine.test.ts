@@ -46,6 +46,21 @@ test('auto with neither allowed names both remedies', async () => {
   );
 });
 
+test('the refusal of both kinds of socket says each reason once, in one line of reasonable length', async () => {
+  const dgram = new IcmpPermissionError('opening an unprivileged ICMPv4 datagram socket was denied (EACCES): the process group is outside net.ipv4.ping_group_range', 'set it to cover the group (a long remedy)');
+  const raw = new IcmpPermissionError('opening a raw ICMPv4 socket was denied (Operation not permitted): the process lacks CAP_NET_RAW', 'grant it (a long remedy)');
+  await assert.rejects(
+    startEngine('auto', { dgram: () => new FakeEngine('dgram', dgram), raw: () => new FakeEngine('raw', raw) }),
+    (err: Error) => {
+      assert.ok(!err.message.includes('a long remedy'), 'the remedies of each kind are replaced by one');
+      assert.equal(err.message.split('ping_group_range').length - 1, 2, 'the datagram reason, and the one remedy');
+      assert.ok(err.message.length < 500, `${err.message.length} characters`);
+      assert.ok(!err.message.includes('\n'));
+      return true;
+    },
+  );
+});
+
 test('an explicit mode never falls back', async () => {
   await assert.rejects(startEngine('dgram', { dgram: () => new FakeEngine('dgram', denied('dgram')), raw: () => new FakeEngine('raw') }), /dgram denied/);
   await assert.rejects(startEngine('raw', { dgram: () => new FakeEngine('dgram'), raw: () => new FakeEngine('raw', denied('raw')) }), /raw denied/);
