@@ -171,7 +171,10 @@ export class NodeSource {
     const path = LEASES(namespace);
     const listFn = () => this.objects.list<LeaseObject>(path, `metadata.name=${LEASE_NAME}`) as unknown as Promise<ObjectList<LeaseObject> & { items: LeaseObject[] }>;
     const informer = new client.ListWatch<LeaseObject>(path, new client.Watch(kubeConfig), listFn, false, undefined, `metadata.name=${LEASE_NAME}`, { delayFn: this.options.delay });
+    // Retries back off as discovery's do: thousands of agents refused at once must not retry every second.
+    let backoffMs = 1000;
     const seen = (lease: LeaseObject | undefined) => {
+      backoffMs = 1000;
       this.lease?.observe(lease);
       this.tick();
     };
@@ -180,8 +183,10 @@ export class NodeSource {
     informer.on('delete', () => seen(undefined));
     informer.on('error', (err) => {
       if (this.stopped || (err as Error | undefined)?.name === 'AbortError') return;
-      this.options.warnings.warn('lease-watch', { retryInMs: 1000 }, explainLeaseError(err, this.server, namespace, this.options.serviceAccount));
-      void this.options.delay(1000).then(() => {
+      this.options.warnings.warn('lease-watch', { retryInMs: backoffMs }, explainLeaseError(err, this.server, namespace, this.options.serviceAccount));
+      const wait = backoffMs;
+      backoffMs = Math.min(backoffMs * 2, 30_000);
+      void this.options.delay(wait).then(() => {
         if (!this.stopped) void informer.start();
       });
     });
@@ -225,8 +230,10 @@ export class NodeSource {
     // No live publisher: take the lease when it is this agent's turn.
     this.attemptAt ??= now + this.turnDelayMs();
     if (now >= this.attemptAt) {
-      this.attemptAt = undefined;
+      // A refused or failed attempt is tried again a lease duration later, not every second.
+      this.attemptAt = now + this.durationMs;
       if (await lease.tryAcquire()) {
+        this.attemptAt = undefined;
         this.publisher = new ListPublisher(this.objects, this.options.published!.namespace);
         this.lastRenewOk = now;
         this.startDirect('leader');
