@@ -3,12 +3,20 @@
 # nodes through the fake API server (loopback addresses 127.1.x.y, kernel echo replies), datagram
 # ICMP, 8 scrapes. Prints the cgroup's peak and whether the kernel had to reclaim or kill.
 #   sudo bash bench/pod-memory.sh NODES LIMIT_MIB ["NODE_OPTIONS"]
+# SHIPPED=1 runs the agent with the environment of deploy/base/daemonset.yaml (heap flags,
+# MALLOC_ARENA_MAX, MENTAT_MAX_TARGETS, datagram ICMP, POD_NAMESPACE: as the only agent it takes the
+# node-list lease, so it is the publisher, the one agent that watches Nodes); a NODE_OPTIONS
+# argument replaces the shipped one. MESH=full sets MENTAT_MESH=full (default: the agent's default,
+# auto, sampled above 100 nodes); MAX_TARGETS=N sets MENTAT_MAX_TARGETS.
 # NODE_KIND=realistic serves Node objects the size kubelets report (~10 KB each) instead of minimal
-# ones; COLD=1 drops the page cache first, so the node binary's pages are charged to the pod too.
+# ones; KUBELET=1 rewrites every node's status once per 5 min, as kubelets do. The API server gzips
+# list responses over 128 KiB, as kube-apiserver does. COLD=1 drops the page cache first (the whole
+# machine's: not on a shared machine), so the node binary's pages are charged to the pod too.
 # Needs root, cgroup v1 or v2 memory controller, and `npm run build` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:?nodes}; LIMIT=${2:?limit MiB}; OPTS=${3:-}; KIND=${NODE_KIND:-minimal}
+SHIPPED=${SHIPPED:-0}; MESH=${MESH:-}; MAX_TARGETS=${MAX_TARGETS:-}; KUBELET=${KUBELET:-0}
 NODE=node_modules/.bin/node
 RANGE=$(cat /proc/sys/net/ipv4/ping_group_range)
 OUT=$(mktemp -d)
@@ -21,6 +29,14 @@ cleanup() {
   echo "$RANGE" > /proc/sys/net/ipv4/ping_group_range; { [ -n "$CG" ] && rmdir "$CG" 2>/dev/null; } || true; rm -rf "$OUT"
 }
 trap cleanup EXIT
+# The agent's settings: the DaemonSet's, or only what this script sets.
+AGENT_ENV=()
+SELF=self
+if [ "$SHIPPED" = 1 ]; then
+  SELF=node-0
+  mapfile -t AGENT_ENV < <("$NODE" dist/bench/daemonset.js "$SELF" mentat)
+  [ "${#AGENT_ENV[@]}" -gt 0 ] || { echo "pod-memory: no environment from dist/bench/daemonset.js (npm run build?)" >&2; exit 1; }
+fi
 # The API server runs a copy of the node binary: the pages it touches must not be charged to the root
 # cgroup on the agent's behalf. Copied before the page cache is dropped, for the same reason.
 cp "$(readlink -f "$NODE")" "$OUT/node-api"
@@ -36,20 +52,33 @@ fi
 echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range
 "$OUT/node-api" --input-type=module -e "
   const { FakeApiServer, makeNode, makeRealisticNode } = await import('./dist/test/support/fake-apiserver.js');
-  const s = await FakeApiServer.start();
+  const { startNodeHeartbeats } = await import('./dist/test/support/fake-api-heartbeats.js');
+  const s = await FakeApiServer.start({ compressResponses: true });
   const make = '$KIND' === 'realistic' ? makeRealisticNode : (name, ip) => makeNode(name, ip);
   s.upsertNodes(Array.from({ length: $N }, (_, i) => make('node-' + i, '127.1.' + (i >> 8) + '.' + (i & 255), i)));
+  if ('$KUBELET' === '1') startNodeHeartbeats(s, { periodMs: 300000 });
   console.log(await s.writeKubeconfig('$OUT'));" > "$OUT/kc" &
 API=$!
 for _ in $(seq 50); do [ -s "$OUT/kc" ] && break; sleep 0.2; done
 PORT=$((20000 + RANDOM % 20000))
-KUBECONFIG=$(head -1 "$OUT/kc") NODE_NAME=self MENTAT_METRICS_PORT=$PORT MENTAT_METRICS_HOST=127.0.0.1 MENTAT_LOG_LEVEL=warn NODE_OPTIONS="$OPTS" \
-  sh -c "echo \$\$ > $CG/cgroup.procs; exec $NODE dist/src/main.js" > "$OUT/log" 2>&1 &
+AGENT_ENV+=("KUBECONFIG=$(head -1 "$OUT/kc")" "NODE_NAME=$SELF" "MENTAT_METRICS_PORT=$PORT" "MENTAT_METRICS_HOST=127.0.0.1" "MENTAT_LOG_LEVEL=info")
+if [ "$SHIPPED" != 1 ] || [ -n "$OPTS" ]; then AGENT_ENV+=("NODE_OPTIONS=$OPTS"); fi
+if [ -n "$MESH" ]; then AGENT_ENV+=("MENTAT_MESH=$MESH"); fi
+if [ -n "$MAX_TARGETS" ]; then AGENT_ENV+=("MENTAT_MAX_TARGETS=$MAX_TARGETS"); fi
+env "${AGENT_ENV[@]}" sh -c "echo \$\$ > $CG/cgroup.procs; exec $NODE dist/src/main.js" > "$OUT/log" 2>&1 &
+# Ready (the node list synced; a publisher first waits its turn for the lease), then 10 s more.
+ready=no
+for _ in $(seq 600); do
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "localhost:$PORT/readyz" 2>/dev/null)" = 200 ]; then ready=yes; break; fi
+  [ -n "$(cat "$CG/cgroup.procs")" ] || break
+  sleep 0.2
+done
 sleep 10
 ms=()
 for _ in 1 2 3 4 5 6 7 8; do ms+=("$(curl -sf -o /dev/null -w '%{time_total}' "localhost:$PORT/metrics" 2>/dev/null || echo fail)"); sleep 1.5; done
 series=$(curl -s "localhost:$PORT/metrics" | grep -c '^node_latency_count' || true)
 alive=$([ -n "$(cat "$CG/cgroup.procs")" ] && echo yes || echo "no (killed)")
+if grep -q 'took the node-list lease' "$OUT/log"; then role=publisher; elif grep -q 'watching Nodes directly' "$OUT/log"; then role=fallback; elif [ "$SHIPPED" = 1 ]; then role=follower; else role=direct; fi
 # Resident set as the kernel counts it for the process: peak (VmHWM), now, and its anonymous part
 # (the heap; the rest is the node binary and libraries mapped from disk).
 rss="-"
@@ -58,4 +87,5 @@ if [ -n "$pid" ]; then
   kib() { awk -v k="$1:" '$1 == k { print int($2 / 1024) }' "/proc/$pid/status"; }
   rss="peak=$(kib VmHWM)MiB now=$(kib VmRSS)MiB anon=$(kib RssAnon)MiB"
 fi
-echo "nodes=$N ($KIND) limit=${LIMIT}MiB NODE_OPTIONS='$OPTS' cgroup_peak=$(peak)MiB limit-hits=$(fails) alive=$alive rss:$rss destinations=$series scrape_s=${ms[*]}"
+settings=$([ "$SHIPPED" = 1 ] && echo shipped || echo defaults)
+echo "nodes=$N ($KIND) kubelet_updates=$([ "$KUBELET" = 1 ] && echo 5min || echo none) settings=$settings mesh=${MESH:-auto} max_targets=${MAX_TARGETS:-$([ "$SHIPPED" = 1 ] && echo shipped || echo default)} node_list=$role ready=$ready limit=${LIMIT}MiB NODE_OPTIONS='${OPTS:-$([ "$SHIPPED" = 1 ] && echo shipped)}' cgroup_peak=$(peak)MiB limit-hits=$(fails) alive=$alive rss:$rss destinations=$series scrape_s=${ms[*]}"
