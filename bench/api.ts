@@ -19,7 +19,9 @@ import { until } from '../test/support/agent-process.js';
 import { IpcRpc, type OpOf } from '../test/support/ipc-rpc.js';
 import type { ApiServerRequest, LeaseView, LoadSnapshot } from './api-server.js';
 import { progress, type Ctx } from './context.js';
+import { CpuLimits } from './cpu-limit.js';
 import { daemonSetEnv } from './daemonset.js';
+import { readProc } from './proc.js';
 import { bytes, ok, type BudgetRow } from './report.js';
 import { fmt, table } from './stats.js';
 import { startMentat, sumOf, type Mentat } from './tools.js';
@@ -30,10 +32,13 @@ export interface ApiParams {
   apiWindowSeconds: number;
   /** Agents in published mode (one publisher, the rest followers). */
   apiPublishedAgents: number;
+  /** Each agent's CPU limit in millicores, as a pod's limits.cpu (the DaemonSet's is 200); 0: none. */
+  apiCpuLimitM: number;
 }
 
-export function apiParams(quick: boolean, sizes: readonly number[] | undefined): ApiParams {
-  const p: ApiParams = { apiSizes: sizes ? [...sizes] : quick ? [100, 1000] : [100, 1000, 5000], apiWindowSeconds: quick ? 30 : 60, apiPublishedAgents: 3 };
+export function apiParams(quick: boolean, sizes: readonly number[] | undefined, cpuLimitM = 0): ApiParams {
+  const p: ApiParams = { apiSizes: sizes ? [...sizes] : quick ? [100, 1000] : [100, 1000, 5000], apiWindowSeconds: quick ? 30 : 60, apiPublishedAgents: 3, apiCpuLimitM: cpuLimitM };
+  if (!Number.isInteger(p.apiCpuLimitM) || p.apiCpuLimitM < 0) throw new Error(`--api-cpu-limit: ${cpuLimitM} is not a whole number of millicores`);
   for (const n of p.apiSizes) if (!Number.isInteger(n) || n < p.apiPublishedAgents + 1 || n > 5000) throw new Error(`--api-sizes: ${n} is not ${p.apiPublishedAgents + 1}..5000`);
   return p;
 }
@@ -79,6 +84,8 @@ export interface ApiRow {
   publisher: Traffic;
   /** The agents that only followed in the window. */
   followers: Traffic[];
+  /** CPU of each role over its window, cores (from /proc; the publisher's summed like its traffic). */
+  cores: { direct: number; publisher: number; follower: number };
   /** Times the lease changed hands during the window, and in all (spec.leaseTransitions). */
   movedInWindow: number;
   /** Agents that watched Nodes during the window. */
@@ -103,6 +110,8 @@ export interface ApiResult {
   compression: { plainBytes: number; gzipBytes: number; realisticGzipBytes: number };
   windowSeconds: number;
   heartbeatPeriodMs: number;
+  /** The agents' CPU limit, millicores; 0: none. */
+  cpuLimitM: number;
   notes: string[];
 }
 
@@ -167,6 +176,8 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
   const { rpc } = await IpcRpc.start<ApiServerRequest, { ready: true; url: string }>(cluster, src.ns, [API_SERVER_PATH, ctx.dir], 'api-server');
   const call = <T>(op: OpOf<ApiServerRequest>): Promise<T> => rpc.call<T>(op);
   const agents: Mentat[] = [];
+  const limits = params.apiCpuLimitM > 0 ? new CpuLimits(params.apiCpuLimitM) : undefined;
+  const t0 = Date.now();
   try {
     const names = Array.from({ length: n }, (_, i) => `node-${String(i).padStart(4, '0')}`);
     for (let i = 0; i < n; i += 500) await call({ op: 'nodes', nodes: names.slice(i, i + 500).map((name, k) => ({ name, address: ctx.farmAddresses[i + k]!, index: i + k })) });
@@ -186,6 +197,7 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
       const t0 = Date.now();
       const m = startMentat(cluster, src.ns, control, http, label, port++, env);
       agents.push(m);
+      limits?.limit(m.pid);
       return { m, user, nodeName, t0 };
     };
     const readyCost = async (a: { m: Mentat; user: string; t0: number }, timeoutMs = 180_000): Promise<StartCost> => {
@@ -195,15 +207,18 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     };
 
     // Steady state: bytes and requests per second over the window, per user, after a few seconds to settle.
-    const window = async (): Promise<{ s0: LoadSnapshot; s1: LoadSnapshot; seconds: number; beats: number }> => {
+    // The agents' CPU over the window too: at 5000 nodes, whoever watches Nodes is busy (see the scale section).
+    const window = async (ms: readonly Mentat[]): Promise<{ s0: LoadSnapshot; s1: LoadSnapshot; seconds: number; beats: number; cores: number[] }> => {
       await sleep(5000);
       const s0 = await call<LoadSnapshot>({ op: 'load' });
       const beats0 = await call<number>({ op: 'beats' });
+      const cpu0 = ms.map((m) => readProc(m.pid)?.cpuSeconds ?? Number.NaN);
       const w0 = Date.now();
       await sleep(params.apiWindowSeconds * 1000);
       const s1 = await call<LoadSnapshot>({ op: 'load' });
       const seconds = (Date.now() - w0) / 1000;
-      return { s0, s1, seconds, beats: (await call<number>({ op: 'beats' })) - beats0 };
+      const cores = ms.map((m, i) => ((readProc(m.pid)?.cpuSeconds ?? Number.NaN) - cpu0[i]!) / seconds);
+      return { s0, s1, seconds, beats: (await call<number>({ op: 'beats' })) - beats0, cores };
     };
     const rateIn = (w: { s0: LoadSnapshot; s1: LoadSnapshot; seconds: number }, user: string) => delta(trafficOf(w.s0, user), trafficOf(w.s1, user), w.seconds);
 
@@ -211,7 +226,7 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     progress(`api: ${n} nodes: one agent in direct mode, start and ${params.apiWindowSeconds} s of steady state`);
     const direct = await start('api-direct', directName, 'direct', false);
     const directStart = await readyCost(direct);
-    const directWindow = await window();
+    const directWindow = await window([direct.m]);
     await direct.m.stop();
 
     progress(`api: ${n} nodes: ${params.apiPublishedAgents} agents in published mode, start and ${params.apiWindowSeconds} s of steady state`);
@@ -227,7 +242,7 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
       if (`mentat-${a.nodeName}` !== first.holder && nodesRequests(trafficOf(cold, a.user)) > 0) notes.push(`at the cold start, ${a.nodeName} (not the publisher) requested Nodes ${nodesRequests(trafficOf(cold, a.user))} times: a fallback before the list was published.`);
     }
     const leaseBefore = await holderOf();
-    const publishedWindow = await window();
+    const publishedWindow = await window(published.map((a) => a.m));
     const leaseAfter = await holderOf();
     const movedInWindow = leaseAfter.transitions - leaseBefore.transitions;
     // Who published during the window: whoever received Node traffic (one agent, unless the lease moved).
@@ -302,12 +317,7 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     const oldPublisherStart = await readyCost(await start('api-publisher-restarted', publisher.nodeName, `${publisher.user}-restarted`, true));
     const last = await holderOf();
     if (last.holder !== taker) notes.push(`the lease moved again after the handover (to ${last.holder}).`);
-    // What the agents said about the lease, in order: who took it, who gave it up and why.
-    const t0 = published[0]?.m.agent.lines()[0]?.['time'];
-    const leaseLog = agents
-      .flatMap((m) => m.agent.lines().filter((l) => /node-list lease/.test(String(l['msg']))).map((l) => ({ m, l })))
-      .sort((x, y) => Number(x.l['time']) - Number(y.l['time']))
-      .map(({ m, l }) => `${m.label} ${String(l['msg']).split(':')[0]}${l['why'] ? ` (${String(l['why'])})` : ''} at +${fmt((Number(l['time']) - Number(t0)) / 1000, 1)} s`);
+    const leaseLog = leaseLogOf(agents);
 
     return {
       nodes: n,
@@ -318,6 +328,11 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
       direct: rateIn(directWindow, direct.user),
       publisher: publisherRate,
       followers: followerRates,
+      cores: {
+        direct: directWindow.cores[0]!,
+        publisher: acting.reduce((sum, x) => sum + publishedWindow.cores[published.indexOf(x.a)]!, 0),
+        follower: (pure.length > 0 ? pure : rates).reduce((sum, x) => sum + publishedWindow.cores[published.indexOf(x.a)]!, 0) / (pure.length > 0 ? pure : rates).length,
+      },
       movedInWindow,
       publishersInWindow: acting.length,
       leaseTransitions: last.transitions,
@@ -329,17 +344,39 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
       change,
       notes,
     };
+  } catch (err) {
+    const lease = leaseLogOf(agents.filter((m) => m.label !== 'api-direct'));
+    throw new Error(`${(err as Error).message.split('\n')[0]!.slice(0, 300)} (after ${fmt((Date.now() - t0) / 1000)} s; the agents about the lease: ${lease.length > 0 ? lease.join('; ') : 'nothing'})`, { cause: err });
   } finally {
     await Promise.all(agents.map((m) => m.stop()));
     rpc.close();
+    const left = limits?.release() ?? [];
+    if (left.length > 0) progress(`api: cgroups still in use, left for the next run to remove: ${left.join(', ')}`);
   }
 }
 
-/** Runs the section, smallest size first. */
+/** What the agents said about the lease, in order: who took it, who gave it up and why (times from the first agent's start). */
+function leaseLogOf(agents: readonly Mentat[]): string[] {
+  const t0 = Math.min(...agents.map((m) => Number(m.agent.lines()[0]?.['time'] ?? Infinity)));
+  return agents
+    .flatMap((m) => m.agent.lines().filter((l) => /node-list lease|watching Nodes directly/.test(String(l['msg']))).map((l) => ({ m, l })))
+    .sort((x, y) => Number(x.l['time']) - Number(y.l['time']))
+    .map(({ m, l }) => `${m.label} ${String(l['msg']).split(':')[0]}${l['why'] ? ` (${String(l['why'])})` : ''} at +${fmt((Number(l['time']) - t0) / 1000, 1)} s`);
+}
+
+/** Runs the section, smallest size first; a size that fails is reported as such and the next one runs. */
 export async function api(ctx: Ctx, params: ApiParams): Promise<ApiResult> {
   const rows: ApiRow[] = [];
-  for (const n of [...params.apiSizes].sort((a, b) => a - b)) rows.push(await measure(ctx, params, n));
-  return { rows, compression: listPageCompression(), windowSeconds: params.apiWindowSeconds, heartbeatPeriodMs: KUBELET_STATUS_PERIOD_MS, notes: [] };
+  const notes: string[] = [];
+  for (const n of [...params.apiSizes].sort((a, b) => a - b)) {
+    try {
+      rows.push(await measure(ctx, params, n));
+    } catch (err) {
+      progress(`api: ${n} nodes failed: ${(err as Error).message}`);
+      notes.push(`${n} nodes: the measurement did not complete: ${(err as Error).message}`);
+    }
+  }
+  return { rows, compression: listPageCompression(), windowSeconds: params.apiWindowSeconds, heartbeatPeriodMs: KUBELET_STATUS_PERIOD_MS, cpuLimitM: params.apiCpuLimitM, notes };
 }
 
 /** How well a page of the fake's Nodes compresses, and how well it would with the random digests and IDs of real nodes. */
@@ -486,24 +523,26 @@ export function apiReport(r: ApiResult): string {
       `the publisher's check of its shards every 60 s), so a longer window gives the same rate and the totals scale linearly with it. ` +
       `Start: from the process start until /readyz answered 200 (a follower restarted; the old publisher back as a follower; the direct agent). ` +
       `Handover: the publisher restarted; from its SIGTERM until the agent that took the lease had listed Nodes and rewritten every shard. ` +
-      `Only what the server sends is counted; request bodies (the publisher's shard writes, a few kB each when a shard changes) are not.`,
+      `Only what the server sends is counted; request bodies (the publisher's shard writes, a few kB each when a shard changes) are not. ` +
+      (r.cpuLimitM > 0 ? `Each agent ran in a cgroup with a CPU quota of ${r.cpuLimitM}m (--api-cpu-limit), as a pod with limits.cpu ${r.cpuLimitM}m.` : 'The agents ran without a CPU limit (the DaemonSet sets 200m: --api-cpu-limit 200 applies it).'),
     '',
   );
   out.push('### Per agent', '');
   const rows: string[][] = [];
   for (const x of r.rows) {
     const f = meanTraffic(x.followers);
-    rows.push([String(x.nodes), 'direct (before)', bytes(x.direct.bytes), perS(x.direct.requests, 3), startText(x.directStart)]);
-    rows.push([String(x.nodes), x.publishersInWindow === 1 ? 'published: publisher' : `published: the ${x.publishersInWindow} agents that watched Nodes (the lease moved ${x.movedInWindow}× in the window)`, bytes(x.publisher.bytes), perS(x.publisher.requests, 3), `handover to a new publisher: ${startText(x.handover)} (lease taken ${fmt(x.handover.takeoverMs)} ms after the SIGTERM)`]);
+    rows.push([String(x.nodes), 'direct (before)', bytes(x.direct.bytes), perS(x.direct.requests, 3), fmt(x.cores.direct, 3), startText(x.directStart)]);
+    rows.push([String(x.nodes), x.publishersInWindow === 1 ? 'published: publisher' : `published: the ${x.publishersInWindow} agents that watched Nodes (the lease moved ${x.movedInWindow}× in the window)`, bytes(x.publisher.bytes), perS(x.publisher.requests, 3), fmt(x.cores.publisher, 3), `handover to a new publisher: ${startText(x.handover)} (lease taken ${fmt(x.handover.takeoverMs)} ms after the SIGTERM)`]);
     rows.push([
       String(x.nodes),
       `published: follower (mean of ${x.followers.length})`,
       `${bytes(f.bytes)} (${x.followers.map((y) => bytes(y.bytes)).join(', ')})`,
       perS(f.requests, 3),
+      fmt(x.cores.follower, 3),
       `${startText(x.followerStart)}; the old publisher back: ${startText(x.oldPublisherStart)}`,
     ]);
   }
-  out.push(table(['nodes', 'agent', 'steady state, bytes/s', 'requests/s', 'start until ready'], rows), '');
+  out.push(table(['nodes', 'agent', 'steady state, bytes/s', 'requests/s', 'cores', 'start until ready'], rows), '');
   out.push('### The cluster (every node has an agent)', '');
   out.push(
     `Direct: N × the direct agent. Published: the publisher + (N − 1) × a follower in steady state; a rolling restart is (N − 1) follower starts, ` +

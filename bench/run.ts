@@ -3,7 +3,7 @@
  * It reports figures next to their budgets and never fails on them.
  *
  *   node dist/bench/run.js [--quick] [--only accuracy,cost,scale,cluster,api] [--sizes 1,100,1000,5000]
- *                          [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--profile] [--out DIR]
+ *                          [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--api-cpu-limit 200] [--profile] [--out DIR]
  *
  * 1. Accuracy (accuracy.ts), 2. Cost (cost.ts), 3. Scale (scale.ts), 4. Cluster cost, simulated
  * (cluster.ts), 5. API server load (api.ts). This file reads the arguments, sets up the namespaces
@@ -44,6 +44,7 @@ const { values: args } = parseArgs({
     sizes: { type: 'string' },
     'shipped-nodes': { type: 'string' },
     'api-sizes': { type: 'string' },
+    'api-cpu-limit': { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -53,12 +54,13 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(
     [
-      'usage: node dist/bench/run.js [--quick] [--only accuracy,cost,scale,cluster,api] [--sizes 1,100,1000,5000] [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--profile] [--out DIR]',
+      'usage: node dist/bench/run.js [--quick] [--only accuracy,cost,scale,cluster,api] [--sizes 1,100,1000,5000] [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--api-cpu-limit 200] [--profile] [--out DIR]',
       '  --quick          shorter windows, fewer scrapes, API sizes 100 and 1000',
       '  --only           run only these sections',
       '  --sizes          target counts of the scale section\'s full-mesh rows (at most 5000)',
       '  --shipped-nodes  nodes of the scale section\'s agent as shipped (default 5000; 0: no such row)',
       '  --api-sizes      node counts of the API section (default 100,1000,5000; --quick: 100,1000)',
+      '  --api-cpu-limit  run each agent of the API section under this CPU limit, millicores (the DaemonSet\'s: 200); default none',
       '  --profile        run every mentat of the accuracy, cost and full-mesh runs with --cpu-prof and summarise the profiles',
       '  --out            where latest.md and latest.json go (default bench/results)',
       '',
@@ -75,7 +77,7 @@ const numbers = (text: string | undefined): number[] | undefined => text?.split(
 const ACCURACY = accuracyParams(QUICK);
 const COST = costParams(QUICK);
 const SCALE = scaleParams(QUICK, numbers(args.sizes), args['shipped-nodes'] === undefined ? undefined : Number(args['shipped-nodes']));
-const API = apiParams(QUICK, numbers(args['api-sizes']));
+const API = apiParams(QUICK, numbers(args['api-sizes']), args['api-cpu-limit'] === undefined ? 0 : Number(args['api-cpu-limit']));
 /** Every section's parameters, as latest.json records them. */
 const P = { ...ACCURACY, ...COST, ...SCALE, ...API };
 
