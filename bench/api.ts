@@ -317,7 +317,7 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     const oldPublisherStart = await readyCost(await start('api-publisher-restarted', publisher.nodeName, `${publisher.user}-restarted`, true));
     const last = await holderOf();
     if (last.holder !== taker) notes.push(`the lease moved again after the handover (to ${last.holder}).`);
-    const leaseLog = leaseLogOf(agents);
+    const leaseLog = leaseLogOf(agents.filter((m) => m !== direct.m));
 
     return {
       nodes: n,
@@ -524,6 +524,7 @@ export function apiReport(r: ApiResult): string {
       `Start: from the process start until /readyz answered 200 (a follower restarted; the old publisher back as a follower; the direct agent). ` +
       `Handover: the publisher restarted; from its SIGTERM until the agent that took the lease had listed Nodes and rewritten every shard. ` +
       `Only what the server sends is counted; request bodies (the publisher's shard writes, a few kB each when a shard changes) are not. ` +
+      `"cores" is each agent's CPU over its window (from /proc): whichever agent watches Nodes (direct, or the publisher) re-plans its mesh on every kubelet update, which at 5000 nodes takes more than a core (see the scale section's agents as shipped). ` +
       (r.cpuLimitM > 0 ? `Each agent ran in a cgroup with a CPU quota of ${r.cpuLimitM}m (--api-cpu-limit), as a pod with limits.cpu ${r.cpuLimitM}m.` : 'The agents ran without a CPU limit (the DaemonSet sets 200m: --api-cpu-limit 200 applies it).'),
     '',
   );
@@ -576,7 +577,11 @@ export function apiReport(r: ApiResult): string {
   }
   out.push(...details.map((d) => `- ${d}`), '');
   const cross = crossovers(r.rows);
-  const where = (v: number | undefined, what: string): string => (v === undefined ? `${what}: direct costs less up to 100 000 nodes` : v <= 2 ? `${what}: published costs less at every size` : `${what}: published costs less from ${v} nodes`);
+  const smallest = Math.min(...r.rows.map((x) => x.nodes));
+  const where = (v: number | undefined, what: string): string =>
+    v === undefined
+      ? `${what}: direct costs less up to 100 000 nodes`
+      : `${what}: published costs less ${v <= 2 ? 'at every size' : `from ${v} nodes`}${v < smallest ? ` (below the smallest size measured, ${smallest}: the lines extrapolated)` : ''}`;
   out.push(
     cross
       ? `Crossover (lines fitted to the per-agent figures of the sizes measured): ${where(cross.steadyBytes, 'steady bytes')}; ${where(cross.steadyRequests, 'steady requests')}; ` +

@@ -14,7 +14,7 @@
  * stderr, the result table to stdout and to bench/results/latest.md (+ latest.json).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,6 +47,7 @@ const { values: args } = parseArgs({
     'api-cpu-limit': { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
+    render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -63,6 +64,7 @@ if (args.help) {
       '  --api-cpu-limit  run each agent of the API section under this CPU limit, millicores (the DaemonSet\'s: 200); default none',
       '  --profile        run every mentat of the accuracy, cost and full-mesh runs with --cpu-prof and summarise the profiles',
       '  --out            where latest.md and latest.json go (default bench/results)',
+      '  --render FILE    no run: the report again from a latest.json (after a change to the report\'s text)',
       '',
     ].join('\n'),
   );
@@ -166,17 +168,19 @@ async function namespaced(results: Results, dir: string, profileDir: string | un
   }
 }
 
+/** The report; the parameters are the run's own (results.parameters), so a saved run renders as it ran. */
 function report(results: Results, profileDir: string | undefined): string {
   const env = results.environment;
+  const params = results.parameters;
   const budgets = [
-    ...(results.accuracy ? accuracyBudgets(results.accuracy, ACCURACY) : []),
+    ...(results.accuracy ? accuracyBudgets(results.accuracy, params) : []),
     ...(results.scale ? scaleBudgets(results.scale) : []),
     ...(results.api ? apiBudgets(results.api) : []),
   ];
   const parts = ['# mentat benchmark', '', table(['', ''], Object.entries(env).map(([k, v]) => [k, v])), '', budgetReport(budgets)];
-  if (results.accuracy) parts.push(accuracyReport(results.accuracy, ACCURACY));
+  if (results.accuracy) parts.push(accuracyReport(results.accuracy, params));
   if (results.cost) parts.push(costReport(results.cost));
-  if (results.scale) parts.push(scaleReport(results.scale, SCALE));
+  if (results.scale) parts.push(scaleReport(results.scale, params));
   if (results.cluster) parts.push(clusterSection(results.cluster, results.sectionSeconds.cluster ?? 0));
   if (results.api) parts.push(apiReport(results.api));
   if (profileDir && (results.accuracy || results.cost)) {
@@ -191,7 +195,23 @@ function report(results: Results, profileDir: string | undefined): string {
   return parts.join('\n');
 }
 
+/** Writes the report (and, for a run, the results) to `--out`. */
+function write(results: Results, profileDir: string | undefined, withJson: boolean): void {
+  const text = report(results, profileDir);
+  process.stdout.write(text);
+  const outDir = args.out ?? join(REPO, 'bench', 'results');
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'latest.md'), text);
+  if (withJson) writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(results, (_k, v: unknown) => (v === Infinity ? 'Infinity' : v), 2)}\n`);
+  progress(`wrote ${join(outDir, 'latest.md')}${withJson ? ' and latest.json' : ''}`);
+}
+
 async function main(): Promise<void> {
+  if (args.render) {
+    // JSON has no Infinity: the run wrote it as a string.
+    write(JSON.parse(readFileSync(args.render, 'utf8'), (_k, v: unknown) => (v === 'Infinity' ? Infinity : v)) as Results, undefined, false);
+    return;
+  }
   const env = environment();
   const dir = mkdtempSync(join(tmpdir(), 'mentat-bench-'));
   cleanupDir = dir;
@@ -206,19 +226,13 @@ async function main(): Promise<void> {
   }
   results.seconds = runSeconds();
 
-  const text = report(results, profileDir);
-  process.stdout.write(text);
-  const outDir = args.out ?? join(REPO, 'bench', 'results');
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, 'latest.md'), text);
-  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(results, (_k, v: unknown) => (v === Infinity ? 'Infinity' : v), 2)}\n`);
+  write(results, profileDir, true);
   if (profileDir) {
-    const keep = join(outDir, 'profiles');
+    const keep = join(args.out ?? join(REPO, 'bench', 'results'), 'profiles');
     rmSync(keep, { recursive: true, force: true });
     execFileSync('cp', ['-r', profileDir, keep]);
     progress(`CPU profiles copied to ${keep}`);
   }
-  progress(`wrote ${join(outDir, 'latest.md')} and latest.json`);
 }
 
 // Ctrl-C: netns.ts kills what it spawned and deletes the namespaces on exit; the temp dir goes here.
