@@ -4,6 +4,7 @@
  * zones. Pure computation: no namespaces, no root.
  *
  *   node dist/bench/cluster.js            # the table on stdout
+ *   node dist/bench/run.js --only cluster # as section 4 of the benchmark report
  */
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../src/config.js';
@@ -188,6 +189,19 @@ export function clusterReport(rows: readonly ClusterRow[]): string {
         `${r.planMs.toFixed(1)} ms`,
       ]),
     ),
+  ].join('\n');
+}
+
+/** Section 4 of the benchmark report. */
+export function clusterSection(rows: readonly ClusterRow[], seconds: number): string {
+  return [
+    '## 4. Cluster cost (simulated)',
+    '',
+    `The agent's own mesh selection (planMesh for every origin over one node list, OutlierTracker for an hour of background loss) at each size, ` +
+      `with the defaults an agent without configuration runs; the last rows force the full mesh for comparison. Pure computation (${seconds.toFixed(1)} s here), no namespaces.`,
+    '',
+    clusterReport(rows),
+    '',
   ].join('\n');
 }
 

@@ -5,12 +5,13 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startAgent, type AgentProcess } from '../test/support/agent-process.js';
 import type { FaultControl } from '../test/support/fault-client.js';
 import type { Cluster } from '../test/support/netns.js';
+import { SHIPPED_RUNTIME_ENV } from './daemonset.js';
 import type { NsHttp, Sample, ScrapeResult } from './http-client.js';
 import type { Bucket } from './stats.js';
 
@@ -26,8 +27,6 @@ export function versionOf(cmd: string, args: string[]): string {
   if (r.error) return 'not installed';
   return `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim() !== '')?.trim() ?? '?';
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Histogram data of one series set out of a scrape. */
 export interface HistogramSnapshot {
@@ -76,18 +75,6 @@ export interface Mentat {
   ready(timeoutMs: number): Promise<void>;
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>;
 }
-
-/** The runtime's settings in the agent container of deploy/base/daemonset.yaml: V8's heap flags and glibc's arenas. */
-export const SHIPPED_RUNTIME_ENV = ((): Record<string, string> => {
-  const manifest = readFileSync(new URL('../../deploy/base/daemonset.yaml', import.meta.url), 'utf8');
-  const env: Record<string, string> = {};
-  for (const name of ['NODE_OPTIONS', 'MALLOC_ARENA_MAX']) {
-    const value = new RegExp(`- name: ${name}\\n\\s+value: "?([^"\\n]+)"?`).exec(manifest)?.[1];
-    if (!value) throw new Error(`deploy/base/daemonset.yaml: no ${name} in the agent container`);
-    env[name] = value.trim();
-  }
-  return env;
-})();
 
 export function startMentat(
   cluster: Cluster,

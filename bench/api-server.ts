@@ -1,0 +1,100 @@
+/**
+ * The API section's Kubernetes API server, inside a network namespace: the fake API server with
+ * responses compressed as kube-apiserver compresses them (gzip for get and list responses over
+ * 128 KiB when the client asks, never for watches; FaultControl's server sends everything plain),
+ * kubelet-sized Nodes whose kubelets post status, and the load accounting per user. Driven over
+ * the Node IPC channel by bench/api.ts.
+ *
+ *   ip netns exec NS node api-server.js DIR
+ */
+import { startNodeHeartbeats, type Heartbeats } from '../test/support/fake-api-heartbeats.js';
+import { FakeApiServer, makeRealisticNode, type LoadSnapshot } from '../test/support/fake-apiserver.js';
+
+export type ApiServerRequest =
+  /** Creates or replaces kubelet-sized Nodes; `index` seeds each one's zone, IDs and images. */
+  | { id: number; op: 'nodes'; nodes: Array<{ name: string; address: string; index: number }> }
+  | { id: number; op: 'kubeconfig'; user: string }
+  | { id: number; op: 'load' }
+  | { id: number; op: 'heartbeats'; periodMs: number }
+  /** Status updates made so far. */
+  | { id: number; op: 'beats' }
+  | { id: number; op: 'heartbeatsStop' }
+  | { id: number; op: 'lease'; namespace: string; name: string }
+  /** Bytes of one stored object's JSON (as a watch event carries it, without the envelope). */
+  | { id: number; op: 'objectBytes'; resource: 'nodes' | 'configmaps' | 'leases'; namespace?: string; name: string };
+
+export type { LoadSnapshot };
+
+/** What `lease` answers. */
+export interface LeaseView {
+  holder: string | undefined;
+  annotations: Record<string, string>;
+  resourceVersion: string | undefined;
+  /** spec.leaseTransitions: how often the lease changed hands. */
+  transitions: number;
+}
+
+type Reply = { id: number; ok: true; result?: unknown } | { id: number; ok: false; error: string };
+
+async function main(): Promise<void> {
+  const dir = process.argv[2];
+  if (!dir || !process.send) throw new Error('usage: api-server.js DIR (with an IPC channel)');
+  const server = await FakeApiServer.start({ compressResponses: true });
+  const send = (msg: Reply | { ready: true; url: string }): void => void process.send!(msg);
+  let heartbeats: Heartbeats | undefined;
+  process.on('message', (raw: ApiServerRequest) => {
+    const run = async (): Promise<unknown> => {
+      switch (raw.op) {
+        case 'nodes':
+          for (const n of raw.nodes) server.upsertNode(makeRealisticNode(n.name, n.address, n.index));
+          return undefined;
+        case 'kubeconfig':
+          return server.writeKubeconfig(dir, { user: raw.user });
+        case 'load':
+          return server.load();
+        case 'heartbeats':
+          heartbeats?.stop();
+          heartbeats = startNodeHeartbeats(server, { periodMs: raw.periodMs });
+          return undefined;
+        case 'beats':
+          return heartbeats?.beats ?? 0;
+        case 'heartbeatsStop': {
+          const beats = heartbeats?.beats ?? 0;
+          heartbeats?.stop();
+          heartbeats = undefined;
+          return beats;
+        }
+        case 'lease': {
+          const lease = server.getObject('leases', raw.namespace, raw.name) as
+            | { metadata: { resourceVersion?: string; annotations?: Record<string, string> }; spec?: { holderIdentity?: string; leaseTransitions?: number } }
+            | undefined;
+          const view: LeaseView = {
+            holder: lease?.spec?.holderIdentity || undefined,
+            annotations: lease?.metadata.annotations ?? {},
+            resourceVersion: lease?.metadata.resourceVersion,
+            transitions: lease?.spec?.leaseTransitions ?? 0,
+          };
+          return view;
+        }
+        case 'objectBytes': {
+          const obj = server.getObject(raw.resource, raw.namespace, raw.name);
+          return obj ? Buffer.byteLength(JSON.stringify(obj)) : 0;
+        }
+      }
+    };
+    run().then(
+      (result) => send({ id: raw.id, ok: true, result }),
+      (err: unknown) => send({ id: raw.id, ok: false, error: String((err as Error)?.message ?? err) }),
+    );
+  });
+  process.on('disconnect', () => {
+    heartbeats?.stop();
+    void server.stop().finally(() => process.exit(0));
+  });
+  send({ ready: true, url: server.url });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`api-server: ${String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,156 @@
+/**
+ * Section 2, cost: CPU per 1000 probes and memory of mentat (both ICMP modes), iputils ping, fping
+ * and smokeping_prober, all at once, on the same kernel-answered targets at 1 s.
+ */
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { progress, type Ctx } from './context.js';
+import { readProcs } from './proc.js';
+import { mib } from './report.js';
+import { fmt, table } from './stats.js';
+import { have, SMOKEPING_BIN, startFping, startMentat, startPingFleet, startSmokeping, sumOf, type Fping, type Mentat, type PingFleet, type Smokeping } from './tools.js';
+
+export interface CostParams {
+  costTargets: number;
+  costIntervalMs: number;
+  costWarmupSeconds: number;
+  costSeconds: number;
+}
+
+export function costParams(quick: boolean): CostParams {
+  return { costTargets: 100, costIntervalMs: 1000, costWarmupSeconds: 7, costSeconds: quick ? 15 : 60 };
+}
+
+export interface CostRow {
+  tool: string;
+  processes: number;
+  probes: number | undefined;
+  expected: number;
+  probesSource: string;
+  seconds: number;
+  cpuSeconds: number;
+  userSeconds: number;
+  schedSeconds: number;
+  rssKiB: number;
+  hwmKiB: number;
+  pssKiB: number;
+  threads: number;
+}
+
+export interface CostResult {
+  targets: number;
+  intervalMs: number;
+  rows: CostRow[];
+  notes: string[];
+}
+
+/** Runs the section; every process it started is stopped before it returns. */
+export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
+  const { cluster, control, http, src } = ctx;
+  const addresses = ctx.farmAddresses.slice(0, params.costTargets);
+  const notes: string[] = [];
+  progress(`cost: ${addresses.length} targets at ${params.costIntervalMs} ms: mentat dgram + raw, ${addresses.length} × ping, fping, smokeping_prober; warm-up ${params.costWarmupSeconds} s, window ${params.costSeconds} s`);
+  const env = { MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','), MENTAT_PROBE_INTERVAL: `${params.costIntervalMs}ms` };
+  const dgram = startMentat(cluster, src.ns, control, http, 'dgram', 2311, env, ctx.profileDir && join(ctx.profileDir, 'cost-dgram'));
+  const raw = startMentat(cluster, src.ns, control, http, 'raw', 2312, { ...env, MENTAT_ICMP_MODE: 'raw' }, ctx.profileDir && join(ctx.profileDir, 'cost-raw'));
+  let pings: PingFleet | undefined;
+  let fping: Fping | undefined;
+  let smokeping: Smokeping | undefined;
+  try {
+    const fleet = (pings = startPingFleet(cluster, src.ns, addresses, params.costIntervalMs));
+    const fp = (fping = have('fping', ['-v']) ? startFping(cluster, src.ns, addresses, params.costIntervalMs) : undefined);
+    if (!fp) notes.push('fping is not installed: its row is missing.');
+    const sp = (smokeping = have(SMOKEPING_BIN) ? await startSmokeping(cluster, src.ns, http, ctx.dir, 9375, addresses, params.costIntervalMs) : undefined);
+    if (!sp) notes.push(`${SMOKEPING_BIN} is not installed: its row is missing.`);
+    await Promise.all([dgram.ready(20_000), raw.ready(20_000), sp?.ready(20_000)]);
+    await sleep(params.costWarmupSeconds * 1000);
+
+    type Probe = { tool: string; pids: number[]; probes: () => Promise<number | undefined>; source: string };
+    const mentatProbes = (m: Mentat) => async () => sumOf((await m.scrape(['node_latency_probes_total'])).samples, 'node_latency_probes_total');
+    const probes: Probe[] = [
+      { tool: 'mentat dgram (auto)', pids: [dgram.pid], probes: mentatProbes(dgram), source: 'node_latency_probes_total' },
+      { tool: 'mentat raw', pids: [raw.pid], probes: mentatProbes(raw), source: 'node_latency_probes_total' },
+      { tool: 'ping (iputils), one per target', pids: fleet.pids, probes: () => fleet.transmitted(), source: 'SIGQUIT status' },
+    ];
+    if (fp) probes.push({ tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' });
+    if (sp) probes.push({ tool: 'smokeping_prober', pids: [sp.pid], probes: async () => sumOf((await sp.scrape()).samples, 'smokeping_requests_total'), source: 'smokeping_requests_total' });
+
+    const snapshot = async () => {
+      const t = Date.now();
+      const procs = probes.map((p) => readProcs(p.pids, true));
+      const counts = await Promise.all(probes.map((p) => p.probes().catch(() => undefined)));
+      return { t, procs, counts };
+    };
+    const a = await snapshot();
+    await sleep(params.costSeconds * 1000 - (Date.now() - a.t));
+    const b = await snapshot();
+    const seconds = (b.t - a.t) / 1000;
+    const rows: CostRow[] = probes.map((p, i) => {
+      const pa = a.procs[i];
+      const pb = b.procs[i];
+      const ca = a.counts[i];
+      const cb = b.counts[i];
+      const counted = ca !== undefined && cb !== undefined ? cb - ca : undefined;
+      return {
+        tool: p.tool,
+        processes: p.pids.length,
+        probes: counted,
+        expected: Math.round((addresses.length * seconds * 1000) / params.costIntervalMs),
+        probesSource: counted === undefined ? 'expected' : p.source,
+        seconds,
+        cpuSeconds: pa && pb ? pb.cpuSeconds - pa.cpuSeconds : Number.NaN,
+        userSeconds: pa && pb ? pb.userSeconds - pa.userSeconds : Number.NaN,
+        schedSeconds: pa && pb ? pb.schedSeconds - pa.schedSeconds : Number.NaN,
+        rssKiB: pb?.rssKiB ?? Number.NaN,
+        hwmKiB: pb?.hwmKiB ?? Number.NaN,
+        pssKiB: pb?.pssKiB ?? Number.NaN,
+        threads: pb?.threads ?? Number.NaN,
+      };
+    });
+    return { targets: addresses.length, intervalMs: params.costIntervalMs, rows, notes };
+  } finally {
+    await Promise.all([dgram.stop(), raw.stop()]);
+    // The namespace's destroy() would end them too, but the scale section needs the CPU now.
+    pings?.stop();
+    fping?.stop();
+    smokeping?.process.kill('SIGTERM');
+  }
+}
+
+export function costReport(r: CostResult): string {
+  const out: string[] = ['## 2. Cost', ''];
+  out.push(
+    `${r.targets} targets (addresses answered by the kernel in another namespace), one probe per target every ${r.intervalMs} ms, ` +
+      `all tools running at once in the same namespace. CPU is utime+stime of all threads from /proc/<pid>/stat over the window ` +
+      `(10 ms ticks, truncated per process, so a process using a few ms reads 0), and the on-CPU nanoseconds of every live thread ` +
+      `from /proc/<pid>/task/*/schedstat, which the per-1000-probes and cores columns use; memory is VmRSS / VmHWM from /proc/<pid>/status and PSS from smaps_rollup at the end of the window. ` +
+      `ping is one process per target: its figures are sums over the ${r.targets} processes (RSS counts the shared pages ${r.targets} times; PSS does not).`,
+    '',
+    `Caveat for every tool alike: on veth the kernel runs the whole path of a probe inline (bridge, the target namespace's ` +
+      `routing and its echo reply, and the way back), and it is charged as system time to whichever thread sends or receives. ` +
+      `So system time here includes work a remote node would do in a real cluster (perf on mentat at 5000 targets: ` +
+      `icmp_reply, fib lookups, br_nf_pre_routing, veth_xmit); user time is each tool's own cost.`,
+    '',
+  );
+  const rows = r.rows.map((x) => {
+    const n = x.probes ?? x.expected;
+    const cpu = Number.isFinite(x.schedSeconds) ? x.schedSeconds : x.cpuSeconds;
+    return [
+      x.tool,
+      String(x.processes),
+      `${fmt(x.probes)} / ${x.expected}`,
+      `${fmt(x.cpuSeconds, 2)} (${fmt(x.userSeconds, 2)} user)`,
+      fmt(x.schedSeconds, 3),
+      fmt((cpu / n) * 1000 * 1000, 1),
+      fmt(cpu / x.seconds, 4),
+      mib(x.rssKiB),
+      mib(x.hwmKiB),
+      mib(x.pssKiB),
+      fmt(x.threads),
+    ];
+  });
+  out.push(table(['tool', 'processes', 'probes / expected', 'CPU s (stat, of which user)', 'CPU s (schedstat)', 'CPU ms per 1000 probes', 'cores', 'RSS MiB', 'VmHWM MiB', 'PSS MiB', 'threads'], rows), '');
+  out.push(`Window ${fmt(r.rows[0]?.seconds, 1)} s.`, '');
+  for (const n of r.notes) out.push(`Note: ${n}`, '');
+  return out.join('\n');
+}

@@ -1,0 +1,71 @@
+/**
+ * The environment of the agent container in deploy/base/daemonset.yaml, as the kubelet would give it:
+ * the literal values, the downward-API ones supplied by the caller, and `$(VAR)` references expanded.
+ * The benchmark runs the agent "as shipped" with it; bench/pod-memory.sh reads it from the command line:
+ *
+ *   node dist/bench/daemonset.js NODE_NAME [POD_NAMESPACE]    # NAME=VALUE lines, in manifest order
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { load } from 'js-yaml';
+
+const MANIFEST = new URL('../../deploy/base/daemonset.yaml', import.meta.url);
+
+interface EnvVar {
+  readonly name: string;
+  readonly value?: string;
+  readonly valueFrom?: unknown;
+}
+
+interface DaemonSet {
+  readonly spec?: { readonly template?: { readonly spec?: { readonly containers?: ReadonlyArray<{ readonly name?: string; readonly env?: readonly EnvVar[] }> } } };
+}
+
+/** The agent container's env entries, in manifest order. */
+function manifestEnv(): readonly EnvVar[] {
+  const manifest = load(readFileSync(MANIFEST, 'utf8')) as DaemonSet;
+  const container = manifest.spec?.template?.spec?.containers?.find((c) => c.name === 'mentat');
+  if (!container?.env) throw new Error(`${fileURLToPath(MANIFEST)}: no env in the mentat container`);
+  return container.env;
+}
+
+/**
+ * The container's environment. `downward` gives what `valueFrom` would (NODE_NAME, POD_NAME,
+ * POD_NAMESPACE); an entry with `valueFrom` that it does not name is left out, as is POD_NAMESPACE
+ * when it is absent from `downward` (so the caller can run the agent with or without a namespace).
+ */
+export function daemonSetEnv(downward: Readonly<Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of manifestEnv()) {
+    const raw = e.value !== undefined ? String(e.value) : downward[e.name];
+    if (raw === undefined) continue;
+    // Kubernetes expands $(NAME) from the entries before this one; unknown references stay as written.
+    env[e.name] = raw.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => env[name] ?? whole);
+  }
+  return env;
+}
+
+/** The runtime's settings in the agent container: V8's heap flags and glibc's arenas. */
+export const SHIPPED_RUNTIME_ENV = ((): Record<string, string> => {
+  const all = daemonSetEnv({});
+  const env: Record<string, string> = {};
+  for (const name of ['NODE_OPTIONS', 'MALLOC_ARENA_MAX']) {
+    const value = all[name];
+    if (!value) throw new Error(`deploy/base/daemonset.yaml: no ${name} in the agent container`);
+    env[name] = value.trim();
+  }
+  return env;
+})();
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [nodeName, namespace] = process.argv.slice(2);
+  if (!nodeName) {
+    process.stderr.write('usage: node dist/bench/daemonset.js NODE_NAME [POD_NAMESPACE]\n');
+    process.exit(2);
+  }
+  const env = daemonSetEnv({ NODE_NAME: nodeName, POD_NAME: `mentat-${nodeName}`, ...(namespace ? { POD_NAMESPACE: namespace } : {}) });
+  for (const [k, v] of Object.entries(env)) {
+    if (v.includes('\n')) throw new Error(`${k}: a value with a newline cannot be printed as a line`);
+    process.stdout.write(`${k}=${v}\n`);
+  }
+}
