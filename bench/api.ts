@@ -252,7 +252,7 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     if (acting.length !== 1 || movedInWindow !== 0) {
       notes.push(`the lease changed hands ${movedInWindow} times during the steady-state window and ${acting.length} agents watched Nodes in it: "publisher" is the sum of what they received, "follower" the agents that only followed.`);
     }
-    const publisherRate = acting.map((x) => x.t).reduce((sum, t) => sumTraffic(sum, t), { bytes: 0, requests: 0, byResource: {} } as Traffic);
+    const publisherRate = acting.map((x) => x.t).reduce((sum, t) => sumTraffic(sum, t), { bytes: 0, requests: 0, byResource: {} });
     const followerRates = (pure.length > 0 ? pure : rates).map((x) => x.t);
     if (pure.length === 0) notes.push('every agent watched Nodes at some point of the window: the follower figures are not a pure follower\'s.');
     // From here on the publisher is whoever holds the lease now.
@@ -361,7 +361,7 @@ function leaseLogOf(agents: readonly Mentat[]): string[] {
   return agents
     .flatMap((m) => m.agent.lines().filter((l) => /node-list lease|watching Nodes directly/.test(String(l['msg']))).map((l) => ({ m, l })))
     .sort((x, y) => Number(x.l['time']) - Number(y.l['time']))
-    .map(({ m, l }) => `${m.label} ${String(l['msg']).split(':')[0]}${l['why'] ? ` (${String(l['why'])})` : ''} at +${fmt((Number(l['time']) - t0) / 1000, 1)} s`);
+    .map(({ m, l }) => `${m.label} ${String(l['msg']).split(':')[0]}${typeof l['why'] === 'string' ? ` (${l['why']})` : ''} at +${fmt((Number(l['time']) - t0) / 1000, 1)} s`);
 }
 
 /** Runs the section, smallest size first; a size that fails is reported as such and the next one runs. */

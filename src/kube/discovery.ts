@@ -2,7 +2,7 @@ import type { KubeConfig, ListWatch, V1Node, V1NodeList, Watch } from '@kubernet
 import type { Log, RateLimitedLog } from '../log.js';
 import { NodeLister, statusCodeOf } from './api.js';
 import type { KubeClient } from './client.js';
-import { entryOf, type NodeEntry } from './node-entry.js';
+import { entryOf, sameEntry, type NodeEntry } from './node-entry.js';
 import { trimNode } from './node-table.js';
 import type { KubeSource } from './source.js';
 
@@ -152,8 +152,13 @@ export class NodeDiscovery {
 
   private apply(node: V1Node): void {
     const entry = entryOf(node);
-    if (entry) this.entries.set(entry.name, entry);
-    else this.options.warnings.warn('node:<unnamed>', { problem: 'node has no name' }, 'skipping a node that cannot be probed');
+    if (!entry) {
+      this.options.warnings.warn('node:<unnamed>', { problem: 'node has no name' }, 'skipping a node that cannot be probed');
+      return;
+    }
+    const known = this.entries.get(entry.name);
+    if (known && sameEntry(known, entry)) return;
+    this.entries.set(entry.name, entry);
     this.scheduleEmit();
   }
 

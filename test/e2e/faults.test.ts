@@ -409,7 +409,7 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
       const control = await controlFor(t, cluster, n0.ns);
       const responder = await startResponder(cluster, n1.ns, { duplicate: true });
       t.after(() => responder.stop().catch(() => undefined));
-      const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', MENTAT_ICMP_MODE: 'dgram', MENTAT_TARGETS: `n1=${n1.ipv4}`, MENTAT_PROBE_INTERVAL: '20ms', MENTAT_PROBE_TIMEOUT: '20ms' });
+      const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', MENTAT_ICMP_MODE: 'dgram', MENTAT_TARGETS: `n1=${n1.ipv4}`, MENTAT_PROBE_INTERVAL: '100ms', MENTAT_PROBE_TIMEOUT: '100ms' });
       const before_ = await probed(agent, ['n1'], 10_000, 5);
       const ping = await cluster.execIn(n0.ns, 'ping', ['-n', '-q', '-i', '0.002', '-c', '1000', n1.ipv4]);
       const after_ = await agent.scrape();

@@ -11,6 +11,7 @@ import { NodeTable } from '../../src/kube/node-table.js';
 import { systemClock } from '../../src/types.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
 import type { Target } from '../../src/types.js';
+import { startNodeHeartbeats } from '../support/fake-api-heartbeats.js';
 import { FakeApiServer, makeNode, waitFor } from '../support/fake-apiserver.js';
 
 let dir: string;
@@ -181,6 +182,49 @@ test('5000 nodes arrive in pages and become one target update', async () => {
   } finally {
     await discovery.stop();
     await counting.stop();
+    await server.stop();
+  }
+});
+
+test('kubelet status reports change nothing an agent uses and cost no update; a cordon, an address or a new node does', async () => {
+  const server = await FakeApiServer.start();
+  let updates = 0;
+  let last: string[] = [];
+  const kc = new KubeConfig();
+  kc.loadFromFile(await server.writeKubeconfig(dir));
+  const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+  const discovery = new NodeDiscovery({
+    client: await loadKubeClient(),
+    kubeConfig: kc,
+    onEntries: (entries) => {
+      updates++;
+      last = entries.map((e) => `${e.name}:${e.state}:${e.addresses.find((a) => a.type === 'InternalIP')?.address ?? ''}`).sort();
+    },
+    log: quiet,
+    warnings: new RateLimitedLog(quiet, 1000, () => 0),
+    delay: async () => {},
+  });
+  const heartbeats: { stop(): void; readonly beats: number }[] = [];
+  try {
+    server.upsertNodes(Array.from({ length: 50 }, (_, i) => makeNode(`node-${i}`, `198.18.0.${i + 1}`)));
+    discovery.start();
+    await waitFor(() => discovery.synced && updates >= 1, 10_000);
+    const synced = updates;
+    // Every node's status three times over, as kubelets report it.
+    heartbeats.push(startNodeHeartbeats(server, { periodMs: 200 }));
+    await waitFor(() => heartbeats[0]!.beats >= 150, 10_000, 'heartbeats');
+    heartbeats[0]!.stop();
+    server.upsertNode(makeNode('node-50', '198.18.0.51'));
+    await waitFor(() => last.some((l) => l.startsWith('node-50:')), 5000, 'the new node');
+    assert.equal(updates, synced + 1, `${heartbeats[0]!.beats} status reports and one new node: one update`);
+    server.upsertNode({ ...makeNode('node-3', '198.18.0.4'), spec: { unschedulable: true } });
+    await waitFor(() => last.includes('node-3:cordoned:198.18.0.4'), 5000, 'the cordon');
+    server.upsertNode(makeNode('node-4', '198.18.0.99'));
+    await waitFor(() => last.includes('node-4:active:198.18.0.99'), 5000, 'the new address');
+    assert.equal(updates, synced + 3);
+  } finally {
+    for (const h of heartbeats) h.stop();
+    await discovery.stop();
     await server.stop();
   }
 });
