@@ -97,7 +97,14 @@ function mentatWindow(tool: string, target: { name: string; injectedMs: number }
   const h0 = histogramOf(before.samples, 'node_latency', sel);
   const h1 = histogramOf(after.samples, 'node_latency', sel);
   const probes = (s: ScrapeResult, result?: string): number => sumOf(s.samples, 'node_latency_probes_total', result ? { ...sel, result } : sel);
-  return histogramWindow(tool, target, h0, h1, probes(after) - probes(before), probes(after, 'timeout') - probes(before, 'timeout') + probes(after, 'error') - probes(before, 'error'));
+  return histogramWindow(
+    tool,
+    target,
+    h0,
+    h1,
+    probes(after) - probes(before),
+    probes(after, 'timeout') - probes(before, 'timeout') + probes(after, 'error') - probes(before, 'error'),
+  );
 }
 
 function smokepingWindow(target: { name: string; address: string; injectedMs: number }, before: ScrapeResult, after: ScrapeResult): ToolWindow {
@@ -110,7 +117,14 @@ function smokepingWindow(target: { name: string; address: string; injectedMs: nu
   return histogramWindow('smokeping_prober', target, h0, h1, sent, Math.max(0, sent - replies));
 }
 
-function histogramWindow(tool: string, target: { name: string; injectedMs: number }, h0: HistogramSnapshot, h1: HistogramSnapshot, sent: number | undefined, lost: number | undefined): ToolWindow {
+function histogramWindow(
+  tool: string,
+  target: { name: string; injectedMs: number },
+  h0: HistogramSnapshot,
+  h1: HistogramSnapshot,
+  sent: number | undefined,
+  lost: number | undefined,
+): ToolWindow {
   const replies = h1.count - h0.count;
   const delta = bucketDelta(h0.buckets, h1.buckets);
   return {
@@ -148,7 +162,12 @@ function pingWindow(target: { name: string; injectedMs: number }, run: PingRun):
 export async function accuracy(ctx: Ctx, params: AccuracyParams): Promise<AccuracyResult> {
   const { cluster, control, http, src } = ctx;
   const notes: string[] = [];
-  const targets = params.accDelaysMs.map((d, i) => ({ name: `delay${d}ms`, address: ctx.responderNodes[i]!.ipv4, injectedMs: d, node: ctx.responderNodes[i]! }));
+  const targets = params.accDelaysMs.map((d, i) => ({
+    name: `delay${d}ms`,
+    address: ctx.responderNodes[i]!.ipv4,
+    injectedMs: d,
+    node: ctx.responderNodes[i]!,
+  }));
   const buckets = benchBuckets(params.accDelaysMs);
   const responders: Responder[] = [];
   const mentats: Mentat[] = [];
@@ -159,7 +178,8 @@ export async function accuracy(ctx: Ctx, params: AccuracyParams): Promise<Accura
       // The responder is the network here, not the system under test: real-time priority keeps its
       // delay steady when the scrape load saturates both cores, so the tools' differences show.
       const rt = spawnSync('chrt', ['-a', '-f', '-p', '20', String(responder.process.pid)], { encoding: 'utf8' });
-      if (rt.status !== 0) notes.push(`could not give the responder real-time priority (chrt: ${(rt.stderr || rt.error?.message || '').trim()}): expect noisier load figures.`);
+      if (rt.status !== 0)
+        notes.push(`could not give the responder real-time priority (chrt: ${(rt.stderr || rt.error?.message || '').trim()}): expect noisier load figures.`);
     }
     const env = (intervalMs: number) => ({
       MENTAT_TARGETS: targets.map((t) => `${t.name}=${t.address}`).join(','),
@@ -169,10 +189,28 @@ export async function accuracy(ctx: Ctx, params: AccuracyParams): Promise<Accura
     });
     const D = params.accDetunedMs;
     const dgram = startMentat(cluster, src.ns, control, http, 'dgram', 2301, env(D.dgram), ctx.profileDir && join(ctx.profileDir, 'accuracy-dgram'));
-    const raw = startMentat(cluster, src.ns, control, http, 'raw', 2302, { ...env(D.raw), MENTAT_ICMP_MODE: 'raw' }, ctx.profileDir && join(ctx.profileDir, 'accuracy-raw'));
+    const raw = startMentat(
+      cluster,
+      src.ns,
+      control,
+      http,
+      'raw',
+      2302,
+      { ...env(D.raw), MENTAT_ICMP_MODE: 'raw' },
+      ctx.profileDir && join(ctx.profileDir, 'accuracy-raw'),
+    );
     mentats.push(dgram, raw);
     const smokeping = have(SMOKEPING_BIN)
-      ? await startSmokeping(cluster, src.ns, http, ctx.dir, 9374, targets.map((t) => t.address), D.smokeping, buckets)
+      ? await startSmokeping(
+          cluster,
+          src.ns,
+          http,
+          ctx.dir,
+          9374,
+          targets.map((t) => t.address),
+          D.smokeping,
+          buckets,
+        )
       : undefined;
     if (!smokeping) notes.push(`${SMOKEPING_BIN} is not installed (apt-get install -y prometheus-smokeping-prober): its rows are missing.`);
     await Promise.all([dgram.ready(20_000), raw.ready(20_000), smokeping?.ready(20_000)]);
@@ -180,9 +218,14 @@ export async function accuracy(ctx: Ctx, params: AccuracyParams): Promise<Accura
     const warm = Date.now() + 20_000;
     for (;;) {
       const [d, r] = await Promise.all([dgram.scrape(), raw.scrape()]);
-      const good = targets.every((t) => histogramOf(d.samples, 'node_latency', { destination_node: t.name }).count >= 10 && histogramOf(r.samples, 'node_latency', { destination_node: t.name }).count >= 10);
+      const good = targets.every(
+        (t) =>
+          histogramOf(d.samples, 'node_latency', { destination_node: t.name }).count >= 10 &&
+          histogramOf(r.samples, 'node_latency', { destination_node: t.name }).count >= 10,
+      );
       if (good) break;
-      if (Date.now() > warm) throw new Error(`mentat did not measure both targets within 20 s:\n${dgram.agent.log().slice(-1500)}\n${raw.agent.log().slice(-1500)}`);
+      if (Date.now() > warm)
+        throw new Error(`mentat did not measure both targets within 20 s:\n${dgram.agent.log().slice(-1500)}\n${raw.agent.log().slice(-1500)}`);
       await sleep(250);
     }
     await sleep(1000);
@@ -196,7 +239,9 @@ export async function accuracy(ctx: Ctx, params: AccuracyParams): Promise<Accura
       const before = await Promise.all([dgram.scrape(), raw.scrape(), smokeping?.scrape()]);
       // A second ping on each target is the null experiment: how far two identical tools differ here.
       const count2 = Math.round((params.accIdleSeconds * 1000) / D.ping2);
-      const pings = await Promise.all(targets.flatMap((t) => [runPing(cluster, src.ns, t.address, params.accIntervalMs, count), runPing(cluster, src.ns, t.address, D.ping2, count2)]));
+      const pings = await Promise.all(
+        targets.flatMap((t) => [runPing(cluster, src.ns, t.address, params.accIntervalMs, count), runPing(cluster, src.ns, t.address, D.ping2, count2)]),
+      );
       const after = await Promise.all([dgram.scrape(), raw.scrape(), smokeping?.scrape()]);
       const rows: ToolWindow[] = [];
       targets.forEach((t, i) => {
@@ -238,7 +283,9 @@ export function accuracyReport(r: AccuracyResult, params: AccuracyParams): strin
   out.push(
     `Same source namespace, same targets, same window. Targets are user-space echo responders that reply after a set delay ` +
       `(\`delay0ms\` replies at once, from user space). ping probes each target every ${r.intervalMs} ms; the other tools every ` +
-      `${Object.entries(params.accDetunedMs).map(([k, v]) => `${v} ms (${k})`).join(', ')}: detuned by 1-3 % so that their probes do not keep one ` +
+      `${Object.entries(params.accDetunedMs)
+        .map(([k, v]) => `${v} ms (${k})`)
+        .join(', ')}: detuned by 1-3 % so that their probes do not keep one ` +
       `phase against ping's and queue behind them at the responder for the whole window. The histogram tools' windows are the ` +
       `scrapes around the ping runs, so they hold a few more probes than ping's. ` +
       `"− injected" is the tool's figure minus the responder's delay, so it includes the responder's own ` +
@@ -249,7 +296,9 @@ export function accuracyReport(r: AccuracyResult, params: AccuracyParams): strin
       `The responders run with real-time priority (SCHED_FIFO), so that the scrape load does not stretch the injected delay. ` +
       `Histogram tools (mentat, smokeping_prober) were given the same fine buckets (20 µs steps near each delay), so their p50/p99 ` +
       `are PromQL-style interpolations with about 20 µs resolution; ping's are exact. ` +
-      `Sockets mentat opened: ${Object.entries(r.sockets).map(([k, v]) => `${k}: ${(v ?? ['?']).join(', ')}`).join('; ')}.`,
+      `Sockets mentat opened: ${Object.entries(r.sockets)
+        .map(([k, v]) => `${k}: ${(v ?? ['?']).join(', ')}`)
+        .join('; ')}.`,
   );
   out.push('');
   for (const phase of r.phases) {
@@ -287,7 +336,22 @@ export function accuracyReport(r: AccuracyResult, params: AccuracyParams): strin
       ];
     });
     out.push(
-      table(['target', 'tool', 'replies / sent', 'mean RTT ms', 'mean − injected µs', 'mean − ping µs', 'budget µs', 'p50 − injected µs', 'p99 − injected µs', 'quantiles', 'lost'], rows),
+      table(
+        [
+          'target',
+          'tool',
+          'replies / sent',
+          'mean RTT ms',
+          'mean − injected µs',
+          'mean − ping µs',
+          'budget µs',
+          'p50 − injected µs',
+          'p99 − injected µs',
+          'quantiles',
+          'lost',
+        ],
+        rows,
+      ),
       '',
     );
   }

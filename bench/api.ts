@@ -37,9 +37,15 @@ export interface ApiParams {
 }
 
 export function apiParams(quick: boolean, sizes: readonly number[] | undefined, cpuLimitM = 0): ApiParams {
-  const p: ApiParams = { apiSizes: sizes ? [...sizes] : quick ? [100, 1000] : [100, 1000, 5000], apiWindowSeconds: quick ? 30 : 60, apiPublishedAgents: 3, apiCpuLimitM: cpuLimitM };
+  const p: ApiParams = {
+    apiSizes: sizes ? [...sizes] : quick ? [100, 1000] : [100, 1000, 5000],
+    apiWindowSeconds: quick ? 30 : 60,
+    apiPublishedAgents: 3,
+    apiCpuLimitM: cpuLimitM,
+  };
   if (!Number.isInteger(p.apiCpuLimitM) || p.apiCpuLimitM < 0) throw new Error(`--api-cpu-limit: ${cpuLimitM} is not a whole number of millicores`);
-  for (const n of p.apiSizes) if (!Number.isInteger(n) || n < p.apiPublishedAgents + 1 || n > 5000) throw new Error(`--api-sizes: ${n} is not ${p.apiPublishedAgents + 1}..5000`);
+  for (const n of p.apiSizes)
+    if (!Number.isInteger(n) || n < p.apiPublishedAgents + 1 || n > 5000) throw new Error(`--api-sizes: ${n} is not ${p.apiPublishedAgents + 1}..5000`);
   return p;
 }
 
@@ -140,7 +146,8 @@ function delta(before: Traffic, after: Traffic, seconds = 1): Traffic {
 
 function sumTraffic(a: Traffic, b: Traffic): Traffic {
   const byResource: Record<string, LoadCount> = { ...a.byResource };
-  for (const [k, v] of Object.entries(b.byResource)) byResource[k] = { requests: (byResource[k]?.requests ?? 0) + v.requests, bytes: (byResource[k]?.bytes ?? 0) + v.bytes };
+  for (const [k, v] of Object.entries(b.byResource))
+    byResource[k] = { requests: (byResource[k]?.requests ?? 0) + v.requests, bytes: (byResource[k]?.bytes ?? 0) + v.bytes };
   return { bytes: a.bytes + b.bytes, requests: a.requests + b.requests, byResource };
 }
 
@@ -156,11 +163,12 @@ function beyond(t: Traffic, rate: Traffic, seconds: number): Traffic {
 
 const meanTraffic = (list: readonly Traffic[]): Traffic => {
   const byResource: Record<string, LoadCount> = {};
-  for (const t of list) for (const [k, v] of Object.entries(t.byResource)) {
-    const c = (byResource[k] ??= { requests: 0, bytes: 0 });
-    c.requests += v.requests / list.length;
-    c.bytes += v.bytes / list.length;
-  }
+  for (const t of list)
+    for (const [k, v] of Object.entries(t.byResource)) {
+      const c = (byResource[k] ??= { requests: 0, bytes: 0 });
+      c.requests += v.requests / list.length;
+      c.bytes += v.bytes / list.length;
+    }
   return { bytes: list.reduce((a, t) => a + t.bytes, 0) / list.length, requests: list.reduce((a, t) => a + t.requests, 0) / list.length, byResource };
 };
 
@@ -180,14 +188,20 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
   const t0 = Date.now();
   try {
     const names = Array.from({ length: n }, (_, i) => `node-${String(i).padStart(4, '0')}`);
-    for (let i = 0; i < n; i += 500) await call({ op: 'nodes', nodes: names.slice(i, i + 500).map((name, k) => ({ name, address: ctx.farmAddresses[i + k]!, index: i + k })) });
+    for (let i = 0; i < n; i += 500)
+      await call({ op: 'nodes', nodes: names.slice(i, i + 500).map((name, k) => ({ name, address: ctx.farmAddresses[i + k]!, index: i + k })) });
     // In a real cluster the agents of the first-ranked nodes take a free lease within seconds; run those.
     const ranked = [...names].sort((a, b) => rank(a) - rank(b));
     const publishedNames = ranked.slice(0, params.apiPublishedAgents);
     const directName = ranked[params.apiPublishedAgents]!;
     await call({ op: 'heartbeats', periodMs: KUBELET_STATUS_PERIOD_MS });
     let port = 2340;
-    const start = async (label: string, nodeName: string, user: string, published: boolean): Promise<{ m: Mentat; user: string; nodeName: string; t0: number }> => {
+    const start = async (
+      label: string,
+      nodeName: string,
+      user: string,
+      published: boolean,
+    ): Promise<{ m: Mentat; user: string; nodeName: string; t0: number }> => {
       const kubeconfig = await call<string>({ op: 'kubeconfig', user });
       const env = {
         ...daemonSetEnv({ NODE_NAME: nodeName, POD_NAME: `mentat-${nodeName}`, ...(published ? { POD_NAMESPACE: NAMESPACE } : {}) }),
@@ -239,7 +253,10 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     });
     const cold = await call<LoadSnapshot>({ op: 'load' });
     for (const a of published) {
-      if (`mentat-${a.nodeName}` !== first.holder && nodesRequests(trafficOf(cold, a.user)) > 0) notes.push(`at the cold start, ${a.nodeName} (not the publisher) requested Nodes ${nodesRequests(trafficOf(cold, a.user))} times: a fallback before the list was published.`);
+      if (`mentat-${a.nodeName}` !== first.holder && nodesRequests(trafficOf(cold, a.user)) > 0)
+        notes.push(
+          `at the cold start, ${a.nodeName} (not the publisher) requested Nodes ${nodesRequests(trafficOf(cold, a.user))} times: a fallback before the list was published.`,
+        );
     }
     const leaseBefore = await holderOf();
     const publishedWindow = await window(published.map((a) => a.m));
@@ -250,11 +267,13 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     const acting = rates.filter((x) => (x.t.byResource['nodes']?.bytes ?? 0) > 0);
     const pure = rates.filter((x) => !acting.includes(x));
     if (acting.length !== 1 || movedInWindow !== 0) {
-      notes.push(`the lease changed hands ${movedInWindow} times during the steady-state window and ${acting.length} agents watched Nodes in it: "publisher" is the sum of what they received, "follower" the agents that only followed.`);
+      notes.push(
+        `the lease changed hands ${movedInWindow} times during the steady-state window and ${acting.length} agents watched Nodes in it: "publisher" is the sum of what they received, "follower" the agents that only followed.`,
+      );
     }
     const publisherRate = acting.map((x) => x.t).reduce((sum, t) => sumTraffic(sum, t), { bytes: 0, requests: 0, byResource: {} });
     const followerRates = (pure.length > 0 ? pure : rates).map((x) => x.t);
-    if (pure.length === 0) notes.push('every agent watched Nodes at some point of the window: the follower figures are not a pure follower\'s.');
+    if (pure.length === 0) notes.push("every agent watched Nodes at some point of the window: the follower figures are not a pure follower's.");
     // From here on the publisher is whoever holds the lease now.
     const publisher = published.find((a) => `mentat-${a.nodeName}` === leaseAfter.holder);
     if (!publisher) throw new Error(`api: the lease holder ${leaseAfter.holder} is none of the agents`);
@@ -279,13 +298,21 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
         known = await Promise.all(published.map(async (a) => sumOf((await a.m.scrape(['mentat_targets'])).samples, 'mentat_targets', { state: 'known' })));
         return known.every((k) => k === n) ? true : undefined;
       },
-      { everyMs: 250, context: () => `nodes known by the published agents: ${known.join(', ')} (of ${n} besides their own); publisher's log: ${publisher.m.agent.log().slice(-1500)}` },
+      {
+        everyMs: 250,
+        context: () =>
+          `nodes known by the published agents: ${known.join(', ')} (of ${n} besides their own); publisher's log: ${publisher.m.agent.log().slice(-1500)}`,
+      },
     );
     const changeMs = Date.now() - cT;
     const c1 = await call<LoadSnapshot>({ op: 'load' });
     // What the join cost beyond the steady traffic of those seconds (the publisher's kubelet updates, the followers' lease renewals).
     const joined = (user: string, steady: Traffic) => beyond(delta(trafficOf(c0, user), trafficOf(c1, user)), steady, changeMs / 1000);
-    const change = { ms: changeMs, publisher: joined(publisher.user, rateIn(publishedWindow, publisher.user)), followers: followers.map((f) => joined(f.user, rateIn(publishedWindow, f.user))) };
+    const change = {
+      ms: changeMs,
+      publisher: joined(publisher.user, rateIn(publishedWindow, publisher.user)),
+      followers: followers.map((f) => joined(f.user, rateIn(publishedWindow, f.user))),
+    };
 
     // A follower restarted, as a rolling update restarts every agent.
     progress(`api: ${n} nodes: a follower restarted`);
@@ -331,7 +358,9 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
       cores: {
         direct: directWindow.cores[0]!,
         publisher: acting.reduce((sum, x) => sum + publishedWindow.cores[published.indexOf(x.a)]!, 0),
-        follower: (pure.length > 0 ? pure : rates).reduce((sum, x) => sum + publishedWindow.cores[published.indexOf(x.a)]!, 0) / (pure.length > 0 ? pure : rates).length,
+        follower:
+          (pure.length > 0 ? pure : rates).reduce((sum, x) => sum + publishedWindow.cores[published.indexOf(x.a)]!, 0) /
+          (pure.length > 0 ? pure : rates).length,
       },
       movedInWindow,
       publishersInWindow: acting.length,
@@ -346,7 +375,10 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     };
   } catch (err) {
     const lease = leaseLogOf(agents.filter((m) => m.label !== 'api-direct'));
-    throw new Error(`${(err as Error).message.split('\n')[0]!.slice(0, 300)} (after ${fmt((Date.now() - t0) / 1000)} s; the agents about the lease: ${lease.length > 0 ? lease.join('; ') : 'nothing'})`, { cause: err });
+    throw new Error(
+      `${(err as Error).message.split('\n')[0]!.slice(0, 300)} (after ${fmt((Date.now() - t0) / 1000)} s; the agents about the lease: ${lease.length > 0 ? lease.join('; ') : 'nothing'})`,
+      { cause: err },
+    );
   } finally {
     await Promise.all(agents.map((m) => m.stop()));
     rpc.close();
@@ -359,9 +391,17 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
 function leaseLogOf(agents: readonly Mentat[]): string[] {
   const t0 = Math.min(...agents.map((m) => Number(m.agent.lines()[0]?.['time'] ?? Infinity)));
   return agents
-    .flatMap((m) => m.agent.lines().filter((l) => /node-list lease|watching Nodes directly/.test(String(l['msg']))).map((l) => ({ m, l })))
+    .flatMap((m) =>
+      m.agent
+        .lines()
+        .filter((l) => /node-list lease|watching Nodes directly/.test(String(l['msg'])))
+        .map((l) => ({ m, l })),
+    )
     .sort((x, y) => Number(x.l['time']) - Number(y.l['time']))
-    .map(({ m, l }) => `${m.label} ${String(l['msg']).split(':')[0]}${typeof l['why'] === 'string' ? ` (${l['why']})` : ''} at +${fmt((Number(l['time']) - t0) / 1000, 1)} s`);
+    .map(
+      ({ m, l }) =>
+        `${m.label} ${String(l['msg']).split(':')[0]}${typeof l['why'] === 'string' ? ` (${l['why']})` : ''} at +${fmt((Number(l['time']) - t0) / 1000, 1)} s`,
+    );
 }
 
 /** Runs the section, smallest size first; a size that fails is reported as such and the next one runs. */
@@ -376,18 +416,33 @@ export async function api(ctx: Ctx, params: ApiParams): Promise<ApiResult> {
       notes.push(`${n} nodes: the measurement did not complete: ${(err as Error).message}`);
     }
   }
-  return { rows, compression: listPageCompression(), windowSeconds: params.apiWindowSeconds, heartbeatPeriodMs: KUBELET_STATUS_PERIOD_MS, cpuLimitM: params.apiCpuLimitM, notes };
+  return {
+    rows,
+    compression: listPageCompression(),
+    windowSeconds: params.apiWindowSeconds,
+    heartbeatPeriodMs: KUBELET_STATUS_PERIOD_MS,
+    cpuLimitM: params.apiCpuLimitM,
+    notes,
+  };
 }
 
 /** How well a page of the fake's Nodes compresses, and how well it would with the random digests and IDs of real nodes. */
 function listPageCompression(): ApiResult['compression'] {
-  const page = (nodes: readonly unknown[]) => JSON.stringify({ kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: '1000', continue: 'x' }, items: nodes });
+  const page = (nodes: readonly unknown[]) =>
+    JSON.stringify({ kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: '1000', continue: 'x' }, items: nodes });
   const nodes = Array.from({ length: 100 }, (_, i) => makeRealisticNode(`node-${String(i).padStart(4, '0')}`, `10.0.${i >> 8}.${i & 255}`, i));
-  const hex = (chars: number) => randomBytes(Math.ceil(chars / 2)).toString('hex').slice(0, chars);
+  const hex = (chars: number) =>
+    randomBytes(Math.ceil(chars / 2))
+      .toString('hex')
+      .slice(0, chars);
   // Every run of 17+ zero-padded hex digits (digests, instance, machine and boot IDs) made random.
   const random = nodes.map((n) => JSON.parse(JSON.stringify(n).replace(/[0-9a-f]{17,}/g, (m) => hex(m.length))) as unknown);
   const plain = page(nodes);
-  return { plainBytes: Buffer.byteLength(plain), gzipBytes: gzipSync(plain, { level: 1 }).length, realisticGzipBytes: gzipSync(page(random), { level: 1 }).length };
+  return {
+    plainBytes: Buffer.byteLength(plain),
+    gzipBytes: gzipSync(plain, { level: 1 }).length,
+    realisticGzipBytes: gzipSync(page(random), { level: 1 }).length,
+  };
 }
 
 // ------------------------------------------------------------------ the cluster, from one agent's figures
@@ -451,7 +506,9 @@ function line(points: ReadonlyArray<readonly [number, number]>): { a: number; b:
  * to the measured sizes (per agent: direct and publisher steady state grow with n, a follower's does
  * not; a start grows with n in both modes). undefined: no crossover in 2..100000.
  */
-export function crossovers(rows: readonly ApiRow[]): { steadyBytes: number | undefined; restartBytes: number | undefined; restartRequests: number | undefined; steadyRequests: number | undefined } | undefined {
+export function crossovers(
+  rows: readonly ApiRow[],
+): { steadyBytes: number | undefined; restartBytes: number | undefined; restartRequests: number | undefined; steadyRequests: number | undefined } | undefined {
   if (new Set(rows.map((r) => r.nodes)).size < 2) return undefined;
   const fit = (pick: (r: ApiRow) => number) => line(rows.map((r) => [r.nodes, pick(r)] as const));
   const at = (l: { a: number; b: number }, n: number) => l.a + l.b * n;
@@ -487,7 +544,12 @@ function atBudgetSize(rows: readonly ApiRow[]): { figures: ClusterFigures; measu
   if (!largest) return undefined;
   // Per agent, the direct and publisher rates grow with the nodes (each node's kubelet updates), a follower's does not.
   const k = API_BUDGET.nodes / largest.nodes;
-  const scaled: ApiRow = { ...largest, nodes: API_BUDGET.nodes, direct: { ...largest.direct, bytes: largest.direct.bytes * k }, publisher: { ...largest.publisher, bytes: largest.publisher.bytes * k } };
+  const scaled: ApiRow = {
+    ...largest,
+    nodes: API_BUDGET.nodes,
+    direct: { ...largest.direct, bytes: largest.direct.bytes * k },
+    publisher: { ...largest.publisher, bytes: largest.publisher.bytes * k },
+  };
   return { figures: clusterFigures(scaled), measured: false };
 }
 
@@ -525,7 +587,9 @@ export function apiReport(r: ApiResult): string {
       `Handover: the publisher restarted; from its SIGTERM until the agent that took the lease had listed Nodes and rewritten every shard. ` +
       `Only what the server sends is counted; request bodies (the publisher's shard writes, a few kB each when a shard changes) are not. ` +
       `"cores" is each agent's CPU over its window (from /proc): whichever agent watches Nodes (direct, or the publisher) re-plans its mesh on every kubelet update, which at 5000 nodes takes more than a core (see the scale section's agents as shipped). ` +
-      (r.cpuLimitM > 0 ? `Each agent ran in a cgroup with a CPU quota of ${r.cpuLimitM}m (--api-cpu-limit), as a pod with limits.cpu ${r.cpuLimitM}m.` : 'The agents ran without a CPU limit (the DaemonSet sets 200m: --api-cpu-limit 200 applies it).'),
+      (r.cpuLimitM > 0
+        ? `Each agent ran in a cgroup with a CPU quota of ${r.cpuLimitM}m (--api-cpu-limit), as a pod with limits.cpu ${r.cpuLimitM}m.`
+        : 'The agents ran without a CPU limit (the DaemonSet sets 200m: --api-cpu-limit 200 applies it).'),
     '',
   );
   out.push('### Per agent', '');
@@ -533,7 +597,16 @@ export function apiReport(r: ApiResult): string {
   for (const x of r.rows) {
     const f = meanTraffic(x.followers);
     rows.push([String(x.nodes), 'direct (before)', bytes(x.direct.bytes), perS(x.direct.requests, 3), fmt(x.cores.direct, 3), startText(x.directStart)]);
-    rows.push([String(x.nodes), x.publishersInWindow === 1 ? 'published: publisher' : `published: the ${x.publishersInWindow} agents that watched Nodes (the lease moved ${x.movedInWindow}× in the window)`, bytes(x.publisher.bytes), perS(x.publisher.requests, 3), fmt(x.cores.publisher, 3), `handover to a new publisher: ${startText(x.handover)} (lease taken ${fmt(x.handover.takeoverMs)} ms after the SIGTERM)`]);
+    rows.push([
+      String(x.nodes),
+      x.publishersInWindow === 1
+        ? 'published: publisher'
+        : `published: the ${x.publishersInWindow} agents that watched Nodes (the lease moved ${x.movedInWindow}× in the window)`,
+      bytes(x.publisher.bytes),
+      perS(x.publisher.requests, 3),
+      fmt(x.cores.publisher, 3),
+      `handover to a new publisher: ${startText(x.handover)} (lease taken ${fmt(x.handover.takeoverMs)} ms after the SIGTERM)`,
+    ]);
     rows.push([
       String(x.nodes),
       `published: follower (mean of ${x.followers.length})`,
@@ -564,7 +637,13 @@ export function apiReport(r: ApiResult): string {
       `${bytes(c.changeBytesDirect)} → ${bytes(c.changeBytesPublished)} (${fmt(x.change.ms / 1000, 1)} s to reach every agent)`,
     ]);
   }
-  out.push(table(['nodes', 'steady bytes/s, direct → published', 'steady requests/s', 'rolling restart, bytes', 'rolling restart, requests', 'one node joining, bytes'], crow), '');
+  out.push(
+    table(
+      ['nodes', 'steady bytes/s, direct → published', 'steady requests/s', 'rolling restart, bytes', 'rolling restart, requests', 'one node joining, bytes'],
+      crow,
+    ),
+    '',
+  );
   const details: string[] = [];
   for (const x of r.rows) {
     const f = meanTraffic(x.change.followers);

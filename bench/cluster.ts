@@ -51,7 +51,12 @@ function nodesOf(count: number, zones: number): MeshNode[] {
   return Array.from({ length: count }, (_, i) => {
     const name = `ip-10-${(i >> 16) & 255}-${(i >> 8) & 255}-${i & 255}.eu-west-1.compute.internal`;
     const zone = zones > 1 ? `eu-west-1${'abcdef'[i % zones]}` : undefined;
-    return { name, state: 'active', ...(zone ? { zone } : {}), targets: [{ key: name, name, address: `10.0.${i >> 8}.${i & 255}`, family: 4, ...(zone ? { zone } : {}) }] };
+    return {
+      name,
+      state: 'active',
+      ...(zone ? { zone } : {}),
+      targets: [{ key: name, name, address: `10.0.${i >> 8}.${i & 255}`, family: 4, ...(zone ? { zone } : {}) }],
+    };
   });
 }
 
@@ -59,7 +64,10 @@ function nodesOf(count: number, zones: number): MeshNode[] {
 function falseOutliersPerHour(config: Config, swept: number, loss: number, seed: number): number {
   const random = mulberry32(seed);
   let now = 0;
-  const tracker = new OutlierTracker({ max: config.mesh.outliersMax, holdMs: config.mesh.outlierHoldMs, latencyExcessSeconds: config.mesh.outlierLatencySeconds }, () => now);
+  const tracker = new OutlierTracker(
+    { max: config.mesh.outliersMax, holdMs: config.mesh.outlierHoldMs, latencyExcessSeconds: config.mesh.outlierLatencySeconds },
+    () => now,
+  );
   const outcome = (): Outcome => (random() < loss ? { kind: 'timeout' } : { kind: 'success', rttSeconds: 0.0003 });
   const sweepsPerHour = Math.round((swept * 3_600_000) / config.mesh.sweepIntervalMs);
   let created = 0;
@@ -98,7 +106,8 @@ export function clusterRow(config: Config, count: number, zones: number): Cluste
   });
   const perDestination = seriesPerDestination(config.bucketsSeconds.length);
   const sweepZones = (i: number) => new Set(plans[i]!.sweep.map((n) => n.zone ?? '')).size;
-  const seriesOf = (i: number, outliers: number) => plans[i]!.peers.length * perDestination + sweepZones(i) * perDestination + outliers * perDestination + SELF_SERIES;
+  const seriesOf = (i: number, outliers: number) =>
+    plans[i]!.peers.length * perDestination + sweepZones(i) * perDestination + outliers * perDestination + SELF_SERIES;
   const outlierCap = plans[0]!.mode === 'sampled' ? config.mesh.outliersMax : 0;
   const series = plans.map((_, i) => seriesOf(i, 0));
   const worst = plans.map((_, i) => seriesOf(i, outlierCap));
@@ -115,7 +124,16 @@ export function clusterRow(config: Config, count: number, zones: number): Cluste
     const base = peerGraph(members, k);
     for (let t = 0; t < 5; t++) {
       changedOnJoin = Math.max(changedOnJoin, changedAgents(base, peerGraph([...members, { name: `new-${t}`, zone: members[t]!.zone }], k)));
-      changedOnLeave = Math.max(changedOnLeave, changedAgents(base, peerGraph(members.filter((_, i) => i !== t * 101), k)));
+      changedOnLeave = Math.max(
+        changedOnLeave,
+        changedAgents(
+          base,
+          peerGraph(
+            members.filter((_, i) => i !== t * 101),
+            k,
+          ),
+        ),
+      );
     }
   } else {
     changedOnJoin = count + 1; // every agent gains the new node
@@ -137,7 +155,9 @@ export function clusterRow(config: Config, count: number, zones: number): Cluste
     seriesPerAgentWorst: Math.max(...worst),
     seriesCluster: series.reduce((a, b) => a + b, 0),
     seriesClusterWorst: worst.reduce((a, b) => a + b, 0),
-    createdPerHour: sampled ? [0.001, 0.01].map((loss) => ({ loss, series: falseOutliersPerHour(config, sweptPerAgent, loss, count + zones) * perDestination })) : [{ loss: 0, series: 0 }],
+    createdPerHour: sampled
+      ? [0.001, 0.01].map((loss) => ({ loss, series: falseOutliersPerHour(config, sweptPerAgent, loss, count + zones) * perDestination }))
+      : [{ loss: 0, series: 0 }],
     sweptWithinS: sampled ? config.mesh.sweepIntervalMs / 1000 : 0,
     changedOnJoin,
     changedOnLeave,
@@ -171,7 +191,22 @@ export function clusterReport(rows: readonly ClusterRow[]): string {
     `Defaults: MENTAT_MESH=${config.mesh.mode} (full up to ${config.mesh.fullMax} nodes), MENTAT_PEERS=${config.mesh.peers}, MENTAT_SWEEP_INTERVAL=${config.mesh.sweepIntervalMs / 60_000}m, MENTAT_OUTLIERS_MAX=${config.mesh.outliersMax}, ${config.bucketsSeconds.length} buckets (${seriesPerDestination(config.bucketsSeconds.length)} series per destination), 1 s interval. Series per agent: destinations + sweep zones + outliers, each ${seriesPerDestination(config.bucketsSeconds.length)}, + ${SELF_SERIES} of its own; "worst" has every agent's outlier cap full.`,
     '',
     table(
-      ['nodes', 'zones', 'mesh', 'destinations per agent', 'probed by (in-degree)', 'agents reaching another zone', 'zone pairs measured', 'series per agent (worst)', 'series per cluster (worst)', 'series created per hour per agent at 0.1% / 1% loss', 'every pair swept within', 'agents changed by a join / leave', 'ICMP packets/s per node / cluster', 'planMesh per agent'],
+      [
+        'nodes',
+        'zones',
+        'mesh',
+        'destinations per agent',
+        'probed by (in-degree)',
+        'agents reaching another zone',
+        'zone pairs measured',
+        'series per agent (worst)',
+        'series per cluster (worst)',
+        'series created per hour per agent at 0.1% / 1% loss',
+        'every pair swept within',
+        'agents changed by a join / leave',
+        'ICMP packets/s per node / cluster',
+        'planMesh per agent',
+      ],
       rows.map((r) => [
         n(r.nodes),
         String(r.zones),

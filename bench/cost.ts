@@ -8,7 +8,19 @@ import { progress, type Ctx } from './context.js';
 import { readProcs } from './proc.js';
 import { mib } from './report.js';
 import { fmt, table } from './stats.js';
-import { have, SMOKEPING_BIN, startFping, startMentat, startPingFleet, startSmokeping, sumOf, type Fping, type Mentat, type PingFleet, type Smokeping } from './tools.js';
+import {
+  have,
+  SMOKEPING_BIN,
+  startFping,
+  startMentat,
+  startPingFleet,
+  startSmokeping,
+  sumOf,
+  type Fping,
+  type Mentat,
+  type PingFleet,
+  type Smokeping,
+} from './tools.js';
 
 export interface CostParams {
   costTargets: number;
@@ -49,7 +61,9 @@ export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
   const { cluster, control, http, src } = ctx;
   const addresses = ctx.farmAddresses.slice(0, params.costTargets);
   const notes: string[] = [];
-  progress(`cost: ${addresses.length} targets at ${params.costIntervalMs} ms: mentat dgram + raw, ${addresses.length} × ping, fping, smokeping_prober; warm-up ${params.costWarmupSeconds} s, window ${params.costSeconds} s`);
+  progress(
+    `cost: ${addresses.length} targets at ${params.costIntervalMs} ms: mentat dgram + raw, ${addresses.length} × ping, fping, smokeping_prober; warm-up ${params.costWarmupSeconds} s, window ${params.costSeconds} s`,
+  );
   const env = { MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','), MENTAT_PROBE_INTERVAL: `${params.costIntervalMs}ms` };
   const dgram = startMentat(cluster, src.ns, control, http, 'dgram', 2311, env, ctx.profileDir && join(ctx.profileDir, 'cost-dgram'));
   const raw = startMentat(cluster, src.ns, control, http, 'raw', 2312, { ...env, MENTAT_ICMP_MODE: 'raw' }, ctx.profileDir && join(ctx.profileDir, 'cost-raw'));
@@ -73,7 +87,13 @@ export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
       { tool: 'ping (iputils), one per target', pids: fleet.pids, probes: () => fleet.transmitted(), source: 'SIGQUIT status' },
     ];
     if (fp) probes.push({ tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' });
-    if (sp) probes.push({ tool: 'smokeping_prober', pids: [sp.pid], probes: async () => sumOf((await sp.scrape()).samples, 'smokeping_requests_total'), source: 'smokeping_requests_total' });
+    if (sp)
+      probes.push({
+        tool: 'smokeping_prober',
+        pids: [sp.pid],
+        probes: async () => sumOf((await sp.scrape()).samples, 'smokeping_requests_total'),
+        source: 'smokeping_requests_total',
+      });
 
     const snapshot = async () => {
       const t = Date.now();
@@ -149,7 +169,25 @@ export function costReport(r: CostResult): string {
       fmt(x.threads),
     ];
   });
-  out.push(table(['tool', 'processes', 'probes / expected', 'CPU s (stat, of which user)', 'CPU s (schedstat)', 'CPU ms per 1000 probes', 'cores', 'RSS MiB', 'VmHWM MiB', 'PSS MiB', 'threads'], rows), '');
+  out.push(
+    table(
+      [
+        'tool',
+        'processes',
+        'probes / expected',
+        'CPU s (stat, of which user)',
+        'CPU s (schedstat)',
+        'CPU ms per 1000 probes',
+        'cores',
+        'RSS MiB',
+        'VmHWM MiB',
+        'PSS MiB',
+        'threads',
+      ],
+      rows,
+    ),
+    '',
+  );
   out.push(`Window ${fmt(r.rows[0]?.seconds, 1)} s.`, '');
   for (const n of r.notes) out.push(`Note: ${n}`, '');
   return out.join('\n');

@@ -18,7 +18,9 @@ interface EnvVar {
 }
 
 interface DaemonSet {
-  readonly spec?: { readonly template?: { readonly spec?: { readonly containers?: ReadonlyArray<{ readonly name?: string; readonly env?: readonly EnvVar[] }> } } };
+  readonly spec?: {
+    readonly template?: { readonly spec?: { readonly containers?: ReadonlyArray<{ readonly name?: string; readonly env?: readonly EnvVar[] }> } };
+  };
 }
 
 /** The agent container's env entries, in manifest order. */

@@ -58,13 +58,13 @@ if (args.help) {
       'usage: node dist/bench/run.js [--quick] [--only accuracy,cost,scale,cluster,api] [--sizes 1,100,1000,5000] [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--api-cpu-limit 200] [--profile] [--out DIR]',
       '  --quick          shorter windows, fewer scrapes, API sizes 100 and 1000',
       '  --only           run only these sections',
-      '  --sizes          target counts of the scale section\'s full-mesh rows (at most 5000)',
-      '  --shipped-nodes  nodes of the scale section\'s agent as shipped (default 5000; 0: no such row)',
+      "  --sizes          target counts of the scale section's full-mesh rows (at most 5000)",
+      "  --shipped-nodes  nodes of the scale section's agent as shipped (default 5000; 0: no such row)",
       '  --api-sizes      node counts of the API section (default 100,1000,5000; --quick: 100,1000)',
-      '  --api-cpu-limit  run each agent of the API section under this CPU limit, millicores (the DaemonSet\'s: 200); default none',
+      "  --api-cpu-limit  run each agent of the API section under this CPU limit, millicores (the DaemonSet's: 200); default none",
       '  --profile        run every mentat of the accuracy, cost and full-mesh runs with --cpu-prof and summarise the profiles',
       '  --out            where latest.md and latest.json go (default bench/results)',
-      '  --render FILE    no run: the report again from a latest.json (after a change to the report\'s text)',
+      "  --render FILE    no run: the report again from a latest.json (after a change to the report's text)",
       '',
     ].join('\n'),
   );
@@ -73,7 +73,8 @@ if (args.help) {
 
 const QUICK = args.quick;
 const SECTIONS = new Set<Section>((args.only?.split(',').map((s) => s.trim()) ?? [...ALL_SECTIONS]) as Section[]);
-for (const s of SECTIONS) if (!(ALL_SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section ${s} (sections: ${ALL_SECTIONS.join(', ')})`);
+for (const s of SECTIONS)
+  if (!(ALL_SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section ${s} (sections: ${ALL_SECTIONS.join(', ')})`);
 const numbers = (text: string | undefined): number[] | undefined => text?.split(',').map(Number);
 
 const ACCURACY = accuracyParams(QUICK);
@@ -103,7 +104,10 @@ function environment(): Record<string, string> {
     kernel: release(),
     cpu: `${cpus()[0]?.model ?? '?'} × ${cpus().length}`,
     // Other work on the machine skews every figure: say how busy it was before the run.
-    'load average before the run (1, 5 min)': loadavg().slice(0, 2).map((x) => x.toFixed(2)).join(', '),
+    'load average before the run (1, 5 min)': loadavg()
+      .slice(0, 2)
+      .map((x) => x.toFixed(2))
+      .join(', '),
     ping: versionOf('ping', ['-V']),
     fping: versionOf('fping', ['-v']),
     smokeping_prober: versionOf(SMOKEPING_BIN, ['--version']),
@@ -146,7 +150,12 @@ async function namespaced(results: Results, dir: string, profileDir: string | un
     process.stderr.write('bench: ping is needed (apt-get install -y iputils-ping fping prometheus-smokeping-prober)\n');
     process.exit(1);
   }
-  const farmSize = Math.max(SECTIONS.has('cost') ? COST.costTargets : 0, SECTIONS.has('scale') ? scaleAddresses(SCALE) : 0, SECTIONS.has('api') ? apiAddresses(API) : 0, 1);
+  const farmSize = Math.max(
+    SECTIONS.has('cost') ? COST.costTargets : 0,
+    SECTIONS.has('scale') ? scaleAddresses(SCALE) : 0,
+    SECTIONS.has('api') ? apiAddresses(API) : 0,
+    1,
+  );
   const cluster = await createCluster({ nodes: 2 + ACCURACY.accDelaysMs.length, prefix: 'mtb' });
   let control: FaultControl | undefined;
   let http: NsHttp | undefined;
@@ -177,7 +186,16 @@ function report(results: Results, profileDir: string | undefined): string {
     ...(results.scale ? scaleBudgets(results.scale) : []),
     ...(results.api ? apiBudgets(results.api) : []),
   ];
-  const parts = ['# mentat benchmark', '', table(['', ''], Object.entries(env).map(([k, v]) => [k, v])), '', budgetReport(budgets)];
+  const parts = [
+    '# mentat benchmark',
+    '',
+    table(
+      ['', ''],
+      Object.entries(env).map(([k, v]) => [k, v]),
+    ),
+    '',
+    budgetReport(budgets),
+  ];
   if (results.accuracy) parts.push(accuracyReport(results.accuracy, params));
   if (results.cost) parts.push(costReport(results.cost));
   if (results.scale) parts.push(scaleReport(results.scale, params));
@@ -186,12 +204,18 @@ function report(results: Results, profileDir: string | undefined): string {
   if (profileDir && (results.accuracy || results.cost)) {
     const others: string[] = [];
     for (const sub of readdirSync(profileDir).filter((d) => !d.startsWith('scale-'))) {
-      for (const f of readdirSync(join(profileDir, sub)).filter((f) => f.endsWith('.cpuprofile'))) others.push(`${sub}: ${formatProfile(summariseProfile(join(profileDir, sub, f)))}`);
+      for (const f of readdirSync(join(profileDir, sub)).filter((f) => f.endsWith('.cpuprofile')))
+        others.push(`${sub}: ${formatProfile(summariseProfile(join(profileDir, sub, f)))}`);
     }
     if (others.length > 0) parts.push('## CPU profiles of the other runs (--profile)', '', '```', ...others, '```', '');
   }
-  const bySection = Object.entries(results.sectionSeconds).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ');
-  parts.push(`Run time ${(results.seconds ?? 0).toFixed(0)} s (${env['mode']}; ${bySection}). Figures are reported, never judged: the run exits 0 whatever they are.`, '');
+  const bySection = Object.entries(results.sectionSeconds)
+    .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
+    .join(', ');
+  parts.push(
+    `Run time ${(results.seconds ?? 0).toFixed(0)} s (${env['mode']}; ${bySection}). Figures are reported, never judged: the run exits 0 whatever they are.`,
+    '',
+  );
   return parts.join('\n');
 }
 

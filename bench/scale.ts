@@ -178,21 +178,34 @@ const AGENT_BUT_KUBE = "await import('pino'); await import('convict'); await imp
 const LAYERS: ReadonlyArray<readonly [label: string, code: string]> = [
   ['a bare Node', ''],
   ['node:http', "await import('node:http');"],
-  ['+ the OTel SDK and Prometheus exporter', "await import('node:http'); await import('@opentelemetry/sdk-metrics'); await import('@opentelemetry/exporter-prometheus');"],
+  [
+    '+ the OTel SDK and Prometheus exporter',
+    "await import('node:http'); await import('@opentelemetry/sdk-metrics'); await import('@opentelemetry/exporter-prometheus');",
+  ],
   ['all the agent loads but the Kubernetes client', AGENT_BUT_KUBE],
-  ['all the agent loads', `${AGENT_BUT_KUBE} await (await import('./dist/src/kube/client.js')).loadKubeClient(); await import('./dist/src/kube/discovery.js');`],
+  [
+    'all the agent loads',
+    `${AGENT_BUT_KUBE} await (await import('./dist/src/kube/client.js')).loadKubeClient(); await import('./dist/src/kube/discovery.js');`,
+  ],
 ];
 
 /** RSS of each layer after 3 s idle, with the shipped NODE_OPTIONS and MALLOC_ARENA_MAX; a layer that exits is noted, not measured. */
 async function layerMemory(notes: string[]): Promise<ScaleResult['layers']> {
   const out: ScaleResult['layers'] = [];
   for (const [label, code] of LAYERS) {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', `${code} setTimeout(() => {}, 60_000);`], { cwd: REPO, env: { ...SHIPPED_RUNTIME_ENV }, stdio: 'ignore' });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `${code} setTimeout(() => {}, 60_000);`], {
+      cwd: REPO,
+      env: { ...SHIPPED_RUNTIME_ENV },
+      stdio: 'ignore',
+    });
     try {
       await sleep(3000);
       const p = child.pid === undefined ? undefined : readProc(child.pid);
       if (p && child.exitCode === null) out.push({ label, rssKiB: p.rssKiB, anonKiB: p.anonKiB });
-      else notes.push(`memory floor: the process for "${label}" exited (${child.exitCode ?? child.signalCode}) before it was measured; run its imports by hand to see why.`);
+      else
+        notes.push(
+          `memory floor: the process for "${label}" exited (${child.exitCode ?? child.signalCode}) before it was measured; run its imports by hand to see why.`,
+        );
     } finally {
       child.kill('SIGKILL');
     }
@@ -333,7 +346,9 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
       if (profileDir) {
         await sleep(500);
         // One file per thread; each summarised over the quiet window and the scrapes.
-        for (const f of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile')).sort()) {
+        for (const f of readdirSync(profileDir)
+          .filter((f) => f.endsWith('.cpuprofile'))
+          .sort()) {
           profiles.push(summariseProfile(join(profileDir, f), 12, { label: 'quiet window', fromUs: m0, toUs: m1 }));
           profiles.push(summariseProfile(join(profileDir, f), 12, { label: `${params.scaleScrapes} timed scrapes`, fromUs: mq0, toUs: mq1 }));
         }
@@ -397,7 +412,22 @@ export function scaleReport(r: ScaleResult, params: ScaleParams): string {
   const b = (size: number) => SCALE_BUDGET.get(size);
   out.push(
     table(
-      ['full mesh, targets', 'ready ms', 'probed 1 interval after ready', 'probes / expected', 'per target min–max', 'missed targets', 'timeout ratio', 'cores quiet (of which user)', `cores with a scrape every ${SCRAPE_EVERY_S} s`, 'cores budget', 'RSS MiB quiet (median / max)', 'RSS MiB after scrapes (of which anonymous)', 'VmHWM MiB', 'RSS budget'],
+      [
+        'full mesh, targets',
+        'ready ms',
+        'probed 1 interval after ready',
+        'probes / expected',
+        'per target min–max',
+        'missed targets',
+        'timeout ratio',
+        'cores quiet (of which user)',
+        `cores with a scrape every ${SCRAPE_EVERY_S} s`,
+        'cores budget',
+        'RSS MiB quiet (median / max)',
+        'RSS MiB after scrapes (of which anonymous)',
+        'VmHWM MiB',
+        'RSS budget',
+      ],
       r.rows.map((x) => {
         const cores = x.cpuSeconds / x.windowSeconds;
         const scraped = cores + x.cpuPerScrape / SCRAPE_EVERY_S;
@@ -425,7 +455,18 @@ export function scaleReport(r: ScaleResult, params: ScaleParams): string {
   );
   out.push(
     table(
-      ['full mesh, targets', '/metrics median ms', '/metrics max ms', '/metrics budget', 'size', 'series', 'CPU s per scrape', 'timeouts during scrapes', 'SIGTERM → exit', 'sockets'],
+      [
+        'full mesh, targets',
+        '/metrics median ms',
+        '/metrics max ms',
+        '/metrics budget',
+        'size',
+        'series',
+        'CPU s per scrape',
+        'timeouts during scrapes',
+        'SIGTERM → exit',
+        'sockets',
+      ],
       r.rows.map((x) => {
         const budget = b(x.targets);
         const max = Math.max(...x.scrapeMs);
@@ -446,7 +487,11 @@ export function scaleReport(r: ScaleResult, params: ScaleParams): string {
     '',
   );
   const floor = floorText(r);
-  if (floor) out.push(`Floor (idle processes with the shipped runtime settings, each loading what the one before it did and more, then the agent itself): ${floor}.`, '');
+  if (floor)
+    out.push(
+      `Floor (idle processes with the shipped runtime settings, each loading what the one before it did and more, then the agent itself): ${floor}.`,
+      '',
+    );
   const threads = (list: Array<{ thread: string; seconds: number }>, seconds: number): string =>
     list.map((t) => `${t.thread} ${fmt(t.seconds / seconds, 4)}`).join(', ');
   out.push(
@@ -466,7 +511,13 @@ export function scaleReport(r: ScaleResult, params: ScaleParams): string {
   for (const n of r.notes) out.push(`Note: ${n}`, '');
   const withProfiles = r.rows.filter((x) => x.profiles.length > 0);
   if (withProfiles.length > 0) {
-    out.push('### CPU profiles (--profile)', '', 'The profiler itself costs CPU: with --profile the cores columns read high. V8 samples on wall time, so a thread that waits for a core (2 cores, busy scrapes) shows time in whatever function it was in. One profile per thread.', '', '```');
+    out.push(
+      '### CPU profiles (--profile)',
+      '',
+      'The profiler itself costs CPU: with --profile the cores columns read high. V8 samples on wall time, so a thread that waits for a core (2 cores, busy scrapes) shows time in whatever function it was in. One profile per thread.',
+      '',
+      '```',
+    );
     for (const x of withProfiles) for (const p of x.profiles) out.push(`${x.targets} targets: ${formatProfile(p)}`);
     out.push('```', '');
   }
@@ -481,7 +532,6 @@ function floorText(r: ScaleResult, short = false): string | undefined {
   return parts.length > 0 ? parts.join('; ') : undefined;
 }
 
-
 /** The agents' own nodes in the shipped rows: the publisher's (startMentat's default NODE_NAME), then a follower's. */
 const PUBLISHER = 'node0';
 
@@ -493,7 +543,9 @@ const PUBLISHER = 'node0';
 async function shipped(ctx: Ctx, params: ScaleParams, upserted: number): Promise<ShippedRow[]> {
   const { control, src } = ctx;
   const n = params.shippedNodes;
-  progress(`scale: as shipped, ${n} kubelet-sized nodes posting status every ${KUBELET_STATUS_PERIOD_MS / 60_000} min: the publisher, then a follower, ${params.shippedSeconds} s each with a scrape every ${SCRAPE_EVERY_S} s`);
+  progress(
+    `scale: as shipped, ${n} kubelet-sized nodes posting status every ${KUBELET_STATUS_PERIOD_MS / 60_000} min: the publisher, then a follower, ${params.shippedSeconds} s each with a scrape every ${SCRAPE_EVERY_S} s`,
+  );
   // Kubelet-sized objects under the same names and addresses as the full-mesh rows' minimal ones, and the publisher's own Node.
   for (let i = 0; i < n; i += 250) {
     await control.upsertRaw(...Array.from({ length: Math.min(250, n - i) }, (_, k) => makeRealisticNode(nodeName(i + k), ctx.farmAddresses[i + k]!, i + k)));
@@ -513,7 +565,14 @@ async function shipped(ctx: Ctx, params: ScaleParams, upserted: number): Promise
     running.length = 0;
     heartbeats = await control.heartbeatsStop();
     const beats = heartbeats;
-    return measured.map((row, i) => ({ ...row, nodes: n, heartbeats: beats, heartbeatPeriodMs: KUBELET_STATUS_PERIOD_MS, stopMs: stops[i]!.ms, stopCode: stops[i]!.code }));
+    return measured.map((row, i) => ({
+      ...row,
+      nodes: n,
+      heartbeats: beats,
+      heartbeatPeriodMs: KUBELET_STATUS_PERIOD_MS,
+      stopMs: stops[i]!.ms,
+      stopCode: stops[i]!.code,
+    }));
   } finally {
     for (const m of running) await m.stop();
     if (heartbeats === undefined) await control.heartbeatsStop();
@@ -582,7 +641,10 @@ async function shippedAgent(ctx: Ctx, params: ScaleParams, self: string, port: n
     role,
     targets,
     everyInterval,
-    mesh: config.mesh.mode !== 'auto' ? config.mesh.mode : `auto: ${nodes + 1 > config.mesh.fullMax ? `sampled above ${config.mesh.fullMax} nodes, ${config.mesh.peers} peers` : 'full'}`,
+    mesh:
+      config.mesh.mode !== 'auto'
+        ? config.mesh.mode
+        : `auto: ${nodes + 1 > config.mesh.fullMax ? `sampled above ${config.mesh.fullMax} nodes, ${config.mesh.peers} peers` : 'full'}`,
     intervalMs: config.probeIntervalMs,
     sweepIntervalMs: config.mesh.sweepIntervalMs,
     windowSeconds: (end!.at - w0) / 1000,
@@ -609,7 +671,9 @@ async function shippedAgent(ctx: Ctx, params: ScaleParams, self: string, port: n
 
 function shippedReport(list: readonly ShippedRow[]): string {
   const x = list[0]!;
-  const shown = ['MENTAT_DISCOVERY', 'MENTAT_ICMP_MODE', 'MENTAT_MAX_TARGETS', 'NODE_OPTIONS', 'MALLOC_ARENA_MAX', 'POD_NAMESPACE'].filter((k) => x.env[k] !== undefined);
+  const shown = ['MENTAT_DISCOVERY', 'MENTAT_ICMP_MODE', 'MENTAT_MAX_TARGETS', 'NODE_OPTIONS', 'MALLOC_ARENA_MAX', 'POD_NAMESPACE'].filter(
+    (k) => x.env[k] !== undefined,
+  );
   const cores = (r: ShippedRow) => r.cpuSeconds / r.windowSeconds;
   const role = (r: ShippedRow) => r.role.split(' ')[0]!;
   return [
@@ -625,7 +689,16 @@ function shippedReport(list: readonly ShippedRow[]): string {
       `Probes every interval are counted on node_latency_probes_total against mentat_targets (probed + suspect + outlier); sweep probes on node_latency_sweep_probes_total against swept / ${x.sweepIntervalMs / 60_000} min.`,
     '',
     table(
-      ['agent', 'ready ms', 'probed every interval / swept / over_cap', 'probes / expected', 'sweep probes / expected', 'timeout ratio', `cores, a scrape every ${SCRAPE_EVERY_S} s (of which user)`, 'cores budget'],
+      [
+        'agent',
+        'ready ms',
+        'probed every interval / swept / over_cap',
+        'probes / expected',
+        'sweep probes / expected',
+        'timeout ratio',
+        `cores, a scrape every ${SCRAPE_EVERY_S} s (of which user)`,
+        'cores budget',
+      ],
       list.map((r) => [
         r.role,
         fmt(r.readyMs),
@@ -639,7 +712,18 @@ function shippedReport(list: readonly ShippedRow[]): string {
     ),
     '',
     table(
-      ['agent', '/metrics median / max ms', '/metrics budget', 'series', 'size', 'RSS MiB median / max', 'anonymous MiB', 'VmHWM MiB', 'SIGTERM → exit', 'sockets'],
+      [
+        'agent',
+        '/metrics median / max ms',
+        '/metrics budget',
+        'series',
+        'size',
+        'RSS MiB median / max',
+        'anonymous MiB',
+        'VmHWM MiB',
+        'SIGTERM → exit',
+        'sockets',
+      ],
       list.map((r) => {
         const max = Math.max(...r.scrapeMs);
         return [
@@ -675,17 +759,41 @@ export function scaleBudgets(r: ScaleResult): BudgetRow[] {
     const rss = Math.max(x.rssMaxKiB, x.rssAfterScrapesKiB) / 1024;
     const max = Math.max(...x.scrapeMs);
     const what = `full mesh, ${x.targets} targets`;
-    rows.push([`${what}: ≤ ${b.cores} core`, `${fmt(cores, 3)} quiet, ${fmt(scraped, 3)} with a scrape every ${SCRAPE_EVERY_S} s`, `${ok(cores <= b.cores)} / ${ok(scraped <= b.cores)}`]);
-    rows.push([`${what}: ≤ ${b.rssMiB} MiB`, `${fmt(rss, 0)} MiB RSS (quiet ${fmt(x.rssMaxKiB / 1024, 0)}, after scrapes ${fmt(x.rssAfterScrapesKiB / 1024, 0)}, peak ${fmt(x.hwmKiB / 1024, 0)}; anonymous ${fmt(x.anonAfterScrapesKiB / 1024, 0)}, the rest is the node binary mapped from disk${floor ? `; floor: ${floor}` : ''})`, ok(rss <= b.rssMiB)]);
-    rows.push([`${what}: /metrics ≤ ${b.metricsMs} ms`, `max ${fmt(max)} ms, median ${fmt(median(x.scrapeMs))} ms (${fmt(x.scrapeBytes / 1024 / 1024, 1)} MiB, ${x.series} series)`, ok(max <= b.metricsMs)]);
-    rows.push([`${what}: every target probed every interval`, `${x.probes} of ${x.expected} expected, ${x.missed} targets missed, timeout ratio ${fmt(x.probes > 0 ? x.timeouts / x.probes : Number.NaN, 4)}`, ok(x.missed === 0 && x.probes >= 0.98 * x.expected)]);
+    rows.push([
+      `${what}: ≤ ${b.cores} core`,
+      `${fmt(cores, 3)} quiet, ${fmt(scraped, 3)} with a scrape every ${SCRAPE_EVERY_S} s`,
+      `${ok(cores <= b.cores)} / ${ok(scraped <= b.cores)}`,
+    ]);
+    rows.push([
+      `${what}: ≤ ${b.rssMiB} MiB`,
+      `${fmt(rss, 0)} MiB RSS (quiet ${fmt(x.rssMaxKiB / 1024, 0)}, after scrapes ${fmt(x.rssAfterScrapesKiB / 1024, 0)}, peak ${fmt(x.hwmKiB / 1024, 0)}; anonymous ${fmt(x.anonAfterScrapesKiB / 1024, 0)}, the rest is the node binary mapped from disk${floor ? `; floor: ${floor}` : ''})`,
+      ok(rss <= b.rssMiB),
+    ]);
+    rows.push([
+      `${what}: /metrics ≤ ${b.metricsMs} ms`,
+      `max ${fmt(max)} ms, median ${fmt(median(x.scrapeMs))} ms (${fmt(x.scrapeBytes / 1024 / 1024, 1)} MiB, ${x.series} series)`,
+      ok(max <= b.metricsMs),
+    ]);
+    rows.push([
+      `${what}: every target probed every interval`,
+      `${x.probes} of ${x.expected} expected, ${x.missed} targets missed, timeout ratio ${fmt(x.probes > 0 ? x.timeouts / x.probes : Number.NaN, 4)}`,
+      ok(x.missed === 0 && x.probes >= 0.98 * x.expected),
+    ]);
   }
   for (const x of r.shipped) {
     const cores = x.cpuSeconds / x.windowSeconds;
     const max = Math.max(...x.scrapeMs);
     const what = `as shipped, ${x.nodes} kubelet-sized nodes, the ${x.role.split(' ')[0]}`;
-    rows.push([`${what}: ≤ ${SHIPPED_BUDGET.cores} core with a scrape every ${SCRAPE_EVERY_S} s`, `${fmt(cores, 3)} (RSS ${mib(x.rssMaxKiB)} MiB max)`, ok(cores <= SHIPPED_BUDGET.cores)]);
-    rows.push([`${what}: /metrics ≤ ${SHIPPED_BUDGET.metricsMs} ms`, `max ${fmt(max)} ms, median ${fmt(median(x.scrapeMs))} ms (${fmt(x.scrapeBytes / 1024, 0)} KiB, ${x.series} series)`, ok(max <= SHIPPED_BUDGET.metricsMs)]);
+    rows.push([
+      `${what}: ≤ ${SHIPPED_BUDGET.cores} core with a scrape every ${SCRAPE_EVERY_S} s`,
+      `${fmt(cores, 3)} (RSS ${mib(x.rssMaxKiB)} MiB max)`,
+      ok(cores <= SHIPPED_BUDGET.cores),
+    ]);
+    rows.push([
+      `${what}: /metrics ≤ ${SHIPPED_BUDGET.metricsMs} ms`,
+      `max ${fmt(max)} ms, median ${fmt(median(x.scrapeMs))} ms (${fmt(x.scrapeBytes / 1024, 0)} KiB, ${x.series} series)`,
+      ok(max <= SHIPPED_BUDGET.metricsMs),
+    ]);
     rows.push([
       `${what}: probes as planned (≥ 98% every interval, ≥ 90% of the sweep)`,
       `${x.probes} of ${x.expectedProbes} every interval (${x.everyInterval} nodes), ${x.sweepProbes} of ${x.expectedSweepProbes} sweep probes, timeout ratio ${fmt(x.probes > 0 ? x.timeouts / x.probes : Number.NaN, 4)}`,

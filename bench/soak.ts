@@ -60,7 +60,9 @@ async function main(): Promise<number> {
     agent = launchAgent(cluster, n0!.ns, control, 2112, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig });
     const a = agent;
     await until('/readyz 200', 30_000, async () => ((await a.get('/readyz')).status === 200 ? true : undefined), { context: () => a.describe() });
-    await until(`${targets} destinations on /metrics`, 30_000, async () => (destinations(await a.scrape()).size >= targets ? true : undefined), { everyMs: 500 });
+    await until(`${targets} destinations on /metrics`, 30_000, async () => (destinations(await a.scrape()).size >= targets ? true : undefined), {
+      everyMs: 500,
+    });
     const startRss = a.rssMiB();
     out(`mentat churn soak: ${targets} nodes, one added and one deleted every ${everyMs} ms, ${minutes} min, a sample every ${sampleMs / 1000} s`);
     out(`agent pid ${a.child.pid}, probe interval 1s (default), RSS at start ${fmt(startRss)} MiB`);
@@ -86,8 +88,12 @@ async function main(): Promise<number> {
     out(`add+delete pairs: ${result.events} (${fmt(result.events / (minutes * 60), 2)}/s)`);
     out(`RSS: start ${fmt(startRss)} MiB, first sample ${fmt(s[0]!.rssMiB)}, last ${fmt(s[s.length - 1]!.rssMiB)}, max ${fmt(worst((x) => x.rssMiB))} MiB`);
     out(`RSS slope (least squares): ${fmt(result.rssSlopeMiBPerMin, 2)} MiB/min over the run; ${fmt(steady, 2)} MiB/min over the second half`);
-    out(`series vs live: ${stale} stale and ${missing} missing observations over ${s.length} samples; at the end ${final ? `exactly the ${result.live.length} live nodes (${Date.now() - settledAt} ms after the churn stopped)` : 'NOT equal to the live nodes'}`);
-    out(`scrape latency: max ${fmt(worst((x) => x.scrapeMs))} ms; /healthz (event-loop stalls): mean ${fmt(s.reduce((acc, x) => acc + x.healthzMeanMs, 0) / s.length, 2)} ms, max ${fmt(worst((x) => x.healthzMaxMs))} ms, failures ${s.reduce((acc, x) => acc + x.healthzFailures, 0)}`);
+    out(
+      `series vs live: ${stale} stale and ${missing} missing observations over ${s.length} samples; at the end ${final ? `exactly the ${result.live.length} live nodes (${Date.now() - settledAt} ms after the churn stopped)` : 'NOT equal to the live nodes'}`,
+    );
+    out(
+      `scrape latency: max ${fmt(worst((x) => x.scrapeMs))} ms; /healthz (event-loop stalls): mean ${fmt(s.reduce((acc, x) => acc + x.healthzMeanMs, 0) / s.length, 2)} ms, max ${fmt(worst((x) => x.healthzMaxMs))} ms, failures ${s.reduce((acc, x) => acc + x.healthzFailures, 0)}`,
+    );
     const stop = await a.stop();
     out(`SIGTERM: exit ${stop.code} after ${stop.ms} ms`);
     return stale === 0 && final !== undefined && stop.code === 0 ? 0 : 1;

@@ -25,7 +25,12 @@ export function have(cmd: string, args: string[] = ['--version']): boolean {
 export function versionOf(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (r.error) return 'not installed';
-  return `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim() !== '')?.trim() ?? '?';
+  return (
+    `${r.stdout}${r.stderr}`
+      .split('\n')
+      .find((l) => l.trim() !== '')
+      ?.trim() ?? '?'
+  );
 }
 
 /** Histogram data of one series set out of a scrape. */
@@ -99,7 +104,8 @@ export function startMentat(
     pid: agent.child.pid!,
     scrape: (keep = MENTAT_KEEP) =>
       http.scrape(`${url}/metrics`, { keep }).catch((err: unknown) => {
-        const state = agent.child.exitCode !== null || agent.child.signalCode !== null ? `exited (${agent.child.exitCode ?? agent.child.signalCode})` : 'running';
+        const state =
+          agent.child.exitCode !== null || agent.child.signalCode !== null ? `exited (${agent.child.exitCode ?? agent.child.signalCode})` : 'running';
         throw new Error(`scraping mentat ${label} failed: ${(err as Error).message}; the agent is ${state}; its log ends:\n${agent.log().slice(-2000)}`);
       }),
     sockets: () => agent.lines().find((l) => l['msg'] === 'mentat started')?.['icmp'] as string[] | undefined,
@@ -136,7 +142,16 @@ export const SMOKEPING_KEEP = [
 ];
 
 /** smokeping_prober with the hosts on its command line (unprivileged ICMP) and no config-file targets. */
-export async function startSmokeping(cluster: Cluster, ns: string, http: NsHttp, dir: string, port: number, hosts: readonly string[], intervalMs: number, buckets?: readonly number[]): Promise<Smokeping> {
+export async function startSmokeping(
+  cluster: Cluster,
+  ns: string,
+  http: NsHttp,
+  dir: string,
+  port: number,
+  hosts: readonly string[],
+  intervalMs: number,
+  buckets?: readonly number[],
+): Promise<Smokeping> {
   const config = join(dir, `smokeping-${port}.yml`);
   // Debian's default config probes localhost: an empty target list keeps only ours.
   await writeFile(config, 'targets: []\n');
@@ -178,7 +193,9 @@ export interface PingRun {
 
 /** `ping -c count -i interval` to one address, to completion. */
 export async function runPing(cluster: Cluster, ns: string, address: string, intervalMs: number, count: number): Promise<PingRun> {
-  const r = await cluster.execIn(ns, 'ping', ['-n', '-i', String(intervalMs / 1000), '-c', String(count), '-W', '1', address], { timeoutMs: count * intervalMs + 30_000 });
+  const r = await cluster.execIn(ns, 'ping', ['-n', '-i', String(intervalMs / 1000), '-c', String(count), '-W', '1', address], {
+    timeoutMs: count * intervalMs + 30_000,
+  });
   const rttsMs = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   const summary = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
   const avg = /= [\d.]+\/([\d.]+)\/[\d.]+\/[\d.]+ ms/.exec(r.stdout);

@@ -60,7 +60,13 @@ export class Agent {
 
   static async start(deps: AgentDeps): Promise<Agent> {
     const { config, log, clock } = deps;
-    const telemetry = await Telemetry.create({ resource: deps.resource, meterName: METER_NAME, maxDestinations: config.maxTargets, otlp: config.otlp, ...(deps.otlpExporter ? { otlpExporter: deps.otlpExporter } : {}) });
+    const telemetry = await Telemetry.create({
+      resource: deps.resource,
+      meterName: METER_NAME,
+      maxDestinations: config.maxTargets,
+      otlp: config.otlp,
+      ...(deps.otlpExporter ? { otlpExporter: deps.otlpExporter } : {}),
+    });
     const pairs = new LatencyMetrics({
       sink: telemetry.destinations,
       originNode: config.nodeName,
@@ -73,7 +79,8 @@ export class Agent {
     let planner: MeshPlanner | undefined;
     const onResult = (target: Target, outcome: Outcome): void => {
       planner?.onResult(target, outcome);
-      if (outcome.kind === 'error') warnings.warn(`probe:${target.key}`, { destination: target.name, address: target.address, reason: outcome.reason }, 'probe failed');
+      if (outcome.kind === 'error')
+        warnings.warn(`probe:${target.key}`, { destination: target.name, address: target.address, reason: outcome.reason }, 'probe failed');
     };
     const socketErrors = socketErrorCounter(telemetry.meter, config.nodeName);
     const onSocketError = (message: string): void => {
@@ -88,7 +95,8 @@ export class Agent {
       throw err;
     }
     const { engine, info } = started;
-    for (const m of info.missing) log.warn({ family: m.family, reason: m.reason }, `no IPv${m.family} ICMP socket: IPv${m.family} targets will count as errors`);
+    for (const m of info.missing)
+      log.warn({ family: m.family, reason: m.reason }, `no IPv${m.family} ICMP socket: IPv${m.family} targets will count as errors`);
     if (info.fellBack) {
       log.info(
         { reason: info.fellBack },
@@ -119,7 +127,12 @@ export class Agent {
       host: config.metricsHost,
       port: config.metricsPort,
       metrics: (req, res) =>
-        void serveMetrics(req, res, () => telemetry.prometheus.collect(), (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors')),
+        void serveMetrics(
+          req,
+          res,
+          () => telemetry.prometheus.collect(),
+          (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors'),
+        ),
       readiness,
     });
     let port: number;
@@ -204,7 +217,9 @@ async function nodeSource(
     wallNow: deps.wallNow ?? Date.now,
     random: deps.random ?? Math.random,
     ...(deps.serviceAccount ? { serviceAccount: deps.serviceAccount } : {}),
-    ...(published ? { published: { namespace: nodeList.namespace, identity: nodeList.identity, nodeName: config.nodeName, leaseDurationMs: nodeList.leaseDurationMs } } : {}),
+    ...(published
+      ? { published: { namespace: nodeList.namespace, identity: nodeList.identity, nodeName: config.nodeName, leaseDurationMs: nodeList.leaseDurationMs } }
+      : {}),
   });
   return {
     discovery: source,

@@ -210,27 +210,85 @@ const SCHEMA = {
   node_name: { doc: 'This node: the origin_node attribute, and the node skipped', default: '', env: 'NODE_NAME', format: String },
   discovery: choice('Where targets come from: Kubernetes if configured, else static (auto)', ['auto', 'kubernetes', 'static'], 'auto'),
   kubeconfig: { doc: 'Path of a kubeconfig used when not running in a cluster', default: '', env: 'KUBECONFIG', format: String },
-  targets: { doc: 'Static targets name=address,...; without Kubernetes and without targets, the loopback is probed', default: '', format: parsedBy(parseTargets) },
+  targets: {
+    doc: 'Static targets name=address,...; without Kubernetes and without targets, the loopback is probed',
+    default: '',
+    format: parsedBy(parseTargets),
+  },
   probe_interval: { doc: 'Time between two probes of one target', default: '1s', format: parsedBy(parseDurationMs) },
-  probe_timeout: { doc: 'A probe without a reply after this long counts as a timeout (default: 1s, or the interval when shorter)', default: '1s', format: parsedBy(parseDurationMs) },
-  payload_bytes: { doc: 'ICMP payload bytes (at least 8: the cookie replies must carry)', default: '56', env: 'MENTAT_PAYLOAD_SIZE', flag: 'payload-size', format: wholeNumber(1, 1472) },
+  probe_timeout: {
+    doc: 'A probe without a reply after this long counts as a timeout (default: 1s, or the interval when shorter)',
+    default: '1s',
+    format: parsedBy(parseDurationMs),
+  },
+  payload_bytes: {
+    doc: 'ICMP payload bytes (at least 8: the cookie replies must carry)',
+    default: '56',
+    env: 'MENTAT_PAYLOAD_SIZE',
+    flag: 'payload-size',
+    format: wholeNumber(1, 1472),
+  },
   probe_self: { doc: 'Also probe this node itself', default: 'false', format: booleanText },
-  address_family: choice('Which node address to probe: the first, one family, or both (dual, with an ip_family attribute)', ['first', 'ipv4', 'ipv6', 'dual'], 'first'),
-  icmp_mode: choice('ICMP socket: dgram (unprivileged, needs net.ipv4.ping_group_range), raw (needs CAP_NET_RAW), auto (dgram, else raw)', ['auto', 'raw', 'dgram'], 'auto'),
+  address_family: choice(
+    'Which node address to probe: the first, one family, or both (dual, with an ip_family attribute)',
+    ['first', 'ipv4', 'ipv6', 'dual'],
+    'first',
+  ),
+  icmp_mode: choice(
+    'ICMP socket: dgram (unprivileged, needs net.ipv4.ping_group_range), raw (needs CAP_NET_RAW), auto (dgram, else raw)',
+    ['auto', 'raw', 'dgram'],
+    'auto',
+  ),
   metrics_host: { doc: 'Address the HTTP server binds to (:: takes IPv4 too, and falls back to 0.0.0.0 without IPv6)', default: '::', format: ipAddress },
   metrics_port: { doc: 'Port of /metrics, /healthz and /readyz', default: '2112', format: port },
-  buckets_seconds: { doc: 'Histogram bucket boundaries in seconds', default: DEFAULT_BUCKETS_SECONDS.join(','), env: 'MENTAT_BUCKETS', flag: 'buckets', format: parsedBy(parseBuckets) },
-  max_probes_per_second: { doc: 'Most probes per second in all; with more targets the interval stretches', default: '0', env: 'MENTAT_MAX_PPS', flag: 'max-pps', format: wholeNumber(0, 1_000_000, 'no limit') },
-  max_targets: { doc: 'Most destinations probed every interval (and exported): the memory bound; the rest are swept', default: '10000', format: wholeNumber(1, 100_000) },
-  zone_attributes: { doc: 'Label series with origin_zone and destination_zone (from topology.kubernetes.io/zone; "unknown" without it): the alerts compare each pair with its zone pair', default: 'true', format: booleanText },
-  mesh: choice('Who probes whom: full (every node), sampled (MENTAT_PEERS nodes each, every pair swept), auto (full up to MENTAT_MESH_FULL_MAX nodes)', ['auto', 'full', 'sampled'], 'auto'),
-  mesh_full_max: { doc: 'Largest cluster that auto probes as a full mesh (100 nodes: ~180k series cluster-wide)', default: '100', format: wholeNumber(1, 100_000) },
+  buckets_seconds: {
+    doc: 'Histogram bucket boundaries in seconds',
+    default: DEFAULT_BUCKETS_SECONDS.join(','),
+    env: 'MENTAT_BUCKETS',
+    flag: 'buckets',
+    format: parsedBy(parseBuckets),
+  },
+  max_probes_per_second: {
+    doc: 'Most probes per second in all; with more targets the interval stretches',
+    default: '0',
+    env: 'MENTAT_MAX_PPS',
+    flag: 'max-pps',
+    format: wholeNumber(0, 1_000_000, 'no limit'),
+  },
+  max_targets: {
+    doc: 'Most destinations probed every interval (and exported): the memory bound; the rest are swept',
+    default: '10000',
+    format: wholeNumber(1, 100_000),
+  },
+  zone_attributes: {
+    doc: 'Label series with origin_zone and destination_zone (from topology.kubernetes.io/zone; "unknown" without it): the alerts compare each pair with its zone pair',
+    default: 'true',
+    format: booleanText,
+  },
+  mesh: choice(
+    'Who probes whom: full (every node), sampled (MENTAT_PEERS nodes each, every pair swept), auto (full up to MENTAT_MESH_FULL_MAX nodes)',
+    ['auto', 'full', 'sampled'],
+    'auto',
+  ),
+  mesh_full_max: {
+    doc: 'Largest cluster that auto probes as a full mesh (100 nodes: ~180k series cluster-wide)',
+    default: '100',
+    format: wholeNumber(1, 100_000),
+  },
   peers: { doc: 'Destinations of each agent in a sampled mesh; each node is probed by as many agents', default: '12', format: wholeNumber(1, 1000) },
   sweep_interval: { doc: 'A sampled mesh probes every other node once per this long (0s: no sweep)', default: '30m', format: parsedBy(parseDurationMs) },
-  outliers_max: { doc: 'Most pairs found by the sweep (loss, or slow for their zones) that get series of their own', default: '5', format: wholeNumber(0, 1000, 'none') },
+  outliers_max: {
+    doc: 'Most pairs found by the sweep (loss, or slow for their zones) that get series of their own',
+    default: '5',
+    format: wholeNumber(0, 1000, 'none'),
+  },
   outlier_hold: { doc: 'How long an outlier keeps its series after it looks normal again', default: '15m', format: parsedBy(parseDurationMs) },
   outlier_latency: { doc: 'A swept pair this much slower than the baseline of its zone pair is an outlier', default: '5ms', format: parsedBy(parseDurationMs) },
-  node_list: choice('Where the node list comes from: auto (one elected agent watches Nodes and publishes a compact list to the others; needs POD_NAMESPACE), direct (every agent watches Nodes)', ['auto', 'direct'], 'auto'),
+  node_list: choice(
+    'Where the node list comes from: auto (one elected agent watches Nodes and publishes a compact list to the others; needs POD_NAMESPACE), direct (every agent watches Nodes)',
+    ['auto', 'direct'],
+    'auto',
+  ),
   namespace: { doc: "mentat's namespace, for the node-list lease and shards (the DaemonSet sets it)", default: '', env: 'POD_NAMESPACE', format: String },
   pod_name: { doc: 'This agent in the node-list lease (the DaemonSet sets it; default: the node name)', default: '', env: 'POD_NAME', format: String },
   lease_duration: { doc: 'A node-list publisher that has not renewed its lease for this long is replaced', default: '30s', format: parsedBy(parseDurationMs) },
@@ -238,9 +296,19 @@ const SCHEMA = {
   otlp_histogram: choice('OTLP histogram kind: explicit (the buckets) or exponential (base-2, precise quantiles)', ['explicit', 'exponential'], 'explicit'),
   log_level: choice('Log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   otlp_endpoint: { doc: 'OTLP base endpoint; setting it turns OTLP push on', default: '', env: 'OTEL_EXPORTER_OTLP_ENDPOINT', format: url },
-  otlp_metrics_endpoint: { doc: 'OTLP metrics endpoint, used as is; setting it turns OTLP push on', default: '', env: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', format: url },
+  otlp_metrics_endpoint: {
+    doc: 'OTLP metrics endpoint, used as is; setting it turns OTLP push on',
+    default: '',
+    env: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT',
+    format: url,
+  },
   otlp_protocol: choice('OTLP protocol', ['http/protobuf', 'grpc'], 'http/protobuf', { env: 'OTEL_EXPORTER_OTLP_PROTOCOL' }),
-  otlp_export_interval: { doc: 'Milliseconds between two OTLP exports', default: '60000', env: 'OTEL_METRIC_EXPORT_INTERVAL', format: wholeNumber(1, 86_400_000) },
+  otlp_export_interval: {
+    doc: 'Milliseconds between two OTLP exports',
+    default: '60000',
+    env: 'OTEL_METRIC_EXPORT_INTERVAL',
+    format: wholeNumber(1, 86_400_000),
+  },
 } as const satisfies Record<string, Setting>;
 
 type Key = keyof typeof SCHEMA;
@@ -250,7 +318,8 @@ const BOOLEAN_KEYS: ReadonlySet<Key> = new Set(['probe_self', 'zone_attributes']
 /** Settings of earlier versions that users may still set, and what replaced them. */
 const RETIRED: Readonly<Record<string, string>> = {
   MENTAT_SAMPLE_PER_ZONE: 'the sampled mesh replaces per-zone sampling: MENTAT_MESH, MENTAT_PEERS and MENTAT_SWEEP_INTERVAL (every pair is still swept)',
-  MENTAT_RESAMPLE_INTERVAL: 'the sampled mesh does not rotate (rotation made new series every interval): every pair is swept every MENTAT_SWEEP_INTERVAL instead',
+  MENTAT_RESAMPLE_INTERVAL:
+    'the sampled mesh does not rotate (rotation made new series every interval): every pair is swept every MENTAT_SWEEP_INTERVAL instead',
 };
 
 /** The environment variable that sets a key. */
@@ -329,7 +398,8 @@ function settingsEnv(input: LoadInput, warnings: string[]): Record<string, strin
   for (const name of Object.keys(env)) {
     if (!name.startsWith('MENTAT_') || knownEnv.has(name)) continue;
     if (RETIRED[name]) warnings.push(`${name} is no longer used and is ignored: ${RETIRED[name]}`);
-    else if (!/_SERVICE_(HOST|PORT)|_PORT(_\d+_(TCP|UDP|SCTP))?(_|$)/.test(name)) warnings.push(`unknown setting ${name} is ignored; run with --help to list the settings`);
+    else if (!/_SERVICE_(HOST|PORT)|_PORT(_\d+_(TCP|UDP|SCTP))?(_|$)/.test(name))
+      warnings.push(`unknown setting ${name} is ignored; run with --help to list the settings`);
   }
   return env;
 }
@@ -357,14 +427,16 @@ function validate(env: Record<string, string>, argv: readonly string[]): Record<
 
 function durationSetting(raw: Record<Key, string>, key: Key, minMs: number, minText: string, allowZero = false): number {
   const ms = parseDurationMs(raw[key]);
-  if (ms < minMs && !(allowZero && ms === 0)) throw new ConfigError(`${describe(key)} must be at least ${minText}${allowZero ? ' (or 0s: off)' : ''}; got ${raw[key]}`);
+  if (ms < minMs && !(allowZero && ms === 0))
+    throw new ConfigError(`${describe(key)} must be at least ${minText}${allowZero ? ' (or 0s: off)' : ''}; got ${raw[key]}`);
   return ms;
 }
 
 /** Interval and timeout: the timeout follows a short interval unless it is set. */
 function probeTiming(raw: Record<Key, string>, env: Record<string, string>, argv: readonly string[]): { probeIntervalMs: number; probeTimeoutMs: number } {
   const probeIntervalMs = durationSetting(raw, 'probe_interval', 10, '10ms');
-  const timeoutSet = env[envName('probe_timeout')] !== undefined || argv.some((a) => a === `--${flagName('probe_timeout')}` || a.startsWith(`--${flagName('probe_timeout')}=`));
+  const timeoutSet =
+    env[envName('probe_timeout')] !== undefined || argv.some((a) => a === `--${flagName('probe_timeout')}` || a.startsWith(`--${flagName('probe_timeout')}=`));
   const probeTimeoutMs = timeoutSet ? durationSetting(raw, 'probe_timeout', 1, '1ms') : Math.min(parseDurationMs(raw.probe_timeout), probeIntervalMs);
   if (probeTimeoutMs > probeIntervalMs) {
     throw new ConfigError(

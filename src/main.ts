@@ -49,7 +49,9 @@ async function main(): Promise<void> {
   }
   const argv = process.argv.slice(2);
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`mentat ${version()}: ICMP latency between Kubernetes nodes as OpenTelemetry metrics\n\nSettings (flag, environment variable [values], meaning):\n${usage()}\n`);
+    process.stdout.write(
+      `mentat ${version()}: ICMP latency between Kubernetes nodes as OpenTelemetry metrics\n\nSettings (flag, environment variable [values], meaning):\n${usage()}\n`,
+    );
     return;
   }
   if (argv.includes('--version')) {
@@ -157,7 +159,10 @@ async function connectKubernetes(config: Config, log: Log & { fatal(fields: obje
       process.exitCode = EXIT_CONFIG;
       return 'exit';
     }
-    log.info({}, 'no Kubernetes configuration found (no service account, KUBECONFIG or ~/.kube/config): probing the loopback; set MENTAT_TARGETS=name=address,... to probe other hosts');
+    log.info(
+      {},
+      'no Kubernetes configuration found (no service account, KUBECONFIG or ~/.kube/config): probing the loopback; set MENTAT_TARGETS=name=address,... to probe other hosts',
+    );
     return undefined;
   }
   const { bootstrapKubernetes } = await import('./kube/bootstrap.js');

@@ -14,9 +14,7 @@ export interface Target {
 
 /** A timeout is data (loss), not an exception. */
 export type Outcome =
-  | { readonly kind: 'success'; readonly rttSeconds: number }
-  | { readonly kind: 'timeout' }
-  | { readonly kind: 'error'; readonly reason: string };
+  { readonly kind: 'success'; readonly rttSeconds: number } | { readonly kind: 'timeout' } | { readonly kind: 'error'; readonly reason: string };
 
 /** Time and timers, injected so that scheduling is tested without waiting. */
 export interface Clock {

@@ -76,21 +76,43 @@ test('a sampled mesh: k peers every interval, the rest swept, zone labels on eve
     await waitFor(() => a.engine.targets.length === 3, 5000, 'first plan');
     assert.equal((await a.get('/readyz')).status, 200);
     assert.equal(a.engine.sweep.length, 16, 'every other node is swept');
-    assert.ok(a.engine.targets.some((t) => t.zone === 'z2'), 'a peer in the other zone');
+    assert.ok(
+      a.engine.targets.some((t) => t.zone === 'z2'),
+      'a peer in the other zone',
+    );
     for (const t of a.engine.targets) a.record(t, { kind: 'success', rttSeconds: 0.001 });
     for (const t of a.engine.sweep) a.record(t, { kind: 'success', rttSeconds: 0.0004 });
     const samples = parseExposition((await a.get('/metrics')).body);
     assert.deepEqual(
-      samples.filter((s) => s.name === 'node_latency_count').map((s) => `${s.labels['origin_zone']}->${s.labels['destination_node']}@${s.labels['destination_zone']}`).sort(),
+      samples
+        .filter((s) => s.name === 'node_latency_count')
+        .map((s) => `${s.labels['origin_zone']}->${s.labels['destination_node']}@${s.labels['destination_zone']}`)
+        .sort(),
       a.engine.targets.map((t) => `z1->${t.name}@${t.zone}`).sort(),
       'per-pair series for the peers only',
     );
     const sweep = samples.filter((s) => s.name === 'node_latency_sweep_count');
     const swept = (z: string) => a.engine.sweep.filter((t) => t.zone === z).length;
-    assert.deepEqual(sweep.map((s) => `${s.labels['origin_zone']}->${s.labels['destination_zone']}=${s.value}`).sort(), [`z1->z1=${swept('z1')}`, `z1->z2=${swept('z2')}`], 'the sweep by zone');
+    assert.deepEqual(
+      sweep.map((s) => `${s.labels['origin_zone']}->${s.labels['destination_zone']}=${s.value}`).sort(),
+      [`z1->z1=${swept('z1')}`, `z1->z2=${swept('z2')}`],
+      'the sweep by zone',
+    );
     const gauges = samples.filter((s) => s.name === 'mentat_targets');
-    assert.deepEqual(gauges.map((g) => `${g.labels['state']}=${g.value}`).sort(), ['known=19', 'leaving=0', 'outlier=0', 'over_cap=0', 'probed=3', 'suspect=0', 'swept=16']);
-    assert.deepEqual(samples.filter((s) => s.name === 'mentat_node_state' && s.value === 1).map((s) => s.labels['state']), ['active'], 'created an hour ago');
+    assert.deepEqual(gauges.map((g) => `${g.labels['state']}=${g.value}`).sort(), [
+      'known=19',
+      'leaving=0',
+      'outlier=0',
+      'over_cap=0',
+      'probed=3',
+      'suspect=0',
+      'swept=16',
+    ]);
+    assert.deepEqual(
+      samples.filter((s) => s.name === 'mentat_node_state' && s.value === 1).map((s) => s.labels['state']),
+      ['active'],
+      'created an hour ago',
+    );
   } finally {
     await a.agent.stop();
     await server.stop();

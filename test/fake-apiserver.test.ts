@@ -92,18 +92,9 @@ interface Harness {
  * itself, so the caller restarts it (`restartOnError`). Errors after stop() are ignored,
  * because stop() itself reports an AbortError through the error callback.
  */
-function runInformer(
-  t: TestContext,
-  env: Env,
-  opts: { labelSelector?: string; restartOnError?: boolean } = {},
-): Harness {
+function runInformer(t: TestContext, env: Env, opts: { labelSelector?: string; restartOnError?: boolean } = {}): Harness {
   const { labelSelector } = opts;
-  const informer = makeInformer<V1Node>(
-    env.kc,
-    '/api/v1/nodes',
-    () => env.api.listNode(labelSelector !== undefined ? { labelSelector } : {}),
-    labelSelector,
-  );
+  const informer = makeInformer<V1Node>(env.kc, '/api/v1/nodes', () => env.api.listNode(labelSelector !== undefined ? { labelSelector } : {}), labelSelector);
   const h: Harness = { informer, mirror: new Map(), anomalies: [], errors: [], counts: { add: 0, update: 0, delete: 0 } };
   let stopping = false;
   informer.on('add', (n) => {
@@ -198,7 +189,11 @@ test('listNode pages 1200 nodes with limit/continue from one consistent snapshot
   const all = [...p1.items, ...p2.items, ...p3.items];
   const names = all.map((n) => n.metadata?.name ?? '');
   assert.equal(new Set(names).size, 1200, 'no duplicates across pages');
-  assert.deepEqual(names, Array.from({ length: 1200 }, (_, i) => nodeName(i)), 'sorted by name, none lost');
+  assert.deepEqual(
+    names,
+    Array.from({ length: 1200 }, (_, i) => nodeName(i)),
+    'sorted by name, none lost',
+  );
   assert.equal(all.find((n) => n.metadata?.name === nodeName(1100))?.metadata?.resourceVersion, oldRv1100);
   const addr = all[0]?.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
   assert.equal(addr, '10.0.0.0');
@@ -580,7 +575,13 @@ test('ConfigMaps: a ListWatch with a label selector in one namespace follows a p
   server.putObject('configmaps', NS, { metadata: { name: 'unrelated' }, data: { a: 'b' } });
   server.putObject('configmaps', 'elsewhere', { metadata: { name: 'mentat-nodes-0', labels: LIST_LABELS }, data: {} });
 
-  const lw = new ListWatch<V1ConfigMap>(CM_PATH, new Watch(agent.kc), () => agent.core.listNamespacedConfigMap({ namespace: NS, labelSelector: LIST_SELECTOR }), false, LIST_SELECTOR);
+  const lw = new ListWatch<V1ConfigMap>(
+    CM_PATH,
+    new Watch(agent.kc),
+    () => agent.core.listNamespacedConfigMap({ namespace: NS, labelSelector: LIST_SELECTOR }),
+    false,
+    LIST_SELECTOR,
+  );
   const seen = record(t, lw);
   await lw.start();
   await server.waitFor((s) => s.openWatchesOf('configmaps') === 1, 2000, 'configmap watch open');
@@ -592,7 +593,12 @@ test('ConfigMaps: a ListWatch with a label selector in one namespace follows a p
   );
 
   // The publisher, with the default token.
-  const created = await send(server, server.token, 'POST', CM_PATH, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'mentat-nodes-1', labels: LIST_LABELS }, binaryData: { nodes: published(['b']) } });
+  const created = await send(server, server.token, 'POST', CM_PATH, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'mentat-nodes-1', labels: LIST_LABELS },
+    binaryData: { nodes: published(['b']) },
+  });
   assert.equal(created.status, 201);
   assert.equal(created.body.kind, 'ConfigMap');
   assert.equal(created.body.metadata?.namespace, NS);
@@ -615,7 +621,13 @@ test('ConfigMaps: a ListWatch with a label selector in one namespace follows a p
   server.putObject('configmaps', NS, { metadata: { name: 'mentat-nodes-0' }, binaryData: { nodes: published(['a', 'c']) } });
   const deleted = await send(server, server.token, 'DELETE', `${CM_PATH}/mentat-nodes-1`);
   assert.equal(deleted.status, 200);
-  assert.deepEqual(deleted.body, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name: 'mentat-nodes-1', kind: 'configmaps', uid: created.body.metadata?.uid } });
+  assert.deepEqual(deleted.body, {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Success',
+    details: { name: 'mentat-nodes-1', kind: 'configmaps', uid: created.body.metadata?.uid },
+  });
   await waitFor(() => seen.events.length === 5, 2000, 'two deletes');
   assert.deepEqual(seen.events, ['add mentat-nodes-0', 'add mentat-nodes-1', 'update mentat-nodes-0', 'delete mentat-nodes-0', 'delete mentat-nodes-1']);
   assert.equal(lw.latestResourceVersion(), server.resourceVersion);
@@ -632,12 +644,18 @@ test('ConfigMaps: lists page within a namespace (continue, remainingItemCount), 
   for (const ns of ['a-first', 'z-last']) for (let i = 0; i < 2; i++) server.putObject('configmaps', ns, { metadata: { name: `cm-${i}` } });
 
   const p1 = await api.listNamespacedConfigMap({ namespace: NS, limit: 2 });
-  assert.deepEqual(p1.items.map((c) => c.metadata?.name), ['cm-0', 'cm-1']);
+  assert.deepEqual(
+    p1.items.map((c) => c.metadata?.name),
+    ['cm-0', 'cm-1'],
+  );
   assert.equal(p1.metadata?.remainingItemCount, 3, 'counts only this namespace');
   assert.equal(p1.kind, 'ConfigMapList');
   const p2 = await api.listNamespacedConfigMap({ namespace: NS, limit: 2, _continue: p1.metadata?._continue ?? '' });
   const p3 = await api.listNamespacedConfigMap({ namespace: NS, limit: 2, _continue: p2.metadata?._continue ?? '' });
-  assert.deepEqual([...p2.items, ...p3.items].map((c) => c.metadata?.name), ['cm-2', 'cm-3', 'cm-4']);
+  assert.deepEqual(
+    [...p2.items, ...p3.items].map((c) => c.metadata?.name),
+    ['cm-2', 'cm-3', 'cm-4'],
+  );
   assert.equal(p3.metadata?._continue, undefined);
   // A continue token is bound to its resource.
   await assert.rejects(api.listNode({ limit: 2, _continue: p1.metadata?._continue ?? '' }), (err: unknown) => err instanceof ApiException && err.code === 400);
@@ -653,7 +671,14 @@ test('Leases: create, renew, stale-resourceVersion conflict, no-op update, delet
   const env = await setup(t);
   const { server } = env;
   const agent = await clientFor(env, AGENT);
-  const lw = new ListWatch<V1Lease>(LEASE_PATH, new Watch(agent.kc), () => agent.coord.listNamespacedLease({ namespace: NS, fieldSelector: PINNED }), false, undefined, PINNED);
+  const lw = new ListWatch<V1Lease>(
+    LEASE_PATH,
+    new Watch(agent.kc),
+    () => agent.coord.listNamespacedLease({ namespace: NS, fieldSelector: PINNED }),
+    false,
+    undefined,
+    PINNED,
+  );
   const seen = record(t, lw);
   await lw.start();
   await server.waitFor((s) => s.openWatchesOf('leases') === 1, 2000, 'lease watch open');
@@ -679,7 +704,10 @@ test('Leases: create, renew, stale-resourceVersion conflict, no-op update, delet
   assert.equal(renewed.body.metadata?.creationTimestamp, created.body.metadata?.creationTimestamp);
 
   // Another candidate still holding the first resourceVersion loses.
-  const stale = await send(server, tok, 'PUT', `${LEASE_PATH}/${LEASE}`, { ...lease('agent-b'), metadata: { name: LEASE, namespace: NS, resourceVersion: rv1 } });
+  const stale = await send(server, tok, 'PUT', `${LEASE_PATH}/${LEASE}`, {
+    ...lease('agent-b'),
+    metadata: { name: LEASE, namespace: NS, resourceVersion: rv1 },
+  });
   assert.equal(stale.status, 409);
   assert.equal(stale.body.reason, 'Conflict');
   assert.equal(
@@ -696,7 +724,11 @@ test('Leases: create, renew, stale-resourceVersion conflict, no-op update, delet
   assert.equal(noop.body.metadata?.resourceVersion, rv2);
   assert.equal(server.resourceVersion, rvBefore);
 
-  const precondition = await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { resourceVersion: rv1 } });
+  const precondition = await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`, {
+    apiVersion: 'v1',
+    kind: 'DeleteOptions',
+    preconditions: { resourceVersion: rv1 },
+  });
   assert.equal(precondition.status, 409);
   assert.match(precondition.body.message ?? '', /Precondition failed: ResourceVersion in precondition: \d+, ResourceVersion in object meta: \d+$/);
   assert.equal((await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`)).status, 200);
@@ -716,33 +748,132 @@ test('refused writes: status, reason and message as the apiserver sends them, an
   const limit = 1024 * 1024;
   const binary = (bytes: number): string => randomBytes(bytes).toString('base64');
   const cm = (name: string, extra: object = {}): string => JSON.stringify({ metadata: { name }, ...extra });
-  const cases: Array<{ what: string; method?: string; path?: string; body: string; contentType?: string; status: number; reason?: string; message?: string | RegExp }> = [
-    { what: 'YAML', body: 'metadata: {name: x}', contentType: 'application/yaml', status: 415, reason: 'UnsupportedMediaType', message: 'the body of the request was in an unknown format - accepted media types include: application/json' },
+  const cases: Array<{
+    what: string;
+    method?: string;
+    path?: string;
+    body: string;
+    contentType?: string;
+    status: number;
+    reason?: string;
+    message?: string | RegExp;
+  }> = [
+    {
+      what: 'YAML',
+      body: 'metadata: {name: x}',
+      contentType: 'application/yaml',
+      status: 415,
+      reason: 'UnsupportedMediaType',
+      message: 'the body of the request was in an unknown format - accepted media types include: application/json',
+    },
     { what: 'text', body: cm('x'), contentType: 'text/plain', status: 415, reason: 'UnsupportedMediaType' },
-    { what: 'bad JSON', body: '{"metadata":', status: 400, reason: 'BadRequest', message: /^ConfigMap in version "v1" cannot be handled as a ConfigMap: json parse error/ },
-    { what: 'wrong kind', body: JSON.stringify({ kind: 'Secret', metadata: { name: 'x' } }), status: 400, message: 'the kind in the data (Secret) does not match the expected kind (ConfigMap)' },
-    { what: 'resourceVersion on create', body: JSON.stringify({ metadata: { name: 'x', resourceVersion: '5' } }), status: 400, message: 'resourceVersion should not be set on objects to be created' },
-    { what: 'other namespace', body: JSON.stringify({ metadata: { name: 'x', namespace: 'other' } }), status: 400, message: 'the namespace of the provided object does not match the namespace sent on the request' },
-    { what: 'name not the URL', method: 'PUT', path: `${CM_PATH}/a`, body: cm('b'), status: 400, message: 'the name of the object (b) does not match the name on the URL (a)' },
-    { what: 'no name', body: '{}', status: 422, reason: 'Invalid', message: 'ConfigMap "" is invalid: metadata.name: Required value: name or generateName is required' },
-    { what: 'bad name', body: cm('Bad_Name'), status: 422, reason: 'Invalid', message: /^ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain must consist of/ },
-    { what: 'bad key', body: cm('x', { data: { 'a b': '1' } }), status: 422, message: /^ConfigMap "x" is invalid: data\[a b\]: Invalid value: "a b": a valid config key/ },
-    { what: 'not base64', body: cm('x', { binaryData: { k: 'not base64!' } }), status: 400, message: /^ConfigMap in version "v1" cannot be handled as a ConfigMap: binaryData\[k\]: illegal base64 data/ },
-    { what: '1 MiB + 1', body: cm('big', { binaryData: { k: binary(limit) } }), status: 422, message: 'ConfigMap "big" is invalid: []: Too long: must have at most 1048576 bytes' },
-    { what: 'over 3 MiB', body: cm('huge', { data: { k: 'x'.repeat(3 * 1024 * 1024) } }), status: 413, reason: 'RequestEntityTooLarge', message: 'Request entity too large: limit is 3145728' },
+    {
+      what: 'bad JSON',
+      body: '{"metadata":',
+      status: 400,
+      reason: 'BadRequest',
+      message: /^ConfigMap in version "v1" cannot be handled as a ConfigMap: json parse error/,
+    },
+    {
+      what: 'wrong kind',
+      body: JSON.stringify({ kind: 'Secret', metadata: { name: 'x' } }),
+      status: 400,
+      message: 'the kind in the data (Secret) does not match the expected kind (ConfigMap)',
+    },
+    {
+      what: 'resourceVersion on create',
+      body: JSON.stringify({ metadata: { name: 'x', resourceVersion: '5' } }),
+      status: 400,
+      message: 'resourceVersion should not be set on objects to be created',
+    },
+    {
+      what: 'other namespace',
+      body: JSON.stringify({ metadata: { name: 'x', namespace: 'other' } }),
+      status: 400,
+      message: 'the namespace of the provided object does not match the namespace sent on the request',
+    },
+    {
+      what: 'name not the URL',
+      method: 'PUT',
+      path: `${CM_PATH}/a`,
+      body: cm('b'),
+      status: 400,
+      message: 'the name of the object (b) does not match the name on the URL (a)',
+    },
+    {
+      what: 'no name',
+      body: '{}',
+      status: 422,
+      reason: 'Invalid',
+      message: 'ConfigMap "" is invalid: metadata.name: Required value: name or generateName is required',
+    },
+    {
+      what: 'bad name',
+      body: cm('Bad_Name'),
+      status: 422,
+      reason: 'Invalid',
+      message: /^ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain must consist of/,
+    },
+    {
+      what: 'bad key',
+      body: cm('x', { data: { 'a b': '1' } }),
+      status: 422,
+      message: /^ConfigMap "x" is invalid: data\[a b\]: Invalid value: "a b": a valid config key/,
+    },
+    {
+      what: 'not base64',
+      body: cm('x', { binaryData: { k: 'not base64!' } }),
+      status: 400,
+      message: /^ConfigMap in version "v1" cannot be handled as a ConfigMap: binaryData\[k\]: illegal base64 data/,
+    },
+    {
+      what: '1 MiB + 1',
+      body: cm('big', { binaryData: { k: binary(limit) } }),
+      status: 422,
+      message: 'ConfigMap "big" is invalid: []: Too long: must have at most 1048576 bytes',
+    },
+    {
+      what: 'over 3 MiB',
+      body: cm('huge', { data: { k: 'x'.repeat(3 * 1024 * 1024) } }),
+      status: 413,
+      reason: 'RequestEntityTooLarge',
+      message: 'Request entity too large: limit is 3145728',
+    },
     {
       what: 'Date, not MicroTime',
       path: LEASE_PATH,
       body: JSON.stringify({ metadata: { name: 'l' }, spec: { renewTime: '2026-01-02T03:04:05.678Z' } }),
       status: 400,
-      message: 'Lease in version "v1" cannot be handled as a Lease: parsing time "2026-01-02T03:04:05.678Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".678Z" as ".000000"',
+      message:
+        'Lease in version "v1" cannot be handled as a Lease: parsing time "2026-01-02T03:04:05.678Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".678Z" as ".000000"',
     },
     { what: 'PATCH', method: 'PATCH', path: `${CM_PATH}/x`, body: '{}', contentType: 'application/merge-patch+json', status: 405, reason: 'MethodNotAllowed' },
-    { what: 'unknown resource', path: `/api/v1/namespaces/${NS}/secrets`, body: cm('x'), status: 404, reason: 'NotFound', message: 'the server could not find the requested resource' },
-    { what: 'unsupported field selector', method: 'GET', path: `${LEASE_PATH}?fieldSelector=spec.holderIdentity%3Da`, body: '', status: 400, message: 'field label not supported: spec.holderIdentity' },
+    {
+      what: 'unknown resource',
+      path: `/api/v1/namespaces/${NS}/secrets`,
+      body: cm('x'),
+      status: 404,
+      reason: 'NotFound',
+      message: 'the server could not find the requested resource',
+    },
+    {
+      what: 'unsupported field selector',
+      method: 'GET',
+      path: `${LEASE_PATH}?fieldSelector=spec.holderIdentity%3Da`,
+      body: '',
+      status: 400,
+      message: 'field label not supported: spec.holderIdentity',
+    },
   ];
   for (const c of cases) {
-    const r = await send(server, server.token, c.method ?? 'POST', c.path ?? CM_PATH, c.body === '' ? undefined : c.body, c.contentType ? { contentType: c.contentType } : {});
+    const r = await send(
+      server,
+      server.token,
+      c.method ?? 'POST',
+      c.path ?? CM_PATH,
+      c.body === '' ? undefined : c.body,
+      c.contentType ? { contentType: c.contentType } : {},
+    );
     assert.equal(r.status, c.status, `${c.what}: ${JSON.stringify(r.body).slice(0, 300)}`);
     assert.equal(r.body.kind, 'Status', c.what);
     assert.equal(r.body.code, c.status, c.what);
@@ -773,7 +904,10 @@ test('permissions: least privilege per user, with the apiserver 403 naming verb,
 
   const cmPut = await send(server, agent.token, 'PUT', `${CM_PATH}/x`, { metadata: { name: 'x' } });
   assert.deepEqual([cmPut.status, cmPut.body.reason], [403, 'Forbidden']);
-  assert.equal(cmPut.body.message, `configmaps "x" is forbidden: User "system:serviceaccount:mentat:mentat" cannot update resource "configmaps" in API group "" in the namespace "mentat"`);
+  assert.equal(
+    cmPut.body.message,
+    `configmaps "x" is forbidden: User "system:serviceaccount:mentat:mentat" cannot update resource "configmaps" in API group "" in the namespace "mentat"`,
+  );
   assert.deepEqual(cmPut.body.details, { name: 'x', kind: 'configmaps' });
   const otherLease = await send(server, agent.token, 'PUT', `${LEASE_PATH}/other`, lease('a', 'other'));
   assert.equal(otherLease.body.message, deny('leases.coordination.k8s.io "other"', 'update', 'leases', 'coordination.k8s.io', 'in the namespace "mentat"'));
@@ -787,16 +921,34 @@ test('permissions: least privilege per user, with the apiserver 403 naming verb,
   assert.equal(nodes.body.message, deny('nodes', 'list', 'nodes', '', 'at the cluster scope'));
 
   // The real clients: a list and watch pinned to the lease's name pass like a named request.
-  const leaseLw = new ListWatch<V1Lease>(LEASE_PATH, new Watch(agent.kc), () => agent.coord.listNamespacedLease({ namespace: NS, fieldSelector: PINNED }), false, undefined, PINNED);
+  const leaseLw = new ListWatch<V1Lease>(
+    LEASE_PATH,
+    new Watch(agent.kc),
+    () => agent.coord.listNamespacedLease({ namespace: NS, fieldSelector: PINNED }),
+    false,
+    undefined,
+    PINNED,
+  );
   const leaseSeen = record(t, leaseLw);
   await leaseLw.start();
-  const cmLw = new ListWatch<V1ConfigMap>(CM_PATH, new Watch(agent.kc), () => agent.core.listNamespacedConfigMap({ namespace: NS, labelSelector: LIST_SELECTOR }), false, LIST_SELECTOR);
+  const cmLw = new ListWatch<V1ConfigMap>(
+    CM_PATH,
+    new Watch(agent.kc),
+    () => agent.core.listNamespacedConfigMap({ namespace: NS, labelSelector: LIST_SELECTOR }),
+    false,
+    LIST_SELECTOR,
+  );
   const cmSeen = record(t, cmLw);
   await cmLw.start();
   await server.waitFor((s) => s.openWatches === 2, 2000, 'both watches open');
   assert.deepEqual(leaseSeen.events, [`add ${LEASE}`]);
   assert.deepEqual([...leaseSeen.errors, ...cmSeen.errors], []);
-  const elsewhere = new ListWatch<V1ConfigMap>('/api/v1/namespaces/kube-system/configmaps', new Watch(agent.kc), () => agent.core.listNamespacedConfigMap({ namespace: 'kube-system' }), false);
+  const elsewhere = new ListWatch<V1ConfigMap>(
+    '/api/v1/namespaces/kube-system/configmaps',
+    new Watch(agent.kc),
+    () => agent.core.listNamespacedConfigMap({ namespace: 'kube-system' }),
+    false,
+  );
   const elsewhereSeen = record(t, elsewhere);
   await elsewhere.start();
   assert.equal(elsewhereSeen.errors.length, 1);
@@ -834,7 +986,12 @@ test('hang: requests are accepted and never answered until cleared; client timeo
   assert.equal(Reflect.get(watch, 'requestTimeoutMs'), 30_000, 'client-node Watch no longer has requestTimeoutMs = 30000');
   Reflect.set(watch, 'requestTimeoutMs', 300);
   let done: unknown = 'pending';
-  await watch.watch(CM_PATH, {}, () => undefined, (err: unknown) => (done = err));
+  await watch.watch(
+    CM_PATH,
+    {},
+    () => undefined,
+    (err: unknown) => (done = err),
+  );
   await waitFor(() => done !== 'pending', 3000, 'the watch to time out');
   assert.ok(done instanceof Error && done.name === 'TimeoutError', String(done));
   await server.waitFor((s) => s.heldRequests === 0, 2000, 'the timed-out watch forgotten');
@@ -911,7 +1068,8 @@ test('load accounting: requests and bytes per user, resource and kind equal what
 
   const watch = await rawWatch(t, `${server.url}${CM_PATH}?watch=true&labelSelector=${encodeURIComponent(LIST_SELECTOR)}`, 'token-b');
   await waitFor(() => watch.count() === 1, 2000, 'initial ADDED');
-  for (let i = 1; i <= 3; i++) server.putObject('configmaps', NS, { metadata: { name: 'mentat-nodes-0', labels: LIST_LABELS }, binaryData: { nodes: published(['a', String(i)]) } });
+  for (let i = 1; i <= 3; i++)
+    server.putObject('configmaps', NS, { metadata: { name: 'mentat-nodes-0', labels: LIST_LABELS }, binaryData: { nodes: published(['a', String(i)]) } });
   await waitFor(() => watch.count() === 4, 2000, 'three MODIFIED');
 
   // Once the client holds the last line it has read every byte the server wrote.
@@ -920,7 +1078,11 @@ test('load accounting: requests and bytes per user, resource and kind equal what
   assert.deepEqual(sumLoad(live, { user: 'agent-a', resource: 'configmaps', kind: 'get' }), { requests: 2, bytes: get.bytesRead + missing.bytesRead });
   assert.deepEqual(live.byUser['agent-a'], { requests: 3, bytes: list.bytesRead + get.bytesRead + missing.bytesRead });
   assert.deepEqual(live.byUser['system:anonymous'], { requests: 1, bytes: anonymous.bytesRead });
-  assert.deepEqual(sumLoad(live, { user: 'agent-b', kind: 'watch' }), { requests: 1, bytes: watch.bytesRead() }, 'an open watch counts what it has sent so far');
+  assert.deepEqual(
+    sumLoad(live, { user: 'agent-b', kind: 'watch' }),
+    { requests: 1, bytes: watch.bytesRead() },
+    'an open watch counts what it has sent so far',
+  );
   assert.deepEqual(live.byKind['watch'], { requests: 1, bytes: watch.bytesRead() });
   assert.equal(live.byResource['configmaps']?.bytes, get.bytesRead + missing.bytesRead + watch.bytesRead());
   assert.equal(live.total.bytes, list.bytesRead + get.bytesRead + missing.bytesRead + anonymous.bytesRead + watch.bytesRead());
@@ -970,9 +1132,14 @@ test('node heartbeats: each node once per period, spread evenly, each a MODIFIED
   };
   const events: Array<{ type: string; name: string; heartbeat: string }> = [];
   // Watch hands over the JSON as it came: times are strings, not Dates.
-  const ctl = await new Watch(kc).watch('/api/v1/nodes', { resourceVersion: server.resourceVersion }, (type: string, obj: StoredNode) => {
-    events.push({ type, name: obj.metadata.name, heartbeat: String(obj.status?.conditions?.[0]?.['lastHeartbeatTime']) });
-  }, () => undefined);
+  const ctl = await new Watch(kc).watch(
+    '/api/v1/nodes',
+    { resourceVersion: server.resourceVersion },
+    (type: string, obj: StoredNode) => {
+      events.push({ type, name: obj.metadata.name, heartbeat: String(obj.status?.conditions?.[0]?.['lastHeartbeatTime']) });
+    },
+    () => undefined,
+  );
   t.after(() => ctl.abort());
   const rv0 = Number(server.resourceVersion);
 
@@ -981,7 +1148,11 @@ test('node heartbeats: each node once per period, spread evenly, each a MODIFIED
   assert.equal(hb.beats, 50, 'one period: every node once');
   assert.equal(Number(server.resourceVersion), rv0 + 50, 'each beat is a new resourceVersion');
   const first = [...beatsAt.values()].map((ts) => ts[0] ?? -1).sort((a, b) => a - b);
-  assert.deepEqual(first, Array.from({ length: 50 }, (_, i) => i * 20), 'spread evenly over the period');
+  assert.deepEqual(
+    first,
+    Array.from({ length: 50 }, (_, i) => i * 20),
+    'spread evenly over the period',
+  );
   clock.advance(1000);
   assert.equal(hb.beats, 100);
   for (const [name, ts] of beatsAt) assert.equal((ts[1] ?? 0) - (ts[0] ?? 0), 1000, `${name} once per period`);
@@ -1033,7 +1204,9 @@ test('node heartbeats drive 5000 kubelet-sized nodes to two watchers, each updat
   await waitFor(() => watches.every((w) => w.count() === 5000), 20_000, 'every update on both watches');
   const bytes = sumLoad(server.load(), { user: 'watcher', kind: 'watch' }).bytes;
   assert.equal(bytes, watches.reduce((n, w) => n + w.bytesRead(), 0) - base, 'accounted bytes are the bytes the watchers read');
-  t.diagnostic(`5000 status updates in ${busyMs.toFixed(0)} ms of server time (${((busyMs / 5000) * 1000).toFixed(0)} µs each), ${(bytes / 2 / 5000 / 1024).toFixed(1)} KiB per event per watcher`);
+  t.diagnostic(
+    `5000 status updates in ${busyMs.toFixed(0)} ms of server time (${((busyMs / 5000) * 1000).toFixed(0)} µs each), ${(bytes / 2 / 5000 / 1024).toFixed(1)} KiB per event per watcher`,
+  );
   assert.ok(busyMs / 5000 < 1, `${(busyMs / 5000).toFixed(3)} ms per update`);
 });
 
@@ -1049,12 +1222,18 @@ test('nodes keep deletionTimestamp, spec.unschedulable and spec.taints; spec.uns
   const stored = server.getNode('cordoned') as StoredNode;
   assert.equal(stored.metadata['deletionTimestamp'], '2026-11-25T10:00:00Z');
   const list = await api.listNode({ fieldSelector: 'spec.unschedulable=true' });
-  assert.deepEqual(list.items.map((n) => n.metadata?.name), ['cordoned']);
+  assert.deepEqual(
+    list.items.map((n) => n.metadata?.name),
+    ['cordoned'],
+  );
   const n = list.items[0];
   assert.equal(n?.metadata?.deletionTimestamp?.toISOString(), '2026-11-25T10:00:00.000Z');
   assert.deepEqual(n?.metadata?.finalizers, ['example.com/drain']);
   assert.equal(n?.spec?.unschedulable, true);
-  assert.deepEqual(n?.spec?.taints?.map((x) => `${x.key}:${x.effect}`), ['node.kubernetes.io/unschedulable:NoSchedule']);
+  assert.deepEqual(
+    n?.spec?.taints?.map((x) => `${x.key}:${x.effect}`),
+    ['node.kubernetes.io/unschedulable:NoSchedule'],
+  );
   assert.equal((await api.listNode({ fieldSelector: 'spec.unschedulable!=true' })).items.length, 3);
 });
 
@@ -1088,7 +1267,12 @@ test('raw Watch on leases: replay of only its resource from a shared resourceVer
 
   server.compactHistory();
   const expired: Array<{ type: string; code?: number }> = [];
-  const ctl2 = await new Watch(kc).watch(CM_PATH, { resourceVersion: from }, (type: string, obj: { code?: number }) => expired.push({ type, ...(obj.code !== undefined ? { code: obj.code } : {}) }), () => undefined);
+  const ctl2 = await new Watch(kc).watch(
+    CM_PATH,
+    { resourceVersion: from },
+    (type: string, obj: { code?: number }) => expired.push({ type, ...(obj.code !== undefined ? { code: obj.code } : {}) }),
+    () => undefined,
+  );
   t.after(() => ctl2.abort());
   await waitFor(() => expired.length === 1, 2000, 'ERROR event');
   assert.deepEqual(expired, [{ type: 'ERROR', code: 410 }]);

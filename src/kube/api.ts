@@ -94,7 +94,9 @@ export class ObjectClient {
   /** The collection, optionally narrowed by a field selector such as metadata.name=x. */
   async list<T extends KubeObject>(collection: string, fieldSelector?: string): Promise<ObjectList<T>> {
     const query = fieldSelector ? `?fieldSelector=${encodeURIComponent(fieldSelector)}` : '';
-    const list = this.parse<ObjectList<T>>(await this.client.send(this.kubeConfig, { method: 'GET', path: `${collection}${query}`, timeoutMs: this.timeoutMs }));
+    const list = this.parse<ObjectList<T>>(
+      await this.client.send(this.kubeConfig, { method: 'GET', path: `${collection}${query}`, timeoutMs: this.timeoutMs }),
+    );
     if (!Array.isArray(list?.items)) throw new Error(`the API server answered the list of ${collection} with no items array`);
     return list;
   }

@@ -183,8 +183,7 @@ export class NodeDiscovery {
     if (message !== this.lastError) {
       if (severe) this.options.log.error({ retryInMs: this.backoffMs }, message);
       else this.options.log.warn({ retryInMs: this.backoffMs }, message);
-    }
-    else this.options.log.debug({ retryInMs: this.backoffMs }, message);
+    } else this.options.log.debug({ retryInMs: this.backoffMs }, message);
     this.lastError = message;
     const wait = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS);

@@ -94,7 +94,12 @@ export class Lease {
     const body: LeaseObject = {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name, namespace, ...(existing ? { resourceVersion: existing.metadata.resourceVersion! } : {}), annotations: { ...existing?.metadata.annotations, ...annotations } },
+      metadata: {
+        name,
+        namespace,
+        ...(existing ? { resourceVersion: existing.metadata.resourceVersion! } : {}),
+        annotations: { ...existing?.metadata.annotations, ...annotations },
+      },
       spec,
     };
     try {

@@ -80,7 +80,9 @@ export function decodeShard(data: Buffer): NodeEntry[] {
     entries.push({
       name,
       state: CODE_STATE[state] ?? 'active',
-      addresses: addresses.filter((a) => Array.isArray(a) && typeof a[0] === 'string' && typeof a[1] === 'string').map(([type, address]) => ({ type, address })),
+      addresses: addresses
+        .filter((a) => Array.isArray(a) && typeof a[0] === 'string' && typeof a[1] === 'string')
+        .map(([type, address]) => ({ type, address })),
       ...(typeof zone === 'string' ? { zone } : {}),
       ...(typeof created === 'number' ? { createdAtS: created } : {}),
     });

@@ -105,7 +105,16 @@ export class NodeSource {
       this.startDirect('direct');
       return;
     }
-    this.lease = new Lease({ objects: this.objects, namespace: published.namespace, name: LEASE_NAME, identity: published.identity, durationMs: published.leaseDurationMs, clock: this.options.clock, wallNow: this.options.wallNow, log: this.options.log });
+    this.lease = new Lease({
+      objects: this.objects,
+      namespace: published.namespace,
+      name: LEASE_NAME,
+      identity: published.identity,
+      durationMs: published.leaseDurationMs,
+      clock: this.options.clock,
+      wallNow: this.options.wallNow,
+      log: this.options.log,
+    });
     this.fetcher = new ListFetcher(this.objects, published.namespace);
     this.watchLease(published.namespace);
     this.tick();
@@ -139,7 +148,10 @@ export class NodeSource {
     const was = this.directWhy;
     this.directWhy = why;
     if (why === 'fallback' && was !== 'fallback') {
-      this.options.log.warn({ leaseDurationMs: this.durationMs }, 'no agent has published the node list for two lease durations: watching Nodes directly until one does');
+      this.options.log.warn(
+        { leaseDurationMs: this.durationMs },
+        'no agent has published the node list for two lease durations: watching Nodes directly until one does',
+      );
     }
     if (this.direct) return;
     this.direct = new NodeDiscovery({
@@ -169,8 +181,11 @@ export class NodeSource {
   private watchLease(namespace: string): void {
     const { client, kubeConfig } = this.options;
     const path = LEASES(namespace);
-    const listFn = () => this.objects.list<LeaseObject>(path, `metadata.name=${LEASE_NAME}`) as unknown as Promise<ObjectList<LeaseObject> & { items: LeaseObject[] }>;
-    const informer = new client.ListWatch<LeaseObject>(path, new client.Watch(kubeConfig), listFn, false, undefined, `metadata.name=${LEASE_NAME}`, { delayFn: this.options.delay });
+    const listFn = () =>
+      this.objects.list<LeaseObject>(path, `metadata.name=${LEASE_NAME}`) as unknown as Promise<ObjectList<LeaseObject> & { items: LeaseObject[] }>;
+    const informer = new client.ListWatch<LeaseObject>(path, new client.Watch(kubeConfig), listFn, false, undefined, `metadata.name=${LEASE_NAME}`, {
+      delayFn: this.options.delay,
+    });
     // Retries back off as discovery's do: thousands of agents refused at once must not retry every second.
     let backoffMs = 1000;
     const seen = (lease: LeaseObject | undefined) => {
@@ -202,7 +217,9 @@ export class NodeSource {
     if (this.busy) return;
     this.busy = true;
     this.evaluate()
-      .catch((err: unknown) => this.options.warnings.warn('node-list', { err: String((err as Error).message ?? err).slice(0, 300) }, 'node list: a request failed; retrying'))
+      .catch((err: unknown) =>
+        this.options.warnings.warn('node-list', { err: String((err as Error).message ?? err).slice(0, 300) }, 'node list: a request failed; retrying'),
+      )
       .finally(() => {
         this.busy = false;
       });
@@ -293,7 +310,9 @@ export class NodeSource {
     this.publishTimer = this.options.clock.setTimer(() => {
       this.publishTimer = undefined;
       this.firstChangeAt = undefined;
-      void this.publish().catch((err: unknown) => this.options.warnings.warn('node-list-publish', { err: String((err as Error).message).slice(0, 300) }, 'could not publish the node list; retrying'));
+      void this.publish().catch((err: unknown) =>
+        this.options.warnings.warn('node-list-publish', { err: String((err as Error).message).slice(0, 300) }, 'could not publish the node list; retrying'),
+      );
     }, due - now);
   }
 
@@ -314,7 +333,10 @@ export class NodeSource {
     const me = this.options.published!.nodeName;
     const names = this.entries.filter((e) => e.state !== 'leaving').map((e) => e.name);
     if (names.length === 0) return this.options.random() * (this.durationMs / 2);
-    const rank = [...names, me].map((n) => ({ n, h: createHash('sha1').update(n).digest().readUInt32BE(0) })).sort((a, b) => a.h - b.h).findIndex((x) => x.n === me);
+    const rank = [...names, me]
+      .map((n) => ({ n, h: createHash('sha1').update(n).digest().readUInt32BE(0) }))
+      .sort((a, b) => a.h - b.h)
+      .findIndex((x) => x.n === me);
     return rank < 5 ? rank * 1000 : this.durationMs + this.options.random() * this.durationMs;
   }
 }

@@ -29,4 +29,3 @@ export function findKubeSource(input: {
   if (input.exists(home)) return { kind: 'file', path: home };
   return { kind: 'none' };
 }
-

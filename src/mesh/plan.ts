@@ -69,7 +69,13 @@ export function planMesh(input: PlanInput): MeshPlan {
   }
   const { kept, rest } = capped([...own, ...chosen], input.maxTargets, self?.zone);
   const peerSet = new Set(kept);
-  const sweep = mesh.sweepIntervalMs > 0 ? byHash(others.filter((n) => !peerSet.has(n)), (n) => `${origin}\u0000${n.name}`) : [];
+  const sweep =
+    mesh.sweepIntervalMs > 0
+      ? byHash(
+          others.filter((n) => !peerSet.has(n)),
+          (n) => `${origin}\u0000${n.name}`,
+        )
+      : [];
   return { mode: full ? 'full' : 'sampled', peers: kept, sweep, leaving, overCap: rest.length, known };
 }
 

@@ -52,7 +52,9 @@ export class MeshPlanner {
 
   constructor(private readonly options: PlannerOptions) {
     const { mesh } = options.config;
-    this.outliers = new OutlierTracker({ max: mesh.outliersMax, holdMs: mesh.outlierHoldMs, latencyExcessSeconds: mesh.outlierLatencySeconds }, () => options.clock.now());
+    this.outliers = new OutlierTracker({ max: mesh.outliersMax, holdMs: mesh.outlierHoldMs, latencyExcessSeconds: mesh.outlierLatencySeconds }, () =>
+      options.clock.now(),
+    );
     this.armExpiry();
   }
 
@@ -134,11 +136,17 @@ export class MeshPlanner {
       ...(before === EMPTY_PLAN ? {} : { previousMode: before.mode }),
     });
     if (this.plan.mode !== before.mode) {
-      const why = config.mesh.mode === 'auto' ? ` (MENTAT_MESH=auto: ${this.plan.mode === 'full' ? 'at most' : 'more than'} MENTAT_MESH_FULL_MAX=${config.mesh.fullMax} nodes)` : '';
+      const why =
+        config.mesh.mode === 'auto'
+          ? ` (MENTAT_MESH=auto: ${this.plan.mode === 'full' ? 'at most' : 'more than'} MENTAT_MESH_FULL_MAX=${config.mesh.fullMax} nodes)`
+          : '';
       log.info({ mode: this.plan.mode, peers: this.plan.peers.length, swept: this.plan.sweep.length }, `${this.plan.mode} mesh${why}`);
     }
     if (this.plan.overCap > 0 && this.plan.overCap !== before.overCap) {
-      log.warn({ maxTargets: config.maxTargets, overCap: this.plan.overCap }, 'more destinations than MENTAT_MAX_TARGETS: the rest are swept, not probed every interval (see mentat_targets{state="over_cap"})');
+      log.warn(
+        { maxTargets: config.maxTargets, overCap: this.plan.overCap },
+        'more destinations than MENTAT_MAX_TARGETS: the rest are swept, not probed every interval (see mentat_targets{state="over_cap"})',
+      );
     }
     this.outliers.retain(new Set(this.plan.sweep.map((n) => n.name)));
     this.apply();
@@ -171,7 +179,10 @@ export class MeshPlanner {
     const { config, log } = this.options;
     const interval = this.intervalMs(probed);
     if (interval !== this.intervalMs() && interval > config.probeIntervalMs) {
-      log.warn({ targets: probed, maxPps: config.maxProbesPerSecond, intervalMs: Math.round(interval) }, 'probe budget reached: the interval is stretched (see mentat_probe_interval_seconds)');
+      log.warn(
+        { targets: probed, maxPps: config.maxProbesPerSecond, intervalMs: Math.round(interval) },
+        'probe budget reached: the interval is stretched (see mentat_probe_interval_seconds)',
+      );
     }
     this.probed = probed;
   }

@@ -108,7 +108,13 @@ export class Prober {
           this.stats.dropped++;
           return;
         }
-        const decoded: Decoded = { kind: 'error', reason, identifier: quoted.readUInt16BE(4), sequence: quoted.readUInt16BE(6), quotedDestination: destination };
+        const decoded: Decoded = {
+          kind: 'error',
+          reason,
+          identifier: quoted.readUInt16BE(4),
+          sequence: quoted.readUInt16BE(6),
+          quotedDestination: destination,
+        };
         this.onDecoded(socket, decoded, offender, receivedAt);
       });
     }

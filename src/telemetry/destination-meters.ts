@@ -34,7 +34,9 @@ const EXPONENTIAL_MAX_SIZE = 160;
 
 /** Base-2 exponential histograms for histograms; everything else as usual. */
 const exponentialSelector: MetricReaderOptions['aggregationSelector'] = (type) =>
-  type === InstrumentType.HISTOGRAM ? { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: EXPONENTIAL_MAX_SIZE } } : { type: AggregationType.DEFAULT };
+  type === InstrumentType.HISTOGRAM
+    ? { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: EXPONENTIAL_MAX_SIZE } }
+    : { type: AggregationType.DEFAULT };
 
 interface Folded {
   readonly reader: DeltaReader;
@@ -79,7 +81,9 @@ export class DestinationMeters implements MetricProducer {
     // replaced between two collections.
     const limit = (options.maxDestinations ?? DEFAULT_MAX_DESTINATIONS) * 3 * 2;
     this.explicit = { reader: new DeltaReader(limit), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) };
-    this.exponential = options.withExponential ? { reader: new DeltaReader(limit, exponentialSelector), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) } : undefined;
+    this.exponential = options.withExponential
+      ? { reader: new DeltaReader(limit, exponentialSelector), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) }
+      : undefined;
     this.provider = new MeterProvider({ resource: EMPTY_RESOURCE, readers: this.folds().map((f) => f.reader) });
     this.meter = this.provider.getMeter(options.meterName);
     this.scope = { name: options.meterName };
@@ -142,7 +146,10 @@ export class DestinationMeters implements MetricProducer {
     const folds = this.folds();
     const results = await Promise.all(folds.map((f) => f.reader.collect()));
     folds.forEach(({ store }, i) => {
-      store.add(results[i]!.resourceMetrics.scopeMetrics.flatMap((s) => s.metrics), dropping);
+      store.add(
+        results[i]!.resourceMetrics.scopeMetrics.flatMap((s) => s.metrics),
+        dropping,
+      );
       store.delete(dropping);
     });
     return results.flatMap((r) => r.errors);

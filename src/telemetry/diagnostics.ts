@@ -14,6 +14,10 @@ export function routeOtelDiagnostics(log: Log, now: () => number): void {
   diag.setLogger({ error: warn, warn, info: () => {}, debug: () => {}, verbose: () => {} }, DiagLogLevel.WARN);
   // The default handler logs a stack trace as the message.
   setGlobalErrorHandler((err) =>
-    limited.warn('otel:export', { err: (err instanceof Error ? err.message : JSON.stringify(err)).slice(0, 500) }, 'OTLP export failed; retrying at the next interval'),
+    limited.warn(
+      'otel:export',
+      { err: (err instanceof Error ? err.message : JSON.stringify(err)).slice(0, 500) },
+      'OTLP export failed; retrying at the next interval',
+    ),
   );
 }

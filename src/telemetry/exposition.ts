@@ -12,8 +12,20 @@ import type { CollectionResult, MetricData, ResourceMetrics, ScopeMetrics } from
 export const SLICE_POINTS = 64;
 
 /** PrometheusSerializer's positional arguments (exporter-prometheus 0.301.0), named once. */
-function serializer(options: { prefix?: string; appendTimestamp: boolean; withResourceConstantLabels?: RegExp; withoutTargetInfo: boolean; withoutScopeInfo: boolean }): PrometheusSerializer {
-  return new PrometheusSerializer(options.prefix, options.appendTimestamp, options.withResourceConstantLabels, options.withoutTargetInfo, options.withoutScopeInfo);
+function serializer(options: {
+  prefix?: string;
+  appendTimestamp: boolean;
+  withResourceConstantLabels?: RegExp;
+  withoutTargetInfo: boolean;
+  withoutScopeInfo: boolean;
+}): PrometheusSerializer {
+  return new PrometheusSerializer(
+    options.prefix,
+    options.appendTimestamp,
+    options.withResourceConstantLabels,
+    options.withoutTargetInfo,
+    options.withoutScopeInfo,
+  );
 }
 
 // No otel_scope_name label: one scope only, and at 18 series per destination every byte counts.

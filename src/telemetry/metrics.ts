@@ -127,11 +127,14 @@ export class SweepMetrics {
     bucketsSeconds: readonly number[],
   ) {
     this.latency = meter.createHistogram(SWEEP_LATENCY_METRIC, {
-      description: 'Round-trip time of the sweep: ICMP echo from origin_node to every other node of destination_zone, one probe per node per MENTAT_SWEEP_INTERVAL',
+      description:
+        'Round-trip time of the sweep: ICMP echo from origin_node to every other node of destination_zone, one probe per node per MENTAT_SWEEP_INTERVAL',
       unit: 's',
       advice: { explicitBucketBoundaries: [...bucketsSeconds] },
     });
-    this.probes = meter.createCounter(SWEEP_PROBES_METRIC, { description: 'Sweep probes sent, by destination_zone and result: success, timeout (loss) or error' });
+    this.probes = meter.createCounter(SWEEP_PROBES_METRIC, {
+      description: 'Sweep probes sent, by destination_zone and result: success, timeout (loss) or error',
+    });
   }
 
   setOriginZone(zone: string | undefined): void {
@@ -168,7 +171,8 @@ export function registerAgentGauges(meter: Meter, originNode: string, stats: () 
     .addCallback((result) => result.observe(stats().intervalSeconds, { origin_node: originNode }));
   meter
     .createObservableGauge('mentat_node_state', {
-      description: "This agent's own node: 1 for its state (active, joining: younger than MENTAT_NODE_WARMUP, cordoned, leaving), 0 for the others. The alerts stay quiet about nodes that are not active.",
+      description:
+        "This agent's own node: 1 for its state (active, joining: younger than MENTAT_NODE_WARMUP, cordoned, leaving), 0 for the others. The alerts stay quiet about nodes that are not active.",
     })
     .addCallback((result) => {
       const { nodeState } = stats();
@@ -178,7 +182,9 @@ export function registerAgentGauges(meter: Meter, originNode: string, stats: () 
 
 /** mentat_icmp_socket_errors_total: errors a socket reported outside any probe (the socket stays open). */
 export function socketErrorCounter(meter: Meter, originNode: string): () => void {
-  const counter = meter.createCounter('mentat_icmp_socket_errors', { description: 'Errors an ICMP socket reported outside any probe (poll or receive failures); probing goes on' });
+  const counter = meter.createCounter('mentat_icmp_socket_errors', {
+    description: 'Errors an ICMP socket reported outside any probe (poll or receive failures); probing goes on',
+  });
   const attributes = { origin_node: originNode };
   counter.add(0, attributes);
   return () => counter.add(1, attributes);

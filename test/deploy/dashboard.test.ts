@@ -104,7 +104,12 @@ function checkLayout(panels: readonly Panel[], where: string): void {
 }
 
 /** The per-node scores of the rules: each has its worst nodes over time. */
-const SCORES = ['mentat:node:destination_latency_excess_seconds', 'mentat:node:origin_latency_excess_seconds', 'mentat:node:destination_failed_ratio', 'mentat:node:origin_failed_ratio'];
+const SCORES = [
+  'mentat:node:destination_latency_excess_seconds',
+  'mentat:node:origin_latency_excess_seconds',
+  'mentat:node:destination_failed_ratio',
+  'mentat:node:origin_failed_ratio',
+];
 /** The rest of the node-health view: what the alerts would name, what they measure against, and the agents' state. */
 const NODE_HEALTH: readonly (readonly [string, string])[] = [
   ['degraded nodes', 'mentat:node:degraded'],
@@ -115,7 +120,7 @@ const NODE_HEALTH: readonly (readonly [string, string])[] = [
   ['nodes not active', 'mentat_node_state'],
 ];
 
-test('dashboard: valid JSON whose queries use only the agent\'s metrics and labels and what the rules record', (t) => {
+test("dashboard: valid JSON whose queries use only the agent's metrics and labels and what the rules record", (t) => {
   const dashboard = JSON.parse(readRepo('deploy/dashboards/mentat.json')) as Dashboard;
   assert.ok(dashboard.uid && dashboard.title);
   const variables = new Set(dashboard.templating.list.map((v) => v.name));
@@ -124,7 +129,10 @@ test('dashboard: valid JSON whose queries use only the agent\'s metrics and labe
   const exprs = queries(panels);
   const titles = panels.map((p) => p.title.toLowerCase()).join('\n');
   for (const needed of ['p50', 'p99', 'loss', '×']) assert.ok(titles.includes(needed), `a panel about ${needed}`);
-  assert.ok(panels.some((p) => p.type === 'table' || p.type === 'heatmap'), 'an origin × destination matrix');
+  assert.ok(
+    panels.some((p) => p.type === 'table' || p.type === 'heatmap'),
+    'an origin × destination matrix',
+  );
   checkVariables(dashboard);
   const records = recorded();
   for (const expr of exprs) checkQuery(expr, variables, records);
@@ -137,7 +145,10 @@ test('dashboard: valid JSON whose queries use only the agent\'s metrics and labe
   const dir = mkdtempSync(join(tmpdir(), 'mentat-dashboard-'));
   try {
     const file = join(dir, 'dashboard-rules.yaml');
-    writeFileSync(file, dump({ groups: [{ name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `mentat_dashboard:query_${i}`, expr: grafana(expr) })) }] }));
+    writeFileSync(
+      file,
+      dump({ groups: [{ name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `mentat_dashboard:query_${i}`, expr: grafana(expr) })) }] }),
+    );
     const r = run(promtool, ['check', 'rules', file]);
     assert.equal(r.status, 0, r.stdout + r.stderr);
   } finally {
@@ -145,14 +156,23 @@ test('dashboard: valid JSON whose queries use only the agent\'s metrics and labe
   }
 });
 
-test('dashboard: a node-health view beside the pair matrix, on the rules\' per-node scores and the agents\' state', () => {
+test("dashboard: a node-health view beside the pair matrix, on the rules' per-node scores and the agents' state", () => {
   const dashboard = JSON.parse(readRepo('deploy/dashboards/mentat.json')) as Dashboard;
   const panels = allPanels(dashboard.panels);
-  assert.ok(panels.some((p) => p.type === 'row' && /node health/i.test(p.title)), 'a row "Node health"');
+  assert.ok(
+    panels.some((p) => p.type === 'row' && /node health/i.test(p.title)),
+    'a row "Node health"',
+  );
   const reading = (metric: string) => panels.filter((p) => p.targets?.some((x) => x.expr !== undefined && metricsIn(x.expr).has(metric)));
   for (const [what, metric] of NODE_HEALTH) assert.ok(reading(metric).length > 0, `a panel of ${what} (${metric})`);
   for (const metric of SCORES) {
-    assert.ok(reading(metric).some((p) => p.type === 'timeseries' && p.targets!.some((x) => x.expr!.startsWith('topk('))), `${metric}: the worst nodes over time`);
+    assert.ok(
+      reading(metric).some((p) => p.type === 'timeseries' && p.targets!.some((x) => x.expr!.startsWith('topk('))),
+      `${metric}: the worst nodes over time`,
+    );
   }
-  assert.ok(reading('mentat:node:degraded').some((p) => p.type === 'table'), 'degraded nodes as a table');
+  assert.ok(
+    reading('mentat:node:degraded').some((p) => p.type === 'table'),
+    'degraded nodes as a table',
+  );
 });

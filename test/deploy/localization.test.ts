@@ -97,7 +97,10 @@ function inputSeries(): Array<{ series: string; values: string }> {
       const at = (m: number) => pairMinute(o, d, m);
       const ok = (m: number) => (at(m).present ? PROBES_PER_MINUTE - at(m).lost : undefined);
       series.push({ series: `node_latency_count{${labels}}`, values: counter(ok) });
-      series.push({ series: `node_latency_sum{${labels}}`, values: counter((m) => (at(m).present ? (PROBES_PER_MINUTE - at(m).lost) * at(m).rttSeconds : undefined)) });
+      series.push({
+        series: `node_latency_sum{${labels}}`,
+        values: counter((m) => (at(m).present ? (PROBES_PER_MINUTE - at(m).lost) * at(m).rttSeconds : undefined)),
+      });
       series.push({ series: `node_latency_probes_total{${labels},result="success"}`, values: counter(ok) });
       series.push({ series: `node_latency_probes_total{${labels},result="timeout"}`, values: counter((m) => (at(m).present ? at(m).lost : undefined)) });
       series.push({ series: `node_latency_probes_total{${labels},result="error"}`, values: counter((m) => (at(m).present ? 0 : undefined)) });
@@ -111,14 +114,26 @@ function inputSeries(): Array<{ series: string; values: string }> {
     for (const s of ['active', 'joining', 'cordoned', 'leaving']) {
       if (o === UNCORDONED) {
         // Two pods one after the other: their series differ by the pod label, as scraped series do.
-        series.push({ series: `mentat_node_state{origin_node="${o}",pod="old",state="${s}"}`, values: gauge((m) => (m < 12 ? (s === 'cordoned' ? 1 : 0) : undefined)) });
-        series.push({ series: `mentat_node_state{origin_node="${o}",pod="new",state="${s}"}`, values: gauge((m) => (m >= 12 ? (s === 'active' ? 1 : 0) : undefined)) });
+        series.push({
+          series: `mentat_node_state{origin_node="${o}",pod="old",state="${s}"}`,
+          values: gauge((m) => (m < 12 ? (s === 'cordoned' ? 1 : 0) : undefined)),
+        });
+        series.push({
+          series: `mentat_node_state{origin_node="${o}",pod="new",state="${s}"}`,
+          values: gauge((m) => (m >= 12 ? (s === 'active' ? 1 : 0) : undefined)),
+        });
         continue;
       }
-      series.push({ series: `mentat_node_state{origin_node="${o}",state="${s}"}`, values: gauge((m) => (state(m) === undefined ? undefined : state(m) === s ? 1 : 0)) });
+      series.push({
+        series: `mentat_node_state{origin_node="${o}",state="${s}"}`,
+        values: gauge((m) => (state(m) === undefined ? undefined : state(m) === s ? 1 : 0)),
+      });
     }
     series.push({ series: `mentat_targets{origin_node="${o}",state="known"}`, values: gauge((m) => (state(m) === undefined ? undefined : 19)) });
-    series.push({ series: `up{job="mentat",node="${o}",instance="${o}:2112"}`, values: gauge((m) => (o === NEW && m < 7 ? undefined : o === LEAVING && m >= 9 ? 0 : 1)) });
+    series.push({
+      series: `up{job="mentat",node="${o}",instance="${o}:2112"}`,
+      values: gauge((m) => (o === NEW && m < 7 ? undefined : o === LEAVING && m >= 9 ? 0 : 1)),
+    });
   }
   return series;
 }
@@ -170,17 +185,39 @@ function alertTests(): unknown[] {
 function scoreTests(): unknown[] {
   return [
     // The localization scores themselves: the slow destination seen ~5 ms above its baseline by most of its observers.
-    { expr: `round(mentat:node:destination_latency_excess_seconds{node="${SLOW_DESTINATION}"} * 1000)`, eval_time: '20m', exp_samples: [{ labels: `{node="${SLOW_DESTINATION}"}`, value: 5 }] },
-    { expr: `round(mentat:node:origin_latency_excess_seconds{node="${SLOW_ORIGIN}"} * 1000)`, eval_time: '20m', exp_samples: [{ labels: `{node="${SLOW_ORIGIN}"}`, value: 5 }] },
-    { expr: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}"}`, eval_time: '20m', exp_samples: [{ labels: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}"}`, value: 0 }] },
+    {
+      expr: `round(mentat:node:destination_latency_excess_seconds{node="${SLOW_DESTINATION}"} * 1000)`,
+      eval_time: '20m',
+      exp_samples: [{ labels: `{node="${SLOW_DESTINATION}"}`, value: 5 }],
+    },
+    {
+      expr: `round(mentat:node:origin_latency_excess_seconds{node="${SLOW_ORIGIN}"} * 1000)`,
+      eval_time: '20m',
+      exp_samples: [{ labels: `{node="${SLOW_ORIGIN}"}`, value: 5 }],
+    },
+    {
+      expr: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}"}`,
+      eval_time: '20m',
+      exp_samples: [{ labels: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}"}`, value: 0 }],
+    },
     {
       expr: `mentat:node:inactive`,
       eval_time: '11m',
-      exp_samples: [`mentat:node:inactive{node="${LEAVING}"}`, `mentat:node:inactive{node="${NEW}"}`, `mentat:node:inactive{node="${UNCORDONED}"}`].map((labels) => ({ labels, value: 1 })),
+      exp_samples: [`mentat:node:inactive{node="${LEAVING}"}`, `mentat:node:inactive{node="${NEW}"}`, `mentat:node:inactive{node="${UNCORDONED}"}`].map(
+        (labels) => ({ labels, value: 1 }),
+      ),
     },
     // The old pod's cordoned series is still within the hour, but the new pod says active: active it is.
-    { expr: `mentat:node:inactive`, eval_time: '14m', exp_samples: [`mentat:node:inactive{node="${LEAVING}"}`, `mentat:node:inactive{node="${NEW}"}`].map((labels) => ({ labels, value: 1 })) },
-    { expr: `round(mentat:zone_pair:latency_seconds{origin_zone="z-a",destination_zone="z-b"} * 1e6)`, eval_time: '20m', exp_samples: [{ labels: '{origin_zone="z-a",destination_zone="z-b"}', value: 1000 }] },
+    {
+      expr: `mentat:node:inactive`,
+      eval_time: '14m',
+      exp_samples: [`mentat:node:inactive{node="${LEAVING}"}`, `mentat:node:inactive{node="${NEW}"}`].map((labels) => ({ labels, value: 1 })),
+    },
+    {
+      expr: `round(mentat:zone_pair:latency_seconds{origin_zone="z-a",destination_zone="z-b"} * 1e6)`,
+      eval_time: '20m',
+      exp_samples: [{ labels: '{origin_zone="z-a",destination_zone="z-b"}', value: 1000 }],
+    },
   ];
 }
 

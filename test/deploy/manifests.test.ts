@@ -11,7 +11,23 @@ import { test, type TestContext } from 'node:test';
 import { load } from 'js-yaml';
 import { loadConfig } from '../../src/config.js';
 import { BUILT_IN, CLUSTER_SCOPED, validate } from './schema.js';
-import { container, envOf, kustomize, matches, NAMESPACE, namedPort, need, one, PKG, podSpec, readRepo, REPO, resolvedEnv, type K8sObject, type Obj } from './render.js';
+import {
+  container,
+  envOf,
+  kustomize,
+  matches,
+  NAMESPACE,
+  namedPort,
+  need,
+  one,
+  PKG,
+  podSpec,
+  readRepo,
+  REPO,
+  resolvedEnv,
+  type K8sObject,
+  type Obj,
+} from './render.js';
 
 const METRICS_PORT = 2112;
 const OTLP_ENDPOINT = 'http://otel-collector.mentat.svc:4318';
@@ -46,7 +62,11 @@ function baseImage(): { name: string; newName: string; newTag: string } {
 
 function checkNamespaces(objects: readonly K8sObject[], where: string): void {
   // Uninstalling deletes this Namespace: it must be mentat's own, never a shared one like monitoring.
-  assert.deepEqual(objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name), [NAMESPACE], `${where}: the one Namespace`);
+  assert.deepEqual(
+    objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name),
+    [NAMESPACE],
+    `${where}: the one Namespace`,
+  );
   for (const o of objects) {
     if (CLUSTER_SCOPED.has(o.kind)) assert.equal(o.metadata.namespace, undefined, `${where}: ${o.kind} is cluster-scoped`);
     else assert.equal(o.metadata.namespace, NAMESPACE, `${where}: ${o.kind} ${o.metadata.name} namespace`);
@@ -93,7 +113,11 @@ function checkSecurity(pod: Obj, c: Obj, variant: Variant): void {
     assert.equal(effective('runAsUser'), 0);
     assert.equal(effective('runAsNonRoot'), false);
     assert.deepEqual(caps.add, ['NET_RAW']);
-    assert.deepEqual(sysctls.filter((s) => s.name.startsWith('net.')), [], 'the kubelet rejects net sysctls on host-network pods');
+    assert.deepEqual(
+      sysctls.filter((s) => s.name.startsWith('net.')),
+      [],
+      'the kubelet rejects net sysctls on host-network pods',
+    );
     assert.equal(icmpMode, 'auto', 'datagram ICMP where the host allows it (kernel timestamps), raw otherwise');
   } else {
     assert.notEqual(pod['hostNetwork'], true);
@@ -147,7 +171,10 @@ function checkDaemonSet(objects: readonly K8sObject[], sa: K8sObject, variant: V
   const c = container(ds, 'mentat');
   const image = baseImage();
   assert.equal(c['image'], `${image.newName}:${PKG.version}`);
-  assert.deepEqual(envOf(c).find((e) => e.name === 'NODE_NAME'), { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
+  assert.deepEqual(
+    envOf(c).find((e) => e.name === 'NODE_NAME'),
+    { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+  );
   const liveness = c['livenessProbe'] as { httpGet: { path: string; port: unknown } };
   const readiness = c['readinessProbe'] as { httpGet: { path: string; port: unknown } };
   assert.equal(liveness.httpGet.path, '/healthz');
@@ -162,7 +189,10 @@ function checkDaemonSet(objects: readonly K8sObject[], sa: K8sObject, variant: V
 }
 
 function checkOperator(objects: readonly K8sObject[], svc: K8sObject, operator: boolean, where: string): void {
-  const kinds = objects.filter((o) => !(o.kind in BUILT_IN)).map((o) => o.kind).sort();
+  const kinds = objects
+    .filter((o) => !(o.kind in BUILT_IN))
+    .map((o) => o.kind)
+    .sort();
   if (!operator) {
     // What `kubectl apply` of it needs is in every cluster: no CRD.
     assert.deepEqual(kinds, [], `${where}: only built-in kinds`);
@@ -170,7 +200,11 @@ function checkOperator(objects: readonly K8sObject[], svc: K8sObject, operator: 
   }
   assert.deepEqual(kinds, ['PrometheusRule', 'ServiceMonitor'], `${where}: the Operator's kinds`);
   const sm = one(objects, 'ServiceMonitor', 'mentat');
-  const spec = sm['spec'] as { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path?: string; relabelings?: Obj[] }[]; namespaceSelector?: { matchNames?: string[] } };
+  const spec = sm['spec'] as {
+    selector: { matchLabels: Record<string, string> };
+    endpoints: { port: string; path?: string; relabelings?: Obj[] }[];
+    namespaceSelector?: { matchNames?: string[] };
+  };
   assert.ok(matches(spec.selector.matchLabels, svc.metadata.labels), 'ServiceMonitor selects the Service');
   assert.ok(spec.endpoints.length > 0);
   for (const e of spec.endpoints) {
@@ -212,7 +246,11 @@ function checkAgent(objects: readonly K8sObject[], target: Target, where: string
     }
   }
   if (target.variant === 'host-network') {
-    assert.equal(one(objects, 'Namespace').metadata.labels?.['pod-security.kubernetes.io/enforce'], 'privileged', 'hostNetwork + NET_RAW need a privileged namespace');
+    assert.equal(
+      one(objects, 'Namespace').metadata.labels?.['pod-security.kubernetes.io/enforce'],
+      'privileged',
+      'hostNetwork + NET_RAW need a privileged namespace',
+    );
   }
   if (target.variant !== 'otlp') assert.equal(objects.filter((o) => o.metadata.name === 'otel-collector').length, 0);
 }
@@ -254,9 +292,14 @@ test('the image reference lives in deploy/base/kustomization.yaml only, tagged w
   assert.equal(image.newTag, PKG.version);
   assert.equal(image.name, 'mentat', 'the manifests name the image only; images: sets registry and tag');
   const yamlFiles = (dir: string): string[] =>
-    readdirSync(join(REPO, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : []));
+    readdirSync(join(REPO, dir), { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : [],
+    );
   const naming = yamlFiles('deploy').filter((f) => readRepo(f).includes(image.newName));
-  assert.deepEqual(naming.map((f) => relative('.', f)), ['deploy/base/kustomization.yaml']);
+  assert.deepEqual(
+    naming.map((f) => relative('.', f)),
+    ['deploy/base/kustomization.yaml'],
+  );
   const kubectl = kubectlOf(t);
   if (!kubectl) return;
   const images = new Set(TARGETS.map((x) => String(container(one(kustomize(kubectl, x.dir), 'DaemonSet', 'mentat'), 'mentat')['image'])));

@@ -19,7 +19,22 @@ export const AGENT_METRICS = new Set([
   'up',
 ]);
 /** Labels of the agent's series, Prometheus' target labels, and the ones the recording rules add. */
-export const AGENT_LABELS = new Set(['origin_node', 'destination_node', 'origin_zone', 'destination_zone', 'le', 'result', 'job', 'instance', 'pod', 'node', 'ip_family', 'state', 'kind', 'direction']);
+export const AGENT_LABELS = new Set([
+  'origin_node',
+  'destination_node',
+  'origin_zone',
+  'destination_zone',
+  'le',
+  'result',
+  'job',
+  'instance',
+  'pod',
+  'node',
+  'ip_family',
+  'state',
+  'kind',
+  'direction',
+]);
 /** The alerts test/deploy/localization.test.ts tests on 20 generated nodes. */
 export const LOCALIZATION_ALERTS: readonly string[] = ['MentatNodeDegraded', 'MentatPathDegraded'];
 
@@ -42,7 +57,11 @@ export function metricsIn(expr: string): Set<string> {
 export function labelsIn(expr: string): Set<string> {
   const labels = new Set<string>();
   for (const m of expr.matchAll(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g)) {
-    for (const l of m[1]!.split(',').map((s) => s.trim()).filter(Boolean)) labels.add(l);
+    for (const l of m[1]!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean))
+      labels.add(l);
   }
   for (const m of expr.matchAll(/\{([^}]*)\}/g)) {
     for (const l of m[1]!.matchAll(/([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)/g)) labels.add(l[1]!);

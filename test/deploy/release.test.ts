@@ -46,7 +46,13 @@ function runVersionStep(tag: string, owner: string): { status: number | null; st
     const env = { PATH: process.env['PATH'], TAG: tag, GITHUB_OUTPUT: output, GITHUB_REPOSITORY_OWNER: owner };
     // Only node is needed to read package.json; the runner has one, this machine's npm brings one.
     const r = spawnSync('bash', ['-e', '-c', versionStep.run], { cwd: REPO, env, encoding: 'utf8' });
-    const outputs = Object.fromEntries(readFileSync(output, 'utf8').trim().split('\n').filter(Boolean).map((l) => l.split('=', 2) as [string, string]));
+    const outputs = Object.fromEntries(
+      readFileSync(output, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('=', 2) as [string, string]),
+    );
     return { status: r.status, stderr: r.stderr, stdout: r.stdout, outputs };
   } finally {
     rmSync(dir, { recursive: true, force: true });

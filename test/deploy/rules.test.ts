@@ -37,7 +37,7 @@ function withTempDir<T>(fn: (dir: string) => T): T {
   }
 }
 
-test('alerts: the rules name degraded nodes and paths, cover the agents and unmeasured nodes on the agent\'s metrics, and promtool accepts them', (t) => {
+test("alerts: the rules name degraded nodes and paths, cover the agents and unmeasured nodes on the agent's metrics, and promtool accepts them", (t) => {
   const all = rules();
   const alerts = new Map(all.filter((r) => r.alert).map((r) => [r.alert, r]));
   for (const name of ['MentatNodeDegraded', 'MentatPathDegraded', 'MentatAgentDown', 'MentatNodeWithoutAgent']) assert.ok(alerts.has(name), name);
@@ -49,7 +49,8 @@ test('alerts: the rules name degraded nodes and paths, cover the agents and unme
     assert.ok(typeof r.expr === 'string' && (typeof r.alert === 'string' || typeof r.record === 'string'));
     if (r.alert) assert.ok(r.labels?.['severity'], `${r.alert}: severity`);
     // kube-state-metrics' kube_node_info is the one series from elsewhere (MentatNodeNotMeasured).
-    for (const metric of metricsIn(r.expr)) assert.ok(AGENT_METRICS.has(metric) || recorded.has(metric) || metric === 'kube_node_info', `${r.alert ?? r.record}: unknown metric ${metric}`);
+    for (const metric of metricsIn(r.expr))
+      assert.ok(AGENT_METRICS.has(metric) || recorded.has(metric) || metric === 'kube_node_info', `${r.alert ?? r.record}: unknown metric ${metric}`);
   }
   const promtool = need(t, 'promtool', 'Debian package prometheus');
   if (!promtool) return;
@@ -86,7 +87,10 @@ test('deploy/rules renders the rule file as the ConfigMap mentat-rules, for plai
   const kubectl = need(t, 'kubectl', 'kubectl kustomize renders deploy/');
   if (!kubectl) return;
   const objects = kustomize(kubectl, 'deploy/rules');
-  assert.deepEqual(objects.map((o) => o.kind), ['ConfigMap']);
+  assert.deepEqual(
+    objects.map((o) => o.kind),
+    ['ConfigMap'],
+  );
   const cm = one(objects, 'ConfigMap', 'mentat-rules');
   assert.equal(cm.metadata.namespace, undefined, 'applied to the namespace of the Prometheus that mounts it');
   assert.equal((cm['data'] as Record<string, string>)['mentat.rules.yaml'], readRepo(RULES));
@@ -104,10 +108,16 @@ test('deploy/prometheus.yml: the scrape job the alerts expect, and promtool acce
   assert.deepEqual(config.rule_files, ['rules/mentat.rules.yaml']);
   const job = config.scrape_configs.find((s) => s.job_name === 'mentat');
   assert.ok(job, 'job_name mentat: the alerts select up{job="mentat"}');
-  assert.deepEqual(job.kubernetes_sd_configs?.map((c) => [c.role, c.namespaces?.names]), [['pod', ['mentat']]]);
+  assert.deepEqual(
+    job.kubernetes_sd_configs?.map((c) => [c.role, c.namespaces?.names]),
+    [['pod', ['mentat']]],
+  );
   const node = job.relabel_configs.find((r) => r.target_label === 'node');
   assert.deepEqual(node?.source_labels, ['__meta_kubernetes_pod_node_name'], 'MentatAgentDown names the node');
-  assert.ok(job.relabel_configs.some((r) => r.action === 'keep' && r.regex === 'http-metrics'), 'only the metrics port');
+  assert.ok(
+    job.relabel_configs.some((r) => r.action === 'keep' && r.regex === 'http-metrics'),
+    'only the metrics port',
+  );
   const promtool = need(t, 'promtool', 'Debian package prometheus');
   if (!promtool) return;
   const asIs = run(promtool, ['check', 'config', 'deploy/prometheus.yml']);

@@ -23,7 +23,11 @@ function anchors(markdown: string): Set<string> {
     const m = fenced ? null : /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
     if (!m) continue;
     const text = m[1]!.replace(/\[([^\]]*)\]\([^)]*\)/g, '$1');
-    const slug = text.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\s_-]/gu, '').trim().replace(/\s/g, '-');
+    const slug = text
+      .toLowerCase()
+      .replace(/[^\p{L}\p{M}\p{N}\s_-]/gu, '')
+      .trim()
+      .replace(/\s/g, '-');
     const n = seen.get(slug) ?? 0;
     seen.set(slug, n + 1);
     found.add(n === 0 ? slug : `${slug}-${n}`);
@@ -31,13 +35,14 @@ function anchors(markdown: string): Set<string> {
   return found;
 }
 
-test('anchors: GitHub\'s, outside code blocks', () => {
+test("anchors: GitHub's, outside code blocks", () => {
   const md = '# Deploying mentat\n## Prometheus: Operator or plain\n```sh\n# not a heading\n```\n### `MentatNodeDegraded`\n## Alerts\n## Alerts\n';
   assert.deepEqual([...anchors(md)], ['deploying-mentat', 'prometheus-operator-or-plain', 'mentatnodedegraded', 'alerts', 'alerts-1']);
 });
 
 test(`runbook: every alert links to a section of ${RUNBOOK}`, () => {
-  const groups = (load(readRepo('deploy/rules/mentat.rules.yaml')) as { groups: { rules: { alert?: string; annotations?: Record<string, string> }[] }[] }).groups;
+  const groups = (load(readRepo('deploy/rules/mentat.rules.yaml')) as { groups: { rules: { alert?: string; annotations?: Record<string, string> }[] }[] })
+    .groups;
   const alerts = groups.flatMap((g) => g.rules).filter((r) => r.alert);
   assert.ok(alerts.length > 0);
   const headings = anchors(readRepo(RUNBOOK));

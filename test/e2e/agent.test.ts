@@ -15,7 +15,6 @@ import { labelValues, parseExposition, sampleValue, type Sample } from '../suppo
 import { createCluster, requireNetns, type Cluster } from '../support/netns.js';
 import { requirePrometheus, startPrometheus } from '../support/prometheus.js';
 
-
 function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -29,7 +28,7 @@ test('acceptance: discovery, probing, Prometheus queries, node delete and add, S
   let control: FaultControl | undefined;
   try {
     cluster = await createCluster({ nodes: 4, ipv6: true, prefix: 'mte' });
-    const [n0, n1, n2, n3] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const [n0, n1, n2, n3] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0], (typeof cluster.nodes)[0], (typeof cluster.nodes)[0]];
     control = await FaultControl.start(cluster, n0.ns, dir);
     const ctl = control;
     await ctl.upsert('node0', n0.ipv4);
@@ -109,7 +108,9 @@ test('acceptance: discovery, probing, Prometheus queries, node delete and add, S
     await ctl.upsert('node4', n4.ipv4);
     await until('node4 probed', 5000, async () => (count(await scrape(), 'node4') > 0 ? true : undefined));
     const probedMs = Date.now() - addedAt;
-    t.diagnostic(`deleted node gone after ${goneMs} ms; added node probed after ${probedMs} ms; mean ${(mean * 1e6).toFixed(0)} us; p99(node1) ${(p99 * 1e6).toFixed(0)} us`);
+    t.diagnostic(
+      `deleted node gone after ${goneMs} ms; added node probed after ${probedMs} ms; mean ${(mean * 1e6).toFixed(0)} us; p99(node1) ${(p99 * 1e6).toFixed(0)} us`,
+    );
 
     // SIGTERM to npm, which forwards it to the agent (exec'd, no shell between): exit 0 within 5 s.
     const signalledAt = Date.now();

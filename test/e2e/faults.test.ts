@@ -63,19 +63,29 @@ function agentFor(t: TestContext, cluster: Cluster, ns: string, control: FaultCo
 
 /** Waits for /readyz 200; throws early if the agent exits. */
 async function ready(agent: Agent, timeoutMs = 15_000): Promise<void> {
-  await until('/readyz 200', timeoutMs, async () => {
-    if (!agent.alive()) throw new Error('the agent exited');
-    return (await agent.get('/readyz')).status === 200 ? true : undefined;
-  }, { context: () => agent.describe() });
+  await until(
+    '/readyz 200',
+    timeoutMs,
+    async () => {
+      if (!agent.alive()) throw new Error('the agent exited');
+      return (await agent.get('/readyz')).status === 200 ? true : undefined;
+    },
+    { context: () => agent.describe() },
+  );
 }
 
 /** Waits until every named node has at least `min` probes on /metrics; returns that scrape. */
 async function probed(agent: Agent, nodes: readonly string[], timeoutMs = 10_000, min = 1): Promise<Sample[]> {
-  return until(`probes to ${nodes.join(', ')}`, timeoutMs, async () => {
-    if (!agent.alive()) throw new Error('the agent exited');
-    const s = await agent.scrape();
-    return nodes.every((n) => sent(s, n) >= min) ? s : undefined;
-  }, { context: () => agent.describe(), everyMs: 200 });
+  return until(
+    `probes to ${nodes.join(', ')}`,
+    timeoutMs,
+    async () => {
+      if (!agent.alive()) throw new Error('the agent exited');
+      const s = await agent.scrape();
+      return nodes.every((n) => sent(s, n) >= min) ? s : undefined;
+    },
+    { context: () => agent.describe(), everyMs: 200 },
+  );
 }
 
 /** The bearer token and the kubeconfig never reach the log or /metrics. */
@@ -93,268 +103,418 @@ async function assertNoSecrets(agent: Agent, control: FaultControl): Promise<voi
 const warnLines = (agent: Agent, re: RegExp) => agent.lines().filter((l) => (l.level ?? 0) >= LOG_WARN && re.test(String(l.msg)));
 
 describe('faults and bad input, real agent in namespaces', { skip, concurrency: true }, () => {
-  test('node churn, 60 s: 100 nodes, one added and one deleted every 500 ms; series follow the live set, RSS stays bounded', { timeout: 120_000 }, async (t) => {
-    const { cluster, nodes } = await clusterFor(t, 2);
-    const [n0, n1] = nodes as [ClusterNode, ClusterNode];
-    const control = await controlFor(t, cluster, n0.ns);
-    const pool = await cluster.addAddresses(n1.ns, 300);
-    const seeded = await seedChurn(control, pool, 100);
-    // A full mesh: every live node has series, which is what this test follows (auto would sample at 101).
-    const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_MESH: 'full' });
-    await ready(agent, 20_000);
-    const result = await runChurn({ control, agent, pool, targets: 100, everyMs: 500, durationMs: 60_000, sampleEveryMs: 5000 }, seeded);
-    t.diagnostic(`\n${churnTable(result.samples)}`);
-    // The churn has stopped: within a few seconds /metrics names exactly the live nodes.
-    const final = await until('destination series == live nodes', 5000, async () => {
-      const s = destinations(await agent.scrape());
-      return s.size === result.live.length && result.live.every((n) => s.has(n)) ? s : undefined;
-    }, { context: () => `live ${result.live.length}; ${agent.describe()}` });
-    assert.equal(final.size, 100);
-    for (const s of result.samples) {
-      assert.equal(s.stale, 0, `at ${s.atS.toFixed(0)} s no series of a node deleted over 2.5 s before: ${s.detail.join('; ')}`);
-      assert.equal(s.healthzFailures, 0, `/healthz always answered (${s.atS.toFixed(0)} s)`);
-    }
-    const first = result.samples[0]!;
-    const last = result.samples[result.samples.length - 1]!;
-    const growth = last.rssMiB - first.rssMiB;
-    const peak = Math.max(...result.samples.map((s) => s.rssMiB));
-    const missing = result.samples.reduce((a, s) => a + s.missing, 0);
-    t.diagnostic(`${result.events} add+delete pairs; RSS ${first.rssMiB.toFixed(1)} -> ${last.rssMiB.toFixed(1)} MiB (peak ${peak.toFixed(1)}, slope ${result.rssSlopeMiBPerMin.toFixed(2)} MiB/min); missing-series observations ${missing}`);
-    assert.ok(result.events >= 110, `the churn ran: ${result.events} pairs`);
-    // The V8 heaps grow in steps and shrink at major GCs (the 10-minute soak saw a ~110 MiB sawtooth with no trend),
-    // so a minute can only catch a gross leak: at 1 MiB per added node this would be 120 MiB.
-    assert.ok(growth < 96, `RSS growth over the minute stays under 96 MiB: ${growth.toFixed(1)} MiB`);
-    assert.ok(peak < 512, `RSS peak under 512 MiB: ${peak.toFixed(1)} MiB`);
-    assert.ok(agent.alive());
-    await assertNoSecrets(agent, control);
-  });
+  test(
+    'node churn, 60 s: 100 nodes, one added and one deleted every 500 ms; series follow the live set, RSS stays bounded',
+    { timeout: 120_000 },
+    async (t) => {
+      const { cluster, nodes } = await clusterFor(t, 2);
+      const [n0, n1] = nodes as [ClusterNode, ClusterNode];
+      const control = await controlFor(t, cluster, n0.ns);
+      const pool = await cluster.addAddresses(n1.ns, 300);
+      const seeded = await seedChurn(control, pool, 100);
+      // A full mesh: every live node has series, which is what this test follows (auto would sample at 101).
+      const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_MESH: 'full' });
+      await ready(agent, 20_000);
+      const result = await runChurn({ control, agent, pool, targets: 100, everyMs: 500, durationMs: 60_000, sampleEveryMs: 5000 }, seeded);
+      t.diagnostic(`\n${churnTable(result.samples)}`);
+      // The churn has stopped: within a few seconds /metrics names exactly the live nodes.
+      const final = await until(
+        'destination series == live nodes',
+        5000,
+        async () => {
+          const s = destinations(await agent.scrape());
+          return s.size === result.live.length && result.live.every((n) => s.has(n)) ? s : undefined;
+        },
+        { context: () => `live ${result.live.length}; ${agent.describe()}` },
+      );
+      assert.equal(final.size, 100);
+      for (const s of result.samples) {
+        assert.equal(s.stale, 0, `at ${s.atS.toFixed(0)} s no series of a node deleted over 2.5 s before: ${s.detail.join('; ')}`);
+        assert.equal(s.healthzFailures, 0, `/healthz always answered (${s.atS.toFixed(0)} s)`);
+      }
+      const first = result.samples[0]!;
+      const last = result.samples[result.samples.length - 1]!;
+      const growth = last.rssMiB - first.rssMiB;
+      const peak = Math.max(...result.samples.map((s) => s.rssMiB));
+      const missing = result.samples.reduce((a, s) => a + s.missing, 0);
+      t.diagnostic(
+        `${result.events} add+delete pairs; RSS ${first.rssMiB.toFixed(1)} -> ${last.rssMiB.toFixed(1)} MiB (peak ${peak.toFixed(1)}, slope ${result.rssSlopeMiBPerMin.toFixed(2)} MiB/min); missing-series observations ${missing}`,
+      );
+      assert.ok(result.events >= 110, `the churn ran: ${result.events} pairs`);
+      // The V8 heaps grow in steps and shrink at major GCs (the 10-minute soak saw a ~110 MiB sawtooth with no trend),
+      // so a minute can only catch a gross leak: at 1 MiB per added node this would be 120 MiB.
+      assert.ok(growth < 96, `RSS growth over the minute stays under 96 MiB: ${growth.toFixed(1)} MiB`);
+      assert.ok(peak < 512, `RSS peak under 512 MiB: ${peak.toFixed(1)} MiB`);
+      assert.ok(agent.alive());
+      await assertNoSecrets(agent, control);
+    },
+  );
 
-  test('API server down for 20 s after the first sync: last known nodes keep being probed, /readyz stays 200, no restart; changes made meanwhile arrive on return', { timeout: 120_000 }, async (t) => {
-    // Readiness means "the first node list was synced" (README): an outage of the control plane after
-    // that does not make every agent unready at once, since the agents keep measuring with the nodes they know.
-    const { cluster, nodes } = await clusterFor(t, 4);
-    const [n0, n1, n2, n3] = nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
-    const control = await controlFor(t, cluster, n0.ns);
-    await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, { name: 'node1', address: n1.ipv4 }, { name: 'node2', address: n2.ipv4 }]);
-    const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms', MENTAT_LOG_LEVEL: 'debug' });
-    await ready(agent);
-    let last = await probed(agent, ['node1', 'node2']);
-    const pid = agent.child.pid;
+  test(
+    'API server down for 20 s after the first sync: last known nodes keep being probed, /readyz stays 200, no restart; changes made meanwhile arrive on return',
+    { timeout: 120_000 },
+    async (t) => {
+      // Readiness means "the first node list was synced" (README): an outage of the control plane after
+      // that does not make every agent unready at once, since the agents keep measuring with the nodes they know.
+      const { cluster, nodes } = await clusterFor(t, 4);
+      const [n0, n1, n2, n3] = nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
+      const control = await controlFor(t, cluster, n0.ns);
+      await control.upsertMany([
+        { name: 'node0', address: n0.ipv4 },
+        { name: 'node1', address: n1.ipv4 },
+        { name: 'node2', address: n2.ipv4 },
+      ]);
+      const agent = agentFor(t, cluster, n0.ns, control, {
+        NODE_NAME: 'node0',
+        KUBECONFIG: control.kubeconfig,
+        MENTAT_PROBE_INTERVAL: '200ms',
+        MENTAT_PROBE_TIMEOUT: '200ms',
+        MENTAT_LOG_LEVEL: 'debug',
+      });
+      await ready(agent);
+      let last = await probed(agent, ['node1', 'node2']);
+      const pid = agent.child.pid;
 
-    await control.down(true);
-    const downAt = Date.now();
-    // Meanwhile node2 goes, node3 comes, and the history the agent would resume from is compacted away.
-    await control.delete('node2');
-    await control.upsert('node3', n3.ipv4);
-    await control.call({ op: 'compactHistory' });
-    let checks = 0;
-    while (Date.now() - downAt < 20_000) {
-      await sleep(2000);
-      const readyz = await agent.get('/readyz');
-      assert.equal(readyz.status, 200, `/readyz stays 200 during the outage (${Date.now() - downAt} ms in): ${readyz.body}`);
-      const s = await agent.scrape();
-      for (const n of ['node1', 'node2']) assert.ok(sent(s, n) > sent(last, n), `${n} is still probed ${Date.now() - downAt} ms into the outage`);
-      assert.equal(sent(s, 'node3'), 0, 'node3 is unknown while the API is down');
-      last = s;
-      checks++;
-    }
-    const outageErrors = warnLines(agent, /API server/);
-    await control.down(false);
-    const upAt = Date.now();
-    const resynced = await until('node3 probed and node2 gone after the API returned', 45_000, async () => {
-      const s = await agent.scrape();
-      return sent(s, 'node3') > 0 && !destinations(s).has('node2') ? s : undefined;
-    }, { context: () => agent.describe(), everyMs: 250 });
-    const resyncMs = Date.now() - upAt;
-    assert.ok(sent(resynced, 'node1') >= sent(last, 'node1'), 'node1 kept counting: no reset');
-    assert.ok(agent.alive() && agent.child.pid === pid, 'the same process throughout');
-    assert.equal(agent.lines().filter((l) => l.msg === 'mentat started').length, 1, 'no restart');
-    assert.ok(agent.lines().some((l) => l.msg === 'node list resynced'), 'the resync is logged');
-    assert.ok(outageErrors.length >= 1 && outageErrors.every((l) => /cannot reach the API server/.test(String(l.msg))), `the outage is named: ${outageErrors.map((l) => l.msg).join(' | ')}`);
-    // One line per distinct cause (the cut watch, then the refused connections), not one per retry.
-    assert.ok(outageErrors.length <= 2, `at most two error lines for a 20 s outage: ${outageErrors.map((l) => l.msg).join(' | ')}`);
-    const retries = agent.lines().filter((l) => typeof l['retryInMs'] === 'number').map((l) => l['retryInMs'] as number);
-    assert.deepEqual(retries.slice(0, 5), [1000, 2000, 4000, 8000, 16000], 'exponential backoff while down');
-    t.diagnostic(`${checks} checks during the outage; resynced ${resyncMs} ms after the API returned (backoff ${retries.join(', ')} ms); error lines: ${outageErrors.map((l) => String(l.msg).slice(0, 100)).join(' | ')}`);
-    await assertNoSecrets(agent, control);
-  });
+      await control.down(true);
+      const downAt = Date.now();
+      // Meanwhile node2 goes, node3 comes, and the history the agent would resume from is compacted away.
+      await control.delete('node2');
+      await control.upsert('node3', n3.ipv4);
+      await control.call({ op: 'compactHistory' });
+      let checks = 0;
+      while (Date.now() - downAt < 20_000) {
+        await sleep(2000);
+        const readyz = await agent.get('/readyz');
+        assert.equal(readyz.status, 200, `/readyz stays 200 during the outage (${Date.now() - downAt} ms in): ${readyz.body}`);
+        const s = await agent.scrape();
+        for (const n of ['node1', 'node2']) assert.ok(sent(s, n) > sent(last, n), `${n} is still probed ${Date.now() - downAt} ms into the outage`);
+        assert.equal(sent(s, 'node3'), 0, 'node3 is unknown while the API is down');
+        last = s;
+        checks++;
+      }
+      const outageErrors = warnLines(agent, /API server/);
+      await control.down(false);
+      const upAt = Date.now();
+      const resynced = await until(
+        'node3 probed and node2 gone after the API returned',
+        45_000,
+        async () => {
+          const s = await agent.scrape();
+          return sent(s, 'node3') > 0 && !destinations(s).has('node2') ? s : undefined;
+        },
+        { context: () => agent.describe(), everyMs: 250 },
+      );
+      const resyncMs = Date.now() - upAt;
+      assert.ok(sent(resynced, 'node1') >= sent(last, 'node1'), 'node1 kept counting: no reset');
+      assert.ok(agent.alive() && agent.child.pid === pid, 'the same process throughout');
+      assert.equal(agent.lines().filter((l) => l.msg === 'mentat started').length, 1, 'no restart');
+      assert.ok(
+        agent.lines().some((l) => l.msg === 'node list resynced'),
+        'the resync is logged',
+      );
+      assert.ok(
+        outageErrors.length >= 1 && outageErrors.every((l) => /cannot reach the API server/.test(String(l.msg))),
+        `the outage is named: ${outageErrors.map((l) => l.msg).join(' | ')}`,
+      );
+      // One line per distinct cause (the cut watch, then the refused connections), not one per retry.
+      assert.ok(outageErrors.length <= 2, `at most two error lines for a 20 s outage: ${outageErrors.map((l) => l.msg).join(' | ')}`);
+      const retries = agent
+        .lines()
+        .filter((l) => typeof l['retryInMs'] === 'number')
+        .map((l) => l['retryInMs'] as number);
+      assert.deepEqual(retries.slice(0, 5), [1000, 2000, 4000, 8000, 16000], 'exponential backoff while down');
+      t.diagnostic(
+        `${checks} checks during the outage; resynced ${resyncMs} ms after the API returned (backoff ${retries.join(', ')} ms); error lines: ${outageErrors.map((l) => String(l.msg).slice(0, 100)).join(' | ')}`,
+      );
+      await assertNoSecrets(agent, control);
+    },
+  );
 
   describe('one at a time', { concurrency: 1 }, () => {
-    test('401 and 403: one clear line naming the fix, /readyz 503 with the reason, exponential retries; fixing auth makes it ready and probing', { timeout: 60_000 }, async (t) => {
-      const { cluster, nodes } = await clusterFor(t, 3);
-      const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
-      const scenario = async (mode: 401 | 403, port: number): Promise<string> => {
+    test(
+      '401 and 403: one clear line naming the fix, /readyz 503 with the reason, exponential retries; fixing auth makes it ready and probing',
+      { timeout: 60_000 },
+      async (t) => {
+        const { cluster, nodes } = await clusterFor(t, 3);
+        const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
+        const scenario = async (mode: 401 | 403, port: number): Promise<string> => {
+          const control = await controlFor(t, cluster, n0.ns);
+          await control.upsertMany([
+            { name: 'node0', address: n0.ipv4 },
+            { name: 'node1', address: n1.ipv4 },
+            { name: 'node2', address: n2.ipv4 },
+          ]);
+          await control.auth(mode);
+          const agent = agentFor(
+            t,
+            cluster,
+            n0.ns,
+            control,
+            { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms', MENTAT_LOG_LEVEL: 'debug' },
+            port,
+          );
+          const lists = await until(
+            `three refused lists (${mode})`,
+            10_000,
+            async () => {
+              const arrivals = (await control.info()).arrivals.filter((a) => a.kind === 'list');
+              return arrivals.length >= 3 ? arrivals : undefined;
+            },
+            { context: () => agent.describe() },
+          );
+          const readyz = await agent.get('/readyz');
+          assert.equal(readyz.status, 503, `${mode}: not ready`);
+          assert.match(readyz.body, /^not ready: node list not synced yet from http:\/\/127\.0\.0\.1:\d+\n$/);
+          const fix =
+            mode === 401
+              ? /rejected the credentials \(401 Unauthorized\): check the service account token or the kubeconfig user/
+              : /refused to list or watch nodes \(403 Forbidden\): grant .* get, list and watch on "nodes" with a ClusterRole and ClusterRoleBinding/;
+          const errors = agent.lines().filter((l) => (l.level ?? 0) >= LOG_WARN);
+          assert.equal(errors.length, 1, `${mode}: exactly one warn/error line for ${lists.length} refusals:\n${agent.describe()}`);
+          assert.equal(errors[0]!.level, LOG_ERROR);
+          assert.match(String(errors[0]!.msg), fix);
+          assert.ok(agent.lines().filter((l) => l.level === 20 && l.msg === errors[0]!.msg).length >= 2, 'the repeats go to debug');
+          const gaps = lists.slice(1).map((a, i) => a.at - lists[i]!.at);
+          assert.ok(gaps[0]! >= 900 && gaps[0]! < 1700, `${mode}: first retry after ~1 s: ${gaps.join(', ')}`);
+          assert.ok(gaps[1]! >= 1900 && gaps[1]! < 2900, `${mode}: second retry after ~2 s: ${gaps.join(', ')}`);
+          assert.equal(destinations(await agent.scrape()).size, 0, 'nothing to probe yet');
+
+          await control.auth('ok');
+          const fixedAt = Date.now();
+          await ready(agent, 15_000);
+          await probed(agent, ['node1', 'node2']);
+          assert.equal(agent.lines().filter((l) => (l.level ?? 0) >= LOG_WARN).length, 1, 'no further warning after the fix');
+          assert.ok(agent.lines().some((l) => l.msg === 'node list synced'));
+          await assertNoSecrets(agent, control);
+          return `${mode}: retries after ${gaps.join(', ')} ms; ready ${Date.now() - fixedAt} ms after the fix; line: ${String(errors[0]!.msg)}`;
+        };
+        const results = await Promise.all([scenario(401, 2112), scenario(403, 2113)]);
+        for (const r of results) t.diagnostic(r);
+      },
+    );
+
+    test(
+      '500s at start-up, then a watch cut in the middle of an event: one line, ready once the API answers, the half-sent node arrives whole',
+      { timeout: 60_000 },
+      async (t) => {
+        const { cluster, nodes } = await clusterFor(t, 3);
+        const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
         const control = await controlFor(t, cluster, n0.ns);
-        await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, { name: 'node1', address: n1.ipv4 }, { name: 'node2', address: n2.ipv4 }]);
-        await control.auth(mode);
-        const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms', MENTAT_LOG_LEVEL: 'debug' }, port);
-        const lists = await until(`three refused lists (${mode})`, 10_000, async () => {
-          const arrivals = (await control.info()).arrivals.filter((a) => a.kind === 'list');
-          return arrivals.length >= 3 ? arrivals : undefined;
-        }, { context: () => agent.describe() });
-        const readyz = await agent.get('/readyz');
-        assert.equal(readyz.status, 503, `${mode}: not ready`);
-        assert.match(readyz.body, /^not ready: node list not synced yet from http:\/\/127\.0\.0\.1:\d+\n$/);
-        const fix = mode === 401 ? /rejected the credentials \(401 Unauthorized\): check the service account token or the kubeconfig user/ : /refused to list or watch nodes \(403 Forbidden\): grant .* get, list and watch on "nodes" with a ClusterRole and ClusterRoleBinding/;
-        const errors = agent.lines().filter((l) => (l.level ?? 0) >= LOG_WARN);
-        assert.equal(errors.length, 1, `${mode}: exactly one warn/error line for ${lists.length} refusals:\n${agent.describe()}`);
-        assert.equal(errors[0]!.level, LOG_ERROR);
-        assert.match(String(errors[0]!.msg), fix);
-        assert.ok(agent.lines().filter((l) => l.level === 20 && l.msg === errors[0]!.msg).length >= 2, 'the repeats go to debug');
-        const gaps = lists.slice(1).map((a, i) => a.at - lists[i]!.at);
-        assert.ok(gaps[0]! >= 900 && gaps[0]! < 1700, `${mode}: first retry after ~1 s: ${gaps.join(', ')}`);
-        assert.ok(gaps[1]! >= 1900 && gaps[1]! < 2900, `${mode}: second retry after ~2 s: ${gaps.join(', ')}`);
-        assert.equal(destinations(await agent.scrape()).size, 0, 'nothing to probe yet');
+        await control.upsertMany([
+          { name: 'node0', address: n0.ipv4 },
+          { name: 'node1', address: n1.ipv4 },
+        ]);
+        await control.failNext(2, 500);
+        const agent = agentFor(t, cluster, n0.ns, control, {
+          NODE_NAME: 'node0',
+          KUBECONFIG: control.kubeconfig,
+          MENTAT_PROBE_INTERVAL: '200ms',
+          MENTAT_PROBE_TIMEOUT: '200ms',
+          MENTAT_LOG_LEVEL: 'debug',
+        });
+        const first = await until('/readyz answers', 10_000, async () => {
+          const r = await agent.get('/readyz');
+          return r.status !== 0 ? r : undefined;
+        });
+        assert.equal(first.status, 503, 'not ready while the list fails');
+        await ready(agent);
+        await probed(agent, ['node1']);
+        const errors = warnLines(agent, /./);
+        assert.equal(errors.length, 1, `one line for two 500s:\n${agent.describe()}`);
+        assert.match(String(errors[0]!.msg), /answered 500 .*retrying/);
 
-        await control.auth('ok');
-        const fixedAt = Date.now();
-        await ready(agent, 15_000);
-        await probed(agent, ['node1', 'node2']);
-        assert.equal(agent.lines().filter((l) => (l.level ?? 0) >= LOG_WARN).length, 1, 'no further warning after the fix');
-        assert.ok(agent.lines().some((l) => l.msg === 'node list synced'));
-        await assertNoSecrets(agent, control);
-        return `${mode}: retries after ${gaps.join(', ')} ms; ready ${Date.now() - fixedAt} ms after the fix; line: ${String(errors[0]!.msg)}`;
-      };
-      const results = await Promise.all([scenario(401, 2112), scenario(403, 2113)]);
-      for (const r of results) t.diagnostic(r);
-    });
-
-    test('500s at start-up, then a watch cut in the middle of an event: one line, ready once the API answers, the half-sent node arrives whole', { timeout: 60_000 }, async (t) => {
-      const { cluster, nodes } = await clusterFor(t, 3);
-      const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
-      const control = await controlFor(t, cluster, n0.ns);
-      await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, { name: 'node1', address: n1.ipv4 }]);
-      await control.failNext(2, 500);
-      const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms', MENTAT_LOG_LEVEL: 'debug' });
-      const first = await until('/readyz answers', 10_000, async () => {
-        const r = await agent.get('/readyz');
-        return r.status !== 0 ? r : undefined;
-      });
-      assert.equal(first.status, 503, 'not ready while the list fails');
-      await ready(agent);
-      await probed(agent, ['node1']);
-      const errors = warnLines(agent, /./);
-      assert.equal(errors.length, 1, `one line for two 500s:\n${agent.describe()}`);
-      assert.match(String(errors[0]!.msg), /answered 500 .*retrying/);
-
-      const cut = await control.call<number>({ op: 'cutWatchesMidEvent', node: makeNode('node2', n2.ipv4) });
-      assert.ok(cut >= 1, 'a watch was open and got half an event');
-      const s = await probed(agent, ['node2']);
-      assert.deepEqual([...destinations(s)].sort(), ['node1', 'node2'], 'no phantom node from the half line');
-      const node2 = agent.lines().filter((l) => JSON.stringify(l).includes('half'));
-      assert.deepEqual(node2, [], 'nothing of the half event was applied');
-      assert.ok(agent.alive());
-      t.diagnostic(`lines after the cut: ${warnLines(agent, /./).slice(1).map((l) => String(l.msg).slice(0, 120)).join(' | ')}`);
-      await assertNoSecrets(agent, control);
-    });
-
-    test('after a watch cut that recovered, the next failure is retried after 1 s again (the backoff resets once the API answers)', { timeout: 60_000 }, async (t) => {
-      const { cluster, nodes } = await clusterFor(t, 2);
-      const [n0, n1] = nodes as [ClusterNode, ClusterNode];
-      const control = await controlFor(t, cluster, n0.ns);
-      await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, { name: 'node1', address: n1.ipv4 }]);
-      const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_LOG_LEVEL: 'debug' });
-      await ready(agent);
-      const delays: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        const watches = (await control.info()).arrivals.filter((a) => a.kind === 'watch').length;
-        await until('an open watch', 10_000, async () => ((await control.info()).openWatches > 0 ? true : undefined));
-        const cutAt = Date.now();
-        await control.call({ op: 'cutWatches' });
-        const again = await until('the watch to come back', 40_000, async () => (await control.info()).arrivals.filter((a) => a.kind === 'watch')[watches]);
-        delays.push(again.at - cutAt);
-        await sleep(500);
-      }
-      t.diagnostic(`reconnect after each cut: ${delays.join(', ')} ms`);
-      for (const d of delays) assert.ok(d < 1700, `each cut of a healthy watch is retried after ~1 s: ${delays.join(', ')}`);
-    });
-
-    test('bad node objects among 3000 nodes, in one list page and across continue pages: each bad one skipped with one warning, the rest probed', { timeout: 90_000 }, async (t) => {
-      const { cluster, nodes } = await clusterFor(t, 3);
-      const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
-      const bulk = await cluster.addAddresses(n1.ns, 3000);
-      const longName = `n${'x'.repeat(299)}`;
-      const bad: NodeInput[] = [
-        { metadata: { name: 'no-addresses' }, status: { addresses: [] } },
-        { metadata: { name: 'no-status' } },
-        { metadata: { name: 'unparsable' }, status: { addresses: [{ type: 'InternalIP', address: '999.1.2.3' }, { type: 'ExternalIP', address: 'not-an-ip' }, { type: 'InternalIP', address: '198.18.0.11/24' }, { type: 'Hostname', address: 'unparsable' }] } },
-        { metadata: { name: longName }, status: { addresses: [{ type: 'InternalIP', address: n2.ipv4 }] } },
-      ];
-      const odd: NodeInput[] = [
-        // The same address twice is one target.
-        { metadata: { name: 'dup-address' }, status: { addresses: [{ type: 'InternalIP', address: n2.ipv4 }, { type: 'InternalIP', address: n2.ipv4 }] } },
-        // Garbage first, a usable address after it.
-        { metadata: { name: 'garbage-first' }, status: { addresses: [{ type: 'InternalIP', address: 'garbage' }, { type: 'InternalIP', address: n2.ipv6! }] } },
-        // A 60 KB label is just data: the node is probed like any other.
-        { metadata: { name: 'huge-label', labels: { 'example.com/blob': 'v'.repeat(60 * 1024) } }, status: { addresses: [{ type: 'InternalIP', address: n2.ipv4 }] } },
-        // Two nodes on one address: both probed, each reply matched to its own probe.
-        makeNode('twin-a', n1.ipv4),
-        makeNode('twin-b', n1.ipv4),
-      ];
-      const good = bulk.map((address, i) => ({ name: `bulk-${String(i).padStart(4, '0')}`, address }));
-      const expected = new Set([...good.map((g) => g.name), ...odd.map((n) => n.metadata!.name!)]);
-
-      const run = async (mode: 'one page' | 'paged', port: number): Promise<string> => {
-        const control = await controlFor(t, cluster, n0.ns);
-        await control.call({ op: 'ignoreLimit', on: mode === 'one page' });
-        await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, ...good]);
-        await control.upsertRaw(...bad, ...odd);
-        // A full mesh, so that every good node is probed and has series (this is about the list, not the mesh).
-        const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_MESH: 'full' }, port);
-        await ready(agent, 30_000);
-        const startedAt = Date.now();
-        const s = await until(`${mode}: every good node probed`, 30_000, async () => {
-          const x = await agent.scrape();
-          const d = destinations(x);
-          return d.size >= expected.size ? x : undefined;
-        }, { context: () => agent.describe(), everyMs: 1000 });
-        const d = destinations(s);
-        assert.deepEqual([...d].filter((n) => !expected.has(n)), [], `${mode}: no bad node is probed`);
-        assert.equal(d.size, expected.size, `${mode}: every good node is probed`);
-        for (const n of ['twin-a', 'twin-b', 'dup-address', 'garbage-first', 'huge-label']) assert.ok(sent(s, n) >= 1, `${mode}: ${n} probed`);
-        assert.equal(s.filter((x) => x.name === 'node_latency_count' && x.labels['destination_node'] === 'dup-address').length, 1, 'one series for a repeated address');
-        const lists = (await control.info()).arrivals.filter((a) => a.kind === 'list');
-        if (mode === 'one page') assert.equal(lists.length, 1, 'one list request');
-        else assert.ok(lists.length >= 7, `3010 nodes in pages of 500: ${lists.length} list requests`);
-
-        // Updates to the bad nodes (new labels: MODIFIED events) add no warning.
-        for (let round = 0; round < 2; round++) {
-          await control.upsertRaw(...bad.map((b) => ({ ...b, metadata: { ...b.metadata, labels: { round: String(round) } } })));
-        }
-        await control.upsert('after-updates', n2.ipv4);
-        await probed(agent, ['after-updates']);
-        const skipped = agent.lines().filter((l) => l.msg === 'skipping a node that cannot be probed');
-        const byNode = new Map<string, number>();
-        for (const l of skipped) byNode.set(String(l['node']), (byNode.get(String(l['node'])) ?? 0) + 1);
-        assert.deepEqual(
-          [...byNode.entries()].sort(),
-          // The log line carries at most 253 characters of a name.
-          [[longName.slice(0, 253), 1], ['no-addresses', 1], ['no-status', 1], ['unparsable', 1]].sort(),
-          `${mode}: one warning per bad node, across the list and two updates each:\n${skipped.map((l) => JSON.stringify(l).slice(0, 200)).join('\n')}`,
-        );
-        const problems = Object.fromEntries(skipped.map((l) => [String(l['node']).slice(0, 20), String(l['problem'])]));
-        assert.match(problems['no-addresses']!, /no addresses/);
-        assert.match(problems['unparsable']!, /no InternalIP or ExternalIP that is a valid IP address/);
-        assert.match(problems[longName.slice(0, 20)]!, /300 characters/);
-        assert.equal(warnLines(agent, /./).length, 4, `${mode}: no other warnings:\n${agent.describe()}`);
-        assert.ok(!agent.stdout().includes('v'.repeat(1000)), 'the 60 KB label is not logged');
+        const cut = await control.call<number>({ op: 'cutWatchesMidEvent', node: makeNode('node2', n2.ipv4) });
+        assert.ok(cut >= 1, 'a watch was open and got half an event');
+        const s = await probed(agent, ['node2']);
+        assert.deepEqual([...destinations(s)].sort(), ['node1', 'node2'], 'no phantom node from the half line');
+        const node2 = agent.lines().filter((l) => JSON.stringify(l).includes('half'));
+        assert.deepEqual(node2, [], 'nothing of the half event was applied');
         assert.ok(agent.alive());
+        t.diagnostic(
+          `lines after the cut: ${warnLines(agent, /./)
+            .slice(1)
+            .map((l) => String(l.msg).slice(0, 120))
+            .join(' | ')}`,
+        );
         await assertNoSecrets(agent, control);
-        const took = Date.now() - startedAt;
-        const stopped = await agent.stop();
-        assert.equal(stopped.code, 0);
-        return `${mode}: ${d.size} destinations probed within ${took} ms of /readyz; ${lists.length} list request(s)`;
-      };
-      t.diagnostic(await run('one page', 2112));
-      t.diagnostic(await run('paged', 2113));
-    });
+      },
+    );
 
-    test('a node carrying the agent\'s own address is skipped with one warning', { timeout: 30_000 }, async (t) => {
+    test(
+      'after a watch cut that recovered, the next failure is retried after 1 s again (the backoff resets once the API answers)',
+      { timeout: 60_000 },
+      async (t) => {
+        const { cluster, nodes } = await clusterFor(t, 2);
+        const [n0, n1] = nodes as [ClusterNode, ClusterNode];
+        const control = await controlFor(t, cluster, n0.ns);
+        await control.upsertMany([
+          { name: 'node0', address: n0.ipv4 },
+          { name: 'node1', address: n1.ipv4 },
+        ]);
+        const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_LOG_LEVEL: 'debug' });
+        await ready(agent);
+        const delays: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const watches = (await control.info()).arrivals.filter((a) => a.kind === 'watch').length;
+          await until('an open watch', 10_000, async () => ((await control.info()).openWatches > 0 ? true : undefined));
+          const cutAt = Date.now();
+          await control.call({ op: 'cutWatches' });
+          const again = await until('the watch to come back', 40_000, async () => (await control.info()).arrivals.filter((a) => a.kind === 'watch')[watches]);
+          delays.push(again.at - cutAt);
+          await sleep(500);
+        }
+        t.diagnostic(`reconnect after each cut: ${delays.join(', ')} ms`);
+        for (const d of delays) assert.ok(d < 1700, `each cut of a healthy watch is retried after ~1 s: ${delays.join(', ')}`);
+      },
+    );
+
+    test(
+      'bad node objects among 3000 nodes, in one list page and across continue pages: each bad one skipped with one warning, the rest probed',
+      { timeout: 90_000 },
+      async (t) => {
+        const { cluster, nodes } = await clusterFor(t, 3);
+        const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
+        const bulk = await cluster.addAddresses(n1.ns, 3000);
+        const longName = `n${'x'.repeat(299)}`;
+        const bad: NodeInput[] = [
+          { metadata: { name: 'no-addresses' }, status: { addresses: [] } },
+          { metadata: { name: 'no-status' } },
+          {
+            metadata: { name: 'unparsable' },
+            status: {
+              addresses: [
+                { type: 'InternalIP', address: '999.1.2.3' },
+                { type: 'ExternalIP', address: 'not-an-ip' },
+                { type: 'InternalIP', address: '198.18.0.11/24' },
+                { type: 'Hostname', address: 'unparsable' },
+              ],
+            },
+          },
+          { metadata: { name: longName }, status: { addresses: [{ type: 'InternalIP', address: n2.ipv4 }] } },
+        ];
+        const odd: NodeInput[] = [
+          // The same address twice is one target.
+          {
+            metadata: { name: 'dup-address' },
+            status: {
+              addresses: [
+                { type: 'InternalIP', address: n2.ipv4 },
+                { type: 'InternalIP', address: n2.ipv4 },
+              ],
+            },
+          },
+          // Garbage first, a usable address after it.
+          {
+            metadata: { name: 'garbage-first' },
+            status: {
+              addresses: [
+                { type: 'InternalIP', address: 'garbage' },
+                { type: 'InternalIP', address: n2.ipv6! },
+              ],
+            },
+          },
+          // A 60 KB label is just data: the node is probed like any other.
+          {
+            metadata: { name: 'huge-label', labels: { 'example.com/blob': 'v'.repeat(60 * 1024) } },
+            status: { addresses: [{ type: 'InternalIP', address: n2.ipv4 }] },
+          },
+          // Two nodes on one address: both probed, each reply matched to its own probe.
+          makeNode('twin-a', n1.ipv4),
+          makeNode('twin-b', n1.ipv4),
+        ];
+        const good = bulk.map((address, i) => ({ name: `bulk-${String(i).padStart(4, '0')}`, address }));
+        const expected = new Set([...good.map((g) => g.name), ...odd.map((n) => n.metadata!.name!)]);
+
+        const run = async (mode: 'one page' | 'paged', port: number): Promise<string> => {
+          const control = await controlFor(t, cluster, n0.ns);
+          await control.call({ op: 'ignoreLimit', on: mode === 'one page' });
+          await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, ...good]);
+          await control.upsertRaw(...bad, ...odd);
+          // A full mesh, so that every good node is probed and has series (this is about the list, not the mesh).
+          const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_MESH: 'full' }, port);
+          await ready(agent, 30_000);
+          const startedAt = Date.now();
+          const s = await until(
+            `${mode}: every good node probed`,
+            30_000,
+            async () => {
+              const x = await agent.scrape();
+              const d = destinations(x);
+              return d.size >= expected.size ? x : undefined;
+            },
+            { context: () => agent.describe(), everyMs: 1000 },
+          );
+          const d = destinations(s);
+          assert.deepEqual(
+            [...d].filter((n) => !expected.has(n)),
+            [],
+            `${mode}: no bad node is probed`,
+          );
+          assert.equal(d.size, expected.size, `${mode}: every good node is probed`);
+          for (const n of ['twin-a', 'twin-b', 'dup-address', 'garbage-first', 'huge-label']) assert.ok(sent(s, n) >= 1, `${mode}: ${n} probed`);
+          assert.equal(
+            s.filter((x) => x.name === 'node_latency_count' && x.labels['destination_node'] === 'dup-address').length,
+            1,
+            'one series for a repeated address',
+          );
+          const lists = (await control.info()).arrivals.filter((a) => a.kind === 'list');
+          if (mode === 'one page') assert.equal(lists.length, 1, 'one list request');
+          else assert.ok(lists.length >= 7, `3010 nodes in pages of 500: ${lists.length} list requests`);
+
+          // Updates to the bad nodes (new labels: MODIFIED events) add no warning.
+          for (let round = 0; round < 2; round++) {
+            await control.upsertRaw(...bad.map((b) => ({ ...b, metadata: { ...b.metadata, labels: { round: String(round) } } })));
+          }
+          await control.upsert('after-updates', n2.ipv4);
+          await probed(agent, ['after-updates']);
+          const skipped = agent.lines().filter((l) => l.msg === 'skipping a node that cannot be probed');
+          const byNode = new Map<string, number>();
+          for (const l of skipped) byNode.set(String(l['node']), (byNode.get(String(l['node'])) ?? 0) + 1);
+          assert.deepEqual(
+            [...byNode.entries()].sort(),
+            // The log line carries at most 253 characters of a name.
+            [
+              [longName.slice(0, 253), 1],
+              ['no-addresses', 1],
+              ['no-status', 1],
+              ['unparsable', 1],
+            ].sort(),
+            `${mode}: one warning per bad node, across the list and two updates each:\n${skipped.map((l) => JSON.stringify(l).slice(0, 200)).join('\n')}`,
+          );
+          const problems = Object.fromEntries(skipped.map((l) => [String(l['node']).slice(0, 20), String(l['problem'])]));
+          assert.match(problems['no-addresses']!, /no addresses/);
+          assert.match(problems['unparsable']!, /no InternalIP or ExternalIP that is a valid IP address/);
+          assert.match(problems[longName.slice(0, 20)]!, /300 characters/);
+          assert.equal(warnLines(agent, /./).length, 4, `${mode}: no other warnings:\n${agent.describe()}`);
+          assert.ok(!agent.stdout().includes('v'.repeat(1000)), 'the 60 KB label is not logged');
+          assert.ok(agent.alive());
+          await assertNoSecrets(agent, control);
+          const took = Date.now() - startedAt;
+          const stopped = await agent.stop();
+          assert.equal(stopped.code, 0);
+          return `${mode}: ${d.size} destinations probed within ${took} ms of /readyz; ${lists.length} list request(s)`;
+        };
+        t.diagnostic(await run('one page', 2112));
+        t.diagnostic(await run('paged', 2113));
+      },
+    );
+
+    test("a node carrying the agent's own address is skipped with one warning", { timeout: 30_000 }, async (t) => {
       const { cluster, nodes } = await clusterFor(t, 2);
       const [n0, n1] = nodes as [ClusterNode, ClusterNode];
       const control = await controlFor(t, cluster, n0.ns);
-      await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, { name: 'node1', address: n1.ipv4 }, { name: 'imposter4', address: n0.ipv4 }, { name: 'imposter6', address: n0.ipv6! }]);
-      const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms' });
+      await control.upsertMany([
+        { name: 'node0', address: n0.ipv4 },
+        { name: 'node1', address: n1.ipv4 },
+        { name: 'imposter4', address: n0.ipv4 },
+        { name: 'imposter6', address: n0.ipv6! },
+      ]);
+      const agent = agentFor(t, cluster, n0.ns, control, {
+        NODE_NAME: 'node0',
+        KUBECONFIG: control.kubeconfig,
+        MENTAT_PROBE_INTERVAL: '200ms',
+        MENTAT_PROBE_TIMEOUT: '200ms',
+      });
       await ready(agent);
       const s = await probed(agent, ['node1']);
       await sleep(1000);
@@ -365,78 +525,107 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
       for (const l of skipped) assert.match(String(l['problem']), /this agent's own address/);
     });
 
-    test('hostile replies (bad checksum, truncated, wrong identifier) in raw and dgram mode: never a success, counted as timeouts, the agent lives', { timeout: 60_000 }, async (t) => {
-      const { cluster, nodes } = await clusterFor(t, 5);
-      const [n0, n1, n2, n3, n4] = nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode, ClusterNode];
-      const control = await controlFor(t, cluster, n0.ns);
-      const responders = await Promise.all([
-        startResponder(cluster, n1.ns, { corrupt: 'checksum' }),
-        startResponder(cluster, n2.ns, { corrupt: 'truncate' }),
-        startResponder(cluster, n3.ns, { corrupt: 'identifier' }),
-      ]);
-      t.after(async () => {
-        for (const r of responders) await r.stop().catch(() => {});
-      });
-      const hostile = ['checksum4', 'checksum6', 'truncate4', 'truncate6', 'identifier4', 'identifier6'];
-      const targets = `checksum4=${n1.ipv4},checksum6=${n1.ipv6!},truncate4=${n2.ipv4},truncate6=${n2.ipv6!},identifier4=${n3.ipv4},identifier6=${n3.ipv6!},honest=${n4.ipv4}`;
-      const env = { NODE_NAME: 'node0', MENTAT_TARGETS: targets, MENTAT_PROBE_INTERVAL: '50ms', MENTAT_PROBE_TIMEOUT: '50ms' };
-      const raw = agentFor(t, cluster, n0.ns, control, { ...env, MENTAT_ICMP_MODE: 'raw' }, 2112);
-      const dgram = agentFor(t, cluster, n0.ns, control, { ...env, MENTAT_ICMP_MODE: 'dgram' }, 2113);
-      const results: string[] = [];
-      for (const [mode, agent] of [['raw', raw], ['dgram', dgram]] as const) {
-        const s = await probed(agent, [...hostile, 'honest'], 15_000, 40);
-        for (const n of hostile) {
-          assert.equal(probes(s, n, 'success'), 0, `${mode} ${n}: never a success`);
-          assert.equal(count(s, n), 0, `${mode} ${n}: no latency recorded`);
-          assert.equal(probes(s, n, 'error'), 0, `${mode} ${n}: not an error either`);
-          assert.ok(probes(s, n, 'timeout') >= 40, `${mode} ${n}: timeouts`);
+    test(
+      'hostile replies (bad checksum, truncated, wrong identifier) in raw and dgram mode: never a success, counted as timeouts, the agent lives',
+      { timeout: 60_000 },
+      async (t) => {
+        const { cluster, nodes } = await clusterFor(t, 5);
+        const [n0, n1, n2, n3, n4] = nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode, ClusterNode];
+        const control = await controlFor(t, cluster, n0.ns);
+        const responders = await Promise.all([
+          startResponder(cluster, n1.ns, { corrupt: 'checksum' }),
+          startResponder(cluster, n2.ns, { corrupt: 'truncate' }),
+          startResponder(cluster, n3.ns, { corrupt: 'identifier' }),
+        ]);
+        t.after(async () => {
+          for (const r of responders) await r.stop().catch(() => {});
+        });
+        const hostile = ['checksum4', 'checksum6', 'truncate4', 'truncate6', 'identifier4', 'identifier6'];
+        const targets = `checksum4=${n1.ipv4},checksum6=${n1.ipv6!},truncate4=${n2.ipv4},truncate6=${n2.ipv6!},identifier4=${n3.ipv4},identifier6=${n3.ipv6!},honest=${n4.ipv4}`;
+        const env = { NODE_NAME: 'node0', MENTAT_TARGETS: targets, MENTAT_PROBE_INTERVAL: '50ms', MENTAT_PROBE_TIMEOUT: '50ms' };
+        const raw = agentFor(t, cluster, n0.ns, control, { ...env, MENTAT_ICMP_MODE: 'raw' }, 2112);
+        const dgram = agentFor(t, cluster, n0.ns, control, { ...env, MENTAT_ICMP_MODE: 'dgram' }, 2113);
+        const results: string[] = [];
+        for (const [mode, agent] of [
+          ['raw', raw],
+          ['dgram', dgram],
+        ] as const) {
+          const s = await probed(agent, [...hostile, 'honest'], 15_000, 40);
+          for (const n of hostile) {
+            assert.equal(probes(s, n, 'success'), 0, `${mode} ${n}: never a success`);
+            assert.equal(count(s, n), 0, `${mode} ${n}: no latency recorded`);
+            assert.equal(probes(s, n, 'error'), 0, `${mode} ${n}: not an error either`);
+            assert.ok(probes(s, n, 'timeout') >= 40, `${mode} ${n}: timeouts`);
+          }
+          assert.ok(probes(s, 'honest', 'success') >= 40 && probes(s, 'honest', 'timeout') === 0, `${mode}: the honest node next to them succeeds`);
+          assert.ok(agent.alive() && (await agent.get('/healthz')).status === 200, `${mode}: alive`);
+          assert.deepEqual(agent.lines().find((l) => l.msg === 'mentat started')?.['icmp'], [`${mode}/ipv4`, `${mode}/ipv6`]);
+          results.push(`${mode}: ${hostile.map((n) => `${n} ${probes(s, n, 'timeout')} timeouts`).join(', ')}`);
         }
-        assert.ok(probes(s, 'honest', 'success') >= 40 && probes(s, 'honest', 'timeout') === 0, `${mode}: the honest node next to them succeeds`);
-        assert.ok(agent.alive() && (await agent.get('/healthz')).status === 200, `${mode}: alive`);
-        assert.deepEqual(agent.lines().find((l) => l.msg === 'mentat started')?.['icmp'], [`${mode}/ipv4`, `${mode}/ipv6`]);
-        results.push(`${mode}: ${hostile.map((n) => `${n} ${probes(s, n, 'timeout')} timeouts`).join(', ')}`);
-      }
-      for (const a of [raw, dgram]) assert.equal((await a.stop()).code, 0);
-      const stats = await Promise.all(responders.map((r) => r.stop()));
-      for (const st of stats) assert.ok(st.corrupted >= 160, `the responder sent hostile replies: ${JSON.stringify(st)}`);
-      t.diagnostic(results.join('\n'));
-      t.diagnostic(`hostile replies sent: ${stats.map((st) => st.corrupted).join(', ')}`);
-    });
+        for (const a of [raw, dgram]) assert.equal((await a.stop()).code, 0);
+        const stats = await Promise.all(responders.map((r) => r.stop()));
+        for (const st of stats) assert.ok(st.corrupted >= 160, `the responder sent hostile replies: ${JSON.stringify(st)}`);
+        t.diagnostic(results.join('\n'));
+        t.diagnostic(`hostile replies sent: ${stats.map((st) => st.corrupted).join(', ')}`);
+      },
+    );
 
-    test('dgram mode with ping running next to it and duplicated replies: only its own probes count, one latency per success', { timeout: 60_000 }, async (t) => {
-      const { cluster, nodes } = await clusterFor(t, 2);
-      const [n0, n1] = nodes as [ClusterNode, ClusterNode];
-      const control = await controlFor(t, cluster, n0.ns);
-      const responder = await startResponder(cluster, n1.ns, { duplicate: true });
-      t.after(() => responder.stop().catch(() => undefined));
-      const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', MENTAT_ICMP_MODE: 'dgram', MENTAT_TARGETS: `n1=${n1.ipv4}`, MENTAT_PROBE_INTERVAL: '100ms', MENTAT_PROBE_TIMEOUT: '100ms' });
-      const before_ = await probed(agent, ['n1'], 10_000, 5);
-      const ping = await cluster.execIn(n0.ns, 'ping', ['-n', '-q', '-i', '0.002', '-c', '1000', n1.ipv4]);
-      const after_ = await agent.scrape();
-      const parsed = parsePing(ping.stdout);
-      assert.equal(parsed.sent, 1000, ping.stdout + ping.stderr);
-      const successes = probes(after_, 'n1', 'success') - probes(before_, 'n1', 'success');
-      const all = sent(after_, 'n1') - sent(before_, 'n1');
-      assert.ok(all > 0 && all < 1000 / 5, `the agent counted only its own ${all} probes, not ping's 1000`);
-      assert.equal(successes, count(after_, 'n1') - count(before_, 'n1'), 'one latency per success, duplicates dropped');
-      assert.equal(probes(after_, 'n1', 'timeout'), 0, 'neither ping nor the duplicates disturbed matching');
-      assert.equal(probes(after_, 'n1', 'error'), 0);
-      assert.deepEqual(agent.lines().find((l) => l.msg === 'mentat started')?.['icmp'], ['dgram/ipv4', 'dgram/ipv6']);
-      t.diagnostic(`agent ${all} probes (${successes} successes) while ping sent ${parsed.sent} and got ${parsed.received}`);
-    });
+    test(
+      'dgram mode with ping running next to it and duplicated replies: only its own probes count, one latency per success',
+      { timeout: 60_000 },
+      async (t) => {
+        const { cluster, nodes } = await clusterFor(t, 2);
+        const [n0, n1] = nodes as [ClusterNode, ClusterNode];
+        const control = await controlFor(t, cluster, n0.ns);
+        const responder = await startResponder(cluster, n1.ns, { duplicate: true });
+        t.after(() => responder.stop().catch(() => undefined));
+        const agent = agentFor(t, cluster, n0.ns, control, {
+          NODE_NAME: 'node0',
+          MENTAT_ICMP_MODE: 'dgram',
+          MENTAT_TARGETS: `n1=${n1.ipv4}`,
+          MENTAT_PROBE_INTERVAL: '100ms',
+          MENTAT_PROBE_TIMEOUT: '100ms',
+        });
+        const before_ = await probed(agent, ['n1'], 10_000, 5);
+        const ping = await cluster.execIn(n0.ns, 'ping', ['-n', '-q', '-i', '0.002', '-c', '1000', n1.ipv4]);
+        const after_ = await agent.scrape();
+        const parsed = parsePing(ping.stdout);
+        assert.equal(parsed.sent, 1000, ping.stdout + ping.stderr);
+        const successes = probes(after_, 'n1', 'success') - probes(before_, 'n1', 'success');
+        const all = sent(after_, 'n1') - sent(before_, 'n1');
+        assert.ok(all > 0 && all < 1000 / 5, `the agent counted only its own ${all} probes, not ping's 1000`);
+        assert.equal(successes, count(after_, 'n1') - count(before_, 'n1'), 'one latency per success, duplicates dropped');
+        assert.equal(probes(after_, 'n1', 'timeout'), 0, 'neither ping nor the duplicates disturbed matching');
+        assert.equal(probes(after_, 'n1', 'error'), 0);
+        assert.deepEqual(agent.lines().find((l) => l.msg === 'mentat started')?.['icmp'], ['dgram/ipv4', 'dgram/ipv6']);
+        t.diagnostic(`agent ${all} probes (${successes} successes) while ping sent ${parsed.sent} and got ${parsed.received}`);
+      },
+    );
 
     test('SIGTERM during an API outage, and with probes in flight: exit 0 within 5 s, orderly', { timeout: 60_000 }, async (t) => {
       const { cluster, nodes } = await clusterFor(t, 3);
       const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
       const control = await controlFor(t, cluster, n0.ns);
-      await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, { name: 'node1', address: n1.ipv4 }]);
+      await control.upsertMany([
+        { name: 'node0', address: n0.ipv4 },
+        { name: 'node1', address: n1.ipv4 },
+      ]);
 
       // 1. The API server is down and the agent is retrying.
-      const outage = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms' }, 2112);
+      const outage = agentFor(
+        t,
+        cluster,
+        n0.ns,
+        control,
+        { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms' },
+        2112,
+      );
       await ready(outage);
       await probed(outage, ['node1']);
       await control.down(true);
-      await until('the outage noticed', 10_000, () => (warnLines(outage, /cannot reach the API server/).length > 0 ? true : undefined), { context: () => outage.describe() });
+      await until('the outage noticed', 10_000, () => (warnLines(outage, /cannot reach the API server/).length > 0 ? true : undefined), {
+        context: () => outage.describe(),
+      });
       const a = await outage.stop();
       await control.down(false);
 
@@ -445,15 +634,32 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
       const addresses = await cluster.addAddresses(n2.ns, 8);
       const responder = await startResponder(cluster, n2.ns, { delayMs: 2000, family: '4' });
       t.after(() => responder.stop().catch(() => undefined));
-      const inflight = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', MENTAT_TARGETS: addresses.map((ip, i) => `slow${i}=${ip}`).join(','), MENTAT_PROBE_INTERVAL: '3s', MENTAT_PROBE_TIMEOUT: '3s' }, 2113);
-      await probed(inflight, addresses.map((_, i) => `slow${i}`), 15_000);
+      const inflight = agentFor(
+        t,
+        cluster,
+        n0.ns,
+        control,
+        { NODE_NAME: 'node0', MENTAT_TARGETS: addresses.map((ip, i) => `slow${i}=${ip}`).join(','), MENTAT_PROBE_INTERVAL: '3s', MENTAT_PROBE_TIMEOUT: '3s' },
+        2113,
+      );
+      await probed(
+        inflight,
+        addresses.map((_, i) => `slow${i}`),
+        15_000,
+      );
       const b = await inflight.stop();
 
-      for (const [what, stop, agent] of [['API outage', a, outage], ['probes in flight', b, inflight]] as const) {
+      for (const [what, stop, agent] of [
+        ['API outage', a, outage],
+        ['probes in flight', b, inflight],
+      ] as const) {
         assert.equal(stop.code, 0, `${what}: exit 0\n${agent.describe()}`);
         assert.equal(stop.signal, null);
         assert.ok(stop.ms < 5000, `${what}: exited ${stop.ms} ms after SIGTERM`);
-        assert.ok(agent.lines().some((l) => l.msg === 'mentat stopped'), `${what}: orderly stop\n${agent.describe()}`);
+        assert.ok(
+          agent.lines().some((l) => l.msg === 'mentat stopped'),
+          `${what}: orderly stop\n${agent.describe()}`,
+        );
         assert.ok(!agent.lines().some((l) => /shutdown took too long/.test(String(l.msg))), `${what}: not the deadline`);
       }
       assert.ok(b.ms >= 1200, `the probes in flight were let to end: exit after ${b.ms} ms`);
@@ -470,17 +676,32 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
       const evilZone = 'zone"}\\\nx{y="1';
       await control.upsertMany([{ name: 'node0', address: n0.ipv4 }]);
       await control.upsertRaw(
-        { metadata: { name: evilName, labels: { 'topology.kubernetes.io/zone': evilZone } }, status: { addresses: [{ type: 'InternalIP', address: n1.ipv4 }] } },
+        {
+          metadata: { name: evilName, labels: { 'topology.kubernetes.io/zone': evilZone } },
+          status: { addresses: [{ type: 'InternalIP', address: n1.ipv4 }] },
+        },
         { metadata: { name: 'plain', labels: { 'topology.kubernetes.io/zone': 'z1' } }, status: { addresses: [{ type: 'InternalIP', address: n1.ipv6! }] } },
       );
-      const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_ZONE_ATTRIBUTES: 'true', MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms' });
+      const agent = agentFor(t, cluster, n0.ns, control, {
+        NODE_NAME: 'node0',
+        KUBECONFIG: control.kubeconfig,
+        MENTAT_ZONE_ATTRIBUTES: 'true',
+        MENTAT_PROBE_INTERVAL: '200ms',
+        MENTAT_PROBE_TIMEOUT: '200ms',
+      });
       await ready(agent);
-      await until('both nodes on /metrics', 10_000, async () => ((await agent.get('/metrics')).body.includes('destination_node="plain"') && (await agent.get('/metrics')).body.includes('evil') ? true : undefined));
+      await until('both nodes on /metrics', 10_000, async () =>
+        (await agent.get('/metrics')).body.includes('destination_node="plain"') && (await agent.get('/metrics')).body.includes('evil') ? true : undefined,
+      );
       const body = (await agent.get('/metrics')).body;
       const { samples, names } = strictParse(body);
       assert.ok(samples.length > 0);
       const allowed = /^(node_latency(_bucket|_sum|_count)?|node_latency_probes_total|target_info|mentat_[a-z_]+)$/;
-      assert.deepEqual(names.filter((n) => !allowed.test(n)), [], 'only our metrics');
+      assert.deepEqual(
+        names.filter((n) => !allowed.test(n)),
+        [],
+        'only our metrics',
+      );
       const dests = new Set(samples.filter((s) => s.name === 'node_latency_probes_total').map((s) => s.labels['destination_node']));
       assert.ok(dests.has(evilName), `the hostile name round-trips through the escaping: ${[...dests].map((d) => JSON.stringify(d)).join(', ')}`);
       const zones = new Set(samples.filter((s) => s.labels['destination_node'] === evilName).map((s) => s.labels['destination_zone']));
@@ -503,7 +724,13 @@ async function scrapeLoad(t: TestContext, mode: 'dgram' | 'raw', seconds: number
   const addresses = await cluster.addAddresses(n1.ns, 20);
   const names = addresses.map((_, i) => `t${i}`);
   const intervalMs = 100;
-  const agent = launchAgent(cluster, n0.ns, control, 2112, { NODE_NAME: 'node0', MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','), MENTAT_PROBE_INTERVAL: `${intervalMs}ms`, MENTAT_PROBE_TIMEOUT: `${intervalMs}ms`, MENTAT_ICMP_MODE: mode });
+  const agent = launchAgent(cluster, n0.ns, control, 2112, {
+    NODE_NAME: 'node0',
+    MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','),
+    MENTAT_PROBE_INTERVAL: `${intervalMs}ms`,
+    MENTAT_PROBE_TIMEOUT: `${intervalMs}ms`,
+    MENTAT_ICMP_MODE: mode,
+  });
   t.after(() => agent.kill());
   await ready(agent);
   await probed(agent, names, 10_000, 10);
@@ -519,7 +746,13 @@ async function scrapeLoad(t: TestContext, mode: 'dgram' | 'raw', seconds: number
     const successes = names.reduce((acc, n) => acc + count(b.s, n) - count(a.s, n), 0);
     const rtt = names.reduce((acc, n) => acc + rttSum(b.s, n) - rttSum(a.s, n), 0);
     const expected = (names.length * (b.at - a.at)) / intervalMs;
-    return { done, expected, ratio: done / expected, meanUs: (rtt / successes) * 1e6, timeouts: names.reduce((acc, n) => acc + probes(b.s, n, 'timeout') - probes(a.s, n, 'timeout'), 0) };
+    return {
+      done,
+      expected,
+      ratio: done / expected,
+      meanUs: (rtt / successes) * 1e6,
+      timeouts: names.reduce((acc, n) => acc + probes(b.s, n, 'timeout') - probes(a.s, n, 'timeout'), 0),
+    };
   };
 
   const b0 = await timed();
@@ -528,7 +761,15 @@ async function scrapeLoad(t: TestContext, mode: 'dgram' | 'raw', seconds: number
   const baseline = window(b0, b1);
 
   const l0 = await timed();
-  const load = cluster.spawnIn(n0.ns, process.execPath, [SCRAPE_LOAD_PATH, '--url', 'http://127.0.0.1:2112/metrics', '--clients', '50', '--seconds', String(seconds)]);
+  const load = cluster.spawnIn(n0.ns, process.execPath, [
+    SCRAPE_LOAD_PATH,
+    '--url',
+    'http://127.0.0.1:2112/metrics',
+    '--clients',
+    '50',
+    '--seconds',
+    String(seconds),
+  ]);
   let out = '';
   let err = '';
   load.stdout?.on('data', (d: Buffer) => (out += d.toString()));
@@ -539,8 +780,12 @@ async function scrapeLoad(t: TestContext, mode: 'dgram' | 'raw', seconds: number
   const result = JSON.parse(out.trim()) as ScrapeLoadResult;
   const loaded = window(l0, l1);
 
-  t.diagnostic(`${mode}: scrape load: ${result.requests} requests in ${result.seconds.toFixed(1)} s (${(result.requests / result.seconds).toFixed(0)}/s), statuses ${JSON.stringify(result.statuses)}, latency mean ${result.meanMs.toFixed(1)} ms p50 ${result.p50Ms.toFixed(1)} p99 ${result.p99Ms.toFixed(1)} max ${result.maxMs.toFixed(1)} ms`);
-  t.diagnostic(`${mode}: probing: baseline ${baseline.done}/${baseline.expected.toFixed(0)} probes (${(baseline.ratio * 100).toFixed(1)} %), mean RTT ${baseline.meanUs.toFixed(0)} us; under load ${loaded.done}/${loaded.expected.toFixed(0)} (${(loaded.ratio * 100).toFixed(1)} %), mean RTT ${loaded.meanUs.toFixed(0)} us (+${(loaded.meanUs - baseline.meanUs).toFixed(0)} us), ${loaded.timeouts} timeouts`);
+  t.diagnostic(
+    `${mode}: scrape load: ${result.requests} requests in ${result.seconds.toFixed(1)} s (${(result.requests / result.seconds).toFixed(0)}/s), statuses ${JSON.stringify(result.statuses)}, latency mean ${result.meanMs.toFixed(1)} ms p50 ${result.p50Ms.toFixed(1)} p99 ${result.p99Ms.toFixed(1)} max ${result.maxMs.toFixed(1)} ms`,
+  );
+  t.diagnostic(
+    `${mode}: probing: baseline ${baseline.done}/${baseline.expected.toFixed(0)} probes (${(baseline.ratio * 100).toFixed(1)} %), mean RTT ${baseline.meanUs.toFixed(0)} us; under load ${loaded.done}/${loaded.expected.toFixed(0)} (${(loaded.ratio * 100).toFixed(1)} %), mean RTT ${loaded.meanUs.toFixed(0)} us (+${(loaded.meanUs - baseline.meanUs).toFixed(0)} us), ${loaded.timeouts} timeouts`,
+  );
   assert.deepEqual(Object.keys(result.statuses), ['200'], `every request answered 200: ${JSON.stringify(result.statuses)} ${result.errors.join('; ')}`);
   assert.equal(result.truncated, 0, 'no truncated body');
   assert.ok(result.requests >= 50 * seconds, `the load was real: ${result.requests} requests`);
@@ -552,13 +797,21 @@ async function scrapeLoad(t: TestContext, mode: 'dgram' | 'raw', seconds: number
   assert.equal(stopped.code, 0);
 }
 
-test('scrape load, dgram mode (the default as root and unprivileged): 50 concurrent /metrics clients for 30 s are all answered 200 while probing keeps its rate and its RTT', { skip, timeout: 120_000 }, async (t) => {
-  await scrapeLoad(t, 'dgram', 30);
-});
+test(
+  'scrape load, dgram mode (the default as root and unprivileged): 50 concurrent /metrics clients for 30 s are all answered 200 while probing keeps its rate and its RTT',
+  { skip, timeout: 120_000 },
+  async (t) => {
+    await scrapeLoad(t, 'dgram', 30);
+  },
+);
 
-test('scrape load, raw mode: 50 concurrent /metrics clients for 15 s do not turn replies into timeouts', {
-  skip,
-  timeout: 120_000,
-}, async (t) => {
-  await scrapeLoad(t, 'raw', 15);
-});
+test(
+  'scrape load, raw mode: 50 concurrent /metrics clients for 15 s do not turn replies into timeouts',
+  {
+    skip,
+    timeout: 120_000,
+  },
+  async (t) => {
+    await scrapeLoad(t, 'raw', 15);
+  },
+);

@@ -67,7 +67,10 @@ describe('ICMP in network namespaces', { skip: !supported.ok && `network namespa
   });
 
   test('raw mode as root measures too', async () => {
-    const agent = run({ MENTAT_ICMP_MODE: 'raw', MENTAT_TARGETS: `n2=${n2.ipv4},n2v6=${n2.ipv6!}`, MENTAT_PROBE_INTERVAL: '100ms', MENTAT_PROBE_TIMEOUT: '100ms' }, { port: 2202 });
+    const agent = run(
+      { MENTAT_ICMP_MODE: 'raw', MENTAT_TARGETS: `n2=${n2.ipv4},n2v6=${n2.ipv6!}`, MENTAT_PROBE_INTERVAL: '100ms', MENTAT_PROBE_TIMEOUT: '100ms' },
+      { port: 2202 },
+    );
     await until('raw probes', 10_000, async () => {
       const x = await agent.scrape();
       return count(x, 'n2') >= 5 && count(x, 'n2v6') >= 5 ? true : undefined;
@@ -134,7 +137,9 @@ describe('ICMP in network namespaces', { skip: !supported.ok && `network namespa
         assert.ok(pingMean, `ping summary: ${ping.stdout}`);
         const pingMeanMs = Number(pingMean[1]);
         const errorUs = (agentMeanMs - pingMeanMs) * 1000;
-        t.diagnostic(`${mode}: agent mean ${agentMeanMs.toFixed(3)} ms over ${count(last, 'n1') - count(first, 'n1')} probes, ping mean ${pingMeanMs.toFixed(3)} ms over ${pingVerbose.received}, error ${errorUs.toFixed(0)} us`);
+        t.diagnostic(
+          `${mode}: agent mean ${agentMeanMs.toFixed(3)} ms over ${count(last, 'n1') - count(first, 'n1')} probes, ping mean ${pingMeanMs.toFixed(3)} ms over ${pingVerbose.received}, error ${errorUs.toFixed(0)} us`,
+        );
         assert.ok(agentMeanMs > 19.5 && agentMeanMs < 25, `the agent sees the injected 20 ms: ${agentMeanMs}`);
         // The benchmark reports the error; this bound only catches a broken clock or a queueing bug.
         assert.ok(Math.abs(errorUs) < 1000, `agent vs ping: ${errorUs.toFixed(0)} us`);
@@ -150,11 +155,16 @@ describe('ICMP in network namespaces', { skip: !supported.ok && `network namespa
     const late = await startResponder(cluster, n2.ns, { delayMs: 80 });
     const agent = run({ MENTAT_TARGETS: `lossy=${n1.ipv4},late=${n2.ipv4}`, MENTAT_PROBE_INTERVAL: '20ms', MENTAT_PROBE_TIMEOUT: '20ms' }, { port: 2206 });
     try {
-      const s = await until('400 probes to the lossy node', 30_000, async () => {
-        const x = await agent.scrape();
-        const all = probes(x, 'lossy', 'success') + probes(x, 'lossy', 'timeout');
-        return all >= 400 ? x : undefined;
-      }, 250);
+      const s = await until(
+        '400 probes to the lossy node',
+        30_000,
+        async () => {
+          const x = await agent.scrape();
+          const all = probes(x, 'lossy', 'success') + probes(x, 'lossy', 'timeout');
+          return all >= 400 ? x : undefined;
+        },
+        250,
+      );
       const timeouts = probes(s, 'lossy', 'timeout');
       const all = timeouts + probes(s, 'lossy', 'success');
       const ratio = timeouts / all;
@@ -176,7 +186,10 @@ describe('ICMP in network namespaces', { skip: !supported.ok && `network namespa
     test(`${mode}: an ICMP error quoting the probe counts as error, with the reason logged`, async () => {
       // node1 answers every echo request with "destination unreachable (communication administratively prohibited)".
       const responder = await startResponder(cluster, n1.ns, { corrupt: 'unreachable', family: '4' });
-      const agent = run({ MENTAT_ICMP_MODE: mode, MENTAT_TARGETS: `void=${n1.ipv4}`, MENTAT_PROBE_INTERVAL: '100ms', MENTAT_PROBE_TIMEOUT: '100ms' }, { port: mode === 'dgram' ? 2207 : 2208 });
+      const agent = run(
+        { MENTAT_ICMP_MODE: mode, MENTAT_TARGETS: `void=${n1.ipv4}`, MENTAT_PROBE_INTERVAL: '100ms', MENTAT_PROBE_TIMEOUT: '100ms' },
+        { port: mode === 'dgram' ? 2207 : 2208 },
+      );
       try {
         const s = await until('error results', 10_000, async () => {
           if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.log()}`);
@@ -197,7 +210,10 @@ describe('ICMP in network namespaces', { skip: !supported.ok && `network namespa
 
   test('raw mode ignores replies to a concurrent ping and duplicated replies: never more successes than probes', async () => {
     const responder = await startResponder(cluster, n1.ns, { duplicate: true });
-    const agent = run({ MENTAT_ICMP_MODE: 'raw', MENTAT_TARGETS: `n1=${n1.ipv4}`, MENTAT_PROBE_INTERVAL: '20ms', MENTAT_PROBE_TIMEOUT: '20ms' }, { port: 2209 });
+    const agent = run(
+      { MENTAT_ICMP_MODE: 'raw', MENTAT_TARGETS: `n1=${n1.ipv4}`, MENTAT_PROBE_INTERVAL: '20ms', MENTAT_PROBE_TIMEOUT: '20ms' },
+      { port: 2209 },
+    );
     try {
       await until('agent running', 10_000, async () => ((await agent.scrape()).length > 0 ? true : undefined));
       const before = await agent.scrape();

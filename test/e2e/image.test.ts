@@ -74,18 +74,25 @@ function podmanFlags(pod: Obj, c: Obj): string[] {
   const milliCpu = /^(\d+)m$/.exec(limits.cpu)?.[1];
   assert.ok(memoryMi && milliCpu, `limits ${JSON.stringify(limits)}`);
   return [
-    '--runtime', 'runc',
+    '--runtime',
+    'runc',
     // A network namespace with nothing but its own loopback, as the pod's is before the CNI adds an interface.
-    '--network', 'none',
-    '--user', `${podSc.runAsUser}:${podSc.runAsGroup}`,
+    '--network',
+    'none',
+    '--user',
+    `${podSc.runAsUser}:${podSc.runAsGroup}`,
     '--cap-drop=ALL',
     ...(cSc.capabilities.add ?? []).map((cap) => `--cap-add=${cap}`),
     // Kubernetes adds no tmpfs to a read-only root filesystem; podman would by default.
-    '--read-only', '--read-only-tmpfs=false',
-    '--security-opt', 'no-new-privileges',
+    '--read-only',
+    '--read-only-tmpfs=false',
+    '--security-opt',
+    'no-new-privileges',
     ...(podSc.sysctls ?? []).flatMap((s) => ['--sysctl', `${s.name}=${s.value}`]),
-    '--memory', `${memoryMi}m`,
-    '--cpus', String(Number(milliCpu) / 1000),
+    '--memory',
+    `${memoryMi}m`,
+    '--cpus',
+    String(Number(milliCpu) / 1000),
   ];
 }
 
@@ -140,13 +147,20 @@ interface Logged {
 }
 
 function logLines(text: string): Logged[] {
-  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Logged);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Logged);
 }
 
 /** Runs the image detached, checks it from inside, then SIGTERM: exit 0 and "mentat stopped". Returns the ICMP sockets it opened. */
 async function runAndStop(t: TestContext, env: NodeJS.ProcessEnv, image: string, name: string, v: Variant): Promise<string[]> {
   await ok('podman', ['run', '--detach', '--name', name, ...podmanFlags(v.pod, v.c), ...envFlags(v.c), image], env);
-  const inside = JSON.parse(await ok('podman', ['exec', name, 'node', '--input-type=module', '-e', INSIDE], env, 60_000)) as { readyz: number; healthz: number; success: number };
+  const inside = JSON.parse(await ok('podman', ['exec', name, 'node', '--input-type=module', '-e', INSIDE], env, 60_000)) as {
+    readyz: number;
+    healthz: number;
+    success: number;
+  };
   const stats = await exec('podman', ['stats', '--no-stream', '--format', '{{.MemUsage}} {{.CPUPerc}}', name], env);
   const logs = async () => (await ok('podman', ['logs', name], env)).trim();
   assert.deepEqual({ readyz: inside.readyz, healthz: inside.healthz }, { readyz: 200, healthz: 200 }, `${name}: ${await logs()}`);
@@ -157,8 +171,15 @@ async function runAndStop(t: TestContext, env: NodeJS.ProcessEnv, image: string,
   const output = await logs();
   const lines = logLines(output);
   assert.equal(code, '0', `${name}: exit code after SIGTERM: ${output}`);
-  assert.ok(lines.some((l) => l.msg === 'mentat stopped'), `${name}: "mentat stopped": ${output}`);
-  assert.deepEqual(lines.filter((l) => (l.level ?? 0) >= 50), [], `${name}: no error or fatal line`);
+  assert.ok(
+    lines.some((l) => l.msg === 'mentat stopped'),
+    `${name}: "mentat stopped": ${output}`,
+  );
+  assert.deepEqual(
+    lines.filter((l) => (l.level ?? 0) >= 50),
+    [],
+    `${name}: no error or fatal line`,
+  );
   const icmp = lines.find((l) => l.msg === 'mentat started')?.icmp ?? [];
   t.diagnostic(`${name}: ${inside.success} probes of lo answered, ICMP ${icmp.join(', ')}; memory, CPU: ${stats.stdout.trim()}`);
   return icmp;
@@ -181,46 +202,61 @@ async function removeStore(store: string, env: NodeJS.ProcessEnv): Promise<void>
     if (own) await exec('podman', ['system', 'reset', '--force'], env, 120_000);
   } finally {
     // Overlay mounts a killed podman left behind, under this folder only.
-    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${store}/`));
+    const mounts = readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '')
+      .filter((m) => m.startsWith(`${store}/`));
     for (const m of mounts.reverse()) await exec('umount', ['-l', m], env);
     rmSync(store, { recursive: true, force: true });
   }
 }
 
-test('image: built from the Dockerfile, within 200 MB, runs as the DaemonSet and the host-network fallback do, refuses without the sysctl', { timeout: 20 * 60_000 }, async (t) => {
-  if (!ready(t)) return;
-  const store = mkdtempSync(join(tmpdir(), 'mentat-image-test-'));
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env['PATH'],
-    HOME: process.env['HOME'],
-    CONTAINERS_STORAGE_CONF: join(store, 'storage.conf'),
-    CONTAINERS_CONF: join(store, 'containers.conf'),
-    CONTAINERS_REGISTRIES_CONF: join(store, 'registries.conf'),
-    TMPDIR: join(store, 'tmp'),
-  };
-  const prefix = `mentat-image-${process.pid}`;
-  try {
-    const image = await build(t, store, env);
-    const size = Number(await ok('podman', ['image', 'inspect', '--format', '{{.Size}}', image], env));
-    t.diagnostic(`image size: ${(size / 1e6).toFixed(1)} MB (${(size / 2 ** 20).toFixed(1)} MiB), budget ${MAX_IMAGE_BYTES / 1e6} MB`);
-    assert.ok(size <= MAX_IMAGE_BYTES, `the image is ${size} bytes, over the budget of ${MAX_IMAGE_BYTES}`);
-    const labels = JSON.parse(await ok('podman', ['image', 'inspect', '--format', '{{json .Labels}}', image], env)) as Record<string, string>;
-    assert.equal(labels['org.opencontainers.image.version'], PKG.version, 'the VERSION build arg labels the image');
+test(
+  'image: built from the Dockerfile, within 200 MB, runs as the DaemonSet and the host-network fallback do, refuses without the sysctl',
+  { timeout: 20 * 60_000 },
+  async (t) => {
+    if (!ready(t)) return;
+    const store = mkdtempSync(join(tmpdir(), 'mentat-image-test-'));
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env['PATH'],
+      HOME: process.env['HOME'],
+      CONTAINERS_STORAGE_CONF: join(store, 'storage.conf'),
+      CONTAINERS_CONF: join(store, 'containers.conf'),
+      CONTAINERS_REGISTRIES_CONF: join(store, 'registries.conf'),
+      TMPDIR: join(store, 'tmp'),
+    };
+    const prefix = `mentat-image-${process.pid}`;
+    try {
+      const image = await build(t, store, env);
+      const size = Number(await ok('podman', ['image', 'inspect', '--format', '{{.Size}}', image], env));
+      t.diagnostic(`image size: ${(size / 1e6).toFixed(1)} MB (${(size / 2 ** 20).toFixed(1)} MiB), budget ${MAX_IMAGE_BYTES / 1e6} MB`);
+      assert.ok(size <= MAX_IMAGE_BYTES, `the image is ${size} bytes, over the budget of ${MAX_IMAGE_BYTES}`);
+      const labels = JSON.parse(await ok('podman', ['image', 'inspect', '--format', '{{json .Labels}}', image], env)) as Record<string, string>;
+      assert.equal(labels['org.opencontainers.image.version'], PKG.version, 'the VERSION build arg labels the image');
 
-    const { daemonSet, hostNetwork } = variants();
-    const dgram = await runAndStop(t, env, image, `${prefix}-daemonset`, daemonSet);
-    assert.ok(dgram.includes('dgram/ipv4'), `the DaemonSet's pod uses unprivileged datagram ICMP: ${dgram.join(', ')}`);
-    // Where the host's ping_group_range refuses datagram ICMP (here: a fresh namespace, "1 0").
-    const raw = await runAndStop(t, env, image, `${prefix}-host-network`, hostNetwork);
-    assert.ok(raw.includes('raw/ipv4'), `the host-network overlay falls back to raw ICMP with NET_RAW: ${raw.join(', ')}`);
+      const { daemonSet, hostNetwork } = variants();
+      const dgram = await runAndStop(t, env, image, `${prefix}-daemonset`, daemonSet);
+      assert.ok(dgram.includes('dgram/ipv4'), `the DaemonSet's pod uses unprivileged datagram ICMP: ${dgram.join(', ')}`);
+      // Where the host's ping_group_range refuses datagram ICMP (here: a fresh namespace, "1 0").
+      const raw = await runAndStop(t, env, image, `${prefix}-host-network`, hostNetwork);
+      assert.ok(raw.includes('raw/ipv4'), `the host-network overlay falls back to raw ICMP with NET_RAW: ${raw.join(', ')}`);
 
-    const noSysctl = structuredClone(daemonSet);
-    delete (noSysctl.pod['securityContext'] as Obj)['sysctls'];
-    const refused = await exec('podman', ['run', '--rm', '--name', `${prefix}-no-sysctl`, ...podmanFlags(noSysctl.pod, noSysctl.c), ...envFlags(noSysctl.c), image], env);
-    const output = refused.stdout + refused.stderr;
-    assert.equal(refused.code, 1, `without the sysctl: exit code: ${output}`);
-    assert.match(output, /"mentat cannot start: opening an unprivileged ICMPv4 datagram socket was denied \(EACCES\): the process group is outside net\.ipv4\.ping_group_range/, output);
-  } finally {
-    await removeStore(store, env);
-  }
-});
+      const noSysctl = structuredClone(daemonSet);
+      delete (noSysctl.pod['securityContext'] as Obj)['sysctls'];
+      const refused = await exec(
+        'podman',
+        ['run', '--rm', '--name', `${prefix}-no-sysctl`, ...podmanFlags(noSysctl.pod, noSysctl.c), ...envFlags(noSysctl.c), image],
+        env,
+      );
+      const output = refused.stdout + refused.stderr;
+      assert.equal(refused.code, 1, `without the sysctl: exit code: ${output}`);
+      assert.match(
+        output,
+        /"mentat cannot start: opening an unprivileged ICMPv4 datagram socket was denied \(EACCES\): the process group is outside net\.ipv4\.ping_group_range/,
+        output,
+      );
+    } finally {
+      await removeStore(store, env);
+    }
+  },
+);

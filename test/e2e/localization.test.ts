@@ -41,11 +41,16 @@ test('a slow node is named by one alert while a node scaled down raises none', {
     labels: Object.fromEntries(names.map((n) => [target(n), { node: n }])),
   });
   t.after(() => void prom.process.kill('SIGKILL'));
-  await until('every agent scraped and probing the other 11', 90_000, async () => {
-    const up = await prom.queryVector('count(up{job="mentat"} == 1)');
-    const pairs = await prom.queryVector('count(node_latency_count > 0)');
-    return Number(up[0]?.value[1]) === 12 && Number(pairs[0]?.value[1]) === 12 * 11 ? true : undefined;
-  }, { everyMs: 2000 });
+  await until(
+    'every agent scraped and probing the other 11',
+    90_000,
+    async () => {
+      const up = await prom.queryVector('count(up{job="mentat"} == 1)');
+      const pairs = await prom.queryVector('count(node_latency_count > 0)');
+      return Number(up[0]?.value[1]) === 12 && Number(pairs[0]?.value[1]) === 12 * 11 ? true : undefined;
+    },
+    { everyMs: 2000 },
+  );
 
   // The quiet minute: nothing fires, nothing is pending.
   await sleep(60_000);
@@ -62,14 +67,29 @@ test('a slow node is named by one alert while a node scaled down raises none', {
   };
   const startedAt = Date.now();
   const responder = await startResponder(mesh.cluster, mesh.nodes.get(slow)!.ns, { delayMs: 5 });
-  t.after(() => responder.stop().then(() => undefined, () => undefined));
+  t.after(() =>
+    responder.stop().then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
 
   // The scale-down: cordon and taint, then (once its agent has said so) stop the agent and take the network down.
   const node = mesh.nodeObject(leaving);
-  await mesh.control.upsertRaw({ ...node, spec: { unschedulable: true, taints: [{ key: 'ToBeDeletedByClusterAutoscaler', value: String(Math.floor(Date.now() / 1000)), effect: 'NoSchedule' }] } });
+  await mesh.control.upsertRaw({
+    ...node,
+    spec: { unschedulable: true, taints: [{ key: 'ToBeDeletedByClusterAutoscaler', value: String(Math.floor(Date.now() / 1000)), effect: 'NoSchedule' }] },
+  });
   const agent = mesh.agents.get(leaving)!;
-  await until(`${leaving}'s agent reports its node leaving`, 10_000, async () => (sampleValue(await agent.scrape(), 'mentat_node_state', { state: 'leaving' }) === 1 ? true : undefined));
-  await until('Prometheus has the leaving state', 20_000, async () => ((await prom.query(`mentat_node_state{origin_node="${leaving}",state="leaving"}`)) === 1 ? true : undefined), { everyMs: 1000 });
+  await until(`${leaving}'s agent reports its node leaving`, 10_000, async () =>
+    sampleValue(await agent.scrape(), 'mentat_node_state', { state: 'leaving' }) === 1 ? true : undefined,
+  );
+  await until(
+    'Prometheus has the leaving state',
+    20_000,
+    async () => ((await prom.query(`mentat_node_state{origin_node="${leaving}",state="leaving"}`)) === 1 ? true : undefined),
+    { everyMs: 1000 },
+  );
   await agent.stop();
   mesh.agents.delete(leaving);
   // The pod is gone: Kubernetes discovery drops its target.

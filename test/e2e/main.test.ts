@@ -35,10 +35,15 @@ after(async () => {
 async function agentFor(t: TestContext, env: Record<string, string>): Promise<Agent> {
   const agent = await launchLocalAgent({ MENTAT_TARGETS: LOOPBACK, MENTAT_PROBE_INTERVAL: '100ms', MENTAT_PROBE_TIMEOUT: '100ms', ...env });
   t.after(() => agent.kill());
-  await until('/readyz 200', 10_000, async () => {
-    if (!agent.alive()) throw new Error('the agent exited');
-    return (await agent.get('/readyz')).status === 200 ? true : undefined;
-  }, { context: () => agent.describe() });
+  await until(
+    '/readyz 200',
+    10_000,
+    async () => {
+      if (!agent.alive()) throw new Error('the agent exited');
+      return (await agent.get('/readyz')).status === 200 ? true : undefined;
+    },
+    { context: () => agent.describe() },
+  );
   return agent;
 }
 
@@ -77,11 +82,16 @@ test('SIGTERM while an OTLP export hangs on a slow collector: exit 0 within 5 s'
   await until('an export request held by the collector', 10_000, () => (receiver.requests >= 1 ? true : undefined));
   const stopped = await agent.stop();
   const deadline = agent.lines().some((l) => /shutdown took too long/.test(String(l.msg)));
-  t.diagnostic(`exit ${stopped.code} after ${stopped.ms} ms; ${receiver.requests} export requests arrived, none answered${deadline ? '; through the 4.5 s shutdown deadline' : ''}`);
+  t.diagnostic(
+    `exit ${stopped.code} after ${stopped.ms} ms; ${receiver.requests} export requests arrived, none answered${deadline ? '; through the 4.5 s shutdown deadline' : ''}`,
+  );
   assert.equal(stopped.code, 0, agent.describe());
   assert.equal(stopped.signal, null);
   assert.ok(stopped.ms < 5000, `exited ${stopped.ms} ms after SIGTERM`);
-  assert.ok(agent.lines().some((l) => l.msg === 'mentat stopped'), `orderly stop:\n${agent.describe()}`);
+  assert.ok(
+    agent.lines().some((l) => l.msg === 'mentat stopped'),
+    `orderly stop:\n${agent.describe()}`,
+  );
   assert.ok(!deadline, 'the final flush is bounded by itself, not by the deadline');
 });
 
@@ -90,22 +100,49 @@ test('an unknown MENTAT_* variable is one warning line naming it; the agent runs
   const warnings = agent.warnings();
   assert.deepEqual(
     warnings.map((l) => l.msg).sort(),
-    ['unknown setting MENTAT_FROBNICATE is ignored; run with --help to list the settings', 'unknown setting MENTAT_PROBE_INTERVALL is ignored; run with --help to list the settings'],
+    [
+      'unknown setting MENTAT_FROBNICATE is ignored; run with --help to list the settings',
+      'unknown setting MENTAT_PROBE_INTERVALL is ignored; run with --help to list the settings',
+    ],
     agent.describe(),
   );
   assert.equal((await agent.stop()).code, 0);
 });
 
 const BAD: Array<{ what: string; env?: Record<string, string>; args?: string[]; names: RegExp }> = [
-  { what: 'interval in words', env: { MENTAT_PROBE_INTERVAL: 'fast' }, names: /^MENTAT_PROBE_INTERVAL \(--probe-interval\) must be a duration with a unit.*; got "fast"$/ },
+  {
+    what: 'interval in words',
+    env: { MENTAT_PROBE_INTERVAL: 'fast' },
+    names: /^MENTAT_PROBE_INTERVAL \(--probe-interval\) must be a duration with a unit.*; got "fast"$/,
+  },
   { what: 'payload below the cookie, as a flag', args: ['--payload-size', '4'], names: /^MENTAT_PAYLOAD_SIZE \(--payload-size\) must be at least 8/ },
-  { what: 'port out of range', env: { MENTAT_METRICS_PORT: '70000' }, names: /^MENTAT_METRICS_PORT \(--metrics-port\) must be a port number from 0 to 65535; got "70000"$/ },
-  { what: 'target address', env: { MENTAT_TARGETS: 'a=300.1.1.1' }, names: /^MENTAT_TARGETS \(--targets\) has "300\.1\.1\.1", which is not an IPv4 or IPv6 address; give name=address pairs/ },
+  {
+    what: 'port out of range',
+    env: { MENTAT_METRICS_PORT: '70000' },
+    names: /^MENTAT_METRICS_PORT \(--metrics-port\) must be a port number from 0 to 65535; got "70000"$/,
+  },
+  {
+    what: 'target address',
+    env: { MENTAT_TARGETS: 'a=300.1.1.1' },
+    names: /^MENTAT_TARGETS \(--targets\) has "300\.1\.1\.1", which is not an IPv4 or IPv6 address; give name=address pairs/,
+  },
   { what: 'a flag without its value', args: ['--metrics-port'], names: /^--metrics-port needs a value, such as --metrics-port=2112$/ },
-  { what: 'OTLP endpoint without a scheme', env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, names: /^OTEL_EXPORTER_OTLP_ENDPOINT \(--otlp-endpoint\) must be an http:\/\/ or https:\/\/ URL/ },
+  {
+    what: 'OTLP endpoint without a scheme',
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' },
+    names: /^OTEL_EXPORTER_OTLP_ENDPOINT \(--otlp-endpoint\) must be an http:\/\/ or https:\/\/ URL/,
+  },
   { what: 'negative packet budget', env: { MENTAT_MAX_PPS: '-1' }, names: /^MENTAT_MAX_PPS \(--max-pps\) must be a whole number from 0/ },
-  { what: 'timeout above the interval', env: { MENTAT_PROBE_INTERVAL: '1s', MENTAT_PROBE_TIMEOUT: '2s' }, names: /^MENTAT_PROBE_TIMEOUT \(--probe-timeout\) \(2s\) must not exceed MENTAT_PROBE_INTERVAL/ },
-  { what: 'log level', env: { MENTAT_LOG_LEVEL: 'verbose' }, names: /^MENTAT_LOG_LEVEL \(--log-level\) must be one of fatal, error, warn, info, debug, trace, silent; got "verbose"$/ },
+  {
+    what: 'timeout above the interval',
+    env: { MENTAT_PROBE_INTERVAL: '1s', MENTAT_PROBE_TIMEOUT: '2s' },
+    names: /^MENTAT_PROBE_TIMEOUT \(--probe-timeout\) \(2s\) must not exceed MENTAT_PROBE_INTERVAL/,
+  },
+  {
+    what: 'log level',
+    env: { MENTAT_LOG_LEVEL: 'verbose' },
+    names: /^MENTAT_LOG_LEVEL \(--log-level\) must be one of fatal, error, warn, info, debug, trace, silent; got "verbose"$/,
+  },
   { what: 'misspelt flag', args: ['--probe-intervall', '1s'], names: /^unknown flag --probe-intervall; run with --help to list the settings$/ },
 ];
 
@@ -118,7 +155,14 @@ test('a bad value stops the real process with exit code 2 and exactly one stderr
           // Loopback targets: if a case wrongly passed validation, the agent would start here, not touch any network.
           const child = spawn(process.execPath, [MAIN, ...(c.args ?? [])], {
             cwd: REPO,
-            env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/nonexistent', MENTAT_METRICS_HOST: '127.0.0.1', MENTAT_METRICS_PORT: '0', MENTAT_TARGETS: LOOPBACK, ...c.env },
+            env: {
+              PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+              HOME: '/nonexistent',
+              MENTAT_METRICS_HOST: '127.0.0.1',
+              MENTAT_METRICS_PORT: '0',
+              MENTAT_TARGETS: LOOPBACK,
+              ...c.env,
+            },
             stdio: ['ignore', 'pipe', 'pipe'],
           });
           let stdout = '';
@@ -146,41 +190,49 @@ test('a bad value stops the real process with exit code 2 and exactly one stderr
   t.diagnostic(runs.map((r) => `${r.c.what} (${r.ms} ms): ${r.stderr.trim()}`).join('\n'));
 });
 
-test('HTTP: 405 for POST/PUT/DELETE, 413 for a request body, 431 for oversized headers, 404 for unknown paths; /metrics still served', { timeout: 20_000 }, async (t) => {
-  const agent = await agentFor(t, {});
-  const port = agent.port;
-  // Ready does not mean probed yet: the last check below must see series that existed before the abuse.
-  await until('a probe on /metrics', 10_000, async () => (/node_latency_probes_total\{/.test((await agent.get('/metrics')).body) ? true : undefined));
-  const req = (head: string, body = '') => rawHttp(port, `${head}\r\nHost: 127.0.0.1\r\nConnection: close\r\n${body === '' ? '' : `Content-Length: ${Buffer.byteLength(body)}\r\n`}\r\n${body}`);
-  for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
-    for (const path of ['/metrics', '/healthz']) {
-      const r = await req(`${method} ${path} HTTP/1.1`, method === 'DELETE' ? '' : 'x=1');
-      assert.equal(r.status, 405, `${method} ${path}: ${r.raw.slice(0, 200)}`);
-      assert.equal(r.headers['allow'], 'GET, HEAD', `${method} ${path}: Allow header`);
+test(
+  'HTTP: 405 for POST/PUT/DELETE, 413 for a request body, 431 for oversized headers, 404 for unknown paths; /metrics still served',
+  { timeout: 20_000 },
+  async (t) => {
+    const agent = await agentFor(t, {});
+    const port = agent.port;
+    // Ready does not mean probed yet: the last check below must see series that existed before the abuse.
+    await until('a probe on /metrics', 10_000, async () => (/node_latency_probes_total\{/.test((await agent.get('/metrics')).body) ? true : undefined));
+    const req = (head: string, body = '') =>
+      rawHttp(port, `${head}\r\nHost: 127.0.0.1\r\nConnection: close\r\n${body === '' ? '' : `Content-Length: ${Buffer.byteLength(body)}\r\n`}\r\n${body}`);
+    for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+      for (const path of ['/metrics', '/healthz']) {
+        const r = await req(`${method} ${path} HTTP/1.1`, method === 'DELETE' ? '' : 'x=1');
+        assert.equal(r.status, 405, `${method} ${path}: ${r.raw.slice(0, 200)}`);
+        assert.equal(r.headers['allow'], 'GET, HEAD', `${method} ${path}: Allow header`);
+      }
     }
-  }
-  const withBody = await req('GET /metrics HTTP/1.1', 'hello');
-  assert.equal(withBody.status, 413, `GET with a body: ${withBody.raw.slice(0, 200)}`);
-  const chunked = await rawHttp(port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
-  assert.equal(chunked.status, 413, `GET with a chunked body: ${chunked.raw.slice(0, 200)}`);
-  const huge = await rawHttp(port, `GET /metrics HTTP/1.1\r\nHost: x\r\nX-Filler: ${'a'.repeat(16 * 1024)}\r\n\r\n`);
-  assert.equal(huge.status, 431, `16 KiB header: ${huge.raw.slice(0, 200)}`);
-  const many = await rawHttp(port, `GET /metrics HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 400 }, (_, i) => `X-H${i}: ${'b'.repeat(30)}`).join('\r\n')}\r\n\r\n`);
-  assert.equal(many.status, 431, `400 headers: ${many.raw.slice(0, 200)}`);
-  for (const path of ['/nope', '/metrics/../../etc/passwd', '/metricsx', '/.env']) {
-    const r = await req(`GET ${path} HTTP/1.1`);
-    assert.equal(r.status, 404, `${path}: ${r.raw.slice(0, 200)}`);
-    assert.ok(!r.body.includes('node_latency'), `${path}: no metrics in a 404`);
-  }
-  const head = await req('HEAD /metrics HTTP/1.1');
-  assert.equal(head.status, 200);
-  assert.equal(head.body, '', 'HEAD has no body');
-  const ok = await agent.get('/metrics');
-  assert.equal(ok.status, 200, 'still serving after all that');
-  assert.match(ok.body, /node_latency_probes_total\{/);
-  assert.ok(agent.alive());
-  assert.equal((await agent.stop()).code, 0);
-});
+    const withBody = await req('GET /metrics HTTP/1.1', 'hello');
+    assert.equal(withBody.status, 413, `GET with a body: ${withBody.raw.slice(0, 200)}`);
+    const chunked = await rawHttp(port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    assert.equal(chunked.status, 413, `GET with a chunked body: ${chunked.raw.slice(0, 200)}`);
+    const huge = await rawHttp(port, `GET /metrics HTTP/1.1\r\nHost: x\r\nX-Filler: ${'a'.repeat(16 * 1024)}\r\n\r\n`);
+    assert.equal(huge.status, 431, `16 KiB header: ${huge.raw.slice(0, 200)}`);
+    const many = await rawHttp(
+      port,
+      `GET /metrics HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 400 }, (_, i) => `X-H${i}: ${'b'.repeat(30)}`).join('\r\n')}\r\n\r\n`,
+    );
+    assert.equal(many.status, 431, `400 headers: ${many.raw.slice(0, 200)}`);
+    for (const path of ['/nope', '/metrics/../../etc/passwd', '/metricsx', '/.env']) {
+      const r = await req(`GET ${path} HTTP/1.1`);
+      assert.equal(r.status, 404, `${path}: ${r.raw.slice(0, 200)}`);
+      assert.ok(!r.body.includes('node_latency'), `${path}: no metrics in a 404`);
+    }
+    const head = await req('HEAD /metrics HTTP/1.1');
+    assert.equal(head.status, 200);
+    assert.equal(head.body, '', 'HEAD has no body');
+    const ok = await agent.get('/metrics');
+    assert.equal(ok.status, 200, 'still serving after all that');
+    assert.match(ok.body, /node_latency_probes_total\{/);
+    assert.ok(agent.alive());
+    assert.equal((await agent.stop()).code, 0);
+  },
+);
 
 test('label values from hostile static target names, NODE_NAME and resource attributes are escaped per the text format', { timeout: 20_000 }, async (t) => {
   const names = ['q"uote', 'back\\slash', 'new\nline', 'br}ace{', 'trailing\\', 'ünïcødé ✓'];
@@ -191,10 +243,15 @@ test('label values from hostile static target names, NODE_NAME and resource attr
     // Percent-encoded per the OTel spec: deployment.environment = a"b\c<newline>d
     OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=a%22b%5Cc%0Ad',
   });
-  const body = await until('every target on /metrics', 10_000, async () => {
-    const b = (await agent.get('/metrics')).body;
-    return (b.match(/^node_latency_count\{/gm) ?? []).length === names.length ? b : undefined;
-  }, { context: () => agent.describe() });
+  const body = await until(
+    'every target on /metrics',
+    10_000,
+    async () => {
+      const b = (await agent.get('/metrics')).body;
+      return (b.match(/^node_latency_count\{/gm) ?? []).length === names.length ? b : undefined;
+    },
+    { context: () => agent.describe() },
+  );
   const { samples } = strictParse(body);
   const dests = [...new Set(samples.filter((s) => s.name === 'node_latency_count').map((s) => s.labels['destination_node']!))].sort();
   assert.deepEqual(dests, [...names].sort(), 'every name round-trips through the escaping');
@@ -259,7 +316,7 @@ test('--version and --help name the version of package.json', () => {
   assert.match(help.stdout, /--mesh {2}MENTAT_MESH \[auto\|full\|sampled\]/);
 });
 
-test('an older Node (the machine\'s own) is refused with one line that says what to run instead', (t) => {
+test("an older Node (the machine's own) is refused with one line that says what to run instead", (t) => {
   // The first `node` on PATH outside the repository: on this project's machines, the system's Node 20.
   const paths = (process.env['PATH'] ?? '').split(':').filter((p) => p !== '' && !p.startsWith(REPO));
   const system = paths.map((p) => join(p, 'node')).find((p) => existsSync(p));
@@ -271,7 +328,10 @@ test('an older Node (the machine\'s own) is refused with one line that says what
   const r = spawnSync(system, [MAIN], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent' } });
   assert.equal(r.status, 1);
   assert.equal(r.stdout, '');
-  assert.match(r.stderr, /^mentat: needs Node\.js 24 or newer; this is v\d+\.[\d.]+ \(.*\)\. In the repository run `npm start` \(it uses the Node 24 that `npm ci` installs in node_modules\/\.bin\), or node_modules\/\.bin\/node dist\/src\/main\.js\n$/);
+  assert.match(
+    r.stderr,
+    /^mentat: needs Node\.js 24 or newer; this is v\d+\.[\d.]+ \(.*\)\. In the repository run `npm start` \(it uses the Node 24 that `npm ci` installs in node_modules\/\.bin\), or node_modules\/\.bin\/node dist\/src\/main\.js\n$/,
+  );
 });
 
 test('SIGINT twice (the terminal and npm each send one on Ctrl-C): one orderly stop, exit 0', { timeout: 20_000 }, async (t) => {

@@ -44,13 +44,28 @@ test('12 agents, two zones, MENTAT_PEERS=3: degrees, zones, a node leaving, and 
   // Every agent probes exactly 3 nodes, at least one in the other zone; every node is probed by 2-4.
   const peersOf = async (live: readonly string[]) =>
     new Map(await Promise.all(live.map(async (n) => [n, (await probedBy(mesh.agents.get(n)!)).peers] as const)));
-  const before = await until('every agent probing 3 nodes', 60_000, async () => {
-    const all = await peersOf(names);
-    return [...all.values()].every((p) => p.size === 3) ? all : undefined;
-  }, { everyMs: 500, context: () => [...mesh.agents.values()].map((a) => a.describe()).slice(0, 2).join('\n') });
+  const before = await until(
+    'every agent probing 3 nodes',
+    60_000,
+    async () => {
+      const all = await peersOf(names);
+      return [...all.values()].every((p) => p.size === 3) ? all : undefined;
+    },
+    {
+      everyMs: 500,
+      context: () =>
+        [...mesh.agents.values()]
+          .map((a) => a.describe())
+          .slice(0, 2)
+          .join('\n'),
+    },
+  );
   const inDegree = new Map(names.map((n) => [n, 0]));
   for (const [origin, peers] of before) {
-    assert.ok([...peers].some((p) => mesh.zoneOf(p) !== mesh.zoneOf(origin)), `${origin} probes ${[...peers].join(', ')}: none in the other zone`);
+    assert.ok(
+      [...peers].some((p) => mesh.zoneOf(p) !== mesh.zoneOf(origin)),
+      `${origin} probes ${[...peers].join(', ')}: none in the other zone`,
+    );
     for (const p of peers) inDegree.set(p, inDegree.get(p)! + 1);
   }
   for (const [node, degree] of inDegree) assert.ok(degree >= 2 && degree <= 4, `${node} is probed by ${degree} agents`);
@@ -63,10 +78,15 @@ test('12 agents, two zones, MENTAT_PEERS=3: degrees, zones, a node leaving, and 
   const deletedAt = Date.now();
   await mesh.control.delete(leaving);
   const live = names.filter((n) => n !== leaving);
-  const after = await until(`${leaving} probed by no one`, 5000, async () => {
-    const all = await peersOf(live);
-    return [...all.values()].every((p) => !p.has(leaving) && p.size === 3) ? all : undefined;
-  }, { everyMs: 250 });
+  const after = await until(
+    `${leaving} probed by no one`,
+    5000,
+    async () => {
+      const all = await peersOf(live);
+      return [...all.values()].every((p) => !p.has(leaving) && p.size === 3) ? all : undefined;
+    },
+    { everyMs: 250 },
+  );
   const goneMs = Date.now() - deletedAt;
   const changed = live.filter((n) => [...before.get(n)!].sort().join() !== [...after.get(n)!].sort().join());
   assert.ok(changed.length <= 6, `${changed.length} agents changed peers: ${changed.join(', ')}`);
@@ -78,13 +98,22 @@ test('12 agents, two zones, MENTAT_PEERS=3: degrees, zones, a node leaving, and 
   const originAgent = mesh.agents.get(origin)!;
   const responder = await startResponder(mesh.cluster, mesh.nodes.get(target)!.ns, { dropFrom: [mesh.nodes.get(origin)!.ipv4] });
   const lossyAt = Date.now();
-  const named = await until(`${origin} → ${target} named as an outlier within one sweep`, (SWEEP_S + 10) * 1000, async () => {
-    const { samples } = await probedBy(originAgent);
-    const lost = sampleValue(samples, 'node_latency_probes_total', { origin_node: origin, destination_node: target, result: 'timeout' });
-    return lost !== undefined && lost > 0 && sampleValue(samples, 'mentat_targets', { state: 'outlier' }) === 1 ? samples : undefined;
-  }, { everyMs: 500, context: () => originAgent.describe() });
+  const named = await until(
+    `${origin} → ${target} named as an outlier within one sweep`,
+    (SWEEP_S + 10) * 1000,
+    async () => {
+      const { samples } = await probedBy(originAgent);
+      const lost = sampleValue(samples, 'node_latency_probes_total', { origin_node: origin, destination_node: target, result: 'timeout' });
+      return lost !== undefined && lost > 0 && sampleValue(samples, 'mentat_targets', { state: 'outlier' }) === 1 ? samples : undefined;
+    },
+    { everyMs: 500, context: () => originAgent.describe() },
+  );
   const namedMs = Date.now() - lossyAt;
-  assert.equal(sampleValue(named, 'node_latency_probes_total', { origin_node: origin, destination_node: target, result: 'success' }), 0, 'every echo of this pair is lost');
+  assert.equal(
+    sampleValue(named, 'node_latency_probes_total', { origin_node: origin, destination_node: target, result: 'success' }),
+    0,
+    'every echo of this pair is lost',
+  );
   // No other pair is an outlier: the responder answers everyone else.
   for (const n of live.filter((x) => x !== origin)) {
     const s = await mesh.agents.get(n)!.scrape();
@@ -93,9 +122,16 @@ test('12 agents, two zones, MENTAT_PEERS=3: degrees, zones, a node leaving, and 
   // The pair recovers: after the hold (and the 10 s expiry check) its series go.
   await responder.stop();
   const recoveredAt = Date.now();
-  await until(`${origin} → ${target} series gone after the hold`, (HOLD_S + 20) * 1000, async () => {
-    const { peers } = await probedBy(originAgent);
-    return peers.has(target) ? undefined : true;
-  }, { everyMs: 1000, context: () => originAgent.describe() });
-  t.diagnostic(`lossy pair ${origin} → ${target}: outlier after ${namedMs} ms (sweep ${SWEEP_S} s); series gone ${Date.now() - recoveredAt} ms after it recovered (hold ${HOLD_S} s)`);
+  await until(
+    `${origin} → ${target} series gone after the hold`,
+    (HOLD_S + 20) * 1000,
+    async () => {
+      const { peers } = await probedBy(originAgent);
+      return peers.has(target) ? undefined : true;
+    },
+    { everyMs: 1000, context: () => originAgent.describe() },
+  );
+  t.diagnostic(
+    `lossy pair ${origin} → ${target}: outlier after ${namedMs} ms (sweep ${SWEEP_S} s); series gone ${Date.now() - recoveredAt} ms after it recovered (hold ${HOLD_S} s)`,
+  );
 });

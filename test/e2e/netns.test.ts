@@ -8,15 +8,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import {
-  createCluster,
-  netnsSupported,
-  requireNetns,
-  startResponder,
-  sweepLeftovers,
-  type Cluster,
-  type ClusterNode,
-} from '../support/netns.js';
+import { createCluster, netnsSupported, requireNetns, startResponder, sweepLeftovers, type Cluster, type ClusterNode } from '../support/netns.js';
 
 const support = netnsSupported();
 const hasPing = spawnSync('ping', ['-V'], { stdio: 'ignore' }).status === 0;
@@ -131,7 +123,10 @@ describe('netns harness', () => {
   it('kernel ping works between namespaces over IPv4 and IPv6', async (t) => {
     if (!ready(t)) return;
     const [n0, n1] = c().nodes as [ClusterNode, ClusterNode];
-    const [v4, v6] = await Promise.all([ping(c(), n0, n1.ipv4, ['-c', '3', '-i', '0.2', '-W', '2']), ping(c(), n0, n1.ipv6!, ['-c', '3', '-i', '0.2', '-W', '2'])]);
+    const [v4, v6] = await Promise.all([
+      ping(c(), n0, n1.ipv4, ['-c', '3', '-i', '0.2', '-W', '2']),
+      ping(c(), n0, n1.ipv6!, ['-c', '3', '-i', '0.2', '-W', '2']),
+    ]);
     assert.equal(v4.received, 3, v4.out);
     assert.equal(v6.received, 3, v6.out);
     // Kernel replies over a veth/bridge are far below a millisecond.
@@ -223,7 +218,10 @@ describe('netns harness', () => {
     try {
       const replies = await probe(c(), n0, dst, 3);
       assert.equal(replies.length, 3);
-      assert.ok(replies.every((x) => !x.checksumOk && x.id === 0x1234 && x.from === dst), JSON.stringify(replies));
+      assert.ok(
+        replies.every((x) => !x.checksumOk && x.id === 0x1234 && x.from === dst),
+        JSON.stringify(replies),
+      );
       // The kernel drops bad checksums before datagram ping sockets see them.
       const r = await ping(c(), n0, dst, ['-c', '2', '-i', '0.1', '-W', '1']);
       assert.equal(r.received, 0, r.out);
@@ -236,7 +234,10 @@ describe('netns harness', () => {
       const replies = await probe(c(), n0, dst, 3);
       assert.equal(replies.length, 3);
       // 40-byte request -> 20-byte reply with a valid checksum.
-      assert.ok(replies.every((x) => x.checksumOk && x.len === 20 && x.id === 0x1234), JSON.stringify(replies));
+      assert.ok(
+        replies.every((x) => x.checksumOk && x.len === 20 && x.id === 0x1234),
+        JSON.stringify(replies),
+      );
     } finally {
       await resp.stop();
     }
@@ -245,7 +246,10 @@ describe('netns harness', () => {
     try {
       const replies = await probe(c(), n0, dst, 3);
       assert.equal(replies.length, 3);
-      assert.ok(replies.every((x) => x.checksumOk && x.id === (0x1234 ^ 0xffff)), JSON.stringify(replies));
+      assert.ok(
+        replies.every((x) => x.checksumOk && x.id === (0x1234 ^ 0xffff)),
+        JSON.stringify(replies),
+      );
     } finally {
       await resp.stop();
     }

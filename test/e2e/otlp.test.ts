@@ -47,7 +47,6 @@ interface RunningAgent {
   describe(): string;
 }
 
-
 /** GET without keep-alive, so no connection of ours holds up the agent's server close. */
 function httpGet(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -180,21 +179,32 @@ function assertAgentExport(receiver: OtlpReceiver, otelResource: Record<string, 
     assert.equal(p.unit, 's', `${where} unit`);
     assert.equal(p.temporality, CUMULATIVE, `${where} temporality`);
     // Static targets have no zone: the zone attributes (on by default) say so.
-    assert.deepEqual(p.attributes, { origin_node: NODE_NAME, destination_node: p.attributes['destination_node'], origin_zone: 'unknown', destination_zone: 'unknown' }, `${where} attributes`);
+    assert.deepEqual(
+      p.attributes,
+      { origin_node: NODE_NAME, destination_node: p.attributes['destination_node'], origin_zone: 'unknown', destination_zone: 'unknown' },
+      `${where} attributes`,
+    );
     assert.equal(p.scope.name, 'mentat', `${where} scope`);
     assert.ok(p.count! > 0, `${where} count > 0`);
     assert.ok(p.sum !== undefined && p.sum > 0, `${where} sum > 0 (got ${p.sum})`);
     assert.ok(p.sum < p.count! * 0.1, `${where} loopback RTTs are below the 100 ms timeout (sum ${p.sum}, count ${p.count})`);
     assert.deepEqual(p.explicitBounds, [...DEFAULT_BUCKETS_SECONDS], `${where} explicit bounds are the default buckets`);
     assert.equal(p.bucketCounts!.length, DEFAULT_BUCKETS_SECONDS.length + 1, `${where} one bucket count per bound, plus +Inf`);
-    assert.equal(p.bucketCounts!.reduce((a, b) => a + b, 0), p.count, `${where} bucket counts add up to count`);
+    assert.equal(
+      p.bucketCounts!.reduce((a, b) => a + b, 0),
+      p.count,
+      `${where} bucket counts add up to count`,
+    );
     assert.ok(p.startTimeUnixNano > 0 && p.startTimeUnixNano <= p.timeUnixNano, `${where} start <= time`);
   }
 
   if (options.inOrder) assertCumulativeInOrder(receiver);
 
   const exportIndex = latency[0]!.exportIndex;
-  const probes = receiver.points('node_latency_probes', receiver.exports.filter((e) => e.index === exportIndex));
+  const probes = receiver.points(
+    'node_latency_probes',
+    receiver.exports.filter((e) => e.index === exportIndex),
+  );
   assert.ok(probes.length > 0, 'node_latency_probes is in the same export');
   for (const p of probes) {
     assert.equal(p.type, 'sum', 'node_latency_probes is a sum');
@@ -227,7 +237,11 @@ test('OTLP http/protobuf: OTEL_EXPORTER_OTLP_ENDPOINT gets /v1/metrics appended;
     OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=test',
   });
 
-  await receiver.waitFor((r) => latestLatency(r) !== undefined && r.points('node_latency').length >= 2 * DESTINATIONS.length, 5000, 'two exports with node_latency samples for both targets');
+  await receiver.waitFor(
+    (r) => latestLatency(r) !== undefined && r.points('node_latency').length >= 2 * DESTINATIONS.length,
+    5000,
+    'two exports with node_latency samples for both targets',
+  );
   assertAgentExport(receiver, { 'deployment.environment': 'test' });
   for (const e of receiver.exports) {
     assert.equal(e.path, '/v1/metrics');
@@ -262,7 +276,11 @@ test('OTLP grpc: OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports to MetricsService/Expo
     OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=test',
   });
 
-  await receiver.waitFor((r) => latestLatency(r) !== undefined && r.points('node_latency').length >= 2 * DESTINATIONS.length, 5000, 'two gRPC exports with node_latency samples');
+  await receiver.waitFor(
+    (r) => latestLatency(r) !== undefined && r.points('node_latency').length >= 2 * DESTINATIONS.length,
+    5000,
+    'two gRPC exports with node_latency samples',
+  );
   assertAgentExport(receiver, { 'deployment.environment': 'test' });
   for (const e of receiver.exports) assert.equal(e.path, '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export');
   assert.equal(exportFailureLines(agent.logs).length, 0, `no export failure logged:\n${agent.describe()}`);
@@ -300,7 +318,9 @@ test('collector answering 503: /metrics keeps counting, failures are logged a fe
     failureLines.length <= 5,
     `a handful of failure lines, not one per export (${failureLines.length} lines for ${attempts} failed requests):\n  ${failureLines.map((l) => l.msg).join('\n  ')}`,
   );
-  t.diagnostic(`outage: ${attempts} failed export requests, ${failureLines.length} log line(s): ${failureLines.map((l) => String(l.msg).slice(0, 120)).join(' | ')}`);
+  t.diagnostic(
+    `outage: ${attempts} failed export requests, ${failureLines.length} log line(s): ${failureLines.map((l) => String(l.msg).slice(0, 120)).join(' | ')}`,
+  );
 
   receiver.setFailing(false);
   const recoveredAt = Date.now();
@@ -333,10 +353,15 @@ test('collector unreachable (closed port): /metrics keeps counting, one failure 
     const now = total(await scrapeCounts(agent));
     return now > first + 10 ? now : undefined;
   });
-  const failures = await until('an export failure log line', 5000, () => {
-    const lines = exportFailureLines(agent.logs);
-    return lines.length > 0 ? lines : undefined;
-  }, { everyMs: 50, context: () => agent.describe() });
+  const failures = await until(
+    'an export failure log line',
+    5000,
+    () => {
+      const lines = exportFailureLines(agent.logs);
+      return lines.length > 0 ? lines : undefined;
+    },
+    { everyMs: 50, context: () => agent.describe() },
+  );
   assert.ok(failures.length <= 3, `failure lines are rate-limited: ${failures.map((l) => l.msg).join(' | ')}`);
   t.diagnostic(`count ${first} -> ${grown}; failure line: ${String(failures[0]!.msg).slice(0, 160)}`);
 
@@ -351,7 +376,10 @@ test('collector unreachable (closed port): /metrics keeps counting, one failure 
   t.diagnostic(`exit after ${took} ms${deadlineHit ? ' (through the shutdown deadline: the final flush did not end by itself)' : ''}`);
   await t.test('the stop is orderly, not the 4.5 s deadline', () => {
     assert.ok(!deadlineHit, `stopped by the deadline after ${took} ms`);
-    assert.ok(agent.logs.some((l) => l.msg === 'mentat stopped'), '"mentat stopped" is logged');
+    assert.ok(
+      agent.logs.some((l) => l.msg === 'mentat stopped'),
+      '"mentat stopped" is logged',
+    );
   });
 });
 
@@ -384,9 +412,15 @@ test('SIGTERM: a final export is flushed, then the agent exits 0 within 5 s', { 
   for (const destination of DESTINATIONS) {
     const p = points.find((x) => x.attributes['destination_node'] === destination);
     assert.ok(p, `the final export has node_latency for ${destination}`);
-    assert.ok(p.count! >= before.get(destination)!, `${destination}: the flush carries everything recorded before the signal (${p.count} >= ${before.get(destination)})`);
+    assert.ok(
+      p.count! >= before.get(destination)!,
+      `${destination}: the flush carries everything recorded before the signal (${p.count} >= ${before.get(destination)})`,
+    );
   }
   assert.ok(receiver.points('node_latency_probes').length > 0, 'the final export has node_latency_probes');
-  assert.ok(agent.logs.some((l) => l.msg === 'mentat stopped'), `orderly stop logged:\n${agent.describe()}`);
+  assert.ok(
+    agent.logs.some((l) => l.msg === 'mentat stopped'),
+    `orderly stop logged:\n${agent.describe()}`,
+  );
   assert.ok(!agent.logs.some((l) => /shutdown took too long/.test(l.msg ?? '')), 'no deadline exit');
 });

@@ -63,9 +63,27 @@ const malformed: Array<[string, Buffer, 4 | 6, boolean, RegExp]> = [
   ['IPv6 in an IPv4 socket', Buffer.from([0x60, ...new Array<number>(30).fill(0)]), 4, true, /not IPv4/],
   ['IHL below 5', Buffer.from([0x44, ...new Array<number>(30).fill(0)]), 4, true, /bad IPv4 header length/],
   ['IP header only', ipv4Header(0), 4, true, /truncated ICMP header/],
-  ['bad checksum', (() => { const r = FakeSocket.replyTo(request4, 4); r[30] = (r[30]! + 1) & 0xff; return r; })(), 4, true, /bad ICMP checksum/],
+  [
+    'bad checksum',
+    (() => {
+      const r = FakeSocket.replyTo(request4, 4);
+      r[30] = (r[30]! + 1) & 0xff;
+      return r;
+    })(),
+    4,
+    true,
+    /bad ICMP checksum/,
+  ],
   ['echo request (our own, looped back)', Buffer.concat([ipv4Header(request4.length), request4]), 4, true, /ICMP type 8/],
-  ['reply with code 1', FakeSocket.replyTo(request4, 4, (p) => { p[1] = 1; }), 4, true, /non-zero code/],
+  [
+    'reply with code 1',
+    FakeSocket.replyTo(request4, 4, (p) => {
+      p[1] = 1;
+    }),
+    4,
+    true,
+    /non-zero code/,
+  ],
   ['short ICMPv6', Buffer.from([129, 0, 0]), 6, false, /truncated ICMP header/],
   ['router advertisement', Buffer.from([134, 0, 0, 0, 0, 0, 0, 0]), 6, false, /ICMP type 134/],
 ];
@@ -94,7 +112,13 @@ test('an ICMPv6 time exceeded quoting our request decodes with a compressed dest
   ip6[6] = 58;
   Buffer.from('fd006d656e740000000000000000000b', 'hex').copy(ip6, 24);
   const packet = Buffer.concat([Buffer.from([ICMP6_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0]), ip6, request6]);
-  assert.deepEqual(decode(packet, 6, false), { kind: 'error', reason: 'time exceeded (code 0)', identifier: 5, sequence: 6, quotedDestination: 'fd00:6d65:6e74::b' });
+  assert.deepEqual(decode(packet, 6, false), {
+    kind: 'error',
+    reason: 'time exceeded (code 0)',
+    identifier: 5,
+    sequence: 6,
+    quotedDestination: 'fd00:6d65:6e74::b',
+  });
 });
 
 test('an ICMP error quoting a UDP packet or a truncated quote is ignored', () => {

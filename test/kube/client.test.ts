@@ -34,7 +34,10 @@ test('through the fence, the client loads no generated API class or model', () =
   assert.ok(fenced.some((u) => u.endsWith('/dist/src/kube/client-stand-in.js')));
   // What the agent does use of client-node still loads.
   for (const used of ['/dist/config.js', '/dist/cache.js', '/dist/watch.js', '/dist/gen/http/isomorphic-fetch.js']) {
-    assert.ok(fenced.some((u) => u.endsWith(`@kubernetes/client-node${used}`)), used);
+    assert.ok(
+      fenced.some((u) => u.endsWith(`@kubernetes/client-node${used}`)),
+      used,
+    );
   }
 });
 
@@ -50,12 +53,18 @@ test('a moved file or a missing export is named, with the versions and what to d
   assert.doesNotThrow(() => checkLayout(present, FENCED_VERSION));
   const moved = { ...present, 'dist/watch.js': new Error("Cannot find module '/x/dist/watch.js'\nRequire stack: ...") };
   const renamed = { ...present, 'dist/gen/http/http.js': { HttpMethod: {} } };
-  assert.throws(() => checkLayout(moved, '3.0.0'), (err: Error) => {
-    assert.ok(err instanceof KubeClientLayoutError);
-    assert.match(err.message, /client-node 3\.0\.0 does not have the layout src\/kube\/client\.ts was written for \(2\.0\.1\): dist\/watch\.js cannot be imported \(Cannot find module '\/x\/dist\/watch\.js'\)/);
-    assert.match(err.message, /Pin @kubernetes\/client-node to 2\.0\.1, or update the deep imports/);
-    return true;
-  });
+  assert.throws(
+    () => checkLayout(moved, '3.0.0'),
+    (err: Error) => {
+      assert.ok(err instanceof KubeClientLayoutError);
+      assert.match(
+        err.message,
+        /client-node 3\.0\.0 does not have the layout src\/kube\/client\.ts was written for \(2\.0\.1\): dist\/watch\.js cannot be imported \(Cannot find module '\/x\/dist\/watch\.js'\)/,
+      );
+      assert.match(err.message, /Pin @kubernetes\/client-node to 2\.0\.1, or update the deep imports/);
+      return true;
+    },
+  );
   assert.throws(() => checkLayout(renamed, '2.1.0'), /dist\/gen\/http\/http\.js no longer exports RequestContext/);
 });
 

@@ -65,7 +65,13 @@ test('lists in pages, skips itself, then follows adds, address changes and delet
   const server = await FakeApiServer.start();
   const { discovery, names, targets } = await setup(server, { pageSize: 2 });
   try {
-    for (const [name, ip] of [['self', '198.18.0.1'], ['a', '198.18.0.2'], ['b', '198.18.0.3'], ['c', '198.18.0.4'], ['d', '198.18.0.5']] as const) {
+    for (const [name, ip] of [
+      ['self', '198.18.0.1'],
+      ['a', '198.18.0.2'],
+      ['b', '198.18.0.3'],
+      ['c', '198.18.0.4'],
+      ['d', '198.18.0.5'],
+    ] as const) {
       server.upsertNode(makeNode(name, ip));
     }
     discovery.start();
@@ -151,7 +157,10 @@ test('a cut watch, an expired resourceVersion and an API outage lose no node and
     await waitFor(() => names().includes('while-down') && !names().includes('n0'), 10_000, 'resynced');
     assert.equal(new Set(names()).size, names().length, 'no duplicates');
     assert.equal(names().length, 21);
-    assert.ok(lines.some((l) => l.level === 'warn' && /cannot reach the API server/.test(l.message)), 'an outage is a warning; only 401/403 are errors');
+    assert.ok(
+      lines.some((l) => l.level === 'warn' && /cannot reach the API server/.test(l.message)),
+      'an outage is a warning; only 401/403 are errors',
+    );
   } finally {
     await discovery.stop();
     await server.stop();

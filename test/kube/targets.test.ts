@@ -12,15 +12,31 @@ const node = (name: string | undefined, addresses: Array<[string, string]>): Nod
 });
 
 test('InternalIP is preferred, ExternalIP is the fallback', () => {
-  assert.deepEqual(targetsForNode(node('n', [['ExternalIP', '203.0.113.5'], ['InternalIP', '10.0.0.5'], ['Hostname', 'n']]), 'first'), {
+  assert.deepEqual(
+    targetsForNode(
+      node('n', [
+        ['ExternalIP', '203.0.113.5'],
+        ['InternalIP', '10.0.0.5'],
+        ['Hostname', 'n'],
+      ]),
+      'first',
+    ),
+    {
+      ok: true,
+      targets: [{ key: 'n', name: 'n', address: '10.0.0.5', family: 4 }],
+    },
+  );
+  assert.deepEqual(targetsForNode(node('n', [['ExternalIP', '203.0.113.5']]), 'first'), {
     ok: true,
-    targets: [{ key: 'n', name: 'n', address: '10.0.0.5', family: 4 }],
+    targets: [{ key: 'n', name: 'n', address: '203.0.113.5', family: 4 }],
   });
-  assert.deepEqual(targetsForNode(node('n', [['ExternalIP', '203.0.113.5']]), 'first'), { ok: true, targets: [{ key: 'n', name: 'n', address: '203.0.113.5', family: 4 }] });
 });
 
 test('address family policies: first, ipv4, ipv6, dual', () => {
-  const dual = node('n', [['InternalIP', 'fd00::5'], ['InternalIP', '10.0.0.5']]);
+  const dual = node('n', [
+    ['InternalIP', 'fd00::5'],
+    ['InternalIP', '10.0.0.5'],
+  ]);
   assert.deepEqual(targetsForNode(dual, 'first'), { ok: true, targets: [{ key: 'n', name: 'n', address: 'fd00::5', family: 6 }] });
   assert.deepEqual(targetsForNode(dual, 'ipv4'), { ok: true, targets: [{ key: 'n', name: 'n', address: '10.0.0.5', family: 4 }] });
   assert.deepEqual(targetsForNode(dual, 'ipv6'), { ok: true, targets: [{ key: 'n', name: 'n', address: 'fd00::5', family: 6 }] });
@@ -38,7 +54,14 @@ const badNodes: Array<[string, NodeLike, string]> = [
   ['no name', node(undefined, [['InternalIP', '10.0.0.1']]), 'node has no name'],
   ['no addresses', node('n', []), 'node has no addresses'],
   ['no status', { metadata: { name: 'n' } }, 'node has no addresses'],
-  ['unparsable address', node('n', [['InternalIP', '10.0.0.300'], ['ExternalIP', 'example.com']]), 'node has no InternalIP or ExternalIP that is a valid IP address'],
+  [
+    'unparsable address',
+    node('n', [
+      ['InternalIP', '10.0.0.300'],
+      ['ExternalIP', 'example.com'],
+    ]),
+    'node has no InternalIP or ExternalIP that is a valid IP address',
+  ],
   ['hostname only', node('n', [['Hostname', 'n']]), 'node has no InternalIP or ExternalIP that is a valid IP address'],
   ['enormous name', node('x'.repeat(300), [['InternalIP', '10.0.0.1']]), 'node name is 300 characters long (at most 253)'],
 ];
@@ -55,12 +78,22 @@ test('NodeTable skips itself, reports a broken node once, follows changes and de
   assert.equal(table.upsert(node('b', [])), 'node has no addresses');
   assert.equal(table.upsert(node('b', [])), undefined, 'the same problem is reported once');
   assert.equal(table.upsert(node('c', [['InternalIP', '10.0.0.99']])), "node's address 10.0.0.99 is this agent's own address");
-  assert.deepEqual(table.targets().map((t) => t.key), ['a']);
+  assert.deepEqual(
+    table.targets().map((t) => t.key),
+    ['a'],
+  );
   table.upsert(node('a', [['InternalIP', '10.0.0.22']]));
   table.upsert(node('b', [['InternalIP', '10.0.0.3']]));
-  assert.deepEqual(table.targets().map((t) => `${t.key}=${t.address}`), ['a=10.0.0.22', 'b=10.0.0.3']);
+  assert.deepEqual(
+    table.targets().map((t) => `${t.key}=${t.address}`),
+    ['a=10.0.0.22', 'b=10.0.0.3'],
+  );
   table.upsert(node('a', []));
-  assert.deepEqual(table.targets().map((t) => t.key), ['b'], 'a node that loses its address stops being probed');
+  assert.deepEqual(
+    table.targets().map((t) => t.key),
+    ['b'],
+    'a node that loses its address stops being probed',
+  );
   table.remove('b');
   assert.equal(table.nodeCount, 0);
   const withSelf = new NodeTable('first', 'self', true);
@@ -74,10 +107,16 @@ test('static targets keep their names; dual mode keys them per family', () => {
 });
 
 test('API errors say what to fix', () => {
-  assert.match(explainApiError({ code: 403 }, 'https://k', 'system:serviceaccount:mentat:mentat'), /403 Forbidden\): grant system:serviceaccount:mentat:mentat get, list and watch on "nodes"/);
+  assert.match(
+    explainApiError({ code: 403 }, 'https://k', 'system:serviceaccount:mentat:mentat'),
+    /403 Forbidden\): grant system:serviceaccount:mentat:mentat get, list and watch on "nodes"/,
+  );
   assert.match(explainApiError({ statusCode: 401 }, 'https://k', 'sa'), /401 Unauthorized\): check the service account token/);
   assert.match(explainApiError({ statusCode: 500, message: 'Internal Server Error' }, 'https://k', 'sa'), /answered 500 \(Internal Server Error\); retrying/);
-  assert.match(explainApiError(new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }), 'https://k', 'sa'), /cannot reach the API server at https:\/\/k \(ECONNREFUSED\)/);
+  assert.match(
+    explainApiError(new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }), 'https://k', 'sa'),
+    /cannot reach the API server at https:\/\/k \(ECONNREFUSED\)/,
+  );
 });
 
 test('kube config is found in-cluster, then KUBECONFIG, then ~/.kube/config', () => {
@@ -85,7 +124,10 @@ test('kube config is found in-cluster, then KUBECONFIG, then ~/.kube/config', ()
   const all = () => true;
   assert.deepEqual(findKubeSource({ env: { KUBERNETES_SERVICE_HOST: '10.0.0.1' }, kubeconfig: '/k', home: '/h', exists: all }), { kind: 'in-cluster' });
   assert.deepEqual(findKubeSource({ env: {}, kubeconfig: '/k:/other', home: '/h', exists: none }), { kind: 'file', path: '/k' });
-  assert.deepEqual(findKubeSource({ env: {}, kubeconfig: undefined, home: '/h', exists: (p) => p === '/h/.kube/config' }), { kind: 'file', path: '/h/.kube/config' });
+  assert.deepEqual(findKubeSource({ env: {}, kubeconfig: undefined, home: '/h', exists: (p) => p === '/h/.kube/config' }), {
+    kind: 'file',
+    path: '/h/.kube/config',
+  });
   assert.deepEqual(findKubeSource({ env: { KUBERNETES_SERVICE_HOST: '10.0.0.1' }, kubeconfig: undefined, home: '/h', exists: none }), { kind: 'none' });
 });
 
@@ -103,7 +145,7 @@ test('the informer caches trimmed nodes: name, version, zone label and addresses
   assert.ok(JSON.stringify(trimmed).length < 200);
 });
 
-test('a node that claims this host\'s address is skipped, whatever its IPv6 spelling', () => {
+test("a node that claims this host's address is skipped, whatever its IPv6 spelling", () => {
   const table = new NodeTable('first', 'self', false, new Set(['fd00::5']));
   assert.match(table.upsert(node('imposter', [['InternalIP', 'FD00:0:0::5']]))!, /this agent's own address/);
   assert.equal(table.nodeCount, 0);

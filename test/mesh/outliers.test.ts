@@ -30,7 +30,7 @@ test('a lost swept probe makes a suspect; two bad of five confirm it; its hold e
   assert.equal(t.stateOf('b'), undefined);
 });
 
-test('a slow pair is measured against its zone pair\'s baseline, and a suspect that looks normal is cleared', () => {
+test("a slow pair is measured against its zone pair's baseline, and a suspect that looks normal is cleared", () => {
   const { t } = tracker();
   assert.equal(t.onSweep('c', ok(0.004), 0.0003), false, '+3.7 ms is within the 5 ms excess');
   assert.equal(t.onSweep('c', ok(0.0056), 0.0003), true, '+5.3 ms is not');

@@ -8,7 +8,11 @@ function cluster(size: number, weights: readonly number[], prefix = 'ip-10-0'): 
   return Array.from({ length: size }, (_, i) => {
     const r = ((i * 2654435761) >>> 0) / 2 ** 32;
     let zone = weights.length - 1;
-    for (let z = 0, acc = 0; z < weights.length; z++) if (r < (acc += weights[z]!)) { zone = z; break; }
+    for (let z = 0, acc = 0; z < weights.length; z++)
+      if (r < (acc += weights[z]!)) {
+        zone = z;
+        break;
+      }
     return { name: `${prefix}-${i >> 8}-${i & 255}.eu-west-1.compute.internal`, zone: weights.length > 0 ? `eu-west-1${'abcdef'[zone]}` : undefined };
   });
 }
@@ -55,11 +59,15 @@ test('zones: every agent reaches into another zone, and every ordered pair of zo
         const graph = peerGraph(members, k);
         const pairs = new Set<string>();
         for (const [name, peers] of graph) {
-          assert.ok(peers.some((p) => zone.get(p) !== zone.get(name)), `${size}/${JSON.stringify(weights)}/k=${k}: ${name} has no peer in another zone`);
+          assert.ok(
+            peers.some((p) => zone.get(p) !== zone.get(name)),
+            `${size}/${JSON.stringify(weights)}/k=${k}: ${name} has no peer in another zone`,
+          );
           for (const p of peers) pairs.add(`${zone.get(name)}>${zone.get(p)}`);
         }
         const zones = new Set(zone.values());
-        for (const a of zones) for (const b of zones) assert.ok(a === b || pairs.has(`${a}>${b}`), `${size}/${JSON.stringify(weights)}: ${a} → ${b} unmeasured`);
+        for (const a of zones)
+          for (const b of zones) assert.ok(a === b || pairs.has(`${a}>${b}`), `${size}/${JSON.stringify(weights)}: ${a} → ${b} unmeasured`);
       }
     }
   }
@@ -84,7 +92,10 @@ test('stable: one node joining or leaving changes the peers of at most 2k agents
       let worst = 0;
       for (let t = 0; t < 25; t++) {
         const joined = peerGraph([...members, { name: `new-node-${t}`, zone: members[t]!.zone }], k);
-        const left = peerGraph(members.filter((_, i) => i !== (t * 37) % size), k);
+        const left = peerGraph(
+          members.filter((_, i) => i !== (t * 37) % size),
+          k,
+        );
         worst = Math.max(worst, changed(base, joined), changed(base, left));
       }
       assert.ok(worst <= 2 * k, `${size} nodes, zones ${JSON.stringify(weights)}: a join or leave changed ${worst} agents' peers`);
@@ -92,15 +103,32 @@ test('stable: one node joining or leaving changes the peers of at most 2k agents
   }
 });
 
-test('the namespace test\'s shape (12 nodes, two zones, k=3): a node leaving changes at most 6 agents', () => {
+test("the namespace test's shape (12 nodes, two zones, k=3): a node leaving changes at most 6 agents", () => {
   const members = Array.from({ length: 12 }, (_, i) => ({ name: `node${i}`, zone: i % 2 === 0 ? 'zone-a' : 'zone-b' }));
   const base = peerGraph(members, 3);
-  for (const gone of members) assert.ok(changed(base, peerGraph(members.filter((m) => m !== gone), 3)) <= 6, `${gone.name} leaving`);
+  for (const gone of members)
+    assert.ok(
+      changed(
+        base,
+        peerGraph(
+          members.filter((m) => m !== gone),
+          3,
+        ),
+      ) <= 6,
+      `${gone.name} leaving`,
+    );
 });
 
 test('with k or fewer others every node probes all of them; the order of the input does not matter', () => {
   const small = cluster(5, [0.5, 0.5]);
-  for (const [name, peers] of peerGraph(small, 12)) assert.deepEqual([...peers].sort(), small.map((m) => m.name).filter((n) => n !== name).sort());
+  for (const [name, peers] of peerGraph(small, 12))
+    assert.deepEqual(
+      [...peers].sort(),
+      small
+        .map((m) => m.name)
+        .filter((n) => n !== name)
+        .sort(),
+    );
   const members = cluster(300, [1 / 3, 1 / 3, 1 / 3]);
   assert.deepEqual(peerGraph([...members].reverse(), 12), peerGraph(members, 12));
 });

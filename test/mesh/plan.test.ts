@@ -8,7 +8,13 @@ const node = (name: string, zone?: string, state: NodeState = 'active', families
   name,
   state,
   ...(zone ? { zone } : {}),
-  targets: families.map((family) => ({ key: families.length > 1 ? `${name}/ipv${family}` : name, name, address: family === 4 ? '198.18.0.1' : 'fd00::1', family, ...(zone ? { zone } : {}) })),
+  targets: families.map((family) => ({
+    key: families.length > 1 ? `${name}/ipv${family}` : name,
+    name,
+    address: family === 4 ? '198.18.0.1' : 'fd00::1',
+    family,
+    ...(zone ? { zone } : {}),
+  })),
 });
 const mesh = { mode: 'auto', fullMax: 100, peers: 12, sweepIntervalMs: 1_800_000 } as const;
 const input = (nodes: MeshNode[], extra: Partial<PlanInput> = {}): PlanInput => ({ origin: 'n0', nodes, mesh, maxTargets: 10_000, probeSelf: false, ...extra });
@@ -53,10 +59,14 @@ test('an agent whose own Node is not listed yet still takes its place in the rin
   assert.ok(plan.peers.every((n) => n.name !== 'n0'));
 });
 
-test('the cap keeps the own zone first, keeps a node\'s two families together, and sweeps the rest', () => {
+test("the cap keeps the own zone first, keeps a node's two families together, and sweeps the rest", () => {
   const nodes = [node('n0', 'z1'), node('x', 'z2', 'active', [4, 6]), node('own', 'z1', 'active', [4, 6]), node('y', 'z2', 'active', [4, 6])];
   const plan = planMesh(input(nodes, { maxTargets: 3 }));
-  assert.deepEqual(plan.peers.map((n) => n.name), ['own'], 'the next node has two targets and does not fit in 3');
+  assert.deepEqual(
+    plan.peers.map((n) => n.name),
+    ['own'],
+    'the next node has two targets and does not fit in 3',
+  );
   assert.equal(plan.overCap, 2);
   assert.deepEqual(plan.sweep.map((n) => n.name).sort(), ['x', 'y']);
 });

@@ -14,9 +14,20 @@ const node = (i: number, extra: Partial<MeshNode> = {}): MeshNode => {
 };
 
 function setup(env: Record<string, string> = {}, wallNow = () => 10 * 3_600_000) {
-  const { config } = loadConfig({ env: { NODE_NAME: 'n0', MENTAT_MESH: 'sampled', MENTAT_PEERS: '3', MENTAT_OUTLIER_HOLD: '1m', ...env }, argv: [], hostname: 'h' });
+  const { config } = loadConfig({
+    env: { NODE_NAME: 'n0', MENTAT_MESH: 'sampled', MENTAT_PEERS: '3', MENTAT_OUTLIER_HOLD: '1m', ...env },
+    argv: [],
+    hostname: 'h',
+  });
   const clock = new ManualClock();
-  const seen = { everyInterval: [] as Target[], sweep: [] as Target[], pairs: [] as string[], sweeps: [] as string[], retained: new Set<string>(), zones: [] as Array<string | undefined> };
+  const seen = {
+    everyInterval: [] as Target[],
+    sweep: [] as Target[],
+    pairs: [] as string[],
+    sweeps: [] as string[],
+    retained: new Set<string>(),
+    zones: [] as Array<string | undefined>,
+  };
   const planner = new MeshPlanner({
     config,
     clock,
@@ -58,7 +69,10 @@ test('a pair the sweep finds lossy gets series of its own within the confirmatio
   planner.setNodes(Array.from({ length: 20 }, (_, i) => node(i)));
   const bad = seen.sweep[0]!;
   planner.onResult(bad, LOST);
-  assert.ok(seen.everyInterval.some((t) => t.key === bad.key), 'a suspect is probed every interval');
+  assert.ok(
+    seen.everyInterval.some((t) => t.key === bad.key),
+    'a suspect is probed every interval',
+  );
   assert.ok(!seen.sweep.some((t) => t.key === bad.key));
   assert.ok(!seen.retained.has(bad.key), 'no series while only a suspect');
   assert.equal(planner.stats().targets.suspect, 1);
@@ -73,7 +87,10 @@ test('a pair the sweep finds lossy gets series of its own within the confirmatio
     planner.onResult(bad, OK);
   }
   assert.ok(!seen.retained.has(bad.key), 'normal for the hold time: its series go');
-  assert.ok(seen.sweep.some((t) => t.key === bad.key), 'and it is swept again');
+  assert.ok(
+    seen.sweep.some((t) => t.key === bad.key),
+    'and it is swept again',
+  );
   assert.equal(planner.stats().targets.outlier, 0);
   planner.stop();
   assert.equal(clock.pendingTimers, 0, 'stop leaves no timer');

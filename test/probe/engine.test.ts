@@ -7,7 +7,10 @@ import type { Outcome } from '../../src/types.js';
 
 class FakeEngine implements ProbeEngine {
   stopped = false;
-  constructor(private readonly name: string, private readonly failure?: Error) {}
+  constructor(
+    private readonly name: string,
+    private readonly failure?: Error,
+  ) {}
   start(): Promise<EngineInfo> {
     if (this.failure) return Promise.reject(this.failure);
     return Promise.resolve({ sockets: [`${this.name}/ipv4`], missing: [] });
@@ -47,18 +50,21 @@ test('auto with neither allowed names both remedies', async () => {
 });
 
 test('the refusal of both kinds of socket says each reason once, in one line of reasonable length', async () => {
-  const dgram = new IcmpPermissionError('opening an unprivileged ICMPv4 datagram socket was denied (EACCES): the process group is outside net.ipv4.ping_group_range', 'set it to cover the group (a long remedy)');
-  const raw = new IcmpPermissionError('opening a raw ICMPv4 socket was denied (Operation not permitted): the process lacks CAP_NET_RAW', 'grant it (a long remedy)');
-  await assert.rejects(
-    startEngine('auto', { dgram: () => new FakeEngine('dgram', dgram), raw: () => new FakeEngine('raw', raw) }),
-    (err: Error) => {
-      assert.ok(!err.message.includes('a long remedy'), 'the remedies of each kind are replaced by one');
-      assert.equal(err.message.split('ping_group_range').length - 1, 2, 'the datagram reason, and the one remedy');
-      assert.ok(err.message.length < 500, `${err.message.length} characters`);
-      assert.ok(!err.message.includes('\n'));
-      return true;
-    },
+  const dgram = new IcmpPermissionError(
+    'opening an unprivileged ICMPv4 datagram socket was denied (EACCES): the process group is outside net.ipv4.ping_group_range',
+    'set it to cover the group (a long remedy)',
   );
+  const raw = new IcmpPermissionError(
+    'opening a raw ICMPv4 socket was denied (Operation not permitted): the process lacks CAP_NET_RAW',
+    'grant it (a long remedy)',
+  );
+  await assert.rejects(startEngine('auto', { dgram: () => new FakeEngine('dgram', dgram), raw: () => new FakeEngine('raw', raw) }), (err: Error) => {
+    assert.ok(!err.message.includes('a long remedy'), 'the remedies of each kind are replaced by one');
+    assert.equal(err.message.split('ping_group_range').length - 1, 2, 'the datagram reason, and the one remedy');
+    assert.ok(err.message.length < 500, `${err.message.length} characters`);
+    assert.ok(!err.message.includes('\n'));
+    return true;
+  });
 });
 
 test('an explicit mode never falls back', async () => {

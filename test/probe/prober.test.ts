@@ -78,7 +78,9 @@ test('late, duplicate and foreign replies are dropped, never counted as success'
   const first = s4.sent[0]!;
   const good = FakeSocket.replyTo(first.packet, 4);
   const foreignId = FakeSocket.replyTo(first.packet, 4, (p) => p.writeUInt16BE(IDENTIFIER + 1, 4));
-  const wrongCookie = FakeSocket.replyTo(first.packet, 4, (p) => { p[8] = (p[8] ?? 0) ^ 0xff; });
+  const wrongCookie = FakeSocket.replyTo(first.packet, 4, (p) => {
+    p[8] = (p[8] ?? 0) ^ 0xff;
+  });
   const wrongSeq = FakeSocket.replyTo(first.packet, 4, (p) => p.writeUInt16BE(sequenceOf(first.packet) + 1, 6));
   s4.deliver(foreignId, '198.18.0.1');
   s4.deliver(wrongCookie, '198.18.0.1');
@@ -94,7 +96,10 @@ test('late, duplicate and foreign replies are dropped, never counted as success'
   const second = s4.sent[1]!;
   clock.advance(600);
   s4.deliver(FakeSocket.replyTo(second.packet, 4), '198.18.0.1');
-  assert.deepEqual(results.map((r) => r.outcome.kind), ['success', 'timeout']);
+  assert.deepEqual(
+    results.map((r) => r.outcome.kind),
+    ['success', 'timeout'],
+  );
 });
 
 test('a reply that arrives after the deadline but before its timer ran is still a timeout', () => {
@@ -105,7 +110,10 @@ test('a reply that arrives after the deadline but before its timer ran is still 
   // Simulate a stalled event loop: time jumps without running timers, then the reply is read.
   (clock as unknown as { time: number }).time = sent.sentAt + 700;
   s4.deliver(FakeSocket.replyTo(sent.packet, 4), '198.18.0.1');
-  assert.deepEqual(results.map((r) => r.outcome), [{ kind: 'timeout' }]);
+  assert.deepEqual(
+    results.map((r) => r.outcome),
+    [{ kind: 'timeout' }],
+  );
 });
 
 test('an ICMP error quoting our request is an error with its reason', () => {
@@ -159,9 +167,15 @@ test('removed targets stop at once and their probes in flight report nothing; ch
   const before = s4.sent.length;
   clock.advance(3000);
   const after = s4.sent.slice(before);
-  assert.ok(after.every((s) => s.address === '198.18.0.22'), 'only b, at its new address');
+  assert.ok(
+    after.every((s) => s.address === '198.18.0.22'),
+    'only b, at its new address',
+  );
   assert.equal(after.length, 3);
-  assert.ok(results.every((r) => r.key === 'b'), 'a reported nothing after removal');
+  assert.ok(
+    results.every((r) => r.key === 'b'),
+    'a reported nothing after removal',
+  );
   assert.equal(prober.targetCount, 1);
 });
 
@@ -171,12 +185,18 @@ test('stop sends nothing more and resolves once probes in flight have ended', as
   clock.advance(phaseOf(0) * 1000 + 1);
   assert.equal(s4.sent.length, 1);
   let resolved = false;
-  const stopped = prober.stop().then(() => { resolved = true; });
+  const stopped = prober.stop().then(() => {
+    resolved = true;
+  });
   await Promise.resolve();
   assert.equal(resolved, false, 'waits for the probe in flight');
   clock.advance(500);
   await stopped;
-  assert.deepEqual(results.map((r) => r.outcome.kind), ['timeout'], 'the last probe is still reported');
+  assert.deepEqual(
+    results.map((r) => r.outcome.kind),
+    ['timeout'],
+    'the last probe is still reported',
+  );
   clock.advance(5000);
   assert.equal(s4.sent.length, 1);
   assert.equal(clock.pendingTimers, 0, 'no timer left behind');
@@ -197,7 +217,17 @@ test('the packet budget stretches the interval and the prober keeps to it', () =
   assert.equal(effectiveIntervalMs(1000, 5000, 2000), 2500);
   const clock = new ManualClock();
   const socket = new FakeSocket(4, () => clock.now());
-  const prober = new Prober({ intervalMs: 1000, maxProbesPerSecond: 50, timeoutMs: 500, payloadBytes: 16, identifier: 1, cookie: new Uint8Array(8), sockets: new Map([[4, socket]]), clock, onResult: () => {} });
+  const prober = new Prober({
+    intervalMs: 1000,
+    maxProbesPerSecond: 50,
+    timeoutMs: 500,
+    payloadBytes: 16,
+    identifier: 1,
+    cookie: new Uint8Array(8),
+    sockets: new Map([[4, socket]]),
+    clock,
+    onResult: () => {},
+  });
   prober.setTargets(Array.from({ length: 100 }, (_, i) => t(`n${i}`, '198.18.0.1')));
   assert.equal(prober.currentIntervalMs, 2000);
   clock.advance(10_000 - 1);
@@ -216,7 +246,10 @@ test('swept targets are probed once per sweep interval, spread over it; a target
   assert.equal(first.filter((a) => a === '198.18.0.1').length, 10, 'the peer every second');
   assert.equal(first.filter((a) => a !== '198.18.0.1').length, 20, 'every swept target once in 10 s');
   assert.equal(new Set(first.filter((a) => a !== '198.18.0.1')).size, 20);
-  const times = s4.sent.filter((p) => p.address !== '198.18.0.1').map((p) => p.sentAt).sort((a, b) => a - b);
+  const times = s4.sent
+    .filter((p) => p.address !== '198.18.0.1')
+    .map((p) => p.sentAt)
+    .sort((a, b) => a - b);
   const gaps = times.slice(1).map((v, i) => v - times[i]!);
   assert.ok(Math.max(...gaps) < 2000, `spread over the interval, no burst or hole: largest gap ${Math.max(...gaps)} ms`);
   const mark = s4.sent.length;
@@ -229,7 +262,17 @@ test('swept targets are probed once per sweep interval, spread over it; a target
 test("a socket's 'error' event is counted and reported, and probing goes on", () => {
   const { clock, s4, results, prober } = setup();
   const reported: string[] = [];
-  const p = new Prober({ intervalMs: 1000, timeoutMs: 500, payloadBytes: 24, identifier: IDENTIFIER, cookie, sockets: new Map([[4, s4]]), clock, onResult: () => {}, onSocketError: (family, err) => reported.push(`${family}:${err.message}`) });
+  const p = new Prober({
+    intervalMs: 1000,
+    timeoutMs: 500,
+    payloadBytes: 24,
+    identifier: IDENTIFIER,
+    cookie,
+    sockets: new Map([[4, s4]]),
+    clock,
+    onResult: () => {},
+    onSocketError: (family, err) => reported.push(`${family}:${err.message}`),
+  });
   p.setTargets([t('a', '198.18.0.1')]);
   clock.advance(1);
   s4.emitError(new Error('poll failed'));

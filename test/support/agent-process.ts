@@ -28,7 +28,13 @@ export interface AgentProcess {
 }
 
 /** Starts the built agent in a namespace, as root or (lockedDown) as uid 65532 with no capabilities. */
-export function startAgent(cluster: Cluster, ns: string, control: FaultControl, env: Record<string, string>, opts: { lockedDown?: boolean; setpriv?: readonly string[]; port?: number } = {}): AgentProcess {
+export function startAgent(
+  cluster: Cluster,
+  ns: string,
+  control: FaultControl,
+  env: Record<string, string>,
+  opts: { lockedDown?: boolean; setpriv?: readonly string[]; port?: number } = {},
+): AgentProcess {
   const port = opts.port ?? 2112;
   const setpriv = opts.setpriv ?? (opts.lockedDown ? LOCKED_DOWN : undefined);
   const argv = setpriv ? [...setpriv, process.execPath, MAIN] : [MAIN];
@@ -41,7 +47,9 @@ export function startAgent(cluster: Cluster, ns: string, control: FaultControl, 
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   return {
     child,
     exited,
@@ -85,7 +93,9 @@ export async function until<T>(
       last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}${context ? `\n${context()}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}${context ? `\n${context()}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }

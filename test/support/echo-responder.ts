@@ -46,13 +46,7 @@ interface RawSocket {
   on(event: 'message', cb: (buf: Buffer, source: string) => void): RawSocket;
   on(event: 'error', cb: (err: Error) => void): RawSocket;
   on(event: 'close', cb: () => void): RawSocket;
-  send(
-    buf: Buffer,
-    offset: number,
-    length: number,
-    address: string,
-    after: (err: Error | null, bytes: number) => void,
-  ): RawSocket;
+  send(buf: Buffer, offset: number, length: number, address: string, after: (err: Error | null, bytes: number) => void): RawSocket;
   setOption(level: number, option: number, value: number): void;
   close(): RawSocket;
   // Internals of raw-socket 1.8.x used by sendNow(); checked at run time.
@@ -160,7 +154,12 @@ function parseOptions(argv: string[]): Options {
     corruptRatio: num('corrupt-ratio', values['corrupt-ratio'], 0, 1),
     v4: family !== '6',
     v6: family !== '4',
-    dropFrom: new Set(values['drop-from'].split(',').map((a) => a.trim()).filter((a) => a !== '')),
+    dropFrom: new Set(
+      values['drop-from']
+        .split(',')
+        .map((a) => a.trim())
+        .filter((a) => a !== ''),
+    ),
   };
 }
 
@@ -343,10 +342,12 @@ function main(): void {
   };
 
   const sockets: RawSocket[] = [];
-  const onSocketError = (family: string) => (err: Error): void => {
-    // raw-socket emits (not throws) recv errors; keep going rather than die.
-    process.stderr.write(`echo-responder: ${family} socket error: ${err.message}\n`);
-  };
+  const onSocketError =
+    (family: string) =>
+    (err: Error): void => {
+      // raw-socket emits (not throws) recv errors; keep going rather than die.
+      process.stderr.write(`echo-responder: ${family} socket error: ${err.message}\n`);
+    };
 
   if (opts.v4) {
     const s4 = raw.createSocket({ addressFamily: raw.AddressFamily.IPv4, protocol: raw.Protocol.ICMP, bufferSize: 65536 });

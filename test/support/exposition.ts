@@ -29,5 +29,12 @@ export function sampleValue(samples: readonly Sample[], name: string, match: Rec
 
 /** Every distinct value of one label among samples of one name. */
 export function labelValues(samples: readonly Sample[], name: string, label: string): string[] {
-  return [...new Set(samples.filter((s) => s.name === name).map((s) => s.labels[label]!).filter((v) => v !== undefined))].sort();
+  return [
+    ...new Set(
+      samples
+        .filter((s) => s.name === name)
+        .map((s) => s.labels[label]!)
+        .filter((v) => v !== undefined),
+    ),
+  ].sort();
 }

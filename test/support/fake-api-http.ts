@@ -179,18 +179,34 @@ function route(method: string, path: string, params: URLSearchParams): Route {
   }
   const watch = params.get('watch') === 'true' || params.get('watch') === '1';
   const verb =
-    method === 'GET' ? (name !== undefined ? 'get' : watch ? 'watch' : 'list')
-    : method === 'POST' ? 'create'
-    : method === 'PUT' ? 'update'
-    : method === 'PATCH' ? 'patch'
-    : method === 'DELETE' ? (name !== undefined ? 'delete' : 'deletecollection')
-    : method.toLowerCase();
+    method === 'GET'
+      ? name !== undefined
+        ? 'get'
+        : watch
+          ? 'watch'
+          : 'list'
+      : method === 'POST'
+        ? 'create'
+        : method === 'PUT'
+          ? 'update'
+          : method === 'PATCH'
+            ? 'patch'
+            : method === 'DELETE'
+              ? name !== undefined
+                ? 'delete'
+                : 'deletecollection'
+              : method.toLowerCase();
   // Served: reads everywhere, create on collections, update and delete on objects.
-  const served = verb === 'get' || verb === 'list' || verb === 'watch' || (verb === 'create' && name === undefined) || ((verb === 'update' || verb === 'delete') && name !== undefined);
+  const served =
+    verb === 'get' ||
+    verb === 'list' ||
+    verb === 'watch' ||
+    (verb === 'create' && name === undefined) ||
+    ((verb === 'update' || verb === 'delete') && name !== undefined);
   // An apiserver authorizes a list or watch pinned to one name (fieldSelector metadata.name=x) like a named request.
   const pinned = (verb === 'list' || verb === 'watch') && name === undefined ? selectedName(params.get('fieldSelector') ?? '') : undefined;
   return {
-    kind: served ? (verb) : 'other',
+    kind: served ? verb : 'other',
     verb,
     type,
     ...(namespace !== undefined ? { namespace } : {}),
@@ -248,7 +264,10 @@ function decodeObject(type: ResourceType, text: string): JsonObject {
   const meta = obj['metadata'];
   if (meta !== undefined && (typeof meta !== 'object' || meta === null || Array.isArray(meta))) throw cannot('metadata is not an object');
   if (type.resource === 'configmaps') {
-    for (const [field, check] of [['data', (v: unknown) => typeof v === 'string'], ['binaryData', (v: unknown) => typeof v === 'string' && BASE64.test(v)]] as const) {
+    for (const [field, check] of [
+      ['data', (v: unknown) => typeof v === 'string'],
+      ['binaryData', (v: unknown) => typeof v === 'string' && BASE64.test(v)],
+    ] as const) {
       const map = obj[field];
       if (map === undefined || map === null) continue;
       if (typeof map !== 'object' || Array.isArray(map)) throw cannot(`json: cannot unmarshal into Go struct field ConfigMap.${field} of type map[string]`);
@@ -260,7 +279,9 @@ function decodeObject(type: ResourceType, text: string): JsonObject {
     for (const field of ['acquireTime', 'renewTime']) {
       const v = spec?.[field];
       if (v !== undefined && v !== null && (typeof v !== 'string' || !MICRO_TIME.test(v))) {
-        throw cannot(`parsing time ${JSON.stringify(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse ${JSON.stringify(asText(v).slice(19))} as ".000000"`);
+        throw cannot(
+          `parsing time ${JSON.stringify(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse ${JSON.stringify(asText(v).slice(19))} as ".000000"`,
+        );
       }
     }
   }
@@ -286,16 +307,24 @@ function validateObject(type: ResourceType, obj: JsonObject, name: string): void
     const data = (obj['data'] ?? {}) as Record<string, string>;
     const binary = (obj['binaryData'] ?? {}) as Record<string, string>;
     let size = 0;
-    for (const [field, map, bytes] of [['data', data, (v: string) => Buffer.byteLength(v)], ['binaryData', binary, (v: string) => Buffer.from(v, 'base64').length]] as const) {
+    for (const [field, map, bytes] of [
+      ['data', data, (v: string) => Buffer.byteLength(v)],
+      ['binaryData', binary, (v: string) => Buffer.from(v, 'base64').length],
+    ] as const) {
       for (const [k, v] of Object.entries(map)) {
         size += k.length + bytes(v);
         if (!CONFIG_KEY.test(k)) {
-          invalid(`${field}[${k}]`, k, "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')");
+          invalid(
+            `${field}[${k}]`,
+            k,
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+          );
         }
       }
     }
     for (const k of Object.keys(binary)) if (Object.hasOwn(data, k)) invalid(`data[${k}]`, k, 'duplicate of key present in binaryData');
-    if (size > MAX_CONFIGMAP_BYTES) causes.push({ reason: 'FieldValueTooLong', message: `Too long: must have at most ${MAX_CONFIGMAP_BYTES} bytes`, field: '[]' });
+    if (size > MAX_CONFIGMAP_BYTES)
+      causes.push({ reason: 'FieldValueTooLong', message: `Too long: must have at most ${MAX_CONFIGMAP_BYTES} bytes`, field: '[]' });
   }
   if (causes.length > 0) {
     const message = `${type.kind} ${JSON.stringify(name)} is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`;
@@ -359,7 +388,11 @@ class LoadMeter {
     const byResource: Record<string, LoadCount> = {};
     const byKind: Record<string, LoadCount> = {};
     for (const r of rows) {
-      for (const [into, k] of [[byUser, r.user], [byResource, r.resource], [byKind, r.kind]] as const) {
+      for (const [into, k] of [
+        [byUser, r.user],
+        [byResource, r.resource],
+        [byKind, r.kind],
+      ] as const) {
         const c = (into[k] ??= { requests: 0, bytes: 0 });
         c.requests += r.requests;
         c.bytes += r.bytes;
@@ -550,7 +583,13 @@ export class ApiHandler {
     if (res.destroyed) return;
     if (r.kind === 'delete') {
       const gone = this.store.remove(type, ns, r.name ?? '', preconditions(text));
-      reply.json(200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { ...objectDetails(type, gone.metadata.name), uid: gone.metadata.uid } });
+      reply.json(200, {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Success',
+        details: { ...objectDetails(type, gone.metadata.name), uid: gone.metadata.uid },
+      });
       return;
     }
     const obj = decodeObject(type, text);
@@ -561,7 +600,8 @@ export class ApiHandler {
     }
     const body = { ...obj, metadata: { ...meta, ...(ns !== undefined ? { namespace: ns } : {}) } };
     if (r.kind === 'create') {
-      if (meta['resourceVersion'] !== undefined && meta['resourceVersion'] !== '') throw badRequest('resourceVersion should not be set on objects to be created');
+      if (meta['resourceVersion'] !== undefined && meta['resourceVersion'] !== '')
+        throw badRequest('resourceVersion should not be set on objects to be created');
       validateObject(type, obj, given);
       reply.json(201, withTypeMeta(type, this.store.create(type, ns, body, 'request')));
       return;

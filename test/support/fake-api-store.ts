@@ -194,11 +194,7 @@ export function parseLabelSelector(selector: string): Matcher | undefined {
     } else if ((m = RE_SET.exec(part))) {
       const [, key = '', op, list = ''] = m;
       const values = new Set(list.split(',').map((v) => v.trim()));
-      reqs.push(
-        op === 'in'
-          ? (l) => l[key] !== undefined && values.has(l[key])
-          : (l) => l[key] === undefined || !values.has(l[key]),
-      );
+      reqs.push(op === 'in' ? (l) => l[key] !== undefined && values.has(l[key]) : (l) => l[key] === undefined || !values.has(l[key]));
     } else if ((m = RE_NOT_EXISTS.exec(part))) {
       const key = m[1] ?? '';
       reqs.push((l) => !(key in l));
@@ -652,7 +648,14 @@ export class Store {
   }
 
   /** The stored form of a body: no TypeMeta, server-owned metadata first (the apiserver's field order). */
-  private build(type: ResourceType, namespace: string | undefined, name: string, body: JsonObject, prev: StoredObject | undefined, origin: Origin): StoredObject {
+  private build(
+    type: ResourceType,
+    namespace: string | undefined,
+    name: string,
+    body: JsonObject,
+    prev: StoredObject | undefined,
+    origin: Origin,
+  ): StoredObject {
     const rest = { ...body };
     delete rest['kind'];
     delete rest['apiVersion'];

@@ -21,14 +21,57 @@ import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiHandler, type AuthMode, type FailSpec, type LoadSnapshot, type Permission, type RequestFilter, type RequestKind, type RequestRecord } from './fake-api-http.js';
-import { eventLine, RESOURCES, statusBody, Store, type ExpiredWatchMode, type JsonObject, type Labels, type ResourceName, type ResourceType, type StoredNode, type StoredObject } from './fake-api-store.js';
+import {
+  ApiHandler,
+  type AuthMode,
+  type FailSpec,
+  type LoadSnapshot,
+  type Permission,
+  type RequestFilter,
+  type RequestKind,
+  type RequestRecord,
+} from './fake-api-http.js';
+import {
+  eventLine,
+  RESOURCES,
+  statusBody,
+  Store,
+  type ExpiredWatchMode,
+  type JsonObject,
+  type Labels,
+  type ResourceName,
+  type ResourceType,
+  type StoredNode,
+  type StoredObject,
+} from './fake-api-store.js';
 import { listenLocal } from './listen.js';
 
 export { ANONYMOUS, sumLoad } from './fake-api-http.js';
-export type { AuthMode, FailSpec, LoadCount, LoadRow, LoadSnapshot, Permission, RequestFilter, RequestKind, RequestRecord, RequestResource, Verb } from './fake-api-http.js';
+export type {
+  AuthMode,
+  FailSpec,
+  LoadCount,
+  LoadRow,
+  LoadSnapshot,
+  Permission,
+  RequestFilter,
+  RequestKind,
+  RequestRecord,
+  RequestResource,
+  Verb,
+} from './fake-api-http.js';
 export { parseFieldSelector, parseLabelSelector, RESOURCES, statusBody } from './fake-api-store.js';
-export type { ExpiredWatchMode, Labels, NodeAddress, ObjectMeta, ResourceName, StatusBody, StoredNode, StoredObject, WatchEventType } from './fake-api-store.js';
+export type {
+  ExpiredWatchMode,
+  Labels,
+  NodeAddress,
+  ObjectMeta,
+  ResourceName,
+  StatusBody,
+  StoredNode,
+  StoredObject,
+  WatchEventType,
+} from './fake-api-store.js';
 
 /**
  * What `upsertNode` accepts: a plain object or a client-node `V1Node`. Only `metadata.name`
@@ -90,11 +133,7 @@ export interface FakeApiServerOptions {
 const DEFAULT_USER = 'system:serviceaccount:monitoring:mentat';
 
 /** Poll `predicate` until true; rejects after `timeoutMs`. Use instead of fixed sleeps in tests. */
-export async function waitFor(
-  predicate: () => boolean,
-  timeoutMs = 5000,
-  what = 'condition',
-): Promise<void> {
+export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
@@ -109,7 +148,10 @@ export async function waitFor(
 export function makeRealisticNode(name: string, internalIP: string, index: number): NodeInput {
   const zone = `zone-${index % 3}`;
   const images = Array.from({ length: 40 }, (_, i) => ({
-    names: [`registry.example.com/team-${i % 7}/service-${i}@sha256:${(index * 40 + i).toString(16).padStart(64, '0')}`, `registry.example.com/team-${i % 7}/service-${i}:v1.${i}.${index % 10}`],
+    names: [
+      `registry.example.com/team-${i % 7}/service-${i}@sha256:${(index * 40 + i).toString(16).padStart(64, '0')}`,
+      `registry.example.com/team-${i % 7}/service-${i}:v1.${i}.${index % 10}`,
+    ],
     sizeBytes: 20_000_000 + i * 1_234_567,
   }));
   const condition = (type: string, status: string, reason: string) => ({

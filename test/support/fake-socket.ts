@@ -18,7 +18,10 @@ export class FakeSocket implements IcmpSocket {
   closed = false;
   private handler: ((packet: Buffer, source: string, receivedAt: number) => void) | undefined;
 
-  constructor(readonly family: Family, private readonly now: () => number) {
+  constructor(
+    readonly family: Family,
+    private readonly now: () => number,
+  ) {
     this.withIpHeader = family === 4;
   }
 

@@ -242,12 +242,23 @@ function baseEnv(port: number): Record<string, string> {
  * Starts `node dist/src/main.js` inside a namespace (as root); HTTP to it goes through `control`.
  * With `host` (the namespace's own address) the agent listens there, so a control in another namespace reaches it.
  */
-export function launchAgent(cluster: Cluster, ns: string, control: FaultControl, port: number, env: Record<string, string>, args: string[] = [], host = '127.0.0.1'): Agent {
-  const child = cluster.spawnIn(ns, process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...baseEnv(port), MENTAT_METRICS_HOST: host, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function launchAgent(
+  cluster: Cluster,
+  ns: string,
+  control: FaultControl,
+  port: number,
+  env: Record<string, string>,
+  args: string[] = [],
+  host = '127.0.0.1',
+): Agent {
+  const child = cluster.spawnIn(ns, process.execPath, [MAIN, ...args], {
+    cwd: REPO,
+    env: { ...baseEnv(port), MENTAT_METRICS_HOST: host, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const url = host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`;
   return wrap(child, port, (path, timeoutMs = 5000) => control.fetch(`${url}${path}`, { timeoutMs }));
 }
-
 
 /** GET (or another method) without keep-alive from this process. */
 export async function localHttp(url: string, opts: { method?: string; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<HttpResult> {
@@ -256,7 +267,11 @@ export async function localHttp(url: string, opts: { method?: string; headers?: 
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])) }),
+        resolve({
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks).toString('utf8'),
+          headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])),
+        }),
       );
       res.on('error', (e) => resolve({ status: 0, body: e.message, headers: {} }));
     });
@@ -272,7 +287,6 @@ export async function launchLocalAgent(env: Record<string, string>, args: string
   const child = spawn(process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...baseEnv(port), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   return wrap(child, port, (path, timeoutMs = 5000) => localHttp(`http://127.0.0.1:${port}${path}`, { timeoutMs }));
 }
-
 
 /** The distinct destination_node values on /metrics. */
 export function destinations(samples: readonly Sample[]): Set<string> {

@@ -91,13 +91,22 @@ export interface MonitorWindow {
 }
 
 /** GET/POST/... without keep-alive; a refused connection is status 0. */
-function httpRequest(url: string, method: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; body: string; headers: Record<string, string> }> {
+function httpRequest(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  timeoutMs: number,
+): Promise<{ status: number; body: string; headers: Record<string, string> }> {
   return new Promise((resolve) => {
     const req = request(url, { method, headers, agent: false, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])) }),
+        resolve({
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks).toString('utf8'),
+          headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])),
+        }),
       );
       res.on('error', (e) => resolve({ status: 0, body: String(e.message), headers: {} }));
     });
@@ -165,7 +174,15 @@ async function main(): Promise<void> {
           break;
         case 'cutWatchesMidEvent': {
           // Half of a well-formed ADDED line, as if the connection broke while the event was on the wire.
-          const line = JSON.stringify({ type: 'ADDED', object: { kind: 'Node', apiVersion: 'v1', ...raw.node, metadata: { ...raw.node.metadata, resourceVersion: String(Number(server.resourceVersion) + 1), uid: 'half' } } });
+          const line = JSON.stringify({
+            type: 'ADDED',
+            object: {
+              kind: 'Node',
+              apiVersion: 'v1',
+              ...raw.node,
+              metadata: { ...raw.node.metadata, resourceVersion: String(Number(server.resourceVersion) + 1), uid: 'half' },
+            },
+          });
           const cut = server.writeToWatches(line.slice(0, Math.floor(line.length / 2)), 'nodes');
           // Let the half line reach the socket, then break the connections without a terminating chunk.
           await new Promise((r) => setTimeout(r, 50));
@@ -180,7 +197,14 @@ async function main(): Promise<void> {
           break;
         case 'info': {
           const arrivals = server.requests.filter((r) => r.resource === 'nodes').map((r): ArrivedRequest => ({ at: r.at, kind: r.kind, query: r.search }));
-          const info: ApiInfo = { counts: { ...server.counts }, openWatches: server.openWatches, nodeCount: server.nodeCount, resourceVersion: server.resourceVersion, arrivals, heldRequests: server.heldRequests };
+          const info: ApiInfo = {
+            counts: { ...server.counts },
+            openWatches: server.openWatches,
+            nodeCount: server.nodeCount,
+            resourceVersion: server.resourceVersion,
+            arrivals,
+            heldRequests: server.heldRequests,
+          };
           result = info;
           break;
         }
@@ -210,7 +234,10 @@ async function main(): Promise<void> {
           break;
         }
         case 'kubeconfig':
-          result = await server.writeKubeconfig(dir, { ...(raw.user !== undefined ? { user: raw.user } : {}), ...(raw.token !== undefined ? { token: raw.token } : {}) });
+          result = await server.writeKubeconfig(dir, {
+            ...(raw.user !== undefined ? { user: raw.user } : {}),
+            ...(raw.token !== undefined ? { token: raw.token } : {}),
+          });
           break;
         case 'putObject':
           result = server.putObject(raw.resource, raw.namespace, raw.obj);

@@ -32,7 +32,12 @@ export class IpcRpc<Request extends { id: number }> {
   }
 
   /** Starts `node ...args` in the namespace and waits for its first message, the ready one. */
-  static async start<Request extends { id: number }, Ready>(cluster: Cluster, ns: string, args: readonly string[], name: string): Promise<{ rpc: IpcRpc<Request>; ready: Ready }> {
+  static async start<Request extends { id: number }, Ready>(
+    cluster: Cluster,
+    ns: string,
+    args: readonly string[],
+    name: string,
+  ): Promise<{ rpc: IpcRpc<Request>; ready: Ready }> {
     const child = cluster.spawnIn(ns, process.execPath, [...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const ready = await new Promise<Ready>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name} not ready after 10 s`)), 10_000);

@@ -313,11 +313,7 @@ class ClusterImpl implements Cluster {
     this.created.add(this.bridgeNs);
     // No STP and no multicast snooping: ports forward at once and NDP
     // multicast is flooded without waiting for MLD state.
-    await ipBatch(this.bridgeNs, [
-      'link set lo up',
-      'link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0',
-      'link set br0 up',
-    ]);
+    await ipBatch(this.bridgeNs, ['link set lo up', 'link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0', 'link set br0 up']);
     // The bridge ns only switches frames; keep it quiet on IPv6.
     await setSysctls(this.bridgeNs, { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' });
     for (let i = 0; i < count; i++) await this.createNode();
@@ -356,7 +352,13 @@ class ClusterImpl implements Cluster {
     for (;;) {
       const r = await run('ip', ['-n', node.ns, '-j', 'addr', 'show', 'dev', 'eth0']);
       if (r.code === 0) {
-        const info = (JSON.parse(r.stdout) as Array<{ operstate?: string; flags?: string[]; addr_info?: Array<{ family: string; local: string; tentative?: boolean; dadfailed?: boolean }> }>)[0];
+        const info = (
+          JSON.parse(r.stdout) as Array<{
+            operstate?: string;
+            flags?: string[];
+            addr_info?: Array<{ family: string; local: string; tentative?: boolean; dadfailed?: boolean }>;
+          }>
+        )[0];
         const up = info?.operstate === 'UP' && (info.flags ?? []).includes('LOWER_UP');
         const v6 = info?.addr_info?.find((a) => a.family === 'inet6' && a.local === node.ipv6);
         const v6ok = !node.ipv6 || (v6 !== undefined && !v6.tentative && !v6.dadfailed);
@@ -398,7 +400,14 @@ class ClusterImpl implements Cluster {
     // Routes to this node's address blocks would now point nowhere.
     const gone = this.blocks.filter((b) => b.ownerNs === node.ns);
     for (const b of gone) this.blocks.splice(this.blocks.indexOf(b), 1);
-    await Promise.all(this.live.map((n) => ipBatch(n.ns, gone.map((b) => `route del ${b.cidr}`)).catch(() => {})));
+    await Promise.all(
+      this.live.map((n) =>
+        ipBatch(
+          n.ns,
+          gone.map((b) => `route del ${b.cidr}`),
+        ).catch(() => {}),
+      ),
+    );
     await deleteNetns(node.ns);
     await run('ip', ['-n', this.bridgeNs, 'link', 'del', `v${node.index}`]); // usually gone with its peer already
     this.created.delete(node.ns);
@@ -429,7 +438,14 @@ class ClusterImpl implements Cluster {
     );
     for (const cidr of cidrs) this.blocks.push({ cidr, via: target.ipv4, ownerNs: target.ns });
     await Promise.all(
-      this.live.filter((n) => n !== target).map((n) => ipBatch(n.ns, cidrs.map((c) => `route add ${c} via ${target.ipv4}`))),
+      this.live
+        .filter((n) => n !== target)
+        .map((n) =>
+          ipBatch(
+            n.ns,
+            cidrs.map((c) => `route add ${c} via ${target.ipv4}`),
+          ),
+        ),
     );
     return addrs;
   }
@@ -599,8 +615,7 @@ export async function startResponder(cluster: Cluster, ns: string, opts: Respond
         if (line === 'ready') done();
         else lines.push(line);
       };
-      const onExit = (code: number | null, sig: NodeJS.Signals | null): void =>
-        done(new Error(`responder exited before ready (code ${code}, signal ${sig})`));
+      const onExit = (code: number | null, sig: NodeJS.Signals | null): void => done(new Error(`responder exited before ready (code ${code}, signal ${sig})`));
       const onError = (e: Error): void => done(e);
       const timer = setTimeout(() => done(new Error('responder not ready after 10 s')), 10_000);
       const done = (e?: Error): void => {

@@ -505,7 +505,8 @@ export class OtlpReceiver {
    * or normally again with `false`. The request is still decoded and stored, with accepted=false.
    */
   setFailing(status: number | false): void {
-    if (status !== false && (!Number.isInteger(status) || status < 400 || status > 599)) throw new Error(`setFailing wants an HTTP error status, got ${status}`);
+    if (status !== false && (!Number.isInteger(status) || status < 400 || status > 599))
+      throw new Error(`setFailing wants an HTTP error status, got ${status}`);
     this.failing = status;
   }
 
@@ -514,7 +515,10 @@ export class OtlpReceiver {
     this.slowMs = ms;
   }
 
-  private async handle(body: Uint8Array, info: { path: string; contentType: string | undefined }): Promise<{ ok: true } | { ok: false; status: number; message: string }> {
+  private async handle(
+    body: Uint8Array,
+    info: { path: string; contentType: string | undefined },
+  ): Promise<{ ok: true } | { ok: false; status: number; message: string }> {
     this.arrivals++;
     const receivedAt = Date.now();
     let request: DecodedExportRequest;
@@ -616,10 +620,13 @@ export class OtlpReceiver {
   /** One line about what arrived, for failure messages. */
   summary(): string {
     const names = new Set<string>();
-    for (const e of this.accepted) for (const rm of e.request.resourceMetrics) for (const sm of rm.scopeMetrics) for (const m of sm.metrics) names.add(m.name ?? '');
-    return `${this.protocol} receiver on ${this.port}: ${this.arrivals} requests, ${this.accepted.length} accepted, metrics [${[...names].join(', ')}]` +
+    for (const e of this.accepted)
+      for (const rm of e.request.resourceMetrics) for (const sm of rm.scopeMetrics) for (const m of sm.metrics) names.add(m.name ?? '');
+    return (
+      `${this.protocol} receiver on ${this.port}: ${this.arrivals} requests, ${this.accepted.length} accepted, metrics [${[...names].join(', ')}]` +
       (this.strayPaths.length ? `, stray paths [${[...new Set(this.strayPaths)].join(', ')}]` : '') +
-      (this.decodeErrors.length ? `, decode errors [${this.decodeErrors[0]}]` : '');
+      (this.decodeErrors.length ? `, decode errors [${this.decodeErrors[0]}]` : '')
+    );
   }
 
   /** Polls `predicate` every 20 ms until it holds; rejects after `timeoutMs` with `what` and the summary. */

@@ -41,7 +41,15 @@ export interface PrometheusOptions {
 }
 
 /** A real Prometheus inside a namespace, scraping `targets` (job mentat) every second, or as `options` say. */
-export async function startPrometheus(cluster: Cluster, ns: string, control: FaultControl, dir: string, targets: string[], port = 9090, options: PrometheusOptions = {}): Promise<PrometheusServer> {
+export async function startPrometheus(
+  cluster: Cluster,
+  ns: string,
+  control: FaultControl,
+  dir: string,
+  targets: string[],
+  port = 9090,
+  options: PrometheusOptions = {},
+): Promise<PrometheusServer> {
   const config = join(dir, 'prometheus.yml');
   const targetsFile = join(dir, 'targets.json');
   const setTargets = async (list: ReadonlyArray<{ target: string; labels?: Record<string, string> }>): Promise<void> => {
@@ -97,7 +105,8 @@ export async function startPrometheus(cluster: Cluster, ns: string, control: Fau
     async alerts() {
       const r = await control.fetch(`${url}/api/v1/alerts`);
       if (r.status !== 200) throw new Error(`alerts: ${r.status} ${r.body}`);
-      return (JSON.parse(r.body) as { data: { alerts: Array<{ labels: Record<string, string>; state: string; activeAt: string; value: string }> } }).data.alerts;
+      return (JSON.parse(r.body) as { data: { alerts: Array<{ labels: Record<string, string>; state: string; activeAt: string; value: string }> } }).data
+        .alerts;
     },
     queryVector,
     async query(expr) {

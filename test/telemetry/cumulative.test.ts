@@ -40,7 +40,9 @@ function* values(seed: number, batches: number, perBatch: number): Generator<num
 /** Records the same values through a cumulative reader (the oracle) and a delta reader folded into the store. */
 async function compare(options: { exponential: boolean; maxSize: number; batches: number; perBatch: number; seed: number }) {
   const selector: MetricReaderOptions['aggregationSelector'] = (type) =>
-    type === InstrumentType.HISTOGRAM && options.exponential ? { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: options.maxSize } } : { type: AggregationType.DEFAULT };
+    type === InstrumentType.HISTOGRAM && options.exponential
+      ? { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: options.maxSize } }
+      : { type: AggregationType.DEFAULT };
   const cumulative = new Reader({ aggregationSelector: selector });
   const delta = new Reader({ aggregationSelector: selector, aggregationTemporalitySelector: () => AggregationTemporality.DELTA });
   const provider = new MeterProvider({ readers: [cumulative, delta] });
@@ -58,7 +60,10 @@ async function compare(options: { exponential: boolean; maxSize: number; batches
       counter.add(1, a);
     }
     const { resourceMetrics } = await delta.collect();
-    store.add(resourceMetrics.scopeMetrics.flatMap((s) => s.metrics), new Set());
+    store.add(
+      resourceMetrics.scopeMetrics.flatMap((s) => s.metrics),
+      new Set(),
+    );
   }
   const { resourceMetrics } = await cumulative.collect();
   const expected = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
@@ -105,8 +110,22 @@ test("explicit-bucket histograms and counters folded from deltas equal the SDK's
 
 test('merging exponential histograms of different scales maps the finer one onto the coarser', () => {
   // scale 1: bucket index i covers (2^(i/2), 2^((i+1)/2)]; scale 0: (2^i, 2^(i+1)].
-  const fine: ExponentialHistogram = { count: 3, sum: 6, scale: 1, zeroCount: 0, positive: { offset: 2, bucketCounts: [1, 1, 1] }, negative: { offset: 0, bucketCounts: [] } };
-  const coarse: ExponentialHistogram = { count: 1, sum: 3, scale: 0, zeroCount: 1, positive: { offset: 1, bucketCounts: [1] }, negative: { offset: 0, bucketCounts: [] } };
+  const fine: ExponentialHistogram = {
+    count: 3,
+    sum: 6,
+    scale: 1,
+    zeroCount: 0,
+    positive: { offset: 2, bucketCounts: [1, 1, 1] },
+    negative: { offset: 0, bucketCounts: [] },
+  };
+  const coarse: ExponentialHistogram = {
+    count: 1,
+    sum: 3,
+    scale: 0,
+    zeroCount: 1,
+    positive: { offset: 1, bucketCounts: [1] },
+    negative: { offset: 0, bucketCounts: [] },
+  };
   const merged = mergeExponential(fine, coarse, 160);
   assert.equal(merged.scale, 0);
   // fine indexes 2,3,4 at scale 0 are 1,1,2; plus coarse index 1.

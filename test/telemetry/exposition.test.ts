@@ -14,7 +14,11 @@ import { strictParse } from '../support/strict-exposition.js';
 
 /** An agent's telemetry with `n` destinations and an agent-wide gauge in the other scope. */
 async function telemetryWith(n: number): Promise<Telemetry> {
-  const telemetry = await Telemetry.create({ resource: resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': 'o' }), meterName: 'mentat', maxDestinations: n });
+  const telemetry = await Telemetry.create({
+    resource: resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': 'o' }),
+    meterName: 'mentat',
+    maxDestinations: n,
+  });
   telemetry.meter.createObservableGauge('mentat_targets').addCallback((r) => r.observe(n, { state: 'probed' }));
   const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: DEFAULT_BUCKETS_SECONDS, withIpFamily: false });
   for (let i = 0; i < n; i++) {
@@ -50,8 +54,15 @@ for (const slice of [1, 7, 64]) {
 test('a family split across scopes stays one contiguous family', () => {
   const descriptor = { name: 'x', description: 'd', unit: '', type: 'COUNTER', valueType: 1 } as never;
   const point = (v: string) => ({ attributes: { v }, startTime: [0, 0] as [number, number], endTime: [1, 0] as [number, number], value: 1 });
-  const metric = (v: string) => ({ descriptor, aggregationTemporality: 1, dataPointType: 3, isMonotonic: true, dataPoints: [point(v), point(`${v}2`)] }) as never;
-  const resourceMetrics = { resource: resourceFromAttributes({}), scopeMetrics: [{ scope: { name: 'a' }, metrics: [metric('a')] }, { scope: { name: 'b' }, metrics: [metric('b')] }] };
+  const metric = (v: string) =>
+    ({ descriptor, aggregationTemporality: 1, dataPointType: 3, isMonotonic: true, dataPoints: [point(v), point(`${v}2`)] }) as never;
+  const resourceMetrics = {
+    resource: resourceFromAttributes({}),
+    scopeMetrics: [
+      { scope: { name: 'a' }, metrics: [metric('a')] },
+      { scope: { name: 'b' }, metrics: [metric('b')] },
+    ],
+  };
   const text = [...exposition(resourceMetrics, 1)].join('');
   assert.equal(text.match(/^# TYPE x_total counter$/gm)!.length, 1);
   assert.deepEqual(
@@ -77,7 +88,12 @@ async function serve(telemetry: Telemetry): Promise<{ server: Server; port: numb
       max = Math.max(max, res.writableLength);
       return more;
     }) as typeof res.write;
-    void serveMetrics(req, res, () => telemetry.prometheus.collect(), () => {});
+    void serveMetrics(
+      req,
+      res,
+      () => telemetry.prometheus.collect(),
+      () => {},
+    );
   });
   return { server, port: await listenLocal(server), maxBufferedBytes: () => max };
 }
@@ -121,7 +137,13 @@ test('a client that stops reading is dropped after the stall timeout, not held f
   const done = new Promise<void>((resolve) => (closed = resolve));
   const server = createServer((req, res) => {
     res.on('close', () => closed!());
-    void serveMetrics(req, res, () => telemetry.prometheus.collect(), () => {}, 300);
+    void serveMetrics(
+      req,
+      res,
+      () => telemetry.prometheus.collect(),
+      () => {},
+      300,
+    );
   });
   const port = await listenLocal(server);
   t.after(async () => {

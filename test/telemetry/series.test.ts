@@ -10,7 +10,13 @@ import { Telemetry } from '../../src/telemetry/telemetry.js';
 import type { Target } from '../../src/types.js';
 import { parseExposition } from '../support/exposition.js';
 
-const node = (name: string, zone?: string, family: 4 | 6 = 4): Target => ({ key: family === 6 ? `${name}/ipv6` : name, name, address: family === 4 ? '198.18.0.1' : 'fd00::1', family, ...(zone ? { zone } : {}) });
+const node = (name: string, zone?: string, family: 4 | 6 = 4): Target => ({
+  key: family === 6 ? `${name}/ipv6` : name,
+  name,
+  address: family === 4 ? '198.18.0.1' : 'fd00::1',
+  family,
+  ...(zone ? { zone } : {}),
+});
 
 async function seriesOf(telemetry: Telemetry) {
   const { resourceMetrics } = await telemetry.prometheus.collect();
@@ -46,7 +52,11 @@ test('zone attributes label every series with origin_zone and destination_zone, 
   assert.deepEqual([...new Set(series.map((s) => `${s.labels['destination_node']}:${s.labels['destination_zone']}`))].sort(), ['a:z2', 'b:unknown']);
   metrics.record(node('a', 'z3'), { kind: 'success', rttSeconds: 0.001 });
   series = await seriesOf(telemetry);
-  assert.deepEqual([...new Set(series.filter((s) => s.labels['destination_node'] === 'a').map((s) => s.labels['destination_zone']))], ['z3'], 'no series left with the old zone');
+  assert.deepEqual(
+    [...new Set(series.filter((s) => s.labels['destination_node'] === 'a').map((s) => s.labels['destination_zone']))],
+    ['z3'],
+    'no series left with the old zone',
+  );
   await telemetry.shutdown();
 });
 
