@@ -188,7 +188,11 @@ const n = (v: number): string => v.toLocaleString('en-US', { maximumFractionDigi
 export function clusterReport(rows: readonly ClusterRow[]): string {
   const config = defaultConfig();
   return [
-    `Defaults: MENTAT_MESH=${config.mesh.mode} (full up to ${config.mesh.fullMax} nodes), MENTAT_PEERS=${config.mesh.peers}, MENTAT_SWEEP_INTERVAL=${config.mesh.sweepIntervalMs / 60_000}m, MENTAT_OUTLIERS_MAX=${config.mesh.outliersMax}, ${config.bucketsSeconds.length} buckets (${seriesPerDestination(config.bucketsSeconds.length)} series per destination), 1 s interval. Series per agent: destinations + sweep zones + outliers, each ${seriesPerDestination(config.bucketsSeconds.length)}, + ${SELF_SERIES} of its own; "worst" has every agent's outlier cap full.`,
+    `Defaults: MENTAT_MESH=${config.mesh.mode} (full up to ${config.mesh.fullMax} nodes), MENTAT_PEERS=${config.mesh.peers}, ` +
+      `MENTAT_SWEEP_INTERVAL=${config.mesh.sweepIntervalMs / 60_000}m, MENTAT_OUTLIERS_MAX=${config.mesh.outliersMax}, ` +
+      `${config.bucketsSeconds.length} buckets (${seriesPerDestination(config.bucketsSeconds.length)} series per destination), 1 s interval. ` +
+      `Series per agent: destinations + sweep zones + outliers, each ${seriesPerDestination(config.bucketsSeconds.length)}, + ${SELF_SERIES} of its own; ` +
+      `"worst" has every agent's outlier cap full.`,
     '',
     table(
       [

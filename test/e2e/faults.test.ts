@@ -781,10 +781,14 @@ async function scrapeLoad(t: TestContext, mode: 'dgram' | 'raw', seconds: number
   const loaded = window(l0, l1);
 
   t.diagnostic(
-    `${mode}: scrape load: ${result.requests} requests in ${result.seconds.toFixed(1)} s (${(result.requests / result.seconds).toFixed(0)}/s), statuses ${JSON.stringify(result.statuses)}, latency mean ${result.meanMs.toFixed(1)} ms p50 ${result.p50Ms.toFixed(1)} p99 ${result.p99Ms.toFixed(1)} max ${result.maxMs.toFixed(1)} ms`,
+    `${mode}: scrape load: ${result.requests} requests in ${result.seconds.toFixed(1)} s (${(result.requests / result.seconds).toFixed(0)}/s), ` +
+      `statuses ${JSON.stringify(result.statuses)}, ` +
+      `latency mean ${result.meanMs.toFixed(1)} ms p50 ${result.p50Ms.toFixed(1)} p99 ${result.p99Ms.toFixed(1)} max ${result.maxMs.toFixed(1)} ms`,
   );
   t.diagnostic(
-    `${mode}: probing: baseline ${baseline.done}/${baseline.expected.toFixed(0)} probes (${(baseline.ratio * 100).toFixed(1)} %), mean RTT ${baseline.meanUs.toFixed(0)} us; under load ${loaded.done}/${loaded.expected.toFixed(0)} (${(loaded.ratio * 100).toFixed(1)} %), mean RTT ${loaded.meanUs.toFixed(0)} us (+${(loaded.meanUs - baseline.meanUs).toFixed(0)} us), ${loaded.timeouts} timeouts`,
+    `${mode}: probing: baseline ${baseline.done}/${baseline.expected.toFixed(0)} probes (${(baseline.ratio * 100).toFixed(1)} %), ` +
+      `mean RTT ${baseline.meanUs.toFixed(0)} us; under load ${loaded.done}/${loaded.expected.toFixed(0)} (${(loaded.ratio * 100).toFixed(1)} %), ` +
+      `mean RTT ${loaded.meanUs.toFixed(0)} us (+${(loaded.meanUs - baseline.meanUs).toFixed(0)} us), ${loaded.timeouts} timeouts`,
   );
   assert.deepEqual(Object.keys(result.statuses), ['200'], `every request answered 200: ${JSON.stringify(result.statuses)} ${result.errors.join('; ')}`);
   assert.equal(result.truncated, 0, 'no truncated body');

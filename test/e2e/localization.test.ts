@@ -1,9 +1,9 @@
 /**
  * The shipped rules in a real Prometheus, over 12 real agents (one per network namespace, default
- * settings, two zones), scraped every 5 s. After a quiet minute one node answers every echo 5 ms
+ * settings, two zones), scraped every 5 s. After a quiet half minute one node answers every echo 5 ms
  * late (kernel echo off, user-space responder) while another is scaled down as the cluster
  * autoscaler does it: cordoned and tainted, its agent stopped, its network down, its Node deleted
- * 90 s later. An alert must name the slow node within 4 minutes; none may name the node being
+ * 60 s later. An alert must name the slow node within 4 minutes; none may name the node being
  * removed or blame any other node; at most 3 alerts appear in all.
  */
 import assert from 'node:assert/strict';
@@ -52,8 +52,8 @@ test('a slow node is named by one alert while a node scaled down raises none', {
     { everyMs: 2000 },
   );
 
-  // The quiet minute: nothing fires, nothing is pending.
-  await sleep(60_000);
+  // The quiet half minute: nothing fires, nothing is pending (rules are evaluated every 5 s).
+  await sleep(30_000);
   assert.deepEqual(await prom.alerts(), [], 'a healthy cluster raises nothing');
 
   const slow = names[2]!;
@@ -95,11 +95,11 @@ test('a slow node is named by one alert while a node scaled down raises none', {
   // The pod is gone: Kubernetes discovery drops its target.
   await prom.setTargets(names.filter((n) => n !== leaving).map((n) => ({ target: target(n), labels: { node: n } })));
   await mesh.cluster.execIn(mesh.nodes.get(leaving)!.ns, 'ip', ['link', 'set', 'eth0', 'down']);
-  const deleteAt = startedAt + 90_000;
+  const deleteAt = startedAt + 60_000;
 
   let slowNamedAt: number | undefined;
   let deleted = false;
-  // Watch until 4 minutes have passed, or the slow node is named and the deletion is a minute behind us.
+  // Watch until 4 minutes have passed, or the slow node is named and the deletion is 45 s (9 evaluations) behind us.
   while (Date.now() - startedAt < 240_000) {
     if (!deleted && Date.now() >= deleteAt) {
       await mesh.control.delete(leaving);
@@ -107,7 +107,7 @@ test('a slow node is named by one alert while a node scaled down raises none', {
     }
     await watch();
     slowNamedAt ??= [...seen.values()].find((a) => named(a.labels).includes(slow))?.at;
-    if (slowNamedAt !== undefined && deleted && Date.now() - deleteAt > 60_000) break;
+    if (slowNamedAt !== undefined && deleted && Date.now() - deleteAt > 45_000) break;
     await sleep(SCRAPE_S * 1000);
   }
   const alerts = [...seen.values()].map((a) => ({ ...a.labels, afterS: String(Math.round((a.at - startedAt) / 1000)) }));
@@ -119,6 +119,13 @@ test('a slow node is named by one alert while a node scaled down raises none', {
     for (const n of named(a.labels)) assert.ok(n === slow, `no alert blames another node: ${JSON.stringify(a.labels)}`);
   }
   assert.ok(seen.size <= 3, `at most 3 alerts in all: ${seen.size}`);
+  // The recorded score is a mean over 3 minutes, not yet all of them slow ones here (promtool checks
+  // its exact value on synthetic series): above the threshold, not exaggerated. What the agents
+  // measure over the last 30 s is the 5 ms itself.
   const score = await prom.query(`mentat:node:destination_latency_excess_seconds{node="${slow}"}`);
-  assert.ok(score > 0.004 && score < 0.006, `the slow node's excess as a destination is about 5 ms: ${score}`);
+  assert.ok(score > 0.0025 && score < 0.006, `the slow node's excess as a destination is above the 2.5 ms threshold and at most about 5 ms: ${score}`);
+  const mean = (selector: string) => `(sum(rate(node_latency_sum{${selector}}[30s])) / sum(rate(node_latency_count{${selector}}[30s])))`;
+  const measured = await prom.query(`${mean(`destination_node="${slow}"`)} - ${mean(`destination_node!="${slow}"`)}`);
+  assert.ok(measured > 0.0045 && measured < 0.0065, `the agents see the slow node about 5 ms slower than the others: ${measured}`);
+  t.diagnostic(`${slow}: score ${(score * 1000).toFixed(2)} ms, measured over 30 s ${(measured * 1000).toFixed(2)} ms slower than the others`);
 });

@@ -10,7 +10,8 @@
 #
 # The stand-in for node:<major>-<suite>-slim, tagged with that exact name: a Debian root filesystem
 # from `debootstrap --variant=minbase <suite>` on the machine's configured mirror, with node from
-# the npm package node-linux-<arch>@<the version package.json pins> and npm from npm@11, laid out
+# the npm package node-linux-<arch>@<the version package.json pins> and npm 11 (the copies npm ci
+# installed and the machine's own, else from the registry), laid out
 # under /usr/local as the official node image does. Only its content differs from the real image.
 #
 # Platform facts behind the configuration (../../shared/PLATFORM.md): runc as the runtime (crun 1.8
@@ -31,7 +32,7 @@ else
 fi
 STORE=$(cd "$STORE" && pwd)
 
-log() { printf '# image: %s\n' "$*" >&2; }
+log() { printf "# image: [%ss] %s\n" "$SECONDS" "$*" >&2; }
 die() { printf 'test/image/build.sh: %s\n' "$*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "needs root (debootstrap, buildah and podman with their storage in $STORE)"
@@ -146,16 +147,33 @@ debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$STORE/debootstrap.
 # As the slim images do: no package lists or downloaded packages in the image.
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/apt/archives/*.deb
 
-log "node-linux-$NODE_ARCH@$NODE_VERSION and npm@11 from the npm registry"
-# Outside the repository, so its .npmrc (nodedir) does not apply; the machine's npm config (CA) does.
-(cd "$STORE/dl" && npm pack --silent "node-linux-$NODE_ARCH@$NODE_VERSION" npm@11 >/dev/null)
+# Node and npm from this machine where it has them (npm ci installed the pinned node-linux package
+# for the tests; the machine's own npm if it is npm 11): a registry download is the one step here
+# that can stall for minutes (npm's default fetch timeout is 5 min).
 mkdir -p "$STORE/dl/node" "$ROOTFS/usr/local/lib/node_modules/npm"
-tar -xzf "$STORE"/dl/node-linux-"$NODE_ARCH"-*.tgz -C "$STORE/dl/node" --strip-components=1
+LOCAL_NODE=$REPO/node_modules/node-linux-$NODE_ARCH
+if [[ -f $LOCAL_NODE/package.json && $(node -p "require('$LOCAL_NODE/package.json').version.replace(/^v/, '')") == "$NODE_VERSION" && -x $LOCAL_NODE/bin/node ]]; then
+  log "node-linux-$NODE_ARCH@$NODE_VERSION from node_modules"
+  cp -a "$LOCAL_NODE/." "$STORE/dl/node/"
+else
+  log "node-linux-$NODE_ARCH@$NODE_VERSION from the npm registry"
+  # Outside the repository, so its .npmrc (nodedir) does not apply; the machine's npm config (CA) does.
+  (cd "$STORE/dl" && npm pack --silent --fetch-timeout=60000 "node-linux-$NODE_ARCH@$NODE_VERSION" >/dev/null)
+  tar -xzf "$STORE"/dl/node-linux-"$NODE_ARCH"-*.tgz -C "$STORE/dl/node" --strip-components=1
+fi
+HOST_NPM=$(dirname "$(readlink -f "$(command -v npm)")")/..
+if [[ $(node -p "require('$HOST_NPM/package.json').version.split('.')[0]" 2>/dev/null) == 11 ]]; then
+  log "npm $(node -p "require('$HOST_NPM/package.json').version") from this machine"
+  cp -a "$HOST_NPM/." "$ROOTFS/usr/local/lib/node_modules/npm/"
+else
+  log "npm@11 from the npm registry"
+  (cd "$STORE/dl" && npm pack --silent --fetch-timeout=60000 npm@11 >/dev/null)
+  tar -xzf "$STORE"/dl/npm-*.tgz -C "$ROOTFS/usr/local/lib/node_modules/npm" --strip-components=1
+fi
 # The official image's layout: /usr/local/{bin/node,include/node,share}, npm in lib/node_modules.
 cp -a "$STORE/dl/node/bin/node" "$ROOTFS/usr/local/bin/node"
 cp -a "$STORE/dl/node/include/node" "$ROOTFS/usr/local/include/node"
 cp -a "$STORE/dl/node/share/." "$ROOTFS/usr/local/share/"
-tar -xzf "$STORE"/dl/npm-*.tgz -C "$ROOTFS/usr/local/lib/node_modules/npm" --strip-components=1
 ln -s ../lib/node_modules/npm/bin/npm-cli.js "$ROOTFS/usr/local/bin/npm"
 ln -s ../lib/node_modules/npm/bin/npx-cli.js "$ROOTFS/usr/local/bin/npx"
 # RUN steps mount $STORE/npm-etc here; the official image has this folder, empty, too.
@@ -177,12 +195,15 @@ cp "$cafile" "$STORE/npm-etc/ca.crt"
 {
   echo "cafile=/usr/local/etc/ca.crt"
   echo "registry=$(cd "$STORE" && npm config get registry)"
+  # A stalled connection is given up after 30 s and retried, not after npm's default 5 min.
+  echo "fetch-timeout=30000"
+  echo "fetch-retries=4"
 } >"$STORE/npm-etc/npmrc"
 
 # --- the image -----------------------------------------------------------------------------------
 revision=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)
 log "buildah bud -t $IMAGE (VERSION=$VERSION REVISION=$revision)"
-buildah bud --pull=never --layers --network=host \
+buildah bud --pull=never --layers --network=host --jobs 2 \
   --volume "$STORE/npm-etc:/usr/local/etc:ro" \
   --build-arg "VERSION=$VERSION" --build-arg "REVISION=$revision" \
   --tag "$IMAGE" --file "$REPO/Dockerfile" "$REPO" >"$STORE/build.log" 2>&1 \
