@@ -182,7 +182,7 @@ function checkDaemonSet(objects: readonly K8sObject[], sa: K8sObject, variant: V
   assert.equal(namedPort(c, liveness.httpGet.port), METRICS_PORT);
   assert.equal(namedPort(c, readiness.httpGet.port), METRICS_PORT);
   assert.equal(namedPort(c, 'http-metrics'), METRICS_PORT);
-  assert.deepEqual(c['resources'], { requests: { cpu: '20m', memory: '32Mi' }, limits: { cpu: '200m', memory: '128Mi' } });
+  assert.deepEqual(c['resources'], { requests: { cpu: '20m', memory: '64Mi' }, limits: { cpu: '200m', memory: '128Mi' } });
   checkSecurity(pod, c, variant);
   checkConfig(c, variant);
   return { labels, c };
