@@ -85,8 +85,14 @@ export class ObjectClient {
   ) {}
 
   /** The object, or undefined when there is none (404). */
-  async get<T extends KubeObject>(collection: string, name: string): Promise<T | undefined> {
-    const response = await this.client.send(this.kubeConfig, { method: 'GET', path: `${collection}/${encodeURIComponent(name)}`, timeoutMs: this.timeoutMs });
+  /**
+   * The object, or undefined when there is none. `fromCache`: any recent version will do
+   * (resourceVersion=0), which kube-apiserver serves from its watch cache instead of a quorum read
+   * of etcd; it may be a version behind.
+   */
+  async get<T extends KubeObject>(collection: string, name: string, fromCache = false): Promise<T | undefined> {
+    const path = `${collection}/${encodeURIComponent(name)}${fromCache ? '?resourceVersion=0' : ''}`;
+    const response = await this.client.send(this.kubeConfig, { method: 'GET', path, timeoutMs: this.timeoutMs });
     if (response.status === 404) return undefined;
     return this.parse<T>(response);
   }

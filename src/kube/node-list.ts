@@ -130,7 +130,10 @@ export class ListFetcher {
   async fetch(announcement: ListAnnouncement): Promise<NodeEntry[] | undefined> {
     for (const [i, hash] of announcement.shards.entries()) {
       if (this.have.get(i)?.hash === hash) continue;
-      const shard = await this.objects.get<ConfigMap>(CONFIG_MAPS(this.namespace), shardName(i));
+      // Every agent fetches a changed shard: from the watch cache, not etcd; only a cache still
+      // behind the announcement costs a consistent read.
+      let shard = await this.objects.get<ConfigMap>(CONFIG_MAPS(this.namespace), shardName(i), true);
+      if (shard?.metadata.annotations?.[HASH_ANNOTATION] !== hash) shard = await this.objects.get<ConfigMap>(CONFIG_MAPS(this.namespace), shardName(i));
       const data = shard?.binaryData?.[DATA_KEY];
       if (!shard || shard.metadata.annotations?.[HASH_ANNOTATION] !== hash || data === undefined) return undefined;
       this.have.set(i, { hash, entries: decodeShard(Buffer.from(data, 'base64')) });

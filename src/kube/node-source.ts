@@ -50,6 +50,11 @@ export const PUBLISH_QUIET_MS = 2000;
 export const PUBLISH_MAX_DELAY_MS = 10_000;
 /** The publisher checks its shards this often (deleted by hand, overwritten by someone else). */
 export const VERIFY_EVERY_MS = 60_000;
+/**
+ * Followers fetch a changed list at a random moment within this long (at most a sixth of the lease
+ * duration): 5000 agents see the announcement at once, and the API server gets their GETs spread.
+ */
+export const FETCH_SPREAD_MS = 5000;
 
 /** Why the lease cannot be read, in words that say what to fix (a 403 here is the Role, not the ClusterRole). */
 function explainLeaseError(err: unknown, server: string, namespace: string, serviceAccount: string | undefined): string {
@@ -69,6 +74,9 @@ export class NodeSource {
   private readonly objects: ObjectClient;
   private entries: NodeEntry[] = [];
   private announced: string | undefined;
+  /** The announcement waiting for its moment (FETCH_SPREAD_MS), and that moment. */
+  private pendingKey: string | undefined;
+  private fetchAt = 0;
   private applied: string | undefined;
   private timer: unknown;
   private publishTimer: unknown;
@@ -241,7 +249,7 @@ export class NodeSource {
     if (expiredMs === 0) {
       this.attemptAt = undefined;
       this.fallbackAt = undefined;
-      await this.follow(parseAnnouncement(lease.annotation(LIST_ANNOTATION)));
+      await this.follow(parseAnnouncement(lease.annotation(LIST_ANNOTATION)), now);
       return;
     }
     // No live publisher: take the lease when it is this agent's turn.
@@ -266,10 +274,18 @@ export class NodeSource {
   }
 
   /** A live publisher: fetch what it announced, and leave a fallback once the list is here. */
-  private async follow(announcement: ListAnnouncement | undefined): Promise<void> {
+  private async follow(announcement: ListAnnouncement | undefined, now: number): Promise<void> {
     if (!announcement || !this.fetcher) return;
     const key = JSON.stringify(announcement.shards);
     if (key === this.applied) return;
+    // The first list after start is fetched at once (an agent without nodes probes nothing).
+    if (this.synced) {
+      if (key !== this.pendingKey) {
+        this.pendingKey = key;
+        this.fetchAt = now + this.options.random() * Math.min(FETCH_SPREAD_MS, this.durationMs / 6);
+      }
+      if (now < this.fetchAt) return;
+    }
     const entries = await this.fetcher.fetch(announcement);
     if (!entries) return;
     this.applied = key;

@@ -161,6 +161,55 @@ test(
 );
 
 test(
+  'followers read changed shards from the watch cache (resourceVersion=0), spread in time; a cache behind the announcement costs one consistent read',
+  { timeout: 30_000 },
+  async () => {
+    const server = await FakeApiServer.start();
+    cluster(server, 20);
+    const all = await agents(server, 4);
+    try {
+      for (const a of all) a.source.start();
+      await waitFor(() => all.every((a) => known(a).length === 20), 15_000, 'synced');
+      const followers = all.filter((a) => a.source.mode === 'published');
+      assert.equal(followers.length, 3);
+      const shardGets = (user: string) =>
+        server.requests.filter((r) => r.user === user && r.kind === 'get' && r.resource === 'configmaps' && r.name?.startsWith('mentat-nodes-'));
+      const cached = (user: string) => shardGets(user).filter((r) => r.query['resourceVersion'] === '0').length;
+      const consistent = (user: string) => shardGets(user).filter((r) => r.query['resourceVersion'] === undefined).length;
+      for (const f of followers) assert.equal(consistent(`agent-${f.name}`), 0, `${f.name}: a current cache is never bypassed`);
+
+      // The watch cache one write behind: the GET from the cache brings the old shard, so a consistent read follows.
+      server.lagCacheReads();
+      const before = new Map(followers.map((f) => [f.name, { cached: cached(`agent-${f.name}`), consistent: consistent(`agent-${f.name}`) }]));
+      const startedAt = Date.now();
+      server.upsertNode(makeNode('late', '198.18.2.1'));
+      const reachedAt = new Map<string, number>();
+      await waitFor(
+        () => {
+          for (const f of followers) if (!reachedAt.has(f.name) && known(f).includes('late')) reachedAt.set(f.name, Date.now() - startedAt);
+          return reachedAt.size === followers.length;
+        },
+        20_000,
+        'the new node reaches every follower through the lagging cache',
+      );
+      for (const f of followers) {
+        const b = before.get(f.name)!;
+        assert.equal(cached(`agent-${f.name}`) - b.cached, 1, `${f.name}: one GET from the cache for the one changed shard`);
+        assert.equal(consistent(`agent-${f.name}`) - b.consistent, 1, `${f.name}: one consistent GET, since the cache was behind`);
+      }
+      // The first GET of each follower: at a random moment within a sixth of the lease duration after the announcement.
+      const firstGets = followers.map((f) => shardGets(`agent-${f.name}`).at(-2)!.at);
+      const spreadMs = Math.max(...firstGets) - Math.min(...firstGets);
+      assert.ok(spreadMs <= LEASE_MS / 6 + 1100, `within the spread (${LEASE_MS / 6} ms) and a tick: ${spreadMs} ms`);
+      server.lagCacheReads(false);
+    } finally {
+      await Promise.all(all.map((a) => a.source.stop()));
+      await server.stop();
+    }
+  },
+);
+
+test(
   'the publisher is cut off from the API server: another takes over within the lease duration, no agent loses its nodes, the old one steps down',
   { timeout: 45_000 },
   async () => {

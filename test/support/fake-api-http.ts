@@ -561,9 +561,12 @@ export class ApiHandler {
 
     const ns = r.namespace;
     switch (r.kind) {
-      case 'get':
-        reply.json(200, withTypeMeta(type, this.store.require(type, ns, r.name ?? '')));
+      case 'get': {
+        // resourceVersion=0: any version will do, and kube-apiserver serves it from its watch cache.
+        const cached = params.get('resourceVersion') === '0';
+        reply.json(200, withTypeMeta(type, cached ? this.store.requireLagging(type, ns, r.name ?? '') : this.store.require(type, ns, r.name ?? '')));
         return;
+      }
       case 'list':
         this.store.list(type, ns, params, reply);
         return;

@@ -359,6 +359,9 @@ export class Store {
   /** Per resource, sorted by namespace/name; cached until the next add or delete of that resource. */
   private readonly sorted = new Map<ResourceName, readonly StoredObject[]>();
   private readonly history: HistoryEntry[] = [];
+  /** Each object's state before its last write (undefined: created by it), kept from `lagCacheReads()` on. */
+  private readonly before = new Map<string, StoredObject | undefined>();
+  private lagging = false;
   private readonly watches = new Map<ResourceName, Set<WatchConn>>();
   private readonly snapshots = new Map<string, readonly StoredObject[]>();
   private readonly maxHistory: number;
@@ -388,6 +391,29 @@ export class Store {
 
   get(type: ResourceType, namespace: string | undefined, name: string): StoredObject | undefined {
     return this.table(type).get(keyOf(type, namespace, name));
+  }
+
+  /** From now on, GETs with resourceVersion=0 are served one write behind (see getLagging); off forgets it. */
+  lagCacheReads(on: boolean): void {
+    this.lagging = on;
+    if (!on) this.before.clear();
+  }
+
+  /**
+   * What a watch cache one write behind serves for a GET with resourceVersion=0: the object before
+   * its last change (absent if it was created by that change), or as it is when it never changed.
+   */
+  getLagging(type: ResourceType, namespace: string | undefined, name: string): StoredObject | undefined {
+    if (!this.lagging) return this.get(type, namespace, name);
+    const key = `${type.resource}/${keyOf(type, namespace, name)}`;
+    return this.before.has(key) ? this.before.get(key) : this.get(type, namespace, name);
+  }
+
+  /** Like `getLagging`, but a missing object is the apiserver's 404. */
+  requireLagging(type: ResourceType, namespace: string | undefined, name: string): StoredObject {
+    const o = this.getLagging(type, namespace, name);
+    if (!o) throw notFound(type, name);
+    return o;
   }
 
   /** Like `get`, but a missing object is the apiserver's 404. */
@@ -468,6 +494,7 @@ export class Store {
       );
     }
     this.table(type).delete(keyOf(type, namespace, name));
+    if (this.lagging) this.before.set(`${type.resource}/${keyOf(type, namespace, name)}`, prev);
     this.sorted.delete(type.resource);
     const rv = ++this.rv;
     // The DELETED event carries the final state stamped with the deletion revision.
@@ -691,6 +718,7 @@ export class Store {
     obj.metadata.resourceVersion = String(++this.rv);
     const table = this.table(type);
     table.set(keyOf(type, obj.metadata.namespace, obj.metadata.name), obj);
+    if (this.lagging) this.before.set(`${type.resource}/${keyOf(type, obj.metadata.namespace, obj.metadata.name)}`, prev);
     // Only adds change the order; a modification just makes the cached array stale.
     this.sorted.delete(type.resource);
     this.emit(prev ? { rv: this.rv, type: 'MODIFIED', resource: type.resource, obj, prev } : { rv: this.rv, type: 'ADDED', resource: type.resource, obj });

@@ -455,6 +455,14 @@ export class FakeApiServer {
     this.http.hang(only);
   }
 
+  /**
+   * GETs with resourceVersion=0 are served one write behind from now on, as a lagging watch cache
+   * may serve them; `false` serves them current again.
+   */
+  lagCacheReads(on = true): void {
+    this.store.lagCacheReads(on);
+  }
+
   /** Stops hanging; held requests whose client is still waiting are served now. Returns how many. */
   clearHangs(): number {
     return this.http.clearHangs();
