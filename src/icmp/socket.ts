@@ -30,9 +30,12 @@ export class IcmpPermissionError extends Error {
   override readonly name = 'IcmpPermissionError';
   /** What was refused and why, without the remedy: for a message that names both kinds of socket. */
   readonly reason: string;
+  /** What to grant or set instead, if known. */
+  readonly remedy: string | undefined;
 
   constructor(reason: string, remedy?: string, options?: ErrorOptions) {
     super(remedy ? `${reason}; ${remedy}` : reason, options);
     this.reason = reason;
+    this.remedy = remedy;
   }
 }

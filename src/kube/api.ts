@@ -84,9 +84,8 @@ export class ObjectClient {
     private readonly timeoutMs: number,
   ) {}
 
-  /** The object, or undefined when there is none (404). */
   /**
-   * The object, or undefined when there is none. `fromCache`: any recent version will do
+   * The object, or undefined when there is none (404). `fromCache`: any recent version will do
    * (resourceVersion=0), which kube-apiserver serves from its watch cache instead of a quorum read
    * of etcd; it may be a version behind.
    */

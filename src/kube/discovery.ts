@@ -7,8 +7,8 @@ import { trimNode } from './node-table.js';
 import type { KubeSource } from './source.js';
 
 const DEFAULT_PAGE_SIZE = 100;
-const DEFAULT_MIN_BACKOFF_MS = 1000;
-const DEFAULT_MAX_BACKOFF_MS = 30_000;
+export const DEFAULT_MIN_BACKOFF_MS = 1000;
+export const DEFAULT_MAX_BACKOFF_MS = 30_000;
 /** A list page that takes longer than this is abandoned and retried with the backoff. */
 const LIST_TIMEOUT_MS = 30_000;
 

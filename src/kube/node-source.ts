@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { ListWatch } from '@kubernetes/client-node';
 import type { Clock, MeshNode } from '../types.js';
 import { LEASES, ObjectClient, statusCodeOf, type ObjectList } from './api.js';
-import { explainApiError, NodeDiscovery, type DiscoveryOptions } from './discovery.js';
+import { DEFAULT_MAX_BACKOFF_MS, DEFAULT_MIN_BACKOFF_MS, explainApiError, NodeDiscovery, type DiscoveryOptions } from './discovery.js';
 import { Lease, type LeaseObject } from './lease.js';
 import type { NodeEntry } from './node-entry.js';
 import { LEASE_NAME, LIST_ANNOTATION, ListFetcher, ListPublisher, parseAnnouncement, type ListAnnouncement } from './node-list.js';
@@ -195,9 +195,9 @@ export class NodeSource {
       delayFn: this.options.delay,
     });
     // Retries back off as discovery's do: thousands of agents refused at once must not retry every second.
-    let backoffMs = 1000;
+    let backoffMs = DEFAULT_MIN_BACKOFF_MS;
     const seen = (lease: LeaseObject | undefined) => {
-      backoffMs = 1000;
+      backoffMs = DEFAULT_MIN_BACKOFF_MS;
       this.lease?.observe(lease);
       this.tick();
     };
@@ -208,7 +208,7 @@ export class NodeSource {
       if (this.stopped || (err as Error | undefined)?.name === 'AbortError') return;
       this.options.warnings.warn('lease-watch', { retryInMs: backoffMs }, explainLeaseError(err, this.server, namespace, this.options.serviceAccount));
       const wait = backoffMs;
-      backoffMs = Math.min(backoffMs * 2, 30_000);
+      backoffMs = Math.min(backoffMs * 2, DEFAULT_MAX_BACKOFF_MS);
       void this.options.delay(wait).then(() => {
         if (!this.stopped) void informer.start();
       });

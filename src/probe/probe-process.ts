@@ -44,7 +44,12 @@ function run(data: WorkerData): void {
       onSocketError: (message) => post({ type: 'socket-error', message }),
     });
   } catch (err) {
-    post({ type: 'failed', name: (err as Error).name, message: (err as Error).message, ...(err instanceof IcmpPermissionError ? { reason: err.reason } : {}) });
+    post({
+      type: 'failed',
+      name: (err as Error).name,
+      message: (err as Error).message,
+      ...(err instanceof IcmpPermissionError ? { reason: err.reason, ...(err.remedy ? { remedy: err.remedy } : {}) } : {}),
+    });
     process.disconnect();
     return;
   }

@@ -12,7 +12,7 @@ export type WireResult = [string, 0, number] | [string, 1, 0] | [string, 2, stri
 
 export type FromWorker =
   | { type: 'ready'; info: EngineInfo }
-  | { type: 'failed'; name: string; message: string; reason?: string }
+  | { type: 'failed'; name: string; message: string; reason?: string; remedy?: string }
   | { type: 'results'; results: WireResult[] }
   | { type: 'socket-error'; message: string }
   | { type: 'stopped' };
@@ -75,9 +75,8 @@ export class ProcessEngine implements ProbeEngine {
             break;
           case 'failed': {
             // An IcmpPermissionError crosses the process boundary as what it was, so auto mode can tell it apart.
-            const remedy = msg.reason !== undefined && msg.message.startsWith(`${msg.reason}; `) ? msg.message.slice(msg.reason.length + 2) : undefined;
             if (msg.name === 'IcmpPermissionError') {
-              reject(new IcmpPermissionError(msg.reason ?? msg.message, remedy));
+              reject(new IcmpPermissionError(msg.reason ?? msg.message, msg.remedy));
               break;
             }
             const err = new Error(msg.message);

@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeClient } from '../../src/kube/client.js';
 import { NodeDiscovery } from '../../src/kube/discovery.js';
+import type { NodeEntry } from '../../src/kube/node-entry.js';
 import { NodeSource } from '../../src/kube/node-source.js';
 import { NodeTable } from '../../src/kube/node-table.js';
 import { systemClock } from '../../src/types.js';
@@ -59,6 +60,21 @@ async function setup(server: FakeApiServer, opts: { pageSize?: number } = {}) {
   });
   const names = () => latest.map((t) => t.name).sort();
   return { discovery, lines, names, delays, targets: () => latest };
+}
+
+/** NodeDiscovery alone, quiet, reporting its entries to `onEntries`. */
+async function bareDiscovery(server: FakeApiServer, onEntries: (entries: NodeEntry[]) => void): Promise<NodeDiscovery> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(await server.writeKubeconfig(dir));
+  const quiet: Log = { debug() {}, info() {}, warn() {}, error() {} };
+  return new NodeDiscovery({
+    client: await loadKubeClient(),
+    kubeConfig: kc,
+    onEntries,
+    log: quiet,
+    warnings: new RateLimitedLog(quiet, 1000, () => 0),
+    delay: async () => {},
+  });
 }
 
 test('lists in pages, skips itself, then follows adds, address changes and deletes over the watch', async () => {
@@ -171,16 +187,7 @@ test('5000 nodes arrive in pages and become one target update', async () => {
   const server = await FakeApiServer.start();
   let updates = 0;
   const { discovery, names } = await setup(server);
-  const kc = new KubeConfig();
-  kc.loadFromFile(await server.writeKubeconfig(dir));
-  const counting = new NodeDiscovery({
-    client: await loadKubeClient(),
-    kubeConfig: kc,
-    onEntries: () => updates++,
-    log: { debug() {}, info() {}, warn() {}, error() {} },
-    warnings: new RateLimitedLog({ debug() {}, info() {}, warn() {}, error() {} }, 1000, () => 0),
-    delay: async () => {},
-  });
+  const counting = await bareDiscovery(server, () => updates++);
   try {
     server.upsertNodes(Array.from({ length: 5000 }, (_, i) => makeNode(`node-${i}`, `198.18.${16 + (i >> 8)}.${i & 255}`)));
     discovery.start();
@@ -199,19 +206,9 @@ test('kubelet status reports change nothing an agent uses and cost no update; a 
   const server = await FakeApiServer.start();
   let updates = 0;
   let last: string[] = [];
-  const kc = new KubeConfig();
-  kc.loadFromFile(await server.writeKubeconfig(dir));
-  const quiet = { debug() {}, info() {}, warn() {}, error() {} };
-  const discovery = new NodeDiscovery({
-    client: await loadKubeClient(),
-    kubeConfig: kc,
-    onEntries: (entries) => {
-      updates++;
-      last = entries.map((e) => `${e.name}:${e.state}:${e.addresses.find((a) => a.type === 'InternalIP')?.address ?? ''}`).sort();
-    },
-    log: quiet,
-    warnings: new RateLimitedLog(quiet, 1000, () => 0),
-    delay: async () => {},
+  const discovery = await bareDiscovery(server, (entries) => {
+    updates++;
+    last = entries.map((e) => `${e.name}:${e.state}:${e.addresses.find((a) => a.type === 'InternalIP')?.address ?? ''}`).sort();
   });
   const heartbeats: { stop(): void; readonly beats: number }[] = [];
   try {

@@ -405,7 +405,7 @@ export class Store {
    */
   getLagging(type: ResourceType, namespace: string | undefined, name: string): StoredObject | undefined {
     if (!this.lagging) return this.get(type, namespace, name);
-    const key = `${type.resource}/${keyOf(type, namespace, name)}`;
+    const key = lagKey(type, namespace, name);
     return this.before.has(key) ? this.before.get(key) : this.get(type, namespace, name);
   }
 
@@ -494,7 +494,7 @@ export class Store {
       );
     }
     this.table(type).delete(keyOf(type, namespace, name));
-    if (this.lagging) this.before.set(`${type.resource}/${keyOf(type, namespace, name)}`, prev);
+    if (this.lagging) this.before.set(lagKey(type, namespace, name), prev);
     this.sorted.delete(type.resource);
     const rv = ++this.rv;
     // The DELETED event carries the final state stamped with the deletion revision.
@@ -718,7 +718,7 @@ export class Store {
     obj.metadata.resourceVersion = String(++this.rv);
     const table = this.table(type);
     table.set(keyOf(type, obj.metadata.namespace, obj.metadata.name), obj);
-    if (this.lagging) this.before.set(`${type.resource}/${keyOf(type, obj.metadata.namespace, obj.metadata.name)}`, prev);
+    if (this.lagging) this.before.set(lagKey(type, obj.metadata.namespace, obj.metadata.name), prev);
     // Only adds change the order; a modification just makes the cached array stale.
     this.sorted.delete(type.resource);
     this.emit(prev ? { rv: this.rv, type: 'MODIFIED', resource: type.resource, obj, prev } : { rv: this.rv, type: 'ADDED', resource: type.resource, obj });
@@ -762,6 +762,11 @@ export class Store {
     }
     return lo;
   }
+}
+
+/** keyOf within one resource; the lagging reads keep every resource in one map. */
+function lagKey(type: ResourceType, namespace: string | undefined, name: string): string {
+  return `${type.resource}/${keyOf(type, namespace, name)}`;
 }
 
 function keyOf(type: ResourceType, namespace: string | undefined, name: string): string {
