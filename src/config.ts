@@ -12,6 +12,8 @@ export type AddressFamilyPolicy = 'first' | 'ipv4' | 'ipv6' | 'dual';
 export type IcmpMode = 'auto' | 'raw' | 'dgram';
 export type MeshMode = 'auto' | 'full' | 'sampled';
 export type NodeListMode = 'auto' | 'direct';
+/** agent: probes (the DaemonSet); controller: elected writer of the node list (the mentat-controller Deployment). */
+export type Role = 'agent' | 'controller';
 export type OtlpProtocol = 'http/protobuf' | 'grpc';
 export type OtlpHistogram = 'explicit' | 'exponential';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -59,6 +61,7 @@ export interface NodeListConfig {
 
 /** The validated, frozen configuration the agent runs with. */
 export interface Config {
+  readonly role: Role;
   readonly nodeName: string;
   readonly discovery: DiscoveryMode;
   readonly kubeconfig: string | undefined;
@@ -207,6 +210,11 @@ function choice(doc: string, values: readonly string[], fallback: string, extra:
 
 /** Each key is a setting, named as its Config field is; env and flag names derive from it unless given. */
 const SCHEMA = {
+  role: choice(
+    'What this process is: agent (probes; reads the node list and writes nothing) or controller (the elected writer of the node list, mentat-controller)',
+    ['agent', 'controller'],
+    'agent',
+  ),
   node_name: { doc: 'This node: the origin_node attribute, and the node skipped', default: '', env: 'NODE_NAME', format: String },
   discovery: choice('Where targets come from: Kubernetes if configured, else static (auto)', ['auto', 'kubernetes', 'static'], 'auto'),
   kubeconfig: { doc: 'Path of a kubeconfig used when not running in a cluster', default: '', env: 'KUBECONFIG', format: String },
@@ -490,6 +498,7 @@ export function loadConfig(input: LoadInput): Loaded {
   }
 
   const config: Config = {
+    role: raw.role as Role,
     nodeName: raw.node_name || input.hostname,
     discovery,
     kubeconfig: raw.kubeconfig || undefined,
