@@ -185,7 +185,7 @@ const LAYERS: ReadonlyArray<readonly [label: string, code: string]> = [
   ['all the agent loads but the Kubernetes client', AGENT_BUT_KUBE],
   [
     'all the agent loads',
-    `${AGENT_BUT_KUBE} await (await import('./dist/src/kube/client.js')).loadKubeClient(); await import('./dist/src/kube/discovery.js');`,
+    `${AGENT_BUT_KUBE} await (await import('./dist/src/kube/client.js')).loadKubeClient(); await import('./dist/src/kube/node-watch.js');`,
   ],
 ];
 

@@ -202,7 +202,7 @@ async function nodeSource(
     return { discovery: undefined, readiness: () => ({ ready: true, reason: '' }) };
   }
   const { NodeSource } = await import('./kube/node-source.js');
-  const { NodeTable } = await import('./kube/node-table.js');
+  const { NodeTable } = await import('./mesh/node-table.js');
   const { nodeList } = config;
   const published = nodeList.mode === 'auto' && nodeList.namespace !== undefined;
   const source = new NodeSource({

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import type { Agent, AgentDeps } from './agent.js';
 import { ConfigError, loadConfig, usage, type Config } from './config.js';
 import { canonicalAddress } from './icmp/address.js';
-import { findKubeSource, SERVICE_ACCOUNT_TOKEN, serviceAccountOf } from './kube/source.js';
+import { findKubeSource, SERVICE_ACCOUNT_TOKEN, serviceAccountOf } from './kube/kubeconfig.js';
 import type { Log } from './log.js';
 import { systemClock as clock } from './types.js';
 
@@ -165,7 +165,7 @@ async function connectKubernetes(config: Config, log: Log & { fatal(fields: obje
     );
     return undefined;
   }
-  const { bootstrapKubernetes } = await import('./kube/bootstrap.js');
+  const { bootstrapKubernetes } = await import('./kube/kubeconfig.js');
   const kube = await bootstrapKubernetes(source);
   if (kube.kind !== 'ready') {
     log.fatal({ source }, kube.message);

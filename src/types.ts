@@ -34,6 +34,20 @@ export const systemClock: Clock = {
 /** What Kubernetes says of a node, as far as probing and alerting care. */
 export type NodeState = 'active' | 'cordoned' | 'leaving';
 
+/**
+ * What the agents use of a Node, and nothing else (src/kube/node.ts reads it from a Node; the
+ * published node list carries it): name, addresses, zone, state and creation time.
+ */
+export interface NodeEntry {
+  readonly name: string;
+  /** The Node's addresses, in its order: each agent applies its own address policy (mesh/addresses.ts). */
+  readonly addresses: ReadonlyArray<{ readonly type: string; readonly address: string }>;
+  readonly zone?: string;
+  readonly state: NodeState;
+  /** Seconds since the epoch. */
+  readonly createdAtS?: number;
+}
+
 /** A node the agent knows, with what to probe on it. */
 export interface MeshNode {
   readonly name: string;

@@ -1,12 +1,14 @@
 /**
- * The published node list: every node's entry (node-entry.ts), in SHARD_COUNT ConfigMaps in mentat's
+ * The published node list: every node's entry (NodeEntry, read from its Node in node.ts), in SHARD_COUNT ConfigMaps in mentat's
  * namespace, gzipped. A shard is rewritten only when its content changes, and the lease names each
  * shard's content hash: agents watch the lease (which the publisher renews anyway) and fetch only
  * the shards whose hash changed. One node changing costs every agent one small GET, not a 10 KB
  * Node update every few minutes from every kubelet.
  */
+import { createHash } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import type { NodeEntry, NodeState } from '../types.js';
 import { CONFIG_MAPS, KubeApiError, type KubeObject, type ObjectClient } from './api.js';
-import { decodeShard, encodeShard, shardOf, type NodeEntry } from './node-entry.js';
 
 /** Shards: one change touches 1/16 of the list (about 8 KB at 5000 nodes). */
 export const SHARD_COUNT = 16;
@@ -18,6 +20,51 @@ const HASH_ANNOTATION = 'mentat.dev/content-hash';
 const DATA_KEY = 'nodes.json.gz';
 
 export const shardName = (i: number): string => `mentat-nodes-${String(i).padStart(2, '0')}`;
+
+/** Entries of one shard in their wire form: [name, zone, state, createdAtS, [[type, address], ...]]. */
+type WireEntry = [string, string | null, 'a' | 'c' | 'l', number | null, Array<[string, string]>];
+const STATE_CODE: Record<NodeState, WireEntry[2]> = { active: 'a', cordoned: 'c', leaving: 'l' };
+const CODE_STATE: Record<string, NodeState> = { a: 'active', c: 'cordoned', l: 'leaving' };
+
+export const WIRE_VERSION = 1;
+
+/** A shard's gzipped JSON, and its content hash (what the lease names, so agents fetch only what changed). */
+export function encodeShard(entries: readonly NodeEntry[]): { data: Buffer; hash: string } {
+  const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const wire: WireEntry[] = sorted.map((e) => [e.name, e.zone ?? null, STATE_CODE[e.state], e.createdAtS ?? null, e.addresses.map((a) => [a.type, a.address])]);
+  const json = JSON.stringify({ v: WIRE_VERSION, nodes: wire });
+  return { data: gzipSync(json, { level: 9 }), hash: createHash('sha256').update(json).digest('base64url').slice(0, 16) };
+}
+
+/**
+ * Reads a shard; malformed entries are skipped, not fatal (one bad entry must not cost the rest).
+ * @throws when the data is not a gzipped shard of a known version
+ */
+export function decodeShard(data: Buffer): NodeEntry[] {
+  const parsed = JSON.parse(gunzipSync(data, { maxOutputLength: 64 * 1024 * 1024 }).toString('utf8')) as { v?: unknown; nodes?: unknown };
+  if (parsed?.v !== WIRE_VERSION || !Array.isArray(parsed.nodes)) throw new Error(`not a node list shard of version ${WIRE_VERSION}`);
+  const entries: NodeEntry[] = [];
+  for (const item of parsed.nodes as unknown[]) {
+    if (!Array.isArray(item) || typeof item[0] !== 'string' || !Array.isArray(item[4])) continue;
+    const [name, zone, state, created, addresses] = item as WireEntry;
+    entries.push({
+      name,
+      state: CODE_STATE[state] ?? 'active',
+      addresses: addresses
+        .filter((a) => Array.isArray(a) && typeof a[0] === 'string' && typeof a[1] === 'string')
+        .map(([type, address]) => ({ type, address })),
+      ...(typeof zone === 'string' ? { zone } : {}),
+      ...(typeof created === 'number' ? { createdAtS: created } : {}),
+    });
+  }
+  return entries;
+}
+
+/** Which of `count` shards a node's entry lives in: by a hash of its name, so a change touches one shard. */
+export function shardOf(name: string, count: number): number {
+  const digest = createHash('sha1').update(name).digest();
+  return digest.readUInt32BE(0) % count;
+}
 
 /** What the lease announces. */
 export interface ListAnnouncement {
@@ -77,11 +124,6 @@ export class ListPublisher {
       this.written[i] = hash;
     }
     return { v: 1, shards: shards.map((s) => s.hash), nodes: entries.length };
-  }
-
-  /** Forgets what was written, so the next publish checks every shard (after a takeover, or to repair). */
-  forget(): void {
-    this.written.length = 0;
   }
 
   /** Checks that every shard is still there with the content announced; rewrites what is missing or changed by someone else. */

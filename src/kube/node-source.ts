@@ -8,13 +8,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { ListWatch } from '@kubernetes/client-node';
-import type { Clock, MeshNode } from '../types.js';
+import type { Clock, MeshNode, NodeEntry } from '../types.js';
 import { LEASES, ObjectClient, statusCodeOf, type ObjectList } from './api.js';
-import { DEFAULT_MAX_BACKOFF_MS, DEFAULT_MIN_BACKOFF_MS, explainApiError, NodeDiscovery, type DiscoveryOptions } from './discovery.js';
+import { DEFAULT_MAX_BACKOFF_MS, DEFAULT_MIN_BACKOFF_MS, explainApiError, NodeWatch, type NodeWatchOptions } from './node-watch.js';
 import { Lease, type LeaseObject } from './lease.js';
-import type { NodeEntry } from './node-entry.js';
 import { LEASE_NAME, LIST_ANNOTATION, ListFetcher, ListPublisher, parseAnnouncement, type ListAnnouncement } from './node-list.js';
-import type { NodeTable } from './node-table.js';
+import type { NodeTable } from '../mesh/node-table.js';
 
 export interface PublishedListSettings {
   /** mentat's namespace: the Lease and the shards live there. */
@@ -26,7 +25,7 @@ export interface PublishedListSettings {
   readonly leaseDurationMs: number;
 }
 
-export interface NodeSourceOptions extends Pick<DiscoveryOptions, 'client' | 'kubeConfig' | 'log' | 'warnings' | 'delay'> {
+export interface NodeSourceOptions extends Pick<NodeWatchOptions, 'client' | 'kubeConfig' | 'log' | 'warnings' | 'delay'> {
   readonly table: NodeTable;
   readonly onNodes: (nodes: MeshNode[]) => void;
   readonly clock: Clock;
@@ -38,7 +37,7 @@ export interface NodeSourceOptions extends Pick<DiscoveryOptions, 'client' | 'ku
   /** Absent: watch Nodes directly, always. */
   readonly published?: PublishedListSettings;
   /** Discovery settings for tests (page size, backoff). */
-  readonly discovery?: Pick<DiscoveryOptions, 'pageSize' | 'minBackoffMs' | 'maxBackoffMs'>;
+  readonly discovery?: Pick<NodeWatchOptions, 'pageSize' | 'minBackoffMs' | 'maxBackoffMs'>;
   /** How often the publisher checks its shards (default VERIFY_EVERY_MS). */
   readonly verifyEveryMs?: number;
 }
@@ -65,7 +64,7 @@ function explainLeaseError(err: unknown, server: string, namespace: string, serv
 }
 
 export class NodeSource {
-  private direct: NodeDiscovery | undefined;
+  private direct: NodeWatch | undefined;
   private directWhy: 'direct' | 'leader' | 'fallback' | undefined;
   private lease: Lease | undefined;
   private leaseWatch: ListWatch<LeaseObject> | undefined;
@@ -162,7 +161,7 @@ export class NodeSource {
       );
     }
     if (this.direct) return;
-    this.direct = new NodeDiscovery({
+    this.direct = new NodeWatch({
       client: this.options.client,
       kubeConfig: this.options.kubeConfig,
       onEntries: (entries) => {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeClient } from '../../src/kube/client.js';
-import { NodeDiscovery } from '../../src/kube/discovery.js';
+import { NodeWatch } from '../../src/kube/node-watch.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
 import { MAIN, REPO } from '../support/agent-process.js';
 import { FakeApiServer, makeNode, waitFor } from '../support/fake-apiserver.js';
@@ -273,7 +273,7 @@ test('discovery backoff doubles from 1 s, is capped at 30 s, logs one line, and 
   const log: Log = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') };
   let targets = 0;
   const delays: number[] = [];
-  const discovery = new NodeDiscovery({
+  const discovery = new NodeWatch({
     client: await loadKubeClient(),
     kubeConfig: kc,
     onEntries: (entries) => (targets = entries.length),

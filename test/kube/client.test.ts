@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { checkLayout, DEEP_IMPORTS, FENCED_VERSION, KubeClientLayoutError, loadKubeClient } from '../../src/kube/client.js';
-import { bootstrapKubernetes } from '../../src/kube/bootstrap.js';
+import { bootstrapKubernetes } from '../../src/kube/kubeconfig.js';
 import { REPO } from '../support/agent-process.js';
 
 /** Modules a fresh process loads for the Kubernetes client: through the fence, or by the same paths without its hook. */

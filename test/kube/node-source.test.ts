@@ -11,12 +11,11 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeClient } from '../../src/kube/client.js';
-import { decodeShard, encodeShard, shardOf, type NodeEntry } from '../../src/kube/node-entry.js';
-import { LEASE_NAME, SHARD_COUNT, shardName } from '../../src/kube/node-list.js';
+import { decodeShard, encodeShard, LEASE_NAME, SHARD_COUNT, shardName, shardOf } from '../../src/kube/node-list.js';
 import { NodeSource } from '../../src/kube/node-source.js';
-import { NodeTable } from '../../src/kube/node-table.js';
+import { NodeTable } from '../../src/mesh/node-table.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
-import { systemClock, type MeshNode } from '../../src/types.js';
+import { systemClock, type MeshNode, type NodeEntry } from '../../src/types.js';
 import { FakeApiServer, makeNode, sumLoad, waitFor } from '../support/fake-apiserver.js';
 
 const NS = 'mentat';

@@ -2,9 +2,8 @@ import type { KubeConfig, ListWatch, V1Node, V1NodeList, Watch } from '@kubernet
 import type { Log, RateLimitedLog } from '../log.js';
 import { NodeLister, statusCodeOf } from './api.js';
 import type { KubeClient } from './client.js';
-import { entryOf, sameEntry, type NodeEntry } from './node-entry.js';
-import { trimNode } from './node-table.js';
-import type { KubeSource } from './source.js';
+import type { NodeEntry } from '../types.js';
+import { entryOf, sameEntry, trimNode } from './node.js';
 
 const DEFAULT_PAGE_SIZE = 100;
 export const DEFAULT_MIN_BACKOFF_MS = 1000;
@@ -55,7 +54,7 @@ export function explainApiError(err: unknown, server: string, serviceAccount: st
   return `cannot reach the API server at ${server} (${detail}); retrying, and probing the last known nodes meanwhile`;
 }
 
-export interface DiscoveryOptions {
+export interface NodeWatchOptions {
   readonly client: KubeClient;
   readonly kubeConfig: KubeConfig;
   /** Every node's entry, after each batch of changes. */
@@ -77,7 +76,7 @@ export interface DiscoveryOptions {
  * periodic re-list). On errors the informer stops; this restarts it with a
  * capped exponential backoff and keeps the last known nodes meanwhile.
  */
-export class NodeDiscovery {
+export class NodeWatch {
   private readonly informer: ListWatch<V1Node>;
   private readonly lister: NodeLister;
   private stopped = false;
@@ -89,7 +88,7 @@ export class NodeDiscovery {
   synced = false;
   private readonly entries = new Map<string, NodeEntry>();
 
-  constructor(private readonly options: DiscoveryOptions) {
+  constructor(private readonly options: NodeWatchOptions) {
     this.backoffMs = options.minBackoffMs ?? DEFAULT_MIN_BACKOFF_MS;
     this.lister = new NodeLister(options.client, options.kubeConfig, LIST_TIMEOUT_MS);
     const watch = nodeWatch(options.client, options.kubeConfig, () => this.onHealthy());
@@ -190,13 +189,4 @@ export class NodeDiscovery {
     await this.options.delay(wait);
     if (!this.stopped) void this.informer.start();
   }
-}
-
-/** Loads the KubeConfig a KubeSource names. */
-export function loadKubeConfig(client: KubeClient, source: KubeSource): KubeConfig {
-  const kc = new client.KubeConfig();
-  if (source.kind === 'in-cluster') kc.loadFromCluster();
-  else if (source.kind === 'file') kc.loadFromFile(source.path);
-  else throw new Error('no Kubernetes configuration');
-  return kc;
 }

@@ -5,13 +5,12 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeClient } from '../../src/kube/client.js';
-import { NodeDiscovery } from '../../src/kube/discovery.js';
-import type { NodeEntry } from '../../src/kube/node-entry.js';
+import { explainApiError, NodeWatch } from '../../src/kube/node-watch.js';
 import { NodeSource } from '../../src/kube/node-source.js';
-import { NodeTable } from '../../src/kube/node-table.js';
+import { NodeTable } from '../../src/mesh/node-table.js';
 import { systemClock } from '../../src/types.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
-import type { Target } from '../../src/types.js';
+import type { NodeEntry, Target } from '../../src/types.js';
 import { startNodeHeartbeats } from '../support/fake-api-heartbeats.js';
 import { FakeApiServer, makeNode, waitFor } from '../support/fake-apiserver.js';
 
@@ -62,12 +61,12 @@ async function setup(server: FakeApiServer, opts: { pageSize?: number } = {}) {
   return { discovery, lines, names, delays, targets: () => latest };
 }
 
-/** NodeDiscovery alone, quiet, reporting its entries to `onEntries`. */
-async function bareDiscovery(server: FakeApiServer, onEntries: (entries: NodeEntry[]) => void): Promise<NodeDiscovery> {
+/** NodeWatch alone, quiet, reporting its entries to `onEntries`. */
+async function bareDiscovery(server: FakeApiServer, onEntries: (entries: NodeEntry[]) => void): Promise<NodeWatch> {
   const kc = new KubeConfig();
   kc.loadFromFile(await server.writeKubeconfig(dir));
   const quiet: Log = { debug() {}, info() {}, warn() {}, error() {} };
-  return new NodeDiscovery({
+  return new NodeWatch({
     client: await loadKubeClient(),
     kubeConfig: kc,
     onEntries,
@@ -233,4 +232,17 @@ test('kubelet status reports change nothing an agent uses and cost no update; a 
     await discovery.stop();
     await server.stop();
   }
+});
+
+test('API errors say what to fix', () => {
+  assert.match(
+    explainApiError({ code: 403 }, 'https://k', 'system:serviceaccount:mentat:mentat'),
+    /403 Forbidden\): grant system:serviceaccount:mentat:mentat get, list and watch on "nodes"/,
+  );
+  assert.match(explainApiError({ statusCode: 401 }, 'https://k', 'sa'), /401 Unauthorized\): check the service account token/);
+  assert.match(explainApiError({ statusCode: 500, message: 'Internal Server Error' }, 'https://k', 'sa'), /answered 500 \(Internal Server Error\); retrying/);
+  assert.match(
+    explainApiError(new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }), 'https://k', 'sa'),
+    /cannot reach the API server at https:\/\/k \(ECONNREFUSED\)/,
+  );
 });
