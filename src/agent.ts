@@ -1,4 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { Meter } from '@opentelemetry/api';
 import type { Resource } from '@opentelemetry/resources';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { Config } from './config.js';
@@ -11,6 +12,7 @@ import { HttpServer, type Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticNodes } from './targets.js';
 import { serveMetrics } from './telemetry/exposition.js';
 import { LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
+import { registerNodeSourceGauge } from './telemetry/node-list-metrics.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Clock, MeshNode, Outcome, Target } from './types.js';
 
@@ -122,7 +124,7 @@ export class Agent {
     const plan = planner;
     registerAgentGauges(telemetry.meter, config.nodeName, () => plan.stats());
 
-    const { discovery, readiness } = await nodeSource(deps, (nodes) => plan.setNodes(nodes), warnings);
+    const { discovery, readiness } = await nodeSource(deps, (nodes) => plan.setNodes(nodes), warnings, telemetry.meter);
     const server = new HttpServer({
       host: config.metricsHost,
       port: config.metricsPort,
@@ -195,13 +197,14 @@ async function nodeSource(
   deps: AgentDeps,
   onNodes: (nodes: MeshNode[]) => void,
   warnings: RateLimitedLog,
+  meter: Meter,
 ): Promise<{ discovery: NodeSource | undefined; readiness: () => Readiness }> {
   const { config } = deps;
   if (!deps.kube) {
     onNodes(staticNodes(config.targets.length > 0 ? config.targets : LOOPBACK_TARGETS, config.addressFamily));
     return { discovery: undefined, readiness: () => ({ ready: true, reason: '' }) };
   }
-  const { NodeSource } = await import('./kube/node-source.js');
+  const { NodeSource, NODE_SOURCE_MODES } = await import('./kube/node-source.js');
   const { NodeTable } = await import('./mesh/node-table.js');
   const { nodeList } = config;
   const published = nodeList.mode === 'auto' && nodeList.namespace !== undefined;
@@ -214,13 +217,11 @@ async function nodeSource(
     warnings,
     delay: deps.delay,
     clock: deps.clock,
-    wallNow: deps.wallNow ?? Date.now,
     random: deps.random ?? Math.random,
     ...(deps.serviceAccount ? { serviceAccount: deps.serviceAccount } : {}),
-    ...(published
-      ? { published: { namespace: nodeList.namespace, identity: nodeList.identity, nodeName: config.nodeName, leaseDurationMs: nodeList.leaseDurationMs } }
-      : {}),
+    ...(published ? { published: { namespace: nodeList.namespace, defaultRefreshS: nodeList.leaseDurationMs / 3000 } } : {}),
   });
+  registerNodeSourceGauge(meter, config.nodeName, NODE_SOURCE_MODES, () => source.mode);
   return {
     discovery: source,
     readiness: () => (source.synced ? { ready: true, reason: '' } : { ready: false, reason: `node list not synced yet from ${source.server}` }),

@@ -87,6 +87,41 @@ async function main(): Promise<void> {
   const base = resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': config.nodeName, 'host.name': hostname() });
   const resource = base.merge(detectResources({ detectors: [envDetector] }));
 
+  if (config.role === 'controller') {
+    const namespace = config.nodeList.namespace;
+    if (!kube || namespace === undefined) {
+      log.fatal(
+        {},
+        'MENTAT_ROLE=controller needs Kubernetes (a service account, or KUBECONFIG) and POD_NAMESPACE (where the node list lives; the mentat-controller Deployment sets both)',
+      );
+      process.exitCode = EXIT_CONFIG;
+      return;
+    }
+    const { Controller } = await import('./controller.js');
+    let controller;
+    try {
+      controller = await Controller.start({
+        config,
+        namespace,
+        log,
+        clock,
+        wallNow: Date.now,
+        random: Math.random,
+        delay: (ms) => sleep(ms, undefined, { ref: false }),
+        kube,
+        serviceAccount: serviceAccountName(),
+        resource,
+      });
+    } catch (err) {
+      log.fatal({}, `mentat-controller cannot start: ${(err as Error).message}`);
+      process.exitCode = EXIT_FAILURE;
+      return;
+    }
+    const running = controller;
+    stopOnSignals(log, () => running.stop());
+    return;
+  }
+
   const onRawProcessCrash = (err: Error): void => {
     log.fatal({ err: err.message }, 'the raw-mode probe process died; exiting so that the agent is restarted');
     process.exit(EXIT_FAILURE);
@@ -120,18 +155,22 @@ async function main(): Promise<void> {
     return;
   }
 
+  stopOnSignals(log, () => agent.stop());
+}
+
+/** SIGTERM and SIGINT: one orderly stop, exit 0 well inside the pod's grace period even if a flush hangs. */
+function stopOnSignals(log: Log, stop: () => Promise<void>): void {
   let stopping = false;
   const shutdown = (signal: string): void => {
-    // Ctrl-C under npm reaches the agent twice (from the terminal and from npm): one orderly stop.
+    // Ctrl-C under npm reaches the process twice (from the terminal and from npm): one orderly stop.
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    // Exit well inside the pod's grace period even if a flush hangs.
     setTimeout(() => {
       log.warn({}, 'shutdown took too long; exiting anyway');
       process.exit(0);
     }, SHUTDOWN_DEADLINE_MS).unref();
-    agent.stop().then(
+    stop().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err: String(err) }, 'error during shutdown');
@@ -154,6 +193,7 @@ async function connectKubernetes(config: Config, log: Log & { fatal(fields: obje
   }
   const source = findKubeSource({ env: process.env, kubeconfig: config.kubeconfig, home: homedir(), exists: existsSync });
   if (source.kind === 'none') {
+    if (config.role === 'controller') return undefined; // main says what the controller needs
     if (config.discovery === 'kubernetes') {
       log.fatal({}, 'MENTAT_DISCOVERY=kubernetes but no Kubernetes configuration was found: run in a pod with a service account, or set KUBECONFIG');
       process.exitCode = EXIT_CONFIG;

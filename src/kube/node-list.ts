@@ -1,63 +1,180 @@
 /**
- * The published node list: every node's entry (NodeEntry, read from its Node in node.ts), in SHARD_COUNT ConfigMaps in mentat's
- * namespace, gzipped. A shard is rewritten only when its content changes, and the lease names each
- * shard's content hash: agents watch the lease (which the publisher renews anyway) and fetch only
- * the shards whose hash changed. One node changing costs every agent one small GET, not a 10 KB
- * Node update every few minutes from every kubelet.
+ * The published node list, as it lies in mentat's namespace: every node's entry (NodeEntry, read
+ * from its Node in node.ts) in SHARD_COUNT gzipped ConfigMaps, and one small index ConfigMap that
+ * names each shard's content hash. Only the controller writes them (list-writer.ts); agents watch
+ * the index and fetch the shards whose hash changed (list-reader.ts). Agents read everything here
+ * as untrusted: anyone who can write a ConfigMap in the namespace could have written it, so every
+ * size is bounded before it is parsed, and a shard counts only if its content hashes to what the
+ * index says.
  */
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { NodeEntry, NodeState } from '../types.js';
-import { CONFIG_MAPS, KubeApiError, type KubeObject, type ObjectClient } from './api.js';
+import type { KubeObject } from './api.js';
+import { LIST_BOUNDS, MAX_ADDRESSES } from './node.js';
 
 /** Shards: one change touches 1/16 of the list (about 8 KB at 5000 nodes). */
 export const SHARD_COUNT = 16;
-export const LEASE_NAME = 'mentat-node-list';
-/** On the lease: which shards hold which content. */
-export const LIST_ANNOTATION = 'mentat.dev/node-list';
-/** On a shard: the hash of its content, to check a fetched shard against the lease. */
-const HASH_ANNOTATION = 'mentat.dev/content-hash';
-const DATA_KEY = 'nodes.json.gz';
+/** The controller replicas elect their writer with this Lease; agents never read it. */
+export const ELECTION_LEASE = 'mentat-controller';
+/** The index: what agents watch. */
+export const INDEX_NAME = 'mentat-nodes';
+export const shardName = (i: number): string => `${INDEX_NAME}-${String(i).padStart(2, '0')}`;
+export const SHARD_NAMES: readonly string[] = Array.from({ length: SHARD_COUNT }, (_, i) => shardName(i));
+const INDEX_KEY = 'index.json';
+const SHARD_KEY = 'nodes.json.gz';
 
-export const shardName = (i: number): string => `mentat-nodes-${String(i).padStart(2, '0')}`;
+export const WIRE_VERSION = 2;
+
+/**
+ * Bounds on what an agent reads, checked before each step that could cost more: a ConfigMap holds
+ * at most 1 MiB; a shard of 110 000 nodes / 16 is ~700 KB of JSON, so 2 MiB unpacked is a real
+ * shard with room to spare, and a gzip bomb stops there.
+ */
+export const READ_BOUNDS = {
+  shardBase64Chars: Math.ceil((1024 * 1024 * 4) / 3) + 4,
+  shardUnpackedBytes: 2 * 1024 * 1024,
+  /** Twice a shard's fair share of the largest list: names hash evenly. */
+  shardEntries: Math.ceil((2 * LIST_BOUNDS.maxNodes) / SHARD_COUNT),
+  indexChars: 16 * 1024,
+  /** How often the writer may say it refreshes the index, in seconds: outside these, the agent's own setting holds. */
+  minRefreshS: 1,
+  maxRefreshS: 300,
+} as const;
+
+/** What the index announces. */
+export interface ListIndex {
+  readonly v: typeof WIRE_VERSION;
+  /** Content hash of each shard, by index. */
+  readonly shards: readonly string[];
+  readonly nodes: number;
+  /** The writer rewrites the index at least this often (its heartbeat): agents judge it alive by that. */
+  readonly refreshS: number;
+  /** Changes with every refresh, so that a live writer is seen as one. */
+  readonly renewed: string;
+}
+
+export interface ConfigMap extends KubeObject {
+  readonly data?: Readonly<Record<string, string>>;
+  readonly binaryData?: Readonly<Record<string, string>>;
+}
+
+const HASH = /^[A-Za-z0-9_-]{16}$/;
+
+/** The index a ConfigMap holds, or why it is not one (an agent keeps what it has and says so). */
+export function parseIndex(cm: ConfigMap | undefined): { index: ListIndex; refreshIgnored?: number } | { problem: string } {
+  const text = cm?.data?.[INDEX_KEY];
+  if (typeof text !== 'string') return { problem: `the ConfigMap has no ${INDEX_KEY}` };
+  if (text.length > READ_BOUNDS.indexChars) return { problem: `${INDEX_KEY} is ${text.length} characters long (at most ${READ_BOUNDS.indexChars})` };
+  let raw: Partial<Record<keyof ListIndex, unknown>> | null;
+  try {
+    raw = JSON.parse(text) as typeof raw;
+  } catch {
+    return { problem: `${INDEX_KEY} is not JSON` };
+  }
+  if (raw?.v !== WIRE_VERSION) return { problem: `${INDEX_KEY} is not of version ${WIRE_VERSION}` };
+  const { shards, nodes, refreshS, renewed } = raw;
+  if (!Array.isArray(shards) || shards.length !== SHARD_COUNT || !shards.every((h) => typeof h === 'string' && HASH.test(h))) {
+    return { problem: `${INDEX_KEY} does not name ${SHARD_COUNT} shard hashes` };
+  }
+  if (typeof nodes !== 'number' || !Number.isInteger(nodes) || nodes < 0 || nodes > LIST_BOUNDS.maxNodes) {
+    return { problem: `${INDEX_KEY} names ${String(nodes).slice(0, 20)} nodes (at most ${LIST_BOUNDS.maxNodes})` };
+  }
+  const saneRefresh = typeof refreshS === 'number' && refreshS >= READ_BOUNDS.minRefreshS && refreshS <= READ_BOUNDS.maxRefreshS;
+  const index: ListIndex = {
+    v: WIRE_VERSION,
+    shards: shards as string[],
+    nodes,
+    refreshS: saneRefresh ? refreshS : 0,
+    renewed: typeof renewed === 'string' ? renewed.slice(0, 64) : '',
+  };
+  return saneRefresh ? { index } : { index, refreshIgnored: typeof refreshS === 'number' ? refreshS : NaN };
+}
+
+export function indexObject(namespace: string, index: ListIndex, resourceVersion?: string): ConfigMap {
+  return { ...listObject(namespace, INDEX_NAME, 'index', resourceVersion), data: { [INDEX_KEY]: JSON.stringify(index) } };
+}
+
+export function shardObject(namespace: string, i: number, data: string, resourceVersion?: string): ConfigMap {
+  return { ...listObject(namespace, shardName(i), 'shard', resourceVersion), binaryData: { [SHARD_KEY]: data } };
+}
+
+function listObject(namespace: string, name: string, part: string, resourceVersion: string | undefined): ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name,
+      namespace,
+      ...(resourceVersion ? { resourceVersion } : {}),
+      labels: { 'app.kubernetes.io/name': 'mentat', 'app.kubernetes.io/part-of': 'mentat', 'mentat.dev/node-list': part },
+    },
+  };
+}
+
+/** A shard's gzipped data as stored (base64), or undefined. */
+export function shardData(cm: ConfigMap | undefined): string | undefined {
+  const data = cm?.binaryData?.[SHARD_KEY];
+  return typeof data === 'string' ? data : undefined;
+}
 
 /** Entries of one shard in their wire form: [name, zone, state, createdAtS, [[type, address], ...]]. */
 type WireEntry = [string, string | null, 'a' | 'c' | 'l', number | null, Array<[string, string]>];
 const STATE_CODE: Record<NodeState, WireEntry[2]> = { active: 'a', cordoned: 'c', leaving: 'l' };
-const CODE_STATE: Record<string, NodeState> = { a: 'active', c: 'cordoned', l: 'leaving' };
+const CODE_STATE: Readonly<Record<string, NodeState>> = { a: 'active', c: 'cordoned', l: 'leaving' };
 
-export const WIRE_VERSION = 1;
+const contentHash = (json: string | Buffer): string => createHash('sha256').update(json).digest('base64url').slice(0, 16);
 
-/** A shard's gzipped JSON, and its content hash (what the lease names, so agents fetch only what changed). */
-export function encodeShard(entries: readonly NodeEntry[]): { data: Buffer; hash: string } {
+/** A shard's gzipped JSON (base64, as a ConfigMap holds it), and its content hash (what the index names). */
+export function encodeShard(entries: readonly NodeEntry[]): { data: string; hash: string } {
   const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const wire: WireEntry[] = sorted.map((e) => [e.name, e.zone ?? null, STATE_CODE[e.state], e.createdAtS ?? null, e.addresses.map((a) => [a.type, a.address])]);
   const json = JSON.stringify({ v: WIRE_VERSION, nodes: wire });
-  return { data: gzipSync(json, { level: 9 }), hash: createHash('sha256').update(json).digest('base64url').slice(0, 16) };
+  return { data: gzipSync(json, { level: 9 }).toString('base64'), hash: contentHash(json) };
 }
 
 /**
- * Reads a shard; malformed entries are skipped, not fatal (one bad entry must not cost the rest).
- * @throws when the data is not a gzipped shard of a known version
+ * Reads a shard that must hash to `hash`. Sizes are bounded before each step (base64 text,
+ * unpacked bytes, entries); malformed entries are skipped, not fatal.
+ * @throws an Error that says what is wrong with the shard
  */
-export function decodeShard(data: Buffer): NodeEntry[] {
-  const parsed = JSON.parse(gunzipSync(data, { maxOutputLength: 64 * 1024 * 1024 }).toString('utf8')) as { v?: unknown; nodes?: unknown };
-  if (parsed?.v !== WIRE_VERSION || !Array.isArray(parsed.nodes)) throw new Error(`not a node list shard of version ${WIRE_VERSION}`);
+export function decodeShard(data: string, hash: string): NodeEntry[] {
+  if (data.length > READ_BOUNDS.shardBase64Chars) throw new Error(`its data is ${data.length} characters long (at most ${READ_BOUNDS.shardBase64Chars})`);
+  let json: Buffer;
+  try {
+    json = gunzipSync(Buffer.from(data, 'base64'), { maxOutputLength: READ_BOUNDS.shardUnpackedBytes });
+  } catch (err) {
+    throw new Error(`its data does not unpack within ${READ_BOUNDS.shardUnpackedBytes} bytes (${(err as Error).message.slice(0, 80)})`, { cause: err });
+  }
+  if (contentHash(json) !== hash) throw new Error('its content does not match the hash the index names');
+  const parsed = JSON.parse(json.toString('utf8')) as { v?: unknown; nodes?: unknown } | null;
+  if (parsed?.v !== WIRE_VERSION || !Array.isArray(parsed.nodes)) throw new Error(`it is not a node list shard of version ${WIRE_VERSION}`);
+  if (parsed.nodes.length > READ_BOUNDS.shardEntries) throw new Error(`it holds ${parsed.nodes.length} entries (at most ${READ_BOUNDS.shardEntries})`);
   const entries: NodeEntry[] = [];
   for (const item of parsed.nodes as unknown[]) {
-    if (!Array.isArray(item) || typeof item[0] !== 'string' || !Array.isArray(item[4])) continue;
-    const [name, zone, state, created, addresses] = item as WireEntry;
-    entries.push({
-      name,
-      state: CODE_STATE[state] ?? 'active',
-      addresses: addresses
-        .filter((a) => Array.isArray(a) && typeof a[0] === 'string' && typeof a[1] === 'string')
-        .map(([type, address]) => ({ type, address })),
-      ...(typeof zone === 'string' ? { zone } : {}),
-      ...(typeof created === 'number' ? { createdAtS: created } : {}),
-    });
+    const entry = entryOfWire(item);
+    if (entry) entries.push(entry);
   }
   return entries;
+}
+
+function entryOfWire(item: unknown): NodeEntry | undefined {
+  if (!Array.isArray(item) || item.length !== 5) return undefined;
+  const [name, zone, state, created, addresses] = item as unknown[];
+  if (typeof name !== 'string' || name.length > 253 || !Array.isArray(addresses) || addresses.length > MAX_ADDRESSES) return undefined;
+  if (typeof state !== 'string' || CODE_STATE[state] === undefined) return undefined;
+  const pairs: Array<{ type: string; address: string }> = [];
+  for (const a of addresses as unknown[]) {
+    if (!Array.isArray(a) || typeof a[0] !== 'string' || typeof a[1] !== 'string' || a[0].length > 32 || a[1].length > 64) return undefined;
+    pairs.push({ type: a[0], address: a[1] });
+  }
+  return {
+    name,
+    state: CODE_STATE[state],
+    addresses: pairs,
+    ...(typeof zone === 'string' && zone.length <= 63 ? { zone } : {}),
+    ...(typeof created === 'number' && Number.isSafeInteger(created) ? { createdAtS: created } : {}),
+  };
 }
 
 /** Which of `count` shards a node's entry lives in: by a hash of its name, so a change touches one shard. */
@@ -66,120 +183,9 @@ export function shardOf(name: string, count: number): number {
   return digest.readUInt32BE(0) % count;
 }
 
-/** What the lease announces. */
-export interface ListAnnouncement {
-  readonly v: 1;
-  /** Content hash of each shard, by index. */
-  readonly shards: readonly string[];
-  readonly nodes: number;
-}
-
-export function parseAnnouncement(text: string | undefined): ListAnnouncement | undefined {
-  if (!text) return undefined;
-  try {
-    const a = JSON.parse(text) as Partial<ListAnnouncement> | null;
-    if (a?.v !== 1 || !Array.isArray(a.shards) || a.shards.length !== SHARD_COUNT || !a.shards.every((h) => typeof h === 'string')) return undefined;
-    return { v: 1, shards: a.shards, nodes: typeof a.nodes === 'number' ? a.nodes : 0 };
-  } catch {
-    return undefined;
-  }
-}
-
-interface ConfigMap extends KubeObject {
-  readonly binaryData?: Readonly<Record<string, string>>;
-}
-
-function shardObject(namespace: string, i: number, data: Buffer, hash: string, resourceVersion?: string): ConfigMap {
-  return {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: {
-      name: shardName(i),
-      namespace,
-      ...(resourceVersion ? { resourceVersion } : {}),
-      labels: { 'app.kubernetes.io/name': 'mentat', 'app.kubernetes.io/part-of': 'mentat', 'mentat.dev/node-list': 'shard' },
-      annotations: { [HASH_ANNOTATION]: hash },
-    },
-    binaryData: { [DATA_KEY]: data.toString('base64') },
-  };
-}
-
-/** Writes the shards; remembers what it wrote so that an unchanged shard costs nothing. */
-export class ListPublisher {
-  private readonly written: string[] = [];
-
-  constructor(
-    private readonly objects: ObjectClient,
-    private readonly namespace: string,
-  ) {}
-
-  /** Writes the shards whose content changed; returns the announcement for the lease. */
-  async publish(entries: readonly NodeEntry[]): Promise<ListAnnouncement> {
-    const buckets: NodeEntry[][] = Array.from({ length: SHARD_COUNT }, () => []);
-    for (const e of entries) buckets[shardOf(e.name, SHARD_COUNT)]!.push(e);
-    const shards = buckets.map((b) => encodeShard(b));
-    for (const [i, { data, hash }] of shards.entries()) {
-      if (this.written[i] === hash) continue;
-      await this.write(i, data, hash);
-      this.written[i] = hash;
-    }
-    return { v: 1, shards: shards.map((s) => s.hash), nodes: entries.length };
-  }
-
-  /** Checks that every shard is still there with the content announced; rewrites what is missing or changed by someone else. */
-  async verify(entries: readonly NodeEntry[]): Promise<number> {
-    let repaired = 0;
-    for (let i = 0; i < SHARD_COUNT; i++) {
-      const current = await this.objects.get<ConfigMap>(CONFIG_MAPS(this.namespace), shardName(i));
-      if (current?.metadata.annotations?.[HASH_ANNOTATION] === this.written[i]) continue;
-      this.written[i] = '';
-      repaired++;
-    }
-    if (repaired > 0) await this.publish(entries);
-    return repaired;
-  }
-
-  private async write(i: number, data: Buffer, hash: string): Promise<void> {
-    const collection = CONFIG_MAPS(this.namespace);
-    // Read first: a replace must name the version it replaces; a conflict (someone wrote it meanwhile) reads again.
-    for (let attempt = 0; ; attempt++) {
-      const current = await this.objects.get<ConfigMap>(collection, shardName(i));
-      try {
-        if (current) await this.objects.replace(collection, shardObject(this.namespace, i, data, hash, current.metadata.resourceVersion));
-        else await this.objects.create(collection, shardObject(this.namespace, i, data, hash));
-        return;
-      } catch (err) {
-        if (!(err instanceof KubeApiError) || (err.code !== 409 && err.code !== 404) || attempt >= 3) throw err;
-      }
-    }
-  }
-}
-
-/** Fetches the shards an announcement names, keeping the ones it already has. */
-export class ListFetcher {
-  private readonly have = new Map<number, { hash: string; entries: NodeEntry[] }>();
-
-  constructor(
-    private readonly objects: ObjectClient,
-    private readonly namespace: string,
-  ) {}
-
-  /**
-   * The whole list as announced, or undefined when a shard is not (yet) what the lease says:
-   * the publisher writes shards before it announces them, so that is a shard changed or deleted
-   * since, and the next announcement brings it.
-   */
-  async fetch(announcement: ListAnnouncement): Promise<NodeEntry[] | undefined> {
-    for (const [i, hash] of announcement.shards.entries()) {
-      if (this.have.get(i)?.hash === hash) continue;
-      // Every agent fetches a changed shard: from the watch cache, not etcd; only a cache still
-      // behind the announcement costs a consistent read.
-      let shard = await this.objects.get<ConfigMap>(CONFIG_MAPS(this.namespace), shardName(i), true);
-      if (shard?.metadata.annotations?.[HASH_ANNOTATION] !== hash) shard = await this.objects.get<ConfigMap>(CONFIG_MAPS(this.namespace), shardName(i));
-      const data = shard?.binaryData?.[DATA_KEY];
-      if (!shard || shard.metadata.annotations?.[HASH_ANNOTATION] !== hash || data === undefined) return undefined;
-      this.have.set(i, { hash, entries: decodeShard(Buffer.from(data, 'base64')) });
-    }
-    return [...this.have.values()].flatMap((s) => s.entries);
-  }
+/** The entries in SHARD_COUNT buckets, as the writer stores them. */
+export function shardEntries(entries: readonly NodeEntry[]): NodeEntry[][] {
+  const buckets: NodeEntry[][] = Array.from({ length: SHARD_COUNT }, () => []);
+  for (const e of entries) buckets[shardOf(e.name, SHARD_COUNT)]!.push(e);
+  return buckets;
 }

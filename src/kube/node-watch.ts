@@ -1,13 +1,12 @@
 import type { KubeConfig, ListWatch, V1Node, V1NodeList, Watch } from '@kubernetes/client-node';
 import type { Log, RateLimitedLog } from '../log.js';
 import { NodeLister, statusCodeOf } from './api.js';
+import { RestartingInformer } from './informer.js';
 import type { KubeClient } from './client.js';
 import type { NodeEntry } from '../types.js';
 import { entryOf, sameEntry, trimNode } from './node.js';
 
 const DEFAULT_PAGE_SIZE = 100;
-export const DEFAULT_MIN_BACKOFF_MS = 1000;
-export const DEFAULT_MAX_BACKOFF_MS = 30_000;
 /** A list page that takes longer than this is abandoned and retried with the backoff. */
 const LIST_TIMEOUT_MS = 30_000;
 
@@ -77,11 +76,10 @@ export interface NodeWatchOptions {
  * capped exponential backoff and keeps the last known nodes meanwhile.
  */
 export class NodeWatch {
-  private readonly informer: ListWatch<V1Node>;
+  private readonly runner: RestartingInformer<V1Node>;
   private readonly lister: NodeLister;
   private stopped = false;
   private emitScheduled = false;
-  private backoffMs: number;
   private lastError: string | undefined;
   private failedSinceList = false;
   /** True once a full node list has been received. */
@@ -89,19 +87,23 @@ export class NodeWatch {
   private readonly entries = new Map<string, NodeEntry>();
 
   constructor(private readonly options: NodeWatchOptions) {
-    this.backoffMs = options.minBackoffMs ?? DEFAULT_MIN_BACKOFF_MS;
     this.lister = new NodeLister(options.client, options.kubeConfig, LIST_TIMEOUT_MS);
     const watch = nodeWatch(options.client, options.kubeConfig, () => this.onHealthy());
-    this.informer = new options.client.ListWatch<V1Node>('/api/v1/nodes', watch, () => this.listAll(), false, undefined, undefined, {
+    const informer: ListWatch<V1Node> = new options.client.ListWatch<V1Node>('/api/v1/nodes', watch, () => this.listAll(), false, undefined, undefined, {
       delayFn: options.delay,
     });
-    this.informer.on('add', (node) => this.apply(node));
-    this.informer.on('update', (node) => this.apply(node));
-    this.informer.on('delete', (node) => {
+    informer.on('add', (node) => this.apply(node));
+    informer.on('update', (node) => this.apply(node));
+    informer.on('delete', (node) => {
       if (node.metadata?.name) this.entries.delete(node.metadata.name);
       this.scheduleEmit();
     });
-    this.informer.on('error', (err) => void this.onError(err));
+    this.runner = new RestartingInformer(informer, {
+      delay: options.delay,
+      ...(options.minBackoffMs === undefined ? {} : { minBackoffMs: options.minBackoffMs }),
+      ...(options.maxBackoffMs === undefined ? {} : { maxBackoffMs: options.maxBackoffMs }),
+      onError: (err, retryInMs) => this.report(err, retryInMs),
+    });
   }
 
   get server(): string {
@@ -110,12 +112,12 @@ export class NodeWatch {
 
   start(): void {
     this.stopped = false;
-    void this.informer.start();
+    this.runner.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await this.informer.stop();
+    await this.runner.stop();
   }
 
   /**
@@ -146,7 +148,7 @@ export class NodeWatch {
   /** A list or a watch went through: the next failure is news again and starts the backoff over. */
   private onHealthy(): void {
     this.lastError = undefined;
-    this.backoffMs = this.options.minBackoffMs ?? DEFAULT_MIN_BACKOFF_MS;
+    this.runner.healthy();
   }
 
   private apply(node: V1Node): void {
@@ -171,22 +173,16 @@ export class NodeWatch {
     });
   }
 
-  private async onError(err: unknown): Promise<void> {
-    // stop() and a restart abort the running watch and report it as an error: not a failure.
-    if (this.stopped || (err as Error)?.name === 'AbortError') return;
+  private report(err: unknown, retryInMs: number): void {
     this.failedSinceList = true;
     const message = explainApiError(err, this.server, this.options.serviceAccount ?? 'the service account of this pod');
     // Repeating the same failure every backoff step would flood the log; say it when it changes.
     const status = statusCodeOf(err);
     const severe = status === 401 || status === 403;
     if (message !== this.lastError) {
-      if (severe) this.options.log.error({ retryInMs: this.backoffMs }, message);
-      else this.options.log.warn({ retryInMs: this.backoffMs }, message);
-    } else this.options.log.debug({ retryInMs: this.backoffMs }, message);
+      if (severe) this.options.log.error({ retryInMs }, message);
+      else this.options.log.warn({ retryInMs }, message);
+    } else this.options.log.debug({ retryInMs }, message);
     this.lastError = message;
-    const wait = this.backoffMs;
-    this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS);
-    await this.options.delay(wait);
-    if (!this.stopped) void this.informer.start();
   }
 }

@@ -4,6 +4,7 @@
  * informer caches, and the bounds that keep a hostile or broken Node from costing more than a real one.
  */
 import type { V1Node } from '@kubernetes/client-node';
+import { canonicalAddress, isRemoteUnicast } from '../icmp/address.js';
 import type { NodeEntry, NodeState } from '../types.js';
 
 /** The part of a Kubernetes Node that decides what to probe. */
@@ -42,7 +43,7 @@ export function createdAtOf(node: NodeLike): number | undefined {
 
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 /** Label values are at most 63 characters in Kubernetes; a longer "zone" is not one. */
-const MAX_ZONE_LENGTH = 63;
+export const MAX_ZONE_LENGTH = 63;
 
 /** The node's zone label, when it has a plausible one. */
 export function zoneOf(node: NodeLike): string | undefined {
@@ -51,7 +52,7 @@ export function zoneOf(node: NodeLike): string | undefined {
 }
 
 /** Bounds against a hostile or broken object: far above what any real Node carries. */
-const MAX_ADDRESSES = 16;
+export const MAX_ADDRESSES = 16;
 /** Kubernetes names are at most 253 characters; longer ones are kept (bounded) so the problem can name their length. */
 const MAX_NAME = 1024;
 
@@ -106,4 +107,106 @@ export function trimNode(node: V1Node): V1Node {
       addresses: (node.status?.addresses ?? []).slice(0, 16).map((a) => ({ type: String(a?.type).slice(0, 32), address: String(a?.address).slice(0, 64) })),
     },
   } as V1Node;
+}
+
+/**
+ * Bounds on a node list, whoever wrote it: sized for 100 000 nodes (EKS's limit) with a tenth to
+ * spare. Past them a list costs an agent more than any real cluster would, so the rest is dropped.
+ */
+export const LIST_BOUNDS = {
+  maxNodes: 110_000,
+  /** Zone repair in the mesh grows with the square of the zones; real clusters have a handful. */
+  maxZones: 64,
+} as const;
+
+/** Kubernetes node names are DNS subdomains (RFC 1123): at most 253 characters. */
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** Kubernetes label values, as a zone must be. */
+const LABEL_VALUE = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const PROBED_TYPES = new Set(['InternalIP', 'ExternalIP']);
+
+/** What a list had that was dropped, by kind, for one warning per list. */
+export type ListProblems = Partial<Record<'names' | 'zones' | 'addresses' | 'sharedAddresses' | 'overZones' | 'overNodes', number>>;
+
+/**
+ * One node list as an agent may use it, whichever source it came from (a Node watch or the
+ * published list, which anyone with write access to a ConfigMap could have forged): DNS names of at
+ * most 253 characters, zones that are label values, at most 16 addresses of which the probed ones
+ * are remote unicast addresses, at most one node per address (the first by name keeps it), at most
+ * LIST_BOUNDS.maxZones zones (the most common keep theirs) and LIST_BOUNDS.maxNodes nodes. O(n log n).
+ */
+export function boundList(entries: readonly NodeEntry[]): { entries: NodeEntry[]; problems: ListProblems } {
+  const problems: ListProblems = {};
+  const count = (kind: keyof ListProblems, n = 1) => (problems[kind] = (problems[kind] ?? 0) + n);
+  const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (sorted.length > LIST_BOUNDS.maxNodes) count('overNodes', sorted.length - LIST_BOUNDS.maxNodes);
+  const owner = new Map<string, string>();
+  const names = new Set<string>();
+  const kept: NodeEntry[] = [];
+  for (const entry of sorted.slice(0, LIST_BOUNDS.maxNodes)) {
+    if (entry.name.length > 253 || !DNS_SUBDOMAIN.test(entry.name) || names.has(entry.name)) {
+      count('names');
+      continue;
+    }
+    names.add(entry.name);
+    let zone = entry.zone;
+    if (zone !== undefined && (zone.length > MAX_ZONE_LENGTH || !LABEL_VALUE.test(zone))) {
+      count('zones');
+      zone = undefined;
+    }
+    const addresses: Array<{ type: string; address: string }> = [];
+    for (const a of entry.addresses.slice(0, MAX_ADDRESSES)) {
+      if (!PROBED_TYPES.has(a.type)) {
+        addresses.push(a);
+        continue;
+      }
+      if (!isRemoteUnicast(a.address)) {
+        count('addresses');
+        continue;
+      }
+      const key = canonicalAddress(a.address);
+      const claimed = owner.get(key);
+      if (claimed !== undefined && claimed !== entry.name) {
+        count('sharedAddresses');
+        continue;
+      }
+      owner.set(key, entry.name);
+      addresses.push(a);
+    }
+    if (entry.addresses.length > MAX_ADDRESSES) count('addresses', entry.addresses.length - MAX_ADDRESSES);
+    const bounded = { ...entry, addresses };
+    kept.push(zone === undefined ? withoutZone(bounded) : { ...bounded, zone });
+  }
+  const zoneCounts = new Map<string, number>();
+  for (const e of kept) if (e.zone !== undefined) zoneCounts.set(e.zone, (zoneCounts.get(e.zone) ?? 0) + 1);
+  if (zoneCounts.size > LIST_BOUNDS.maxZones) {
+    const allowed = new Set(
+      [...zoneCounts]
+        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+        .slice(0, LIST_BOUNDS.maxZones)
+        .map(([z]) => z),
+    );
+    count('overZones', zoneCounts.size - LIST_BOUNDS.maxZones);
+    for (const [i, e] of kept.entries()) if (e.zone !== undefined && !allowed.has(e.zone)) kept[i] = withoutZone(e);
+  }
+  return { entries: kept, problems };
+}
+
+function withoutZone(entry: NodeEntry): NodeEntry {
+  const { zone: _zone, ...rest } = entry;
+  return rest;
+}
+
+/** The problems of a list in one line, for one warning per list rather than one per node. */
+export function describeProblems(problems: ListProblems): string | undefined {
+  const words: Record<keyof ListProblems, string> = {
+    names: 'entries without a valid node name (a DNS name of at most 253 characters), or named twice',
+    zones: 'zones that are not label values of at most 63 characters',
+    addresses: 'addresses that are not remote unicast (loopback, link-local, multicast, unspecified), or past the 16th',
+    sharedAddresses: 'addresses another node already has',
+    overZones: `zones past the ${LIST_BOUNDS.maxZones} most common (their nodes count as zone "unknown")`,
+    overNodes: `nodes past the first ${LIST_BOUNDS.maxNodes}`,
+  };
+  const parts = (Object.keys(words) as Array<keyof ListProblems>).filter((k) => problems[k]).map((k) => `${problems[k]} ${words[k]}`);
+  return parts.length > 0 ? `dropped ${parts.join('; ')}` : undefined;
 }

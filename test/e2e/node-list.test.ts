@@ -1,109 +1,306 @@
 /**
- * The published node list with real agents, one per network namespace, against the in-repo API
- * server: one agent elected through the Lease reads Nodes and publishes; the others read only the
- * lease and the list; the publisher killed (SIGKILL: no release) is replaced within the lease
- * duration while every agent keeps probing; a node added afterwards reaches every agent.
+ * The published node list with real processes, one agent per network namespace and two controller
+ * replicas (MENTAT_ROLE=controller), against the in-repo API server enforcing the RBAC rendered from
+ * deploy/ per service account: only the leader reads Nodes; an API blip sends agents to their
+ * fallback and they leave it soon after the API server is back; the leader killed is replaced;
+ * hostile lists written with an admin token cost nothing but a warning; what the controller finds
+ * forged it repairs, and an agent started after that syncs.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { makeNode, sumLoad } from '../support/fake-apiserver.js';
+import { test, type TestContext } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { encodeShard, INDEX_NAME, SHARD_COUNT, shardEntries, shardName } from '../../src/kube/node-list.js';
+import type { NodeEntry } from '../../src/types.js';
+import { kustomize, need } from '../deploy/render.js';
+import { makeNode, sumLoad, type ObjectInput } from '../support/fake-apiserver.js';
 import { sampleValue } from '../support/exposition.js';
-import { until } from '../support/fault-client.js';
-import { startMeshCluster } from '../support/mesh-cluster.js';
+import { freePort, launchAgent, until, type Agent } from '../support/fault-client.js';
+import { startMeshCluster, type MeshCluster } from '../support/mesh-cluster.js';
 import { requireNetns } from '../support/netns.js';
+import { AGENT_USER, CONTROLLER_USER, NS } from '../support/node-list-parts.js';
+import { permissionsFromManifests } from '../support/rbac.js';
 
-const LEASE_S = 5;
+const LEASE_S = 6;
+/** The DaemonSet's memory settings: an agent that outgrows them dies, as it would in its 128Mi pod. */
+const SHIPPED = { NODE_OPTIONS: '--max-semi-space-size=2 --max-old-space-size=64', MALLOC_ARENA_MAX: '1' };
+const AGENTS = 6;
+
+interface Setup {
+  readonly mesh: MeshCluster;
+  readonly names: string[];
+  readonly controllers: Map<string, Agent>;
+  readonly startController: (name: string) => Promise<Agent>;
+  readonly knownBy: (name: string) => Promise<number | undefined>;
+  readonly modeOf: (name: string) => Promise<string | undefined>;
+}
+
+async function setup(t: TestContext, kubectl: string): Promise<Setup> {
+  const dir = await mkdtemp(join(tmpdir(), 'mentat-node-list-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const mesh = await startMeshCluster(t, {
+    agents: AGENTS,
+    zone: (i) => (i % 2 === 1 ? 'zone-a' : 'zone-b'),
+    dir,
+    userPerAgent: true,
+    env: { POD_NAMESPACE: NS, MENTAT_LEASE_DURATION: `${LEASE_S}s`, MENTAT_PROBE_INTERVAL: '500ms', ...SHIPPED },
+  });
+  const rbac = permissionsFromManifests(kustomize(kubectl, 'deploy'));
+  const names = [...mesh.nodes.keys()];
+  for (const name of names) await mesh.control.setPermissions(`agent-${name}`, rbac.get(AGENT_USER));
+  const controllers = new Map<string, Agent>();
+  t.after(() => Promise.all([...controllers.values()].map((c) => c.stop(3000).catch(() => undefined))));
+  const startController = async (name: string) => {
+    await mesh.control.setPermissions(name, rbac.get(CONTROLLER_USER));
+    const env = {
+      MENTAT_ROLE: 'controller',
+      POD_NAMESPACE: NS,
+      POD_NAME: name,
+      NODE_NAME: 'infra',
+      MENTAT_LEASE_DURATION: `${LEASE_S}s`,
+      KUBECONFIG: await mesh.control.kubeconfigFor({ user: name }),
+    };
+    const c = launchAgent(mesh.cluster, mesh.infra.ns, mesh.control, await freePort(), env, [], mesh.infra.ipv4);
+    controllers.set(name, c);
+    return c;
+  };
+  const knownBy = async (name: string) => sampleValue(await mesh.agents.get(name)!.scrape(), 'mentat_targets', { state: 'known' });
+  const modeOf = async (name: string) => {
+    const samples = await mesh.agents.get(name)!.scrape();
+    return ['published', 'direct', 'fallback'].find((mode) => sampleValue(samples, 'mentat_node_source', { mode }) === 1);
+  };
+  return { mesh, names, controllers, startController, knownBy, modeOf };
+}
+
+const leader = async (s: Setup) => {
+  for (const [name, c] of s.controllers) {
+    if (!c.alive()) continue;
+    const samples = await c.scrape().catch(() => []);
+    if (sampleValue(samples, 'mentat_controller_leader', { pod: name }) === 1) return name;
+  }
+  return undefined;
+};
 
 test(
-  '5 agents: one publisher reads Nodes, the rest read the list; the publisher killed is replaced and no agent stops probing',
-  { timeout: 180_000 },
+  `${AGENTS} agents and 2 controllers: only the leader reads Nodes; an API blip of three lease durations ends the agents' fallback soon after; the leader killed is replaced`,
+  { timeout: 240_000 },
   async (t) => {
     if (!requireNetns(t)) return;
-    const dir = await mkdtemp(join(tmpdir(), 'mentat-node-list-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    const mesh = await startMeshCluster(t, {
-      agents: 5,
-      zone: (i) => (i % 2 === 1 ? 'zone-a' : 'zone-b'),
-      dir,
-      userPerAgent: true,
-      env: { POD_NAMESPACE: 'mentat', MENTAT_LEASE_DURATION: `${LEASE_S}s`, MENTAT_PROBE_INTERVAL: '500ms' },
-    });
-    const names = [...mesh.nodes.keys()];
+    const kubectl = need(t, 'kubectl', 'the machine image');
+    if (!kubectl) return;
+    const s = await setup(t, kubectl);
+    const { mesh, names } = s;
+    await s.startController('ctl-a');
+    await s.startController('ctl-b');
     for (const name of names) mesh.start(name);
-    const holder = async () =>
-      ((await mesh.control.getObject('leases', 'mentat', 'mentat-node-list')) as { spec?: { holderIdentity?: string } } | undefined)?.spec?.holderIdentity;
-    const knownBy = async (name: string) => sampleValue(await mesh.agents.get(name)!.scrape(), 'mentat_targets', { state: 'known' });
-    await until('every agent knows the other 4 nodes', 60_000, async () => ((await Promise.all(names.map(knownBy))).every((k) => k === 4) ? true : undefined), {
-      everyMs: 500,
-    });
-    const leader = (await holder())!.replace(/^mentat-/, '');
-    assert.ok(names.includes(leader), `the lease holder is an agent: ${leader}`);
+    const everyAgentKnows = (n: number, ms: number, what: string) =>
+      until(what, ms, async () => ((await Promise.all(names.map((n) => s.knownBy(n)))).every((k) => k === n) ? true : undefined), {
+        everyMs: 500,
+        context: () => names.map((n2) => `${n2}: ${mesh.agents.get(n2)!.describe()}`).join('\n'),
+      });
+    await everyAgentKnows(AGENTS - 1, 60_000, 'every agent knows the other nodes');
+    const first = await until('a leader', 20_000, () => leader(s));
 
-    // Kubelets report their nodes' status (here every 2 s): only the publisher receives those updates;
-    // the others read the lease and the shards, which the updates do not change.
+    // Kubelets report status: only the leader receives it; agents read the index and nothing else.
     await mesh.control.heartbeatsStart(2000);
     await mesh.control.resetLoad();
-    await new Promise((r) => setTimeout(r, 3 * LEASE_S * 1000));
+    await new Promise((r) => setTimeout(r, 2 * LEASE_S * 1000));
     const load = await mesh.control.load();
-    await mesh.control.heartbeatsStop();
     for (const name of names) {
-      const nodes = sumLoad(load, { user: `agent-${name}`, resource: 'nodes' });
-      if (name === leader) assert.ok(nodes.bytes > 1000, `the publisher watches Nodes: ${nodes.bytes} B`);
-      else assert.equal(nodes.requests, 0, `${name} reads no Node`);
+      assert.equal(sumLoad(load, { user: `agent-${name}`, resource: 'nodes' }).requests, 0, `${name} reads no Node`);
+      assert.equal(sumLoad(load, { user: `agent-${name}`, resource: 'leases' }).requests, 0, `${name} reads no lease`);
     }
-    t.diagnostic(
-      `per agent over ${3 * LEASE_S} s: ${names.map((n) => `${n}${n === leader ? ' (publisher)' : ''} ${sumLoad(load, { user: `agent-${n}` }).bytes} B in ${sumLoad(load, { user: `agent-${n}` }).requests} requests`).join('; ')}`,
-    );
+    assert.ok(sumLoad(load, { user: first, resource: 'nodes' }).bytes > 1000, 'the leader watches Nodes');
+    t.diagnostic(`per agent over ${2 * LEASE_S} s: ${names.map((n) => `${sumLoad(load, { user: `agent-${n}` }).bytes} B`).join(', ')}`);
 
-    // The publisher dies without giving up the lease: another takes over within the lease duration (plus its turn).
-    await mesh.agents.get(leader)!.kill();
-    mesh.agents.delete(leader);
-    const killedAt = Date.now();
-    const rest = names.filter((n) => n !== leader);
-    const before = new Map(
-      await Promise.all(
-        rest.map(
-          async (n) =>
-            [
-              n,
-              sampleValue(await mesh.agents.get(n)!.scrape(), 'node_latency_probes_total', {
-                destination_node: rest.find((x) => x !== n)!,
-                result: 'success',
-              }) ?? 0,
-            ] as const,
-        ),
-      ),
+    // The API server answers 503 and drops every watch for three lease durations.
+    await mesh.control.failNext(1_000_000_000, 503);
+    await mesh.control.call({ op: 'cutWatches' });
+    await until('every agent falls back to watching Nodes', 3 * LEASE_S * 1000, async () =>
+      (await Promise.all(names.map((n) => s.modeOf(n)))).every((m) => m === 'fallback') ? true : undefined,
     );
-    const next = await until(
-      'another agent holds the lease',
-      (LEASE_S + 10) * 1000,
-      async () => {
-        const h = await holder();
-        return h && h !== `mentat-${leader}` ? h : undefined;
-      },
+    await new Promise((r) => setTimeout(r, 3 * LEASE_S * 1000));
+    await mesh.control.failNext(0, 503);
+    const backAt = Date.now();
+    await until(
+      'every agent back on the published list',
+      4 * LEASE_S * 1000,
+      async () => ((await Promise.all(names.map((n) => s.modeOf(n)))).every((m) => m === 'published') ? true : undefined),
       { everyMs: 250 },
     );
-    const tookMs = Date.now() - killedAt;
-    t.diagnostic(`publisher ${leader} killed; ${next} took over after ${tookMs} ms (lease ${LEASE_S} s)`);
-    assert.ok(tookMs < (LEASE_S + 6) * 1000, `taken over within the lease duration and the first turns: ${tookMs} ms`);
-    // Every agent kept its nodes and kept probing throughout.
-    for (const n of rest) {
-      const s = await mesh.agents.get(n)!.scrape();
-      assert.equal(sampleValue(s, 'mentat_targets', { state: 'known' }), 4, `${n} kept its nodes`);
-      const probes = sampleValue(s, 'node_latency_probes_total', { destination_node: rest.find((x) => x !== n)!, result: 'success' }) ?? 0;
-      assert.ok(probes > before.get(n)!, `${n} kept probing`);
+    const recoveredMs = Date.now() - backAt;
+    t.diagnostic(`after the blip every agent left its fallback in ${recoveredMs} ms (lease ${LEASE_S} s)`);
+    assert.ok(recoveredMs < 2 * LEASE_S * 1000, `agents leave the fallback soon after the API server is back: ${recoveredMs} ms`);
+    await mesh.control.resetLoad();
+    await new Promise((r) => setTimeout(r, 3000));
+    const after = await mesh.control.load();
+    await mesh.control.heartbeatsStop();
+    for (const name of names) assert.equal(sumLoad(after, { user: `agent-${name}`, resource: 'nodes' }).requests, 0, `${name} no longer watches Nodes`);
+    for (const name of names) {
+      const probes = sampleValue(await mesh.agents.get(name)!.scrape(), 'node_latency_probes_total', {
+        destination_node: names.find((n) => n !== name)!,
+        result: 'success',
+      });
+      assert.ok((probes ?? 0) > 0, `${name} probes its peers`);
     }
-    // The new publisher publishes: a node added now reaches every agent within 30 s.
-    // The infra namespace's address: inside the test's network, and no agent's own.
-    await mesh.control.upsertRaw(makeNode('node-late', mesh.infra.ipv4));
-    const addedAt = Date.now();
-    await until('the added node reaches every agent', 30_000, async () => ((await Promise.all(rest.map(knownBy))).every((k) => k === 5) ? true : undefined), {
-      everyMs: 500,
-      context: () => rest.map((n) => `${n}: ${mesh.agents.get(n)!.describe()}`).join('\n'),
+
+    // The leader dies without giving the lease up: the other replica takes over; a node added now reaches every agent.
+    const current = (await leader(s))!;
+    await s.controllers.get(current)!.kill();
+    const killedAt = Date.now();
+    const next = await until('the other replica leads', 3 * LEASE_S * 1000, async () => {
+      const l = await leader(s);
+      return l && l !== current ? l : undefined;
     });
-    t.diagnostic(`a node added after the takeover reached every agent in ${Date.now() - addedAt} ms`);
+    const tookMs = Date.now() - killedAt;
+    t.diagnostic(`controller ${current} killed; ${next} took over in ${tookMs} ms (lease ${LEASE_S} s)`);
+    assert.ok(tookMs < LEASE_S * 1000 + 3000, `within the lease duration and a retry period: ${tookMs} ms`);
+    await mesh.control.upsertRaw(makeNode('node-late', mesh.infra.ipv4));
+    await everyAgentKnows(AGENTS, 30_000, 'the added node reaches every agent');
   },
 );
+
+/** The index and shards for `entries`, written as an admin would (anyone with ConfigMap write in the namespace). */
+async function forge(
+  mesh: MeshCluster,
+  entries: readonly NodeEntry[],
+  index: Record<string, unknown> = {},
+  shardData?: (i: number, data: string) => string,
+): Promise<void> {
+  const shards = shardEntries(entries).map((b) => encodeShard(b));
+  for (const [i, shard] of shards.entries()) {
+    const data = shardData ? shardData(i, shard.data) : shard.data;
+    await mesh.control.putObject('configmaps', NS, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: shardName(i), namespace: NS },
+      binaryData: { 'nodes.json.gz': data },
+    } as ObjectInput);
+  }
+  const body = { v: 2, shards: shards.map((x) => x.hash), nodes: entries.length, refreshS: 2, renewed: new Date().toISOString(), ...index };
+  await mesh.control.putObject('configmaps', NS, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: INDEX_NAME, namespace: NS },
+    data: { 'index.json': JSON.stringify(body) },
+  } as ObjectInput);
+}
+
+test(
+  `hostile node lists shown to ${AGENTS} agents cost a warning, not a crash, a flood or memory; the controller repairs them and a new agent syncs`,
+  { timeout: 240_000 },
+  async (t) => {
+    if (!requireNetns(t)) return;
+    const kubectl = need(t, 'kubectl', 'the machine image');
+    if (!kubectl) return;
+    const s = await setup(t, kubectl);
+    const { mesh, names } = s;
+    const outside = mesh.infra.ipv4; // an address of the test's own network that no agent's node has
+    const real: NodeEntry[] = names.map((n) => ({
+      name: n,
+      state: 'active',
+      zone: mesh.zoneOf(n),
+      createdAtS: Math.floor(Date.now() / 1000) - 3600,
+      addresses: [{ type: 'InternalIP', address: mesh.nodes.get(n)!.ipv4 }],
+    }));
+    // No controller: the admin's list is the only one.
+    await forge(mesh, real);
+    for (const name of names) mesh.start(name);
+    await until(
+      'every agent has the real list',
+      60_000,
+      async () => ((await Promise.all(names.map((n) => s.knownBy(n)))).every((k) => k === AGENTS - 1) ? true : undefined),
+      {
+        everyMs: 500,
+      },
+    );
+    const fake = (count: number, zone: (i: number) => string | undefined): NodeEntry[] =>
+      Array.from({ length: count }, (_, i) => {
+        const z = zone(i);
+        return {
+          name: `fake-${String(i).padStart(5, '0')}`,
+          state: 'active',
+          addresses: [{ type: 'InternalIP', address: outside }],
+          ...(z ? { zone: z } : {}),
+        };
+      });
+    const cases: Array<[string, () => Promise<void>, (known: number) => boolean]> = [
+      ['90 entries on one outside address', () => forge(mesh, [...real, ...fake(90, () => undefined)]), (k) => k <= AGENTS - 1 + 90],
+      ['10 000 zones', () => forge(mesh, [...real, ...fake(10_000, (i) => `zone-${i}`)]), () => true],
+      [
+        'loopback, multicast and link-local addresses',
+        () =>
+          forge(mesh, [
+            ...real,
+            ...['127.0.0.1', '224.0.0.1', '169.254.0.1', '::1', 'ff02::1', 'fe80::1'].map((a, i): NodeEntry => ({
+              name: `bad-${i}`,
+              state: 'active',
+              addresses: [{ type: 'InternalIP', address: a }],
+            })),
+          ]),
+        () => true,
+      ],
+      ['a 60 MB inflation', () => forge(mesh, real, {}, (i, d) => (i === 0 ? Buffer.from(gzip60MB()).toString('base64') : d)), () => true],
+      ['the wrong version', () => forge(mesh, real, { v: 1 }), () => true],
+      ['a hash that does not match', () => forge(mesh, real, {}, (i, d) => (i === 1 ? encodeShard([]).data : d)), () => true],
+      ['a refresh period of a day', () => forge(mesh, real, { refreshS: 86_400 }), () => true],
+    ];
+    for (const [what, write, knownOk] of cases) {
+      await write();
+      await new Promise((r) => setTimeout(r, 3000));
+      for (const name of names) {
+        const agent = mesh.agents.get(name)!;
+        assert.ok(agent.alive(), `${what}: ${name} is alive\n${agent.describe()}`);
+        const startedAt = Date.now();
+        const samples = await agent.scrape();
+        const scrapeMs = Date.now() - startedAt;
+        assert.ok(scrapeMs < 2000, `${what}: ${name} answers /metrics in ${scrapeMs} ms (its event loop is not stalled)`);
+        const rss = agent.rssMiB();
+        assert.ok(rss < 128, `${what}: ${name} within a 128Mi pod: ${rss.toFixed(0)} MiB`);
+        // Every real peer is still probed, and at most one destination on the outside address.
+        for (const peer of names.filter((n) => n !== name)) {
+          assert.ok(
+            (sampleValue(samples, 'node_latency_probes_total', { destination_node: peer, result: 'success' }) ?? 0) > 0,
+            `${what}: ${name} probes ${peer}`,
+          );
+        }
+        const onOutside = new Set(
+          samples
+            .filter((x) => x.name === 'node_latency_probes_total' && /^(fake|bad)-/.test(x.labels['destination_node'] ?? ''))
+            .map((x) => x.labels['destination_node']),
+        );
+        assert.ok(onOutside.size <= 1, `${what}: ${name} probes at most one made-up node, on the one address: ${[...onOutside].join(', ')}`);
+        assert.ok(knownOk(sampleValue(samples, 'mentat_targets', { state: 'known' }) ?? 0), `${what}: ${name} known nodes`);
+        const lines = agent.lines().length;
+        assert.ok(lines < 400, `${what}: ${name} logged ${lines} lines in all, not one per entry`);
+      }
+      t.diagnostic(`${what}: agents alive, RSS ${names.map((n) => mesh.agents.get(n)!.rssMiB().toFixed(0)).join('/')} MiB`);
+    }
+    for (const name of names) {
+      const agent = mesh.agents.get(name)!;
+      assert.ok(agent.warnings(/not valid|could not read the node list/).length >= 1, `${name} said why it kept its list`);
+    }
+
+    // A controller comes: within one check the index and every shard are its own again, and an agent started now syncs.
+    await s.startController('ctl-a');
+    const realIndex = async () => {
+      const index = (await mesh.control.getObject('configmaps', NS, INDEX_NAME)) as unknown as { data?: Record<string, string> } | undefined;
+      const parsed = JSON.parse(index?.data?.['index.json'] ?? '{}') as { nodes?: number; refreshS?: number };
+      return parsed.nodes === AGENTS && parsed.refreshS === 2 ? true : undefined;
+    };
+    await until('the controller rewrote the index', 30_000, realIndex);
+    for (let i = 0; i < SHARD_COUNT; i++) assert.ok(await mesh.control.getObject('configmaps', NS, shardName(i)));
+    const restarted = names[0]!;
+    await mesh.agents.get(restarted)!.stop();
+    mesh.start(restarted);
+    await until('an agent started after the repair syncs', 30_000, async () => ((await s.knownBy(restarted)) === AGENTS - 1 ? true : undefined));
+    assert.equal(await s.modeOf(restarted), 'published');
+  },
+);
+
+/** 60 MB of JSON-looking text, gzipped to ~60 kB: what a shard must not be allowed to inflate to. */
+function gzip60MB(): Buffer {
+  return gzipSync(Buffer.concat([Buffer.from('{"v":2,"nodes":[["'), Buffer.alloc(60 * 1024 * 1024, 0x61)]));
+}

@@ -52,9 +52,8 @@ async function setup(server: FakeApiServer, opts: { pageSize?: number } = {}) {
       await new Promise((r) => setTimeout(r, 20));
     },
     clock: systemClock,
-    wallNow: Date.now,
     random: Math.random,
-    ...(opts.pageSize ? { discovery: { pageSize: opts.pageSize } } : {}),
+    ...(opts.pageSize ? { watch: { pageSize: opts.pageSize } } : {}),
     serviceAccount: 'system:serviceaccount:mentat:mentat',
   });
   const names = () => latest.map((t) => t.name).sort();

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { entryOf, trimNode } from '../../src/kube/node.js';
+import { boundList, describeProblems, entryOf, LIST_BOUNDS, trimNode, type ListProblems } from '../../src/kube/node.js';
+import type { NodeEntry } from '../../src/types.js';
 
 test('the informer caches trimmed nodes: name, version, zone label and addresses only, bounded', () => {
   const huge = {
@@ -27,4 +28,85 @@ test('an entry is what an agent uses of a Node; a Node without a name has none',
     }),
     { name: 'n', addresses: [{ type: 'InternalIP', address: '10.0.0.1' }], state: 'cordoned', zone: 'z1', createdAtS: 1767225600 },
   );
+});
+
+const entry = (name: string, address: string, zone?: string): NodeEntry => ({
+  name,
+  state: 'active',
+  addresses: [{ type: 'InternalIP', address }],
+  ...(zone === undefined ? {} : { zone }),
+});
+
+const hostileLists: Array<[string, NodeEntry[], (kept: NodeEntry[]) => void, ListProblems]> = [
+  [
+    'addresses no node has (loopback, link-local, multicast, unspecified, broadcast, mapped loopback)',
+    ['127.0.0.1', '::1', '169.254.1.1', 'fe80::1', '224.0.0.1', 'ff02::1', '0.0.0.0', '::', '255.255.255.255', '::ffff:127.0.0.1'].map((a, i) =>
+      entry(`n${i}`, a),
+    ),
+    (kept) => assert.ok(kept.every((e) => e.addresses.length === 0)),
+    { addresses: 10 },
+  ],
+  [
+    '90 entries on one address',
+    Array.from({ length: 90 }, (_, i) => entry(`fake-${String(i).padStart(2, '0')}`, '198.51.100.7')),
+    (kept) =>
+      assert.deepEqual(
+        kept.filter((e) => e.addresses.length > 0).map((e) => e.name),
+        ['fake-00'],
+      ),
+    { sharedAddresses: 89 },
+  ],
+  [
+    '10 000 zones',
+    Array.from({ length: 10_000 }, (_, i) => entry(`n${i}`, `10.${i >> 8}.${i & 255}.1`, `zone-${i}`)),
+    (kept) => assert.equal(new Set(kept.map((e) => e.zone).filter(Boolean)).size, LIST_BOUNDS.maxZones),
+    { overZones: 10_000 - LIST_BOUNDS.maxZones },
+  ],
+  [
+    'names that are not DNS names, or twice',
+    [entry('UPPER', '10.0.0.1'), entry('a'.repeat(254), '10.0.0.2'), entry('ok', '10.0.0.3'), entry('ok', '10.0.0.4'), entry('-x', '10.0.0.5')],
+    (kept) =>
+      assert.deepEqual(
+        kept.map((e) => e.name),
+        ['ok'],
+      ),
+    { names: 4 },
+  ],
+  [
+    'zones that are not label values',
+    [entry('a', '10.0.0.1', 'z'.repeat(64)), entry('b', '10.0.0.2', 'bad zone'), entry('c', '10.0.0.3', 'eu-west-1a')],
+    (kept) =>
+      assert.deepEqual(
+        kept.map((e) => e.zone ?? '-'),
+        ['-', '-', 'eu-west-1a'],
+      ),
+    { zones: 2 },
+  ],
+];
+for (const [what, list, check, problems] of hostileLists) {
+  test(`a list with ${what} is bounded, one summary, no node lost for it`, () => {
+    const startedAt = performance.now();
+    const bounded = boundList(list);
+    assert.ok(performance.now() - startedAt < 1000, 'bounded in well under a second');
+    check(bounded.entries);
+    assert.deepEqual(bounded.problems, problems);
+    assert.ok(describeProblems(bounded.problems)!.startsWith('dropped '));
+  });
+}
+
+test('a list past 110 000 nodes keeps the first 110 000 by name', () => {
+  const list = Array.from({ length: LIST_BOUNDS.maxNodes + 5 }, (_, i) => ({
+    name: `n${String(i).padStart(6, '0')}`,
+    state: 'active' as const,
+    addresses: [],
+  }));
+  const bounded = boundList(list);
+  assert.equal(bounded.entries.length, LIST_BOUNDS.maxNodes);
+  assert.deepEqual(bounded.problems, { overNodes: 5 });
+});
+
+test('a clean list passes through unchanged', () => {
+  const list = [entry('a', '10.0.0.1', 'z1'), entry('b', 'fd00::2', 'z2')];
+  assert.deepEqual(boundList(list), { entries: list, problems: {} });
+  assert.equal(describeProblems({}), undefined);
 });

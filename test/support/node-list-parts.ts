@@ -1,0 +1,137 @@
+/**
+ * The node list's two roles in one test process, against the in-repo API server with the RBAC
+ * rendered from deploy/: controllers (NodeListController, as the mentat-controller Deployment's
+ * service account) and agents (NodeSource, as the DaemonSet's), each with a kubeconfig of its own
+ * and a log the test can read.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { KubeConfig } from '@kubernetes/client-node';
+import { loadKubeClient } from '../../src/kube/client.js';
+import { NodeListController } from '../../src/kube/controller.js';
+import { NodeSource } from '../../src/kube/node-source.js';
+import { RateLimitedLog, type Log } from '../../src/log.js';
+import { NodeTable } from '../../src/mesh/node-table.js';
+import { systemClock, type MeshNode } from '../../src/types.js';
+import { kustomize } from '../deploy/render.js';
+import { FakeApiServer, makeNode } from './fake-apiserver.js';
+import { permissionsFromManifests, serviceAccountUser } from './rbac.js';
+
+export const NS = 'mentat';
+export const AGENT_USER = serviceAccountUser(NS, 'mentat');
+export const CONTROLLER_USER = serviceAccountUser(NS, 'mentat-controller');
+
+export interface Recorded {
+  readonly lines: Array<{ level: string; message: string; fields: object }>;
+  readonly log: Log;
+}
+
+export function recordingLog(): Recorded {
+  const lines: Recorded['lines'] = [];
+  const record = (level: string) => (fields: object, message: string) => lines.push({ level, message, fields });
+  return { lines, log: { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') } };
+}
+
+export interface TestAgent extends Recorded {
+  readonly name: string;
+  readonly source: NodeSource;
+  nodes: MeshNode[];
+  known(): string[];
+}
+
+export interface TestController extends Recorded {
+  readonly name: string;
+  readonly controller: NodeListController;
+}
+
+export interface NodeListParts {
+  readonly server: FakeApiServer;
+  /** The bearer token of the agents' service account, for requests of the test's own. */
+  readonly agentToken: string;
+  agent(name: string, opts?: { refreshS?: number }): Promise<TestAgent>;
+  /** `user`: a user of its own with the controller's permissions, so that a test can cut one replica off. */
+  controller(name: string, opts?: { leaseMs?: number; verifyEveryMs?: number; user?: string }): Promise<TestController>;
+  /** N nodes node0..node{N-1} on 198.18.0.x (a benchmarking range: never routed), two zones. */
+  nodes(count: number): string[];
+}
+
+/** Starts the API server with deploy/'s RBAC; everything stops when the test ends. */
+export async function nodeListParts(t: TestContext, kubectl: string): Promise<NodeListParts> {
+  const server = await FakeApiServer.start();
+  const dir = await mkdtemp(join(tmpdir(), 'mentat-node-list-'));
+  const client = await loadKubeClient();
+  const stops: Array<() => Promise<void>> = [];
+  t.after(async () => {
+    await Promise.all(stops.map((s) => s().catch(() => undefined)));
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const rbac = permissionsFromManifests(kustomize(kubectl, 'deploy'));
+  for (const [user, permissions] of rbac) server.setPermissions(user, permissions);
+  const tokens = new Map<string, string>();
+  const kubeConfigFor = async (user: string) => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(await server.writeKubeconfig(dir, { user, token: tokens.get(user) ?? `token-${user}` }));
+    tokens.set(user, `token-${user}`);
+    return kc;
+  };
+  await kubeConfigFor(AGENT_USER);
+  const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.min(ms, 50)));
+  return {
+    server,
+    agentToken: tokens.get(AGENT_USER)!,
+    async agent(name, opts = {}) {
+      const rec = recordingLog();
+      const agent: TestAgent = {
+        name,
+        ...rec,
+        nodes: [],
+        known: () => agent.nodes.map((n) => n.name).sort(),
+        source: new NodeSource({
+          client,
+          kubeConfig: await kubeConfigFor(AGENT_USER),
+          table: new NodeTable('first', name, false),
+          onNodes: (nodes) => (agent.nodes = nodes),
+          log: rec.log,
+          warnings: new RateLimitedLog(rec.log, 60_000, () => Date.now()),
+          delay,
+          clock: systemClock,
+          random: Math.random,
+          published: { namespace: NS, defaultRefreshS: opts.refreshS ?? 1 },
+        }),
+      };
+      stops.push(() => agent.source.stop());
+      agent.source.start();
+      return agent;
+    },
+    async controller(name, opts = {}) {
+      const rec = recordingLog();
+      const user = opts.user ?? CONTROLLER_USER;
+      server.setPermissions(user, rbac.get(CONTROLLER_USER));
+      const controller = new NodeListController({
+        client,
+        kubeConfig: await kubeConfigFor(user),
+        namespace: NS,
+        identity: name,
+        leaseDurationMs: opts.leaseMs ?? 3000,
+        clock: systemClock,
+        wallNow: Date.now,
+        random: Math.random,
+        delay,
+        log: rec.log,
+        warnings: new RateLimitedLog(rec.log, 60_000, () => Date.now()),
+        ...(opts.verifyEveryMs ? { verifyEveryMs: opts.verifyEveryMs } : {}),
+      });
+      stops.push(() => controller.stop());
+      controller.start();
+      return { name, controller, ...rec };
+    },
+    nodes(count) {
+      const names = Array.from({ length: count }, (_, i) => `node${i}`);
+      for (const [i, name] of names.entries()) server.upsertNode(makeNode(name, `198.18.0.${10 + i}`, { 'topology.kubernetes.io/zone': `z${i % 2}` }));
+      return names;
+    },
+  };
+}
