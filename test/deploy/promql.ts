@@ -16,6 +16,7 @@ export const AGENT_METRICS = new Set([
   'mentat_targets',
   'mentat_probe_interval_seconds',
   'mentat_node_state',
+  'mentat_node_source',
   'up',
 ]);
 /** Labels of the agent's series, Prometheus' target labels, and the ones the recording rules add. */
@@ -34,6 +35,7 @@ export const AGENT_LABELS = new Set([
   'state',
   'kind',
   'direction',
+  'mode',
 ]);
 /** The alerts test/deploy/localization.test.ts tests on 20 generated nodes. */
 export const LOCALIZATION_ALERTS: readonly string[] = ['MentatNodeDegraded', 'MentatPathDegraded'];
