@@ -16,7 +16,7 @@ test('the installed exporter-prometheus is the version the serializer fence was 
   assert.equal(
     version,
     SERIALIZER_FENCED_VERSION,
-    `a new ${PACKAGE}: check PrometheusSerializer's positional arguments in src/telemetry/exposition.ts (read from ${SERIALIZER_FENCED_VERSION}), then update SERIALIZER_FENCED_VERSION`,
+    `${PACKAGE} ${version} is installed: check PrometheusSerializer's positional arguments in src/telemetry/exposition.ts (read from ${SERIALIZER_FENCED_VERSION}), then update SERIALIZER_FENCED_VERSION`,
   );
 });
 
