@@ -19,11 +19,12 @@ import { makeRealisticNode } from '../test/support/fake-apiserver.js';
 import { progress, REPO, type Ctx } from './context.js';
 import { daemonSetEnv, SHIPPED_RUNTIME_ENV } from './daemonset.js';
 import type { ScrapeResult } from './http-client.js';
-import { readProc, readThreadCpu, threadCpuDelta } from './proc.js';
+import { readProc } from './proc.js';
 import { formatProfile, summariseProfile, type ProfileSummary } from './profile.js';
 import { mib, ok, type BudgetRow } from './report.js';
 import { fmt, median, table } from './stats.js';
 import { startMentat, sumOf, type Mentat } from './tools.js';
+import { MeasurementWindow, readTree, type WindowReading } from './window.js';
 
 export interface ScaleParams {
   /** Targets of the full-mesh rows; 1 target: the agent's floor (Node, the dependencies, discovery, one series). */
@@ -69,9 +70,6 @@ export const SCALE_BUDGET = new Map<number, { cores: number; rssMiB: number; met
 
 /** The agent as shipped, at 5000 nodes: cores with a scrape every 15 s, and the slowest /metrics. */
 export const SHIPPED_BUDGET = { cores: 0.05, metricsMs: 100 };
-
-/** CLOCK_MONOTONIC in µs: the clock of V8's CPU profiles. */
-const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /** One full-mesh row. */
 export interface ScaleRow {
@@ -270,23 +268,15 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
       for (const v of d0.values()) if (v.all > 0) probedAtStart++;
 
       // Quiet window: no scrapes inside it, RSS sampled every second.
-      const p0 = readProc(m.pid)!;
-      const th0 = readThreadCpu(m.pid);
-      const w0 = Date.now();
-      const m0 = monoUs();
-      const rss: number[] = [];
-      while (Date.now() - w0 < params.scaleSeconds * 1000) {
-        await sleep(Math.min(1000, params.scaleSeconds * 1000 - (Date.now() - w0)));
-        const p = readProc(m.pid);
-        if (p) rss.push(p.rssKiB);
+      const quietWindow = MeasurementWindow.start(m.pid);
+      while (quietWindow.elapsedMs() < params.scaleSeconds * 1000) {
+        await sleep(Math.min(1000, params.scaleSeconds * 1000 - quietWindow.elapsedMs()));
+        quietWindow.sample();
       }
-      const p1 = readProc(m.pid)!;
-      const th1 = readThreadCpu(m.pid);
-      const w1 = Date.now();
-      const m1 = monoUs();
+      const quiet = quietWindow.stop();
       const tS1 = Date.now();
       const s1 = await m.scrape(['node_latency_probes_total']);
-      const windowSeconds = (w1 - w0) / 1000;
+      const windowSeconds = quiet.wallSeconds;
       // The counters are read when each request arrives: their window runs from request to request.
       const counterSeconds = (tS1 - tS0) / 1000;
       const d1 = perDestination(s1);
@@ -309,10 +299,7 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
       missed += Math.max(0, size - d1.size);
 
       // Timed scrapes, full exposition, with a gap; CPU and timeouts measured around them.
-      const c0 = readProc(m.pid)!;
-      const tq0 = readThreadCpu(m.pid);
-      const q0 = Date.now();
-      const mq0 = monoUs();
+      const scrapeWindow = MeasurementWindow.start(m.pid);
       const t0s = perDestination(await m.scrape(['node_latency_probes_total']));
       const scrapeMs: number[] = [];
       let last: ScrapeResult | undefined;
@@ -323,13 +310,10 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
         await sleep(params.scaleScrapeGapMs);
       }
       const t1s = perDestination(await m.scrape(['node_latency_probes_total']));
-      const c1 = readProc(m.pid)!;
-      const tq1 = readThreadCpu(m.pid);
-      const q1 = Date.now();
-      const mq1 = monoUs();
+      const scrapes = scrapeWindow.stop();
       // What the scrapes left behind, once their garbage had a moment to be collected.
       await sleep(2000);
-      const afterScrapes = readProc(m.pid)!;
+      const afterScrapes = readTree(m.pid);
       let scrapeTimeouts = 0;
       let scrapeProbes = 0;
       for (const [dest, after] of t1s) {
@@ -337,9 +321,9 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
         scrapeTimeouts += after.timeout - before.timeout;
         scrapeProbes += after.all - before.all;
       }
-      const quietRate = (p1.cpuSeconds - p0.cpuSeconds) / windowSeconds;
+      const quietRate = quiet.cpuSeconds / windowSeconds;
       // Two summarised scrapes bracket the timed ones: count them too.
-      const cpuPerScrape = (c1.cpuSeconds - c0.cpuSeconds - quietRate * ((q1 - q0) / 1000)) / (params.scaleScrapes + 2);
+      const cpuPerScrape = (scrapes.cpuSeconds - quietRate * scrapes.wallSeconds) / (params.scaleScrapes + 2);
 
       stopped = await m.stop();
       const profiles: ProfileSummary[] = [];
@@ -349,8 +333,10 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
         for (const f of readdirSync(profileDir)
           .filter((f) => f.endsWith('.cpuprofile'))
           .sort()) {
-          profiles.push(summariseProfile(join(profileDir, f), 12, { label: 'quiet window', fromUs: m0, toUs: m1 }));
-          profiles.push(summariseProfile(join(profileDir, f), 12, { label: `${params.scaleScrapes} timed scrapes`, fromUs: mq0, toUs: mq1 }));
+          profiles.push(summariseProfile(join(profileDir, f), 12, { label: 'quiet window', fromUs: quiet.fromUs, toUs: quiet.toUs }));
+          profiles.push(
+            summariseProfile(join(profileDir, f), 12, { label: `${params.scaleScrapes} timed scrapes`, fromUs: scrapes.fromUs, toUs: scrapes.toUs }),
+          );
         }
       }
       rows.push({
@@ -366,14 +352,14 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
         missed,
         timeouts,
         errors,
-        cpuSeconds: p1.cpuSeconds - p0.cpuSeconds,
-        userSeconds: p1.userSeconds - p0.userSeconds,
-        rssMedianKiB: median(rss),
-        rssMaxKiB: Math.max(...rss),
+        cpuSeconds: quiet.cpuSeconds,
+        userSeconds: quiet.userSeconds,
+        rssMedianKiB: median(quiet.rssKiB),
+        rssMaxKiB: Math.max(...quiet.rssKiB),
         rssAfterScrapesKiB: afterScrapes.rssKiB,
         anonAfterScrapesKiB: afterScrapes.anonKiB,
         hwmKiB: afterScrapes.hwmKiB,
-        threads: p1.threads,
+        threads: quiet.end.threads,
         scrapeMs,
         scrapeBytes: last?.bytes ?? 0,
         series: last?.series ?? 0,
@@ -383,8 +369,8 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
         stopMs: stopped.ms,
         stopCode: stopped.code,
         sockets: m.sockets(),
-        threadsQuiet: threadCpuDelta(th0, th1),
-        threadsScrapes: threadCpuDelta(tq0, tq1),
+        threadsQuiet: quiet.threads,
+        threadsScrapes: scrapes.threads,
         profiles,
       });
     } finally {
@@ -597,23 +583,19 @@ async function shippedAgent(ctx: Ctx, params: ScaleParams, self: string, port: n
   await sleep(5000);
   const keep = ['node_latency_probes_total', 'node_latency_sweep_probes_total', 'mentat_targets'];
   const count = Math.max(1, Math.round(params.shippedSeconds / SCRAPE_EVERY_S));
-  const rss: number[] = [];
   const scrapeMs: number[] = [];
-  const p0 = readProc(m.pid)!;
-  const th0 = readThreadCpu(m.pid);
-  const w0 = Date.now();
+  const window = MeasurementWindow.start(m.pid);
   let first: { s: ScrapeResult; at: number } | undefined;
   let last: { s: ScrapeResult; at: number } | undefined;
-  let end: { p: NonNullable<ReturnType<typeof readProc>>; th: ReturnType<typeof readThreadCpu>; at: number } | undefined;
+  let reading: WindowReading | undefined;
   // Scrapes at 0, 15, 30 ... s; the CPU window ends just before the last one, so it holds one scrape per 15 s.
   for (let k = 0; k <= count; k++) {
-    const due = w0 + k * SCRAPE_EVERY_S * 1000;
-    while (Date.now() < due) {
-      await sleep(Math.min(1000, due - Date.now()));
-      const p = readProc(m.pid);
-      if (p) rss.push(p.rssKiB);
+    const dueMs = k * SCRAPE_EVERY_S * 1000;
+    while (window.elapsedMs() < dueMs) {
+      await sleep(Math.min(1000, dueMs - window.elapsedMs()));
+      window.sample();
     }
-    if (k === count) end = { p: readProc(m.pid)!, th: readThreadCpu(m.pid), at: Date.now() };
+    if (k === count) reading = window.stop();
     const at = Date.now();
     const s = await http.scrape(m.url, { keep, timeoutMs: 60_000 });
     if (s.status !== 200) throw new Error(`shipped: scrape ${k} of ${self} answered ${s.status}`);
@@ -622,7 +604,7 @@ async function shippedAgent(ctx: Ctx, params: ScaleParams, self: string, port: n
     last = { s, at };
   }
   await sleep(2000);
-  const after = readProc(m.pid)!;
+  const after = readTree(m.pid);
   const lines = m.agent.lines();
   const role = lines.some((l) => String(l['msg']).startsWith('took the node-list lease'))
     ? 'publisher (holds the lease, watches Nodes, writes the list)'
@@ -647,25 +629,25 @@ async function shippedAgent(ctx: Ctx, params: ScaleParams, self: string, port: n
         : `auto: ${nodes + 1 > config.mesh.fullMax ? `sampled above ${config.mesh.fullMax} nodes, ${config.mesh.peers} peers` : 'full'}`,
     intervalMs: config.probeIntervalMs,
     sweepIntervalMs: config.mesh.sweepIntervalMs,
-    windowSeconds: (end!.at - w0) / 1000,
+    windowSeconds: reading!.wallSeconds,
     counterSeconds,
     probes: delta('node_latency_probes_total'),
     expectedProbes: Math.round((everyInterval * counterSeconds * 1000) / config.probeIntervalMs),
     timeouts: delta('node_latency_probes_total', { result: 'timeout' }),
     sweepProbes: delta('node_latency_sweep_probes_total'),
     expectedSweepProbes: config.mesh.sweepIntervalMs > 0 ? Math.round(((targets['swept'] ?? 0) * counterSeconds * 1000) / config.mesh.sweepIntervalMs) : 0,
-    cpuSeconds: end!.p.cpuSeconds - p0.cpuSeconds,
-    userSeconds: end!.p.userSeconds - p0.userSeconds,
+    cpuSeconds: reading!.cpuSeconds,
+    userSeconds: reading!.userSeconds,
     scrapesInWindow: count,
     scrapeMs,
     scrapeBytes: last!.s.bytes,
     series: last!.s.series,
-    rssMedianKiB: median(rss),
-    rssMaxKiB: Math.max(...rss, after.rssKiB),
+    rssMedianKiB: median(reading!.rssKiB),
+    rssMaxKiB: Math.max(...reading!.rssKiB, after.rssKiB),
     anonKiB: after.anonKiB,
     hwmKiB: after.hwmKiB,
     sockets: m.sockets(),
-    threads: threadCpuDelta(th0, end!.th),
+    threads: reading!.threads,
   };
 }
 
