@@ -145,7 +145,7 @@ export function targets(text: string): readonly StaticTarget[] {
     return Object.freeze(parseTargets(text));
   } catch (err) {
     // The targets parser quotes the bad entry; the whole list again would only repeat it.
-    throw new ShowsValue((err as Error).message, { cause: err });
+    throw new ShowsValue(err instanceof Error ? err.message : String(err), { cause: err });
   }
 }
 

@@ -133,7 +133,7 @@ function lookUp(flags: Map<Key, string>, env: Record<string, string>): { values:
       values[key] = setting(key).parse(text);
     } catch (err) {
       const got = err instanceof ShowsValue ? '' : `; got ${JSON.stringify(text)}`;
-      throw new ConfigError(`${describe(key)} ${(err as Error).message}${got}`, { cause: err });
+      throw new ConfigError(`${describe(key)} ${err instanceof Error ? err.message : String(err)}${got}`, { cause: err });
     }
     origins[key] = { text, source };
   }
