@@ -211,8 +211,14 @@ async function layerMemory(notes: string[]): Promise<ScaleResult['layers']> {
   return out;
 }
 
-function perDestination(s: ScrapeResult): Map<string, { all: number; timeout: number; error: number }> {
-  const m = new Map<string, { all: number; timeout: number; error: number }>();
+interface ProbeCounts {
+  all: number;
+  timeout: number;
+  error: number;
+}
+
+function perDestination(s: ScrapeResult): Map<string, ProbeCounts> {
+  const m = new Map<string, ProbeCounts>();
   for (const x of s.samples) {
     if (x.name !== 'node_latency_probes_total') continue;
     const d = x.labels['destination_node']!;
@@ -223,6 +229,22 @@ function perDestination(s: ScrapeResult): Map<string, { all: number; timeout: nu
     if (x.labels['result'] === 'error') e.error += x.value;
   }
   return m;
+}
+
+/** Probes counted between two scrapes: totals, and the least and most of one destination (destinations with none: missed). */
+function probeDelta(before: Map<string, ProbeCounts>, after: Map<string, ProbeCounts>) {
+  const delta = { probes: 0, timeouts: 0, errors: 0, perMin: Infinity, perMax: 0, missed: 0 };
+  for (const [dest, now] of after) {
+    const then = before.get(dest) ?? { all: 0, timeout: 0, error: 0 };
+    const n = now.all - then.all;
+    delta.probes += n;
+    delta.timeouts += now.timeout - then.timeout;
+    delta.errors += now.error - then.error;
+    delta.perMin = Math.min(delta.perMin, n);
+    delta.perMax = Math.max(delta.perMax, n);
+    if (n === 0) delta.missed++;
+  }
+  return { ...delta, perMin: delta.perMin === Infinity ? 0 : delta.perMin };
 }
 
 const nodeName = (i: number): string => `scale-${String(i).padStart(5, '0')}`;
@@ -280,23 +302,8 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
       // The counters are read when each request arrives: their window runs from request to request.
       const counterSeconds = (tS1 - tS0) / 1000;
       const d1 = perDestination(s1);
-      let probes = 0;
-      let timeouts = 0;
-      let errors = 0;
-      let perMin = Infinity;
-      let perMax = 0;
-      let missed = 0;
-      for (const [dest, after] of d1) {
-        const before = d0.get(dest) ?? { all: 0, timeout: 0, error: 0 };
-        const n = after.all - before.all;
-        probes += n;
-        timeouts += after.timeout - before.timeout;
-        errors += after.error - before.error;
-        perMin = Math.min(perMin, n);
-        perMax = Math.max(perMax, n);
-        if (n === 0) missed++;
-      }
-      missed += Math.max(0, size - d1.size);
+      const { probes, timeouts, errors, perMin, perMax, missed: missedSeen } = probeDelta(d0, d1);
+      const missed = missedSeen + Math.max(0, size - d1.size);
 
       // Timed scrapes, full exposition, with a gap; CPU and timeouts measured around them.
       const scrapeWindow = MeasurementWindow.start(m.pid);
@@ -314,13 +321,7 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
       // What the scrapes left behind, once their garbage had a moment to be collected.
       await sleep(2000);
       const afterScrapes = readTree(m.pid);
-      let scrapeTimeouts = 0;
-      let scrapeProbes = 0;
-      for (const [dest, after] of t1s) {
-        const before = t0s.get(dest) ?? { all: 0, timeout: 0, error: 0 };
-        scrapeTimeouts += after.timeout - before.timeout;
-        scrapeProbes += after.all - before.all;
-      }
+      const { probes: scrapeProbes, timeouts: scrapeTimeouts } = probeDelta(t0s, t1s);
       const quietRate = quiet.cpuSeconds / windowSeconds;
       // Two summarised scrapes bracket the timed ones: count them too.
       const cpuPerScrape = (scrapes.cpuSeconds - quietRate * scrapes.wallSeconds) / (params.scaleScrapes + 2);
@@ -347,7 +348,7 @@ async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow
         counterSeconds,
         probes,
         expected: Math.round((size * counterSeconds * 1000) / params.scaleIntervalMs),
-        perTargetMin: perMin === Infinity ? 0 : perMin,
+        perTargetMin: perMin,
         perTargetMax: perMax,
         missed,
         timeouts,
