@@ -259,124 +259,134 @@ export async function scale(ctx: Ctx, params: ScaleParams): Promise<ScaleResult>
 }
 
 /** The full-mesh rows, smallest first; Nodes accumulate in the fake API server. Returns how many there are. */
-async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow[]; upserted: number }> {
+/** One interval and a margin after ready, then a quiet window: no scrapes inside it, RSS sampled every second. */
+async function quietWindow(m: Mentat, params: ScaleParams, size: number) {
+  // Every target must have been probed once by now. No polling: at 5000 targets each /metrics is a
+  // 10 MB exposition that would itself move CPU and RSS.
+  await sleep(params.scaleIntervalMs + 1000);
+  const tS0 = Date.now();
+  const d0 = perDestination(await m.scrape(['node_latency_probes_total']));
+  let probedAtStart = 0;
+  for (const v of d0.values()) if (v.all > 0) probedAtStart++;
+  const window = MeasurementWindow.start(m.pid);
+  while (window.elapsedMs() < params.scaleSeconds * 1000) {
+    await sleep(Math.min(1000, params.scaleSeconds * 1000 - window.elapsedMs()));
+    window.sample();
+  }
+  const quiet = window.stop();
+  const tS1 = Date.now();
+  const d1 = perDestination(await m.scrape(['node_latency_probes_total']));
+  const counts = probeDelta(d0, d1);
+  // The counters are read when each request arrives: their window runs from request to request.
+  const counterSeconds = (tS1 - tS0) / 1000;
+  return { quiet, probedAtStart, counterSeconds, ...counts, missed: counts.missed + Math.max(0, size - d1.size) };
+}
+
+/** Timed scrapes, full exposition, with a gap; CPU and timeouts measured around them. */
+async function timedScrapes(m: Mentat, http: Ctx['http'], params: ScaleParams) {
+  const window = MeasurementWindow.start(m.pid);
+  const t0s = perDestination(await m.scrape(['node_latency_probes_total']));
+  const scrapeMs: number[] = [];
+  let last: ScrapeResult | undefined;
+  for (let k = 0; k < params.scaleScrapes; k++) {
+    last = await http.scrape(m.url, { timeoutMs: 60_000 });
+    if (last.status !== 200) throw new Error(`scrape ${k} answered ${last.status}`);
+    scrapeMs.push(last.ms);
+    await sleep(params.scaleScrapeGapMs);
+  }
+  const t1s = perDestination(await m.scrape(['node_latency_probes_total']));
+  const scrapes = window.stop();
+  // What the scrapes left behind, once their garbage had a moment to be collected.
+  await sleep(2000);
+  const { probes, timeouts } = probeDelta(t0s, t1s);
+  return { scrapes, scrapeMs, last, afterScrapes: readTree(m.pid), scrapeProbes: probes, scrapeTimeouts: timeouts };
+}
+
+/** One file per thread; each summarised over the quiet window and the scrapes. */
+async function windowProfiles(profileDir: string | undefined, windows: ReadonlyArray<[label: string, WindowReading]>): Promise<ProfileSummary[]> {
+  const profiles: ProfileSummary[] = [];
+  if (!profileDir) return profiles;
+  await sleep(500);
+  for (const f of readdirSync(profileDir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .sort()) {
+    for (const [label, w] of windows) profiles.push(summariseProfile(join(profileDir, f), 12, { label, fromUs: w.fromUs, toUs: w.toUs }));
+  }
+  return profiles;
+}
+
+/** One size: a fresh agent, the quiet window, the timed scrapes. */
+async function fullMeshRow(ctx: Ctx, params: ScaleParams, size: number, port: number): Promise<ScaleRow> {
   const { cluster, control, http, src } = ctx;
+  const profileDir = ctx.profileDir && join(ctx.profileDir, `scale-${size}`);
+  const t0 = Date.now();
+  // The full mesh whatever the size: these rows measure what probing every node costs (auto samples above 100).
+  const env = { KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: `${params.scaleIntervalMs}ms`, MENTAT_MESH: 'full' };
+  const m = startMentat(cluster, src.ns, control, http, `scale-${size}`, port, env, profileDir);
+  let stopped: { code: number | null; ms: number } | undefined;
+  try {
+    await m.ready(60_000);
+    const readyMs = Date.now() - t0;
+    const { quiet, probedAtStart, counterSeconds, probes, timeouts, errors, perMin, perMax, missed } = await quietWindow(m, params, size);
+    const { scrapes, scrapeMs, last, afterScrapes, scrapeProbes, scrapeTimeouts } = await timedScrapes(m, http, params);
+    const quietRate = quiet.cpuSeconds / quiet.wallSeconds;
+    // Two summarised scrapes bracket the timed ones: count them too.
+    const cpuPerScrape = (scrapes.cpuSeconds - quietRate * scrapes.wallSeconds) / (params.scaleScrapes + 2);
+    stopped = await m.stop();
+    const profiles = await windowProfiles(profileDir, [
+      ['quiet window', quiet],
+      [`${params.scaleScrapes} timed scrapes`, scrapes],
+    ]);
+    return {
+      targets: size,
+      readyMs,
+      probedAtStart,
+      windowSeconds: quiet.wallSeconds,
+      counterSeconds,
+      probes,
+      expected: Math.round((size * counterSeconds * 1000) / params.scaleIntervalMs),
+      perTargetMin: perMin,
+      perTargetMax: perMax,
+      missed,
+      timeouts,
+      errors,
+      cpuSeconds: quiet.cpuSeconds,
+      userSeconds: quiet.userSeconds,
+      rssMedianKiB: median(quiet.rssKiB),
+      rssMaxKiB: Math.max(...quiet.rssKiB),
+      rssAfterScrapesKiB: afterScrapes.rssKiB,
+      anonAfterScrapesKiB: afterScrapes.anonKiB,
+      hwmKiB: afterScrapes.hwmKiB,
+      threads: quiet.end.threads,
+      scrapeMs,
+      scrapeBytes: last?.bytes ?? 0,
+      series: last?.series ?? 0,
+      cpuPerScrape,
+      scrapeTimeouts,
+      scrapeProbes,
+      stopMs: stopped.ms,
+      stopCode: stopped.code,
+      sockets: m.sockets(),
+      threadsQuiet: quiet.threads,
+      threadsScrapes: scrapes.threads,
+      profiles,
+    };
+  } finally {
+    if (!stopped) await m.stop();
+  }
+}
+
+async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow[]; upserted: number }> {
   const rows: ScaleRow[] = [];
   let upserted = 0;
   const sizes = [...params.scaleSizes].sort((a, b) => a - b);
-  const name = nodeName;
   for (const [i, size] of sizes.entries()) {
     // Nodes accumulate in the fake API server; each size gets a fresh agent.
     const adds: Promise<unknown>[] = [];
-    for (; upserted < size; upserted++) adds.push(control.call({ op: 'upsert', name: name(upserted), address: ctx.farmAddresses[upserted]! }));
+    for (; upserted < size; upserted++) adds.push(ctx.control.call({ op: 'upsert', name: nodeName(upserted), address: ctx.farmAddresses[upserted]! }));
     await Promise.all(adds);
     progress(`scale: full mesh, ${size} targets from the fake API server, window ${params.scaleSeconds} s, then ${params.scaleScrapes} timed scrapes`);
-    const profileDir = ctx.profileDir && join(ctx.profileDir, `scale-${size}`);
-    const t0 = Date.now();
-    // The full mesh whatever the size: these rows measure what probing every node costs (auto samples above 100).
-    const env = { KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: `${params.scaleIntervalMs}ms`, MENTAT_MESH: 'full' };
-    const m = startMentat(cluster, src.ns, control, http, `scale-${size}`, 2320 + i, env, profileDir);
-    let stopped: { code: number | null; ms: number } | undefined;
-    try {
-      await m.ready(60_000);
-      const readyMs = Date.now() - t0;
-      // One interval and a margin after ready, every target must have been probed once. No polling:
-      // at 5000 targets each /metrics is a 10 MB exposition that would itself move CPU and RSS.
-      await sleep(params.scaleIntervalMs + 1000);
-      const tS0 = Date.now();
-      const s0 = await m.scrape(['node_latency_probes_total']);
-      const d0 = perDestination(s0);
-      let probedAtStart = 0;
-      for (const v of d0.values()) if (v.all > 0) probedAtStart++;
-
-      // Quiet window: no scrapes inside it, RSS sampled every second.
-      const quietWindow = MeasurementWindow.start(m.pid);
-      while (quietWindow.elapsedMs() < params.scaleSeconds * 1000) {
-        await sleep(Math.min(1000, params.scaleSeconds * 1000 - quietWindow.elapsedMs()));
-        quietWindow.sample();
-      }
-      const quiet = quietWindow.stop();
-      const tS1 = Date.now();
-      const s1 = await m.scrape(['node_latency_probes_total']);
-      const windowSeconds = quiet.wallSeconds;
-      // The counters are read when each request arrives: their window runs from request to request.
-      const counterSeconds = (tS1 - tS0) / 1000;
-      const d1 = perDestination(s1);
-      const { probes, timeouts, errors, perMin, perMax, missed: missedSeen } = probeDelta(d0, d1);
-      const missed = missedSeen + Math.max(0, size - d1.size);
-
-      // Timed scrapes, full exposition, with a gap; CPU and timeouts measured around them.
-      const scrapeWindow = MeasurementWindow.start(m.pid);
-      const t0s = perDestination(await m.scrape(['node_latency_probes_total']));
-      const scrapeMs: number[] = [];
-      let last: ScrapeResult | undefined;
-      for (let k = 0; k < params.scaleScrapes; k++) {
-        last = await http.scrape(m.url, { timeoutMs: 60_000 });
-        if (last.status !== 200) throw new Error(`scrape ${k} answered ${last.status}`);
-        scrapeMs.push(last.ms);
-        await sleep(params.scaleScrapeGapMs);
-      }
-      const t1s = perDestination(await m.scrape(['node_latency_probes_total']));
-      const scrapes = scrapeWindow.stop();
-      // What the scrapes left behind, once their garbage had a moment to be collected.
-      await sleep(2000);
-      const afterScrapes = readTree(m.pid);
-      const { probes: scrapeProbes, timeouts: scrapeTimeouts } = probeDelta(t0s, t1s);
-      const quietRate = quiet.cpuSeconds / windowSeconds;
-      // Two summarised scrapes bracket the timed ones: count them too.
-      const cpuPerScrape = (scrapes.cpuSeconds - quietRate * scrapes.wallSeconds) / (params.scaleScrapes + 2);
-
-      stopped = await m.stop();
-      const profiles: ProfileSummary[] = [];
-      if (profileDir) {
-        await sleep(500);
-        // One file per thread; each summarised over the quiet window and the scrapes.
-        for (const f of readdirSync(profileDir)
-          .filter((f) => f.endsWith('.cpuprofile'))
-          .sort()) {
-          profiles.push(summariseProfile(join(profileDir, f), 12, { label: 'quiet window', fromUs: quiet.fromUs, toUs: quiet.toUs }));
-          profiles.push(
-            summariseProfile(join(profileDir, f), 12, { label: `${params.scaleScrapes} timed scrapes`, fromUs: scrapes.fromUs, toUs: scrapes.toUs }),
-          );
-        }
-      }
-      rows.push({
-        targets: size,
-        readyMs,
-        probedAtStart,
-        windowSeconds,
-        counterSeconds,
-        probes,
-        expected: Math.round((size * counterSeconds * 1000) / params.scaleIntervalMs),
-        perTargetMin: perMin,
-        perTargetMax: perMax,
-        missed,
-        timeouts,
-        errors,
-        cpuSeconds: quiet.cpuSeconds,
-        userSeconds: quiet.userSeconds,
-        rssMedianKiB: median(quiet.rssKiB),
-        rssMaxKiB: Math.max(...quiet.rssKiB),
-        rssAfterScrapesKiB: afterScrapes.rssKiB,
-        anonAfterScrapesKiB: afterScrapes.anonKiB,
-        hwmKiB: afterScrapes.hwmKiB,
-        threads: quiet.end.threads,
-        scrapeMs,
-        scrapeBytes: last?.bytes ?? 0,
-        series: last?.series ?? 0,
-        cpuPerScrape,
-        scrapeTimeouts,
-        scrapeProbes,
-        stopMs: stopped.ms,
-        stopCode: stopped.code,
-        sockets: m.sockets(),
-        threadsQuiet: quiet.threads,
-        threadsScrapes: scrapes.threads,
-        profiles,
-      });
-    } finally {
-      if (!stopped) await m.stop();
-    }
+    rows.push(await fullMeshRow(ctx, params, size, 2320 + i));
   }
   return { rows, upserted };
 }
