@@ -221,6 +221,10 @@ export class Prober {
     this.timer = undefined;
     this.timerDue = Infinity;
     const now = this.options.clock.now();
+    const expiring = this.firstPendingExpiry();
+    // Read what the kernel already holds before calling anything lost: after a stall, replies stamped
+    // in time are waiting in the socket, and the poll phase that would read them runs after timers.
+    if (expiring && expiring.deadline <= now) this.drainSockets();
     for (let probe = this.firstPendingExpiry(); probe && probe.deadline <= now; probe = this.firstPendingExpiry()) {
       this.finish(probe, { kind: 'timeout' });
     }
@@ -239,6 +243,10 @@ export class Prober {
       this.drained = undefined;
     }
     this.arm();
+  }
+
+  private drainSockets(): void {
+    for (const socket of this.options.sockets.values()) socket.drain?.();
   }
 
   private allocateSequence(): number {

@@ -285,3 +285,38 @@ test("a socket's 'error' event is counted and reported, and probing goes on", ()
   assert.equal(results.length, 0);
   void prober;
 });
+
+test('a stall longer than the timeout loses no reply the kernel stamped in time', () => {
+  const { clock, s4, results, prober } = setup({ intervalMs: 1000, timeoutMs: 1000, families: [4] });
+  s4.echoAfterMs = 200;
+  prober.setTargets(Array.from({ length: 100 }, (_, i) => t(`n${i}`, `198.18.2.${i}`)));
+  // The poll phase reads replies every 5 ms while the loop runs.
+  const run = (ms: number) => {
+    for (let elapsed = 0; elapsed < ms; elapsed += 5) {
+      clock.advance(5);
+      s4.deliverQueued();
+    }
+  };
+  run(2000);
+  const beforeStalls = results.length;
+  for (let stall = 0; stall < 5; stall++) {
+    // About 20 probes are in flight when the loop stops; their replies arrive during the stall.
+    clock.stall(1500);
+    // On resuming, timers run before the poll phase.
+    clock.advance(0);
+    s4.deliverQueued();
+    run(1000);
+  }
+  run(2000);
+  assert.ok(results.length - beforeStalls > 500, `probes ended across the stalls: ${results.length - beforeStalls}`);
+  assert.deepEqual(
+    results.filter((r) => r.outcome.kind !== 'success'),
+    [],
+    'no timeout: every reply was stamped 200 ms after its probe',
+  );
+  assert.ok(
+    results.every((r) => r.outcome.kind === 'success' && Math.abs(r.outcome.rttSeconds - 0.2) < 1e-9),
+    'every RTT is the kernel-stamped 200 ms, not the time it was read',
+  );
+  assert.ok(s4.drains > 0, 'expiry drained the socket first');
+});
