@@ -39,6 +39,34 @@ export interface ProberStats {
   dropped: number;
   /** Errors the sockets reported outside a send. */
   socketErrors: number;
+  /** Sends that failed with an error parked by an earlier ICMP error, and were sent again. */
+  sendRetries: number;
+}
+
+/**
+ * Errnos that an ICMP error leaves parked on a socket with IP_RECVERR (the kernel's icmp_err_convert):
+ * the next sendto, to any destination, fails with it and sends nothing, so it says nothing of that
+ * destination. The error itself comes through the error queue, quoting the probe it is about.
+ */
+const PARKED_ERRNOS: ReadonlySet<string> = new Set([
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENONET',
+  'ECONNREFUSED',
+  'ENOPROTOOPT',
+  'EMSGSIZE',
+  'EOPNOTSUPP',
+  'EACCES',
+  'EPROTO',
+]);
+
+/** Attempts per probe: a second error parked in the microseconds between two sends is rare, a third rarer. */
+const SEND_ATTEMPTS = 3;
+
+function isParked(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code !== undefined && PARKED_ERRNOS.has(code);
 }
 
 type Schedule = 'continuous' | 'sweep';
@@ -91,7 +119,7 @@ export class Prober {
   private timerDue = Infinity;
   private stopping = false;
   private drained: (() => void) | undefined;
-  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0 };
+  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0, sendRetries: 0 };
 
   constructor(private readonly options: ProberOptions) {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
@@ -283,10 +311,23 @@ export class Prober {
       cookie: this.options.cookie,
       payloadBytes: this.options.payloadBytes,
     });
-    socket.send(packet, target.address, (error, sentAt) => {
+    this.transmit(socket, probe, packet, 1);
+  }
+
+  private transmit(socket: IcmpSocket, probe: InFlight, packet: Buffer, attempt: number): void {
+    socket.send(packet, probe.slot.target.address, (error, sentAt) => {
       if (probe.done) return;
-      if (error) this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
-      else probe.sentAt = sentAt;
+      if (!error) {
+        probe.sentAt = sentAt;
+        return;
+      }
+      if (attempt < SEND_ATTEMPTS && isParked(error)) {
+        // Probably another destination's ICMP error, handed to this send: nothing went out, so send again.
+        this.stats.sendRetries++;
+        this.transmit(socket, probe, packet, attempt + 1);
+        return;
+      }
+      this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
     });
   }
 

@@ -320,3 +320,47 @@ test('a stall longer than the timeout loses no reply the kernel stamped in time'
   );
   assert.ok(s4.drains > 0, 'expiry drained the socket first');
 });
+
+function errno(code: string, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`sendto: ${message}`), { code });
+}
+
+test("an error parked by another destination's ICMP error is retried, not blamed on the next target", () => {
+  const { clock, s4, results, prober } = setup({ families: [4] });
+  prober.setTargets([t('void', '198.18.0.1'), t('ok', '198.18.0.2')]);
+  clock.advance(phaseOf(0) * 1000 + 1);
+  const toVoid = s4.sent.find((s) => s.address === '198.18.0.1')!;
+  // The neighbour of 198.18.0.1 does not answer ARP: the kernel quotes the request in a host unreachable
+  // and parks EHOSTUNREACH on the socket, for whatever is sent next.
+  const quoted = ipv4Header(toVoid.packet.length);
+  quoted.set([198, 18, 0, 1], 16);
+  const icmp = Buffer.concat([Buffer.from([ICMP4_DEST_UNREACHABLE, 1, 0, 0, 0, 0, 0, 0]), quoted, toVoid.packet.subarray(0, 8)]);
+  icmp.writeUInt16BE(internetChecksum(icmp), 2);
+  s4.deliver(Buffer.concat([ipv4Header(icmp.length), icmp]), '198.18.0.254');
+  s4.sendErrors.push(errno('EHOSTUNREACH', 'No route to host'));
+  clock.advance(phaseOf(1) * 1000 - clock.now() + 1);
+  const toOk = s4.sent.filter((s) => s.address === '198.18.0.2');
+  assert.equal(toOk.length, 1, 'the healthy target was probed once, by the retry');
+  s4.deliver(FakeSocket.replyTo(toOk[0]!.packet, 4), '198.18.0.2');
+  assert.deepEqual(
+    results.map((r) => [r.key, r.outcome.kind]),
+    [
+      ['void', 'error'],
+      ['ok', 'success'],
+    ],
+  );
+  assert.equal(prober.stats.sendRetries, 1);
+});
+
+test('a send that keeps failing is an error of its probe after a bounded number of attempts', () => {
+  const { clock, s4, results, prober } = setup({ families: [4] });
+  s4.sendError = errno('ENETUNREACH', 'Network is unreachable');
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(999);
+  assert.deepEqual(
+    results.map((r) => r.outcome),
+    [{ kind: 'error', reason: 'send failed: sendto: Network is unreachable' }],
+  );
+  assert.equal(prober.stats.sendRetries, 2, 'three attempts in all');
+  assert.equal(s4.sent.length, 0);
+});
