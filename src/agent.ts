@@ -10,7 +10,7 @@ import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './pro
 import { HttpServer, type Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticNodes } from './targets.js';
 import { serveMetrics } from './telemetry/exposition.js';
-import { LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
+import { discardCounter, LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Clock, MeshNode, Outcome, Target } from './types.js';
 
@@ -87,9 +87,10 @@ export class Agent {
       socketErrors();
       warnings.warn('icmp-socket', { error: message.slice(0, 300) }, 'an ICMP socket reported an error; probing goes on');
     };
+    const onDiscard = discardCounter(telemetry.meter, config.nodeName);
     let started: { engine: ProbeEngine; info: EngineInfo };
     try {
-      started = await deps.startEngine(probeSettings(config, deps.randomBytes), { onResult, onSocketError });
+      started = await deps.startEngine(probeSettings(config, deps.randomBytes), { onResult, onSocketError, onDiscard });
     } catch (err) {
       await telemetry.shutdown();
       throw err;

@@ -28,6 +28,8 @@ export interface ProberOptions {
   readonly sockets: ReadonlyMap<Family, IcmpSocket>;
   readonly clock: Clock;
   readonly onResult: (target: Target, outcome: Outcome) => void;
+  /** A probe ended without a data point: its time could not be trusted, or it could not be sent. Count it. */
+  readonly onDiscard?: (target: Target, reason: DiscardReason) => void;
   /** A socket reported an error (raw-socket does on poll and receive failures): counted, and probing goes on. */
   readonly onSocketError?: (family: Family, error: Error) => void;
 }
@@ -39,6 +41,8 @@ export interface ProberStats {
   dropped: number;
   /** Errors the sockets reported outside a send. */
   socketErrors: number;
+  /** Replies whose wall-clock RTT disagreed with the monotonic clock: a clock step, not a measurement. */
+  clockSteps: number;
   /** Sends that failed with an error parked by an earlier ICMP error, and were sent again. */
   sendRetries: number;
 }
@@ -69,6 +73,16 @@ function isParked(error: Error): boolean {
   return code !== undefined && PARKED_ERRNOS.has(code);
 }
 
+/** Why a probe ended without a data point: `clock_step` (see CLOCK_STEP_TOLERANCE_MS). */
+export type DiscardReason = 'clock_step';
+
+/**
+ * How far the send-to-read interval may differ between the socket's clock (CLOCK_REALTIME: kernel
+ * timestamps) and the monotonic clock before the RTT is thrown away: NTP slews by at most 0.5 ms
+ * per second, so more is a step, which would record a 0 s or an inflated RTT.
+ */
+export const CLOCK_STEP_TOLERANCE_MS = 1;
+
 type Schedule = 'continuous' | 'sweep';
 
 interface Slot {
@@ -85,6 +99,8 @@ interface InFlight {
   readonly deadline: number;
   /** In the socket's clock; undefined until the send syscall has happened. */
   sentAt: number | undefined;
+  /** The prober's monotonic clock right after the send. */
+  sentAtMonotonic: number;
   done: boolean;
 }
 
@@ -119,7 +135,7 @@ export class Prober {
   private timerDue = Infinity;
   private stopping = false;
   private drained: (() => void) | undefined;
-  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0, sendRetries: 0 };
+  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0, clockSteps: 0, sendRetries: 0 };
 
   constructor(private readonly options: ProberOptions) {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
@@ -299,6 +315,7 @@ export class Prober {
       sequence,
       deadline: now + this.options.timeoutMs,
       sentAt: undefined,
+      sentAtMonotonic: 0,
       done: false,
     };
     this.inFlight.set(sequence, probe);
@@ -319,6 +336,7 @@ export class Prober {
       if (probe.done) return;
       if (!error) {
         probe.sentAt = sentAt;
+        probe.sentAtMonotonic = this.options.clock.now();
         return;
       }
       if (attempt < SEND_ATTEMPTS && isParked(error)) {
@@ -329,6 +347,12 @@ export class Prober {
       }
       this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
     });
+  }
+
+  private discard(probe: InFlight, reason: DiscardReason): void {
+    probe.done = true;
+    this.inFlight.delete(probe.sequence);
+    if (probe.slot.active || this.stopping) this.options.onDiscard?.(probe.slot.target, reason);
   }
 
   private finish(probe: InFlight, outcome: Outcome): void {
@@ -370,6 +394,13 @@ export class Prober {
       return;
     }
     this.stats.matched++;
+    // The kernel's stamp lies between send and now: if both clocks agree on that span, no step fell inside it.
+    const skewMs = socket.now() - probe.sentAt - (this.options.clock.now() - probe.sentAtMonotonic);
+    if (Math.abs(skewMs) > CLOCK_STEP_TOLERANCE_MS) {
+      this.stats.clockSteps++;
+      this.discard(probe, 'clock_step');
+      return;
+    }
     const rttMs = receivedAt - probe.sentAt;
     // A reply that arrived after the deadline is loss, even if its timer has not run yet.
     this.finish(probe, rttMs > this.options.timeoutMs ? { kind: 'timeout' } : { kind: 'success', rttSeconds: Math.max(0, rttMs) / 1000 });

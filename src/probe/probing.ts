@@ -22,6 +22,7 @@ export function startProbing(kind: SocketKind, settings: ProbeSettings, clock: C
     sockets: opened.sockets,
     clock,
     onResult: events.onResult,
+    onDiscard: (_target, reason) => events.onDiscard?.(reason, 1),
     onSocketError: (family, error) => events.onSocketError(`ICMPv${family} socket: ${error.message}`),
   });
   let stopping: Promise<void> | undefined;

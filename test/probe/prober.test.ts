@@ -14,6 +14,7 @@ function setup(opts: { intervalMs?: number; timeoutMs?: number; families?: Famil
   const sockets = new Map<Family, FakeSocket>();
   for (const f of opts.families ?? [4, 6]) sockets.set(f, new FakeSocket(f, () => clock.now()));
   const results: Array<{ key: string; outcome: Outcome; at: number }> = [];
+  const discards: Array<{ key: string; reason: string }> = [];
   const prober = new Prober({
     intervalMs: opts.intervalMs ?? 1000,
     ...(opts.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: opts.sweepIntervalMs }),
@@ -24,8 +25,9 @@ function setup(opts: { intervalMs?: number; timeoutMs?: number; families?: Famil
     sockets,
     clock,
     onResult: (t, outcome) => results.push({ key: t.key, outcome, at: clock.now() }),
+    onDiscard: (t, reason) => discards.push({ key: t.key, reason }),
   });
-  return { clock, sockets, results, prober, s4: sockets.get(4)!, s6: sockets.get(6)! };
+  return { clock, sockets, results, discards, prober, s4: sockets.get(4)!, s6: sockets.get(6)! };
 }
 
 const t = (key: string, address: string, family: Family = 4): Target => ({ key, name: key, address, family });
@@ -363,4 +365,29 @@ test('a send that keeps failing is an error of its probe after a bounded number 
   );
   assert.equal(prober.stats.sendRetries, 2, 'three attempts in all');
   assert.equal(s4.sent.length, 0);
+});
+
+test('a wall-clock step during a probe records no RTT: the probe is discarded and counted', () => {
+  const { clock, s4, results, discards, prober } = setup({ families: [4] });
+  prober.setTargets([t('a', '198.18.0.1')]);
+  const replyAfter = (ms: number, stepMs: number) => {
+    const sent = s4.sent.at(-1)!;
+    clock.advance(ms / 2);
+    s4.wallOffsetMs += stepMs;
+    clock.advance(ms / 2);
+    s4.deliver(FakeSocket.replyTo(sent.packet, 4), '198.18.0.1');
+    clock.advance(1000 - ms);
+  };
+  clock.advance(0);
+  replyAfter(20, 300); // forward: the realtime RTT reads 320 ms
+  replyAfter(20, -50); // backward: it reads -30 ms, once clamped to a 0 s success
+  replyAfter(20, 0.2); // an NTP slew, not a step
+  assert.equal(results.length, 1, 'only the probe without a step is recorded');
+  const only = results[0]!.outcome;
+  assert.ok(only.kind === 'success' && Math.abs(only.rttSeconds - 0.0202) < 1e-9, `a slewed RTT stays: ${JSON.stringify(only)}`);
+  assert.deepEqual(discards, [
+    { key: 'a', reason: 'clock_step' },
+    { key: 'a', reason: 'clock_step' },
+  ]);
+  assert.equal(prober.stats.clockSteps, 2);
 });
