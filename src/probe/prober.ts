@@ -99,8 +99,9 @@ interface InFlight {
   readonly deadline: number;
   /** In the socket's clock; undefined until the send syscall has happened. */
   sentAt: number | undefined;
-  /** The prober's monotonic clock right after the send. */
-  sentAtMonotonic: number;
+  /** The prober's monotonic clock right before and right after the send: `sentAt` happened between them. */
+  sentAfterMonotonic: number;
+  sentBeforeMonotonic: number;
   done: boolean;
 }
 
@@ -315,7 +316,8 @@ export class Prober {
       sequence,
       deadline: now + this.options.timeoutMs,
       sentAt: undefined,
-      sentAtMonotonic: 0,
+      sentAfterMonotonic: 0,
+      sentBeforeMonotonic: 0,
       done: false,
     };
     this.inFlight.set(sequence, probe);
@@ -332,11 +334,12 @@ export class Prober {
   }
 
   private transmit(socket: IcmpSocket, probe: InFlight, packet: Buffer, attempt: number): void {
+    probe.sentBeforeMonotonic = this.options.clock.now();
     socket.send(packet, probe.slot.target.address, (error, sentAt) => {
       if (probe.done) return;
       if (!error) {
         probe.sentAt = sentAt;
-        probe.sentAtMonotonic = this.options.clock.now();
+        probe.sentAfterMonotonic = this.options.clock.now();
         return;
       }
       if (attempt < SEND_ATTEMPTS && isParked(error)) {
@@ -347,6 +350,19 @@ export class Prober {
       }
       this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
     });
+  }
+
+  /**
+   * The kernel's stamp lies between the send and now. Each end is bracketed by two monotonic readings,
+   * so a process descheduled between them (CPU throttling) widens the bounds but never reads as a step.
+   */
+  private clockStepped(socket: IcmpSocket, probe: InFlight): boolean {
+    const readBefore = this.options.clock.now();
+    const spanMs = socket.now() - probe.sentAt!;
+    const readAfter = this.options.clock.now();
+    const shortest = readBefore - probe.sentAfterMonotonic;
+    const longest = readAfter - probe.sentBeforeMonotonic;
+    return spanMs < shortest - CLOCK_STEP_TOLERANCE_MS || spanMs > longest + CLOCK_STEP_TOLERANCE_MS;
   }
 
   private discard(probe: InFlight, reason: DiscardReason): void {
@@ -394,9 +410,7 @@ export class Prober {
       return;
     }
     this.stats.matched++;
-    // The kernel's stamp lies between send and now: if both clocks agree on that span, no step fell inside it.
-    const skewMs = socket.now() - probe.sentAt - (this.options.clock.now() - probe.sentAtMonotonic);
-    if (Math.abs(skewMs) > CLOCK_STEP_TOLERANCE_MS) {
+    if (this.clockStepped(socket, probe)) {
       this.stats.clockSteps++;
       this.discard(probe, 'clock_step');
       return;

@@ -382,6 +382,8 @@ test('a wall-clock step during a probe records no RTT: the probe is discarded an
   replyAfter(20, 300); // forward: the realtime RTT reads 320 ms
   replyAfter(20, -50); // backward: it reads -30 ms, once clamped to a 0 s success
   replyAfter(20, 0.2); // an NTP slew, not a step
+  s4.deliver(FakeSocket.replyTo(s4.sent.at(-1)!.packet, 4), '198.18.0.1');
+  results.pop();
   assert.equal(results.length, 1, 'only the probe without a step is recorded');
   const only = results[0]!.outcome;
   assert.ok(only.kind === 'success' && Math.abs(only.rttSeconds - 0.0202) < 1e-9, `a slewed RTT stays: ${JSON.stringify(only)}`);
@@ -389,5 +391,17 @@ test('a wall-clock step during a probe records no RTT: the probe is discarded an
     { key: 'a', reason: 'clock_step' },
     { key: 'a', reason: 'clock_step' },
   ]);
+  assert.equal(prober.stats.clockSteps, 2);
+  // Descheduled for 80 ms right after the send (CPU throttling): the bounds widen, it is no step.
+  s4.afterSyscall = () => clock.stall(80);
+  clock.advance(1000);
+  s4.afterSyscall = undefined;
+  const sent = s4.sent.at(-1)!;
+  assert.equal(s4.now() - sent.sentAt, 80);
+  clock.advance(20);
+  s4.deliver(FakeSocket.replyTo(sent.packet, 4), '198.18.0.1');
+  assert.equal(results.length, 2);
+  const late = results[1]!.outcome;
+  assert.ok(late.kind === 'success' && Math.abs(late.rttSeconds - 0.1) < 1e-9, `recorded: ${JSON.stringify(late)}`);
   assert.equal(prober.stats.clockSteps, 2);
 });

@@ -40,6 +40,7 @@ export class ManualClock implements Clock {
       this.time = Math.max(this.time, next[1].due);
       next[1].fn();
     }
-    this.time = end;
+    // A timer may have stalled the clock past the end.
+    this.time = Math.max(this.time, end);
   }
 }

@@ -22,6 +22,8 @@ export class FakeSocket implements IcmpSocket {
   echoAfterMs: number | undefined;
   /** How far the socket's wall clock is from the test clock: a step moves it. */
   wallOffsetMs = 0;
+  /** Runs between the send "syscall" and its completion callback. */
+  afterSyscall: (() => void) | undefined;
   closed = false;
   drains = 0;
   private handler: ((packet: Buffer, source: string, receivedAt: number) => void) | undefined;
@@ -47,7 +49,10 @@ export class FakeSocket implements IcmpSocket {
       if (this.echoAfterMs !== undefined)
         this.queued.push({ packet: FakeSocket.replyTo(packet, this.family), source: address, receivedAt: this.now() + this.echoAfterMs });
     }
-    done(error, this.now());
+    const sentAt = this.now();
+    // The process may be descheduled between the stamp and its return to JS.
+    this.afterSyscall?.();
+    done(error, sentAt);
   }
 
   /** The kernel receives a datagram now and stamps it; the process reads it at the next drain (or deliverQueued). */
