@@ -41,6 +41,8 @@ export interface ProberStats {
   dropped: number;
   /** Errors the sockets reported outside a send. */
   socketErrors: number;
+  /** Probes not sent because every sequence number was in flight. */
+  unsent: number;
   /** Replies whose wall-clock RTT disagreed with the monotonic clock: a clock step, not a measurement. */
   clockSteps: number;
   /** Sends that failed with an error parked by an earlier ICMP error, and were sent again. */
@@ -73,8 +75,14 @@ function isParked(error: Error): boolean {
   return code !== undefined && PARKED_ERRNOS.has(code);
 }
 
-/** Why a probe ended without a data point: `clock_step` (see CLOCK_STEP_TOLERANCE_MS). */
-export type DiscardReason = 'clock_step';
+/**
+ * Why a probe ended without a data point: `clock_step` (see CLOCK_STEP_TOLERANCE_MS), or
+ * `sequence_space` (not sent: all 65 536 sequence numbers were in flight).
+ */
+export type DiscardReason = 'clock_step' | 'sequence_space';
+
+/** Echo sequence numbers are 16 bits: at most this many probes in flight, each told apart by its own. */
+export const SEQUENCE_SPACE = 0x10000;
 
 /**
  * How far the send-to-read interval may differ between the socket's clock (CLOCK_REALTIME: kernel
@@ -136,7 +144,7 @@ export class Prober {
   private timerDue = Infinity;
   private stopping = false;
   private drained: (() => void) | undefined;
-  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0, clockSteps: 0, sendRetries: 0 };
+  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0, unsent: 0, clockSteps: 0, sendRetries: 0 };
 
   constructor(private readonly options: ProberOptions) {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
@@ -294,7 +302,10 @@ export class Prober {
     for (const socket of this.options.sockets.values()) socket.drain?.();
   }
 
-  private allocateSequence(): number {
+  /** The next sequence number not in flight, round robin; undefined when every one is. */
+  private allocateSequence(): number | undefined {
+    if (this.inFlight.size >= SEQUENCE_SPACE) return undefined;
+    // Bounded: at least one of the 65 536 is free.
     for (;;) {
       const sequence = this.nextSequence;
       this.nextSequence = (this.nextSequence + 1) & 0xffff;
@@ -310,6 +321,12 @@ export class Prober {
       return;
     }
     const sequence = this.allocateSequence();
+    if (sequence === undefined) {
+      // Sending anyway would reuse the number of a probe in flight and misattribute its reply.
+      this.stats.unsent++;
+      this.options.onDiscard?.(target, 'sequence_space');
+      return;
+    }
     const probe: InFlight = {
       slot,
       address: canonicalAddress(target.address),

@@ -184,9 +184,10 @@ export function registerAgentGauges(meter: Meter, originNode: string, stats: () 
 /** Counts probes that ended without a data point (e.g. a wall-clock step during the probe), by reason. */
 export function discardCounter(meter: Meter, originNode: string): (reason: string, count: number) => void {
   const counter = meter.createCounter('mentat_probes_discarded', {
-    description: 'Probes that ended without a data point, by reason: clock_step (the wall clock stepped during the probe, so its RTT was wrong)',
+    description:
+      'Probes that ended without a data point, by reason: clock_step (the wall clock stepped during the probe, so its RTT was wrong), sequence_space (not sent: 65536 probes were in flight)',
   });
-  counter.add(0, { origin_node: originNode, reason: 'clock_step' });
+  for (const reason of ['clock_step', 'sequence_space']) counter.add(0, { origin_node: originNode, reason });
   return (reason, count) => counter.add(count, { origin_node: originNode, reason });
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decode, internetChecksum, ICMP4_DEST_UNREACHABLE } from '../../src/icmp/packet.js';
 import type { Family, Outcome, Target } from '../../src/types.js';
-import { Prober, effectiveIntervalMs, phaseOf } from '../../src/probe/prober.js';
+import { Prober, SEQUENCE_SPACE, effectiveIntervalMs, phaseOf } from '../../src/probe/prober.js';
 import { ManualClock } from '../support/fake-clock.js';
 import { FakeSocket, ipv4Header } from '../support/fake-socket.js';
 
@@ -211,6 +211,28 @@ test('sequence numbers wrap without reusing one still in flight', () => {
   assert.ok(s4.sent.length > 65536, `wrapped: ${s4.sent.length} probes`);
   const inWindow = s4.sent.slice(-100).map((s) => sequenceOf(s.packet));
   assert.equal(new Set(inWindow).size, 100, 'the last interval used distinct sequences');
+});
+
+test('with more probes due than 16 bits of sequence, the excess is counted and not sent: no spin, no reuse', () => {
+  const { clock, s4, results, discards, prober } = setup({ intervalMs: 10_000, timeoutMs: 10_000, families: [4] });
+  const targets = 70_000;
+  prober.setTargets(Array.from({ length: targets }, (_, i) => t(`n${i}`, `198.18.${i >> 8}.${i & 255}`)));
+  clock.advance(10_000 - 1);
+  assert.equal(s4.sent.length, SEQUENCE_SPACE, 'every sequence number in flight at once');
+  assert.equal(new Set(s4.sent.map((s) => sequenceOf(s.packet))).size, SEQUENCE_SPACE, 'none reused while in flight');
+  // Targets whose phase fell due in this first interval: all of them but a few at its very end.
+  const due = Array.from({ length: targets }, (_, i) => phaseOf(i) * 10_000).filter((at) => at <= 10_000 - 1).length;
+  assert.ok(due > targets - 10);
+  assert.equal(discards.length, due - SEQUENCE_SPACE, 'each probe due beyond the 65 536th is counted');
+  assert.ok(discards.every((d) => d.reason === 'sequence_space'));
+  assert.equal(prober.stats.unsent, due - SEQUENCE_SPACE);
+  assert.equal(results.length, 0);
+  // As the first probes time out, their numbers come free and the next round is sent.
+  clock.advance(1000);
+  assert.ok(results.length > 0 && results.every((r) => r.outcome.kind === 'timeout'));
+  assert.ok(s4.sent.length > SEQUENCE_SPACE, 'probing goes on');
+  const inFlight = s4.sent.slice(-SEQUENCE_SPACE).map((s) => sequenceOf(s.packet));
+  assert.equal(new Set(inFlight).size, SEQUENCE_SPACE, 'the latest 65 536 sends use distinct numbers');
 });
 
 test('the packet budget stretches the interval and the prober keeps to it', () => {
