@@ -4,20 +4,34 @@ import type { IcmpSocket } from '../icmp/socket.js';
 import type { Clock, Family, Outcome, Target } from '../types.js';
 import { MinHeap } from './heap.js';
 
+/** Swept targets, each probed once per `intervalMs`. */
+export interface SweepLoad {
+  readonly targets: number;
+  readonly intervalMs: number;
+}
+
 /**
- * The interval the prober really runs at: the configured one, stretched so that
- * `targets` probes per interval stay within `maxPerSecond` (0: no budget).
+ * How much both schedules stretch (1: not at all) so that every probe sent, `targets` per interval
+ * and the sweep, stays within `maxPerSecond` (0: no budget). Both stretch alike: the budget is
+ * shared in proportion, neither schedule starves the other.
  */
-export function effectiveIntervalMs(intervalMs: number, targets: number, maxPerSecond: number): number {
-  if (maxPerSecond <= 0) return intervalMs;
-  return Math.max(intervalMs, (targets * 1000) / maxPerSecond);
+export function budgetStretch(intervalMs: number, targets: number, maxPerSecond: number, sweep?: SweepLoad): number {
+  if (maxPerSecond <= 0) return 1;
+  const sweepPerSecond = sweep && sweep.targets > 0 && Number.isFinite(sweep.intervalMs) ? (sweep.targets * 1000) / sweep.intervalMs : 0;
+  const perSecond = (targets * 1000) / intervalMs + sweepPerSecond;
+  return Math.max(1, perSecond / maxPerSecond);
+}
+
+/** The interval the prober really runs at: the configured one, stretched by the packet budget (budgetStretch). */
+export function effectiveIntervalMs(intervalMs: number, targets: number, maxPerSecond: number, sweep?: SweepLoad): number {
+  return intervalMs * budgetStretch(intervalMs, targets, maxPerSecond, sweep);
 }
 
 export interface ProberOptions {
   readonly intervalMs: number;
   /** Each swept target is probed once per this long (default: never, as none are given). */
   readonly sweepIntervalMs?: number;
-  /** Global packet budget; 0 for none. */
+  /** Global packet budget, the sweep included; 0 for none. */
   readonly maxProbesPerSecond?: number;
   readonly timeoutMs: number;
   readonly payloadBytes: number;
@@ -140,6 +154,7 @@ export class Prober {
   /** Slots added so far per schedule: their phases follow the golden-ratio sequence. */
   private readonly added: Record<Schedule, number> = { continuous: 0, sweep: 0 };
   private intervalMs: number;
+  private sweepIntervalMs: number;
   private timer: unknown;
   private timerDue = Infinity;
   private stopping = false;
@@ -149,6 +164,7 @@ export class Prober {
   constructor(private readonly options: ProberOptions) {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
     this.intervalMs = options.intervalMs;
+    this.sweepIntervalMs = options.sweepIntervalMs ?? Infinity;
     for (const socket of options.sockets.values()) {
       socket.onMessage((packet, source, receivedAt) => this.onPacket(socket, packet, source, receivedAt));
       // Without a listener an 'error' event would throw and end the process.
@@ -186,8 +202,14 @@ export class Prober {
     for (const target of targets) next.set(target.key, { target, schedule: 'continuous' });
     let continuous = 0;
     for (const { schedule } of next.values()) if (schedule === 'continuous') continuous++;
-    // Decide the interval first, so new targets' phases spread over the interval they will run at.
-    this.intervalMs = effectiveIntervalMs(this.options.intervalMs, continuous, this.options.maxProbesPerSecond ?? 0);
+    // Decide the intervals first, so new targets' phases spread over the intervals they will run at.
+    const sweepIntervalMs = this.options.sweepIntervalMs ?? Infinity;
+    const stretch = budgetStretch(this.options.intervalMs, continuous, this.options.maxProbesPerSecond ?? 0, {
+      targets: next.size - continuous,
+      intervalMs: sweepIntervalMs,
+    });
+    this.intervalMs = this.options.intervalMs * stretch;
+    this.sweepIntervalMs = sweepIntervalMs * stretch;
     for (const [key, slot] of this.slots) {
       if (next.get(key)?.schedule === slot.schedule) continue;
       slot.active = false;
@@ -238,7 +260,7 @@ export class Prober {
   }
 
   private periodOf(schedule: Schedule): number {
-    return schedule === 'continuous' ? this.intervalMs : (this.options.sweepIntervalMs ?? Infinity);
+    return schedule === 'continuous' ? this.intervalMs : this.sweepIntervalMs;
   }
 
   private disarm(): void {

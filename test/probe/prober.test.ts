@@ -260,6 +260,39 @@ test('the packet budget stretches the interval and the prober keeps to it', () =
   assert.equal(prober.currentIntervalMs, 1000, 'back to the configured interval when the budget allows');
 });
 
+test('the packet budget bounds every probe sent, the sweep included: both schedules stretch alike', () => {
+  assert.equal(effectiveIntervalMs(1000, 40, 50, { targets: 200, intervalMs: 10_000 }), 1200);
+  assert.equal(effectiveIntervalMs(1000, 40, 0, { targets: 200, intervalMs: 10_000 }), 1000);
+  assert.equal(effectiveIntervalMs(1000, 40, 50, { targets: 200, intervalMs: Infinity }), 1000, 'no sweep, no sweep load');
+  const clock = new ManualClock();
+  const socket = new FakeSocket(4, () => clock.now());
+  const prober = new Prober({
+    intervalMs: 1000,
+    sweepIntervalMs: 10_000,
+    maxProbesPerSecond: 50,
+    timeoutMs: 500,
+    payloadBytes: 16,
+    identifier: 1,
+    cookie: new Uint8Array(8),
+    sockets: new Map([[4, socket]]),
+    clock,
+    onResult: () => {},
+  });
+  // 40 a second every interval and 20 a second of sweep: 60 asked for, 50 allowed.
+  prober.setTargets(
+    Array.from({ length: 40 }, (_, i) => t(`p${i}`, `198.18.0.${i}`)),
+    Array.from({ length: 200 }, (_, i) => t(`s${i}`, `198.18.1.${i}`)),
+  );
+  assert.equal(prober.currentIntervalMs, 1200);
+  clock.advance(12_000);
+  const from = socket.sent.length;
+  // Two sweep periods, each stretched to 12 s: every target sends a whole number of times in them.
+  clock.advance(24_000);
+  const sent = socket.sent.slice(from);
+  assert.equal(sent.length, 50 * 24, 'exactly the budget: 50 a second');
+  assert.equal(sent.filter((s) => s.address.startsWith('198.18.1.')).length, 400, 'each swept target twice');
+});
+
 test('swept targets are probed once per sweep interval, spread over it; a target moved to the interval schedule starts over there', () => {
   const { clock, s4, prober } = setup({ sweepIntervalMs: 10_000 });
   const sweep = Array.from({ length: 20 }, (_, i) => t(`s${i}`, `198.18.1.${i}`));
@@ -280,7 +313,7 @@ test('swept targets are probed once per sweep interval, spread over it; a target
   prober.setTargets([t('p', '198.18.0.1'), sweep[0]!], sweep.slice(1));
   clock.advance(5000);
   assert.ok(sentTo(mark).filter((a) => a === '198.18.1.0').length >= 4, 'moved to the interval schedule');
-  assert.equal(prober.currentIntervalMs, 1000, 'the packet budget counts only the interval schedule');
+  assert.equal(prober.currentIntervalMs, 1000, 'without a packet budget nothing stretches');
 });
 
 test("a socket's 'error' event is counted and reported, and probing goes on", () => {
