@@ -118,7 +118,8 @@ interface InFlight {
   readonly slot: Slot;
   readonly address: string;
   readonly sequence: number;
-  readonly deadline: number;
+  /** Monotonic; moved later when the socket's clock says the probe was sent later than planned. */
+  deadline: number;
   /** In the socket's clock; undefined until the send syscall has happened. */
   sentAt: number | undefined;
   /** The prober's monotonic clock right before and right after the send: `sentAt` happened between them. */
@@ -301,12 +302,19 @@ export class Prober {
     // in time are waiting in the socket, and the poll phase that would read them runs after timers.
     if (expiring && expiring.deadline <= now) this.drainSockets();
     for (let probe = this.firstPendingExpiry(); probe && probe.deadline <= now; probe = this.firstPendingExpiry()) {
+      const remainingMs = this.remainingMs(probe);
+      if (remainingMs > 0) {
+        // Sent later than its deadline assumed (the process stopped between the clock reading and
+        // sendto): it waits its whole timeout. Probes behind it were sent after it, so none is due yet.
+        probe.deadline = now + remainingMs;
+        break;
+      }
       this.finish(probe, { kind: 'timeout' });
     }
     while (!this.stopping && this.schedule.size > 0 && this.schedule.peek()!.due <= now) {
       const slot = this.schedule.pop()!;
       if (!slot.active) continue;
-      this.send(slot, now);
+      this.send(slot);
       // Keep the phase: the next probe is one interval after this one was due, not after it ran.
       const period = this.periodOf(slot.schedule);
       slot.due += period;
@@ -318,6 +326,13 @@ export class Prober {
       this.drained = undefined;
     }
     this.arm();
+  }
+
+  /** What is left of a probe's timeout by the clock its send was stamped in (0 if it never went out). */
+  private remainingMs(probe: InFlight): number {
+    if (probe.sentAt === undefined) return 0;
+    const socket = this.options.sockets.get(probe.slot.target.family);
+    return socket ? probe.sentAt + this.options.timeoutMs - socket.now() : 0;
   }
 
   private drainSockets(): void {
@@ -335,7 +350,7 @@ export class Prober {
     }
   }
 
-  private send(slot: Slot, now: number): void {
+  private send(slot: Slot): void {
     const { target } = slot;
     const socket = this.options.sockets.get(target.family);
     if (!socket) {
@@ -353,7 +368,8 @@ export class Prober {
       slot,
       address: canonicalAddress(target.address),
       sequence,
-      deadline: now + this.options.timeoutMs,
+      // The tick's `now` may be stale by the time this send happens: read the clock again.
+      deadline: this.options.clock.now() + this.options.timeoutMs,
       sentAt: undefined,
       sentAfterMonotonic: 0,
       sentBeforeMonotonic: 0,

@@ -382,6 +382,31 @@ function errno(code: string, message: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`sendto: ${message}`), { code });
 }
 
+test('a probe sent after a stall in the middle of a tick waits its whole timeout, by the clock of its send', () => {
+  const { clock, s4, results, prober } = setup({ intervalMs: 1000, timeoutMs: 1000, families: [4] });
+  s4.echoAfterMs = 200;
+  prober.setTargets(Array.from({ length: 10 }, (_, i) => t(`n${i}`, `198.18.3.${i}`)));
+  let stalled = false;
+  // The loop stops (SIGSTOP, a long GC) after the tick read the clock, before one of its sends.
+  s4.beforeSyscall = () => {
+    if (s4.sent.length === 3 && !stalled) {
+      stalled = true;
+      clock.stall(1500);
+    }
+  };
+  for (let elapsed = 0; elapsed < 5000; elapsed += 5) {
+    clock.advance(5);
+    s4.deliverQueued();
+  }
+  assert.ok(stalled);
+  assert.ok(results.length >= 40, `${results.length} probes ended`);
+  assert.deepEqual(
+    results.filter((r) => r.outcome.kind !== 'success'),
+    [],
+    'no timeout: each reply came 200 ms after its send',
+  );
+});
+
 test("an error parked by another destination's ICMP error is retried, not blamed on the next target", () => {
   const { clock, s4, results, prober } = setup({ families: [4] });
   prober.setTargets([t('void', '198.18.0.1'), t('ok', '198.18.0.2')]);

@@ -22,6 +22,8 @@ export class FakeSocket implements IcmpSocket {
   echoAfterMs: number | undefined;
   /** How far the socket's wall clock is from the test clock: a step moves it. */
   wallOffsetMs = 0;
+  /** Runs right before the send "syscall". */
+  beforeSyscall: (() => void) | undefined;
   /** Runs between the send "syscall" and its completion callback. */
   afterSyscall: (() => void) | undefined;
   closed = false;
@@ -42,6 +44,8 @@ export class FakeSocket implements IcmpSocket {
   }
 
   send(packet: Buffer, address: string, done: (error: Error | undefined, sentAt: number) => void): void {
+    // The process may stop between its last clock reading and the syscall.
+    this.beforeSyscall?.();
     const error = this.sendErrors.shift() ?? this.sendError;
     // As sendto with a parked error: it fails and nothing goes out.
     if (!error) {
