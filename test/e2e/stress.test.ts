@@ -1,0 +1,100 @@
+/**
+ * Measurement under stress, in network namespaces: a frozen event loop loses no reply the kernel
+ * received in time. Needs root and iproute2; skips without them, fails under CI=true.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startAgent, until, type AgentProcess } from '../support/agent-process.js';
+import { FaultControl } from '../support/fault-client.js';
+import type { Sample } from '../support/exposition.js';
+import { createCluster, netnsSupported, startResponder, type Cluster, type ClusterNode } from '../support/netns.js';
+
+const supported = netnsSupported();
+if (!supported.ok && process.env['CI'] === 'true') throw new Error(`network namespaces are required under CI: ${supported.reason}`);
+
+/** Sum of node_latency_probes_total over every destination, for one result. */
+const total = (s: Sample[], result: string) =>
+  s.filter((x) => x.name === 'node_latency_probes_total' && x.labels['result'] === result).reduce((sum, x) => sum + x.value, 0);
+
+describe('measurement under stress', { skip: !supported.ok && `network namespaces unavailable: ${supported.reason}` }, () => {
+  let cluster: Cluster;
+  let control: FaultControl;
+  let dir: string;
+  let n0: ClusterNode;
+  let n1: ClusterNode;
+  const agents: AgentProcess[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mentat-stress-'));
+    cluster = await createCluster({ nodes: 2, prefix: 'mte' });
+    [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode];
+    control = await FaultControl.start(cluster, n0.ns, dir);
+  });
+
+  after(async () => {
+    for (const a of agents) {
+      // Never leave a stopped process behind: SIGTERM would wait for a SIGCONT.
+      if (a.child.pid !== undefined && a.child.exitCode === null) a.child.kill('SIGCONT');
+      await a.stop(1000);
+    }
+    control?.close();
+    await cluster?.destroy();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('frozen for 1.5 s ten times with 1 s timeouts and 20 probes in flight: not one timeout', { timeout: 60_000 }, async (t) => {
+    const addresses = [n1.ipv4, ...(await cluster.addAddresses(n1.ns, 99))];
+    // Every reply leaves 200 ms after its request: at 100 probes a second, 20 are in flight at any moment.
+    const responder = await startResponder(cluster, n1.ns, { delayMs: 200, family: '4' });
+    const agent = startAgent(
+      cluster,
+      n0.ns,
+      control,
+      {
+        MENTAT_ICMP_MODE: 'dgram',
+        MENTAT_TARGETS: addresses.map((a, i) => `d${i}=${a}`).join(','),
+        MENTAT_PROBE_INTERVAL: '1s',
+        MENTAT_PROBE_TIMEOUT: '1s',
+        NODE_NAME: 'node0',
+      },
+      { port: 2301 },
+    );
+    agents.push(agent);
+    const pid = agent.child.pid!;
+    try {
+      const warm = await until('every destination answered once', 15_000, async () => {
+        if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.log()}`);
+        const s = await agent.scrape();
+        return total(s, 'success') >= 200 ? s : undefined;
+      });
+      assert.equal(total(warm, 'timeout'), 0, 'no timeout before the stalls either');
+      for (let i = 0; i < 10; i++) {
+        process.kill(pid, 'SIGSTOP');
+        try {
+          await sleep(1500);
+        } finally {
+          process.kill(pid, 'SIGCONT');
+        }
+        await sleep(1000);
+      }
+      // Let the probes sent last end.
+      await sleep(1500);
+      const s = await agent.scrape();
+      const successes = total(s, 'success') - total(warm, 'success');
+      const stats = await responder.stop();
+      t.diagnostic(`${successes} successes across ten 1.5 s stalls; responder: ${JSON.stringify(stats)}`);
+      assert.equal(total(s, 'timeout'), 0, 'a reply the kernel received 200 ms after its probe is never a timeout');
+      assert.equal(total(s, 'error'), 0);
+      // 11.5 s running at 100 a second, and each target once on waking from each stall: about 2150.
+      assert.ok(successes > 1500, `probing went on across the stalls: ${successes} successes`);
+    } finally {
+      if (agent.child.exitCode === null) process.kill(pid, 'SIGCONT');
+      await agent.stop();
+      await responder.stop();
+    }
+  });
+});
