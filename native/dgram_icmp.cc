@@ -82,6 +82,10 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     else setsockopt(fd_, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
     int rcvbuf = 4 * 1024 * 1024;
     setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    // Requests to a destination whose neighbour does not resolve wait in the ARP queue, charged to
+    // this socket's send buffer: a larger one (capped by net.core.wmem_max) keeps healthy sends going.
+    int sndbuf = 4 * 1024 * 1024;
+    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);

@@ -55,7 +55,7 @@ export interface ProberStats {
   dropped: number;
   /** Errors the sockets reported outside a send. */
   socketErrors: number;
-  /** Probes not sent because every sequence number was in flight. */
+  /** Probes not sent because every sequence number was in flight or the send buffer was full. */
   unsent: number;
   /** Replies whose wall-clock RTT disagreed with the monotonic clock: a clock step, not a measurement. */
   clockSteps: number;
@@ -89,11 +89,18 @@ function isParked(error: Error): boolean {
   return code !== undefined && PARKED_ERRNOS.has(code);
 }
 
+/** The socket's own buffer is full: the request never left, which says nothing of its destination. */
+function isBufferFull(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'ENOBUFS';
+}
+
 /**
  * Why a probe ended without a data point: `clock_step` (see CLOCK_STEP_TOLERANCE_MS), or
- * `sequence_space` (not sent: all 65 536 sequence numbers were in flight).
+ * `sequence_space` (not sent: all 65 536 sequence numbers were in flight), or `send_buffer` (not sent:
+ * the socket's send buffer was full, e.g. of requests waiting for neighbours that do not resolve).
  */
-export type DiscardReason = 'clock_step' | 'sequence_space';
+export type DiscardReason = 'clock_step' | 'sequence_space' | 'send_buffer';
 
 /** Echo sequence numbers are 16 bits: at most this many probes in flight, each told apart by its own. */
 export const SEQUENCE_SPACE = 0x10000;
@@ -401,6 +408,11 @@ export class Prober {
         // Probably another destination's ICMP error, handed to this send: nothing went out, so send again.
         this.stats.sendRetries++;
         this.transmit(socket, probe, packet, attempt + 1);
+        return;
+      }
+      if (isBufferFull(error)) {
+        this.stats.unsent++;
+        this.discard(probe, 'send_buffer');
         return;
       }
       this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });

@@ -185,9 +185,9 @@ export function registerAgentGauges(meter: Meter, originNode: string, stats: () 
 export function discardCounter(meter: Meter, originNode: string): (reason: string, count: number) => void {
   const counter = meter.createCounter('mentat_probes_discarded', {
     description:
-      'Probes that ended without a data point, by reason: clock_step (the wall clock stepped during the probe, so its RTT was wrong), sequence_space (not sent: 65536 probes were in flight)',
+      'Probes that ended without a data point, by reason: clock_step (the wall clock stepped during the probe, so its RTT was wrong), sequence_space (not sent: 65536 probes were in flight), send_buffer (not sent: the socket buffer was full)',
   });
-  for (const reason of ['clock_step', 'sequence_space']) counter.add(0, { origin_node: originNode, reason });
+  for (const reason of ['clock_step', 'sequence_space', 'send_buffer']) counter.add(0, { origin_node: originNode, reason });
   return (reason, count) => counter.add(count, { origin_node: originNode, reason });
 }
 

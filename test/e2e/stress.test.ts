@@ -16,9 +16,11 @@ import { createCluster, netnsSupported, startResponder, type Cluster, type Clust
 const supported = netnsSupported();
 if (!supported.ok && process.env['CI'] === 'true') throw new Error(`network namespaces are required under CI: ${supported.reason}`);
 
-/** Sum of node_latency_probes_total over every destination, for one result. */
-const total = (s: Sample[], result: string) =>
-  s.filter((x) => x.name === 'node_latency_probes_total' && x.labels['result'] === result).reduce((sum, x) => sum + x.value, 0);
+/** Sum of node_latency_probes_total for one result over the destinations whose name starts with `prefix`. */
+const total = (s: Sample[], result: string, prefix = '') =>
+  s
+    .filter((x) => x.name === 'node_latency_probes_total' && x.labels['result'] === result && (x.labels['destination_node'] ?? '').startsWith(prefix))
+    .reduce((sum, x) => sum + x.value, 0);
 
 describe('measurement under stress', { skip: !supported.ok && `network namespaces unavailable: ${supported.reason}` }, () => {
   let cluster: Cluster;
@@ -26,6 +28,8 @@ describe('measurement under stress', { skip: !supported.ok && `network namespace
   let dir: string;
   let n0: ClusterNode;
   let n1: ClusterNode;
+  /** n1's own address and 99 more on its loopback. */
+  let addresses: string[];
   const agents: AgentProcess[] = [];
 
   before(async () => {
@@ -33,6 +37,7 @@ describe('measurement under stress', { skip: !supported.ok && `network namespace
     cluster = await createCluster({ nodes: 2, prefix: 'mte' });
     [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode];
     control = await FaultControl.start(cluster, n0.ns, dir);
+    addresses = [n1.ipv4, ...(await cluster.addAddresses(n1.ns, 99))];
   });
 
   after(async () => {
@@ -47,7 +52,6 @@ describe('measurement under stress', { skip: !supported.ok && `network namespace
   });
 
   test('frozen for 1.5 s ten times with 1 s timeouts and 20 probes in flight: not one timeout', { timeout: 60_000 }, async (t) => {
-    const addresses = [n1.ipv4, ...(await cluster.addAddresses(n1.ns, 99))];
     // Every reply leaves 200 ms after its request: at 100 probes a second, 20 are in flight at any moment.
     const responder = await startResponder(cluster, n1.ns, { delayMs: 200, family: '4' });
     const agent = startAgent(
@@ -95,6 +99,58 @@ describe('measurement under stress', { skip: !supported.ok && `network namespace
       if (agent.child.exitCode === null) process.kill(pid, 'SIGCONT');
       await agent.stop();
       await responder.stop();
+    }
+  });
+
+  test('ICMP errors from addresses without a neighbour land on their own probes, never on healthy ones', { timeout: 60_000 }, async (t) => {
+    // On the cluster's link, owned by nobody: ARP fails and the kernel answers each probe with host unreachable,
+    // parking EHOSTUNREACH on the socket for whatever is sent next.
+    const nobody = Array.from({ length: 20 }, (_, i) => `198.18.0.${230 + i}`);
+    const healthy = addresses.slice(0, 20);
+    const agent = startAgent(
+      cluster,
+      n0.ns,
+      control,
+      {
+        MENTAT_ICMP_MODE: 'dgram',
+        MENTAT_TARGETS: [...healthy.map((a, i) => `ok${i}=${a}`), ...nobody.map((a, i) => `void${i}=${a}`)].join(','),
+        MENTAT_PROBE_INTERVAL: '200ms',
+        MENTAT_PROBE_TIMEOUT: '200ms',
+        NODE_NAME: 'node0',
+      },
+      { port: 2302 },
+    );
+    agents.push(agent);
+    try {
+      const s = await until(
+        'errors from the unreachable addresses for a while',
+        30_000,
+        async () => {
+          if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.log()}`);
+          const x = await agent.scrape();
+          return total(x, 'error', 'void') >= 50 && total(x, 'error', 'void') + total(x, 'timeout', 'void') >= 400 ? x : undefined;
+        },
+        { everyMs: 500, context: () => agent.log().slice(-1500) },
+      );
+      t.diagnostic(
+        `healthy: ${total(s, 'success', 'ok')} successes; unreachable: ${total(s, 'error', 'void')} errors, ${total(s, 'timeout', 'void')} timeouts; ` +
+          `not sent for a full send buffer: ${s.find((x) => x.name === 'mentat_probes_discarded_total' && x.labels['reason'] === 'send_buffer')?.value}`,
+      );
+      if (process.env['DBG'])
+        console.error(
+          agent
+            .log()
+            .split('\n')
+            .filter((l) => l.includes('ok'))
+            .slice(0, 10)
+            .join('\n'),
+        );
+      assert.equal(total(s, 'error', 'ok'), 0, 'no error recorded for a healthy destination');
+      assert.equal(total(s, 'timeout', 'ok'), 0, 'no timeout either');
+      assert.ok(total(s, 'success', 'ok') >= 400, 'the healthy ones were probed all along');
+      assert.equal(total(s, 'success', 'void'), 0);
+    } finally {
+      await agent.stop();
     }
   });
 });

@@ -434,6 +434,18 @@ test("an error parked by another destination's ICMP error is retried, not blamed
   assert.equal(prober.stats.sendRetries, 1);
 });
 
+test('a send refused for a full socket buffer is counted, not blamed on its destination', () => {
+  const { clock, s4, results, discards, prober } = setup({ families: [4] });
+  s4.sendErrors.push(errno('EAGAIN', 'Resource temporarily unavailable'));
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(999);
+  assert.equal(results.length, 0);
+  assert.deepEqual(discards, [{ key: 'a', reason: 'send_buffer' }]);
+  clock.advance(1);
+  s4.deliver(FakeSocket.replyTo(s4.sent.at(-1)!.packet, 4), '198.18.0.1');
+  assert.equal(results[0]?.outcome.kind, 'success', 'the next probe goes out');
+});
+
 test('a send that keeps failing is an error of its probe after a bounded number of attempts', () => {
   const { clock, s4, results, prober } = setup({ families: [4] });
   s4.sendError = errno('ENETUNREACH', 'Network is unreachable');
