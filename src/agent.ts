@@ -9,7 +9,7 @@ import { MeshPlanner } from './mesh/planner.js';
 import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './probe/engine.js';
 import { HttpServer, type Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticNodes } from './targets.js';
-import { serveMetrics } from './telemetry/exposition.js';
+import { MetricsEndpoint } from './telemetry/exposition.js';
 import { discardCounter, LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Clock, MeshNode, Outcome, Target } from './types.js';
@@ -124,17 +124,16 @@ export class Agent {
     registerAgentGauges(telemetry.meter, config.nodeName, () => plan.stats());
 
     const { discovery, readiness } = await nodeSource(deps, (nodes) => plan.setNodes(nodes), warnings);
+    const endpoint = new MetricsEndpoint({
+      collect: () => telemetry.prometheus.collect(),
+      onCollectionErrors: (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors'),
+    });
     const server = new HttpServer({
       host: config.metricsHost,
       port: config.metricsPort,
-      metrics: (req, res) =>
-        void serveMetrics(
-          req,
-          res,
-          () => telemetry.prometheus.collect(),
-          (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors'),
-        ),
+      metrics: (req, res) => void endpoint.serve(req, res),
       readiness,
+      onError: (err) => warnings.warn('http-server', { error: err.message }, 'the metrics port failed to accept a connection; it goes on serving'),
     });
     let port: number;
     try {
