@@ -87,10 +87,17 @@ export class Agent {
       socketErrors();
       warnings.warn('icmp-socket', { error: message.slice(0, 300) }, 'an ICMP socket reported an error; probing goes on');
     };
+    // A socket that stopped reading fails /healthz, so the kubelet restarts the agent.
+    let socketFailure: string | undefined;
+    const onSocketFailure = (message: string): void => {
+      socketErrors();
+      socketFailure ??= message;
+      log.error({ error: message.slice(0, 300) }, 'an ICMP socket stopped reading: /healthz fails until the agent restarts');
+    };
     const onDiscard = discardCounter(telemetry.meter, config.nodeName);
     let started: { engine: ProbeEngine; info: EngineInfo };
     try {
-      started = await deps.startEngine(probeSettings(config, deps.randomBytes), { onResult, onSocketError, onDiscard });
+      started = await deps.startEngine(probeSettings(config, deps.randomBytes), { onResult, onSocketError, onSocketFailure, onDiscard });
     } catch (err) {
       await telemetry.shutdown();
       throw err;
@@ -133,6 +140,7 @@ export class Agent {
       port: config.metricsPort,
       metrics: (req, res) => void endpoint.serve(req, res),
       readiness,
+      health: () => (socketFailure === undefined ? { ready: true, reason: '' } : { ready: false, reason: socketFailure }),
       onError: (err) => warnings.warn('http-server', { error: err.message }, 'the metrics port failed to accept a connection; it goes on serving'),
     });
     let port: number;

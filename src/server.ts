@@ -40,6 +40,8 @@ export interface ServerOptions {
   /** Serves /metrics; the Prometheus exporter's request handler. */
   readonly metrics: (req: IncomingMessage, res: ServerResponse) => void;
   readonly readiness: () => Readiness;
+  /** /healthz: 503 with the reason when the process cannot do its job without a restart. Always healthy if absent. */
+  readonly health?: () => Readiness;
 }
 
 function reply(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
@@ -90,9 +92,11 @@ export class HttpServer {
       case '/metrics':
         this.options.metrics(req, res);
         return;
-      case '/healthz':
-        reply(res, 200, 'ok\n');
+      case '/healthz': {
+        const health = this.options.health?.() ?? { ready: true, reason: '' };
+        reply(res, health.ready ? 200 : 503, health.ready ? 'ok\n' : `unhealthy: ${health.reason}\n`);
         return;
+      }
       case '/readyz': {
         const readiness = this.options.readiness();
         reply(res, readiness.ready ? 200 : 503, readiness.ready ? 'ready\n' : `not ready: ${readiness.reason}\n`);

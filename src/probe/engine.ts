@@ -18,6 +18,8 @@ export interface EngineEvents {
   readonly onResult: (target: Target, outcome: Outcome) => void;
   /** A socket error outside any probe (the socket stays open; probing goes on). */
   readonly onSocketError: (message: string) => void;
+  /** A socket stopped reading for good (its poll failed): nothing is measured through it until a restart. */
+  readonly onSocketFailure?: (message: string) => void;
   /** Probes that ended without a data point, by why: to be counted, never recorded as loss. */
   readonly onDiscard?: (reason: DiscardReason, count: number) => void;
 }

@@ -153,4 +153,31 @@ describe('measurement under stress', { skip: !supported.ok && `network namespace
       await agent.stop();
     }
   });
+
+  test('a handler that throws in the datagram edge is caught and reported, and the socket goes on reading', async () => {
+    // A script of its own in node0: the agent's handlers never throw, so a test handler must.
+    const script = `
+      const { openDgramSocket } = await import(${JSON.stringify(new URL('../../src/icmp/dgram.js', import.meta.url).href)});
+      const { encodeEchoRequest } = await import(${JSON.stringify(new URL('../../src/icmp/packet.js', import.meta.url).href)});
+      const socket = openDgramSocket(4);
+      const errors = [];
+      let messages = 0;
+      socket.onError((e) => errors.push(e.message));
+      socket.onMessage(() => {
+        if (messages++ === 0) throw new Error('boom');
+      });
+      for (const sequence of [1, 2]) {
+        socket.send(encodeEchoRequest({ family: 4, identifier: 1, sequence, cookie: new Uint8Array(8), payloadBytes: 16 }), ${JSON.stringify(n1.ipv4)}, () => {});
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      console.log(JSON.stringify({ errors, messages }));
+      await socket.close();
+    `;
+    const r = await cluster.execIn(n0.ns, process.execPath, ['--input-type=module', '-e', script], { timeoutMs: 10_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), {
+      errors: ['handling a datagram from the ICMPv4 socket threw: boom'],
+      messages: 2,
+    });
+  });
 });
