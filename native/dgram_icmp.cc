@@ -18,20 +18,10 @@
 
 namespace {
 
+// The errno's own name (EHOSTDOWN, ECONNREFUSED, ...), never a catch-all: callers branch on it.
 const char* ErrnoCode(int err) {
-  switch (err) {
-    case EPERM: return "EPERM";
-    case EACCES: return "EACCES";
-    case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
-    case EAGAIN: return "EAGAIN";
-    case ENETUNREACH: return "ENETUNREACH";
-    case EHOSTUNREACH: return "EHOSTUNREACH";
-    case EINVAL: return "EINVAL";
-    case EMSGSIZE: return "EMSGSIZE";
-    case ENOBUFS: return "ENOBUFS";
-    default: return "EIO";
-  }
+  const char* name = uv_err_name(uv_translate_sys_error(err));
+  return name != nullptr ? name : "EUNKNOWN";
 }
 
 Napi::Error ErrnoError(Napi::Env env, const char* what, int err) {
@@ -56,14 +46,17 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "DgramIcmp",
-                       {InstanceMethod("send", &DgramIcmp::Send), InstanceMethod("close", &DgramIcmp::Close)});
+                       {InstanceMethod("send", &DgramIcmp::Send), InstanceMethod("drain", &DgramIcmp::DrainNow),
+                        InstanceMethod("now", &DgramIcmp::Now), InstanceMethod("callbackErrors", &DgramIcmp::CallbackErrors),
+                        InstanceMethod("close", &DgramIcmp::Close)});
   }
 
-  // new DgramIcmp(family: 4 | 6, onMessage(buf, source, rxMs), onIcmpError(quoted, destination, type, code, offender, rxMs))
+  // new DgramIcmp(family: 4 | 6, onMessage(buf, source, rxMs), onIcmpError(quoted, destination, type, code, offender, rxMs),
+  //               onFailure(error))
   explicit DgramIcmp(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DgramIcmp>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsFunction() || !info[2].IsFunction()) {
-      Napi::TypeError::New(env, "DgramIcmp(family, onMessage, onIcmpError)").ThrowAsJavaScriptException();
+    if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsFunction() || !info[2].IsFunction() || !info[3].IsFunction()) {
+      Napi::TypeError::New(env, "DgramIcmp(family, onMessage, onIcmpError, onFailure)").ThrowAsJavaScriptException();
       return;
     }
     family_ = info[0].As<Napi::Number>().Int32Value();
@@ -73,6 +66,7 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     }
     on_message_ = Napi::Persistent(info[1].As<Napi::Function>());
     on_error_ = Napi::Persistent(info[2].As<Napi::Function>());
+    on_failure_ = Napi::Persistent(info[3].As<Napi::Function>());
     int domain = family_ == 4 ? AF_INET : AF_INET6;
     int proto = family_ == 4 ? static_cast<int>(IPPROTO_ICMP) : static_cast<int>(IPPROTO_ICMPV6);
     fd_ = socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
@@ -88,6 +82,10 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     else setsockopt(fd_, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
     int rcvbuf = 4 * 1024 * 1024;
     setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    // Requests to a destination whose neighbour does not resolve wait in the ARP queue, charged to
+    // this socket's send buffer: a larger one (capped by net.core.wmem_max) keeps healthy sends going.
+    int sndbuf = 4 * 1024 * 1024;
+    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
@@ -101,7 +99,18 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
       Napi::Error::New(env, "uv_poll_init failed").ThrowAsJavaScriptException();
       return;
     }
-    uv_poll_start(poll_, UV_READABLE, OnPoll);
+    int rc = uv_poll_start(poll_, UV_READABLE, OnPoll);
+    if (rc != 0) {
+      // Without the poll no reply is ever read: refuse to open rather than time out every probe.
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+      ::close(fd_);
+      fd_ = -1;
+      Napi::Error e = Napi::Error::New(env, std::string("uv_poll_start failed: ") + uv_strerror(rc));
+      e.Set("code", Napi::String::New(env, uv_err_name(rc)));
+      e.ThrowAsJavaScriptException();
+      return;
+    }
     Ref();  // Alive while polling, even if JS drops its reference before close().
   }
 
@@ -149,6 +158,18 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     return Napi::Number::New(env, tx);
   }
 
+  // Reads everything queued now, synchronously: the prober calls it before judging a probe lost,
+  // since the poll phase that would read it comes after the timers phase. Returns datagrams read.
+  Napi::Value DrainNow(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), Drain(kDrainAllLimit, false));
+  }
+
+  // The clock of send and receive times (CLOCK_REALTIME, same base): to tell a wall-clock step.
+  Napi::Value Now(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), RealtimeMs()); }
+
+  // Callbacks that threw (their exception cleared here so reading goes on).
+  Napi::Value CallbackErrors(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), callback_errors_); }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     CloseFd();
     return info.Env().Undefined();
@@ -169,9 +190,37 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
 
   static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
     auto* self = static_cast<DgramIcmp*>(handle->data);
-    self->Drain();
+    // Bounded per wake-up so a flood cannot starve the event loop; the poll fires again.
+    self->Drain(kDrainPerWakeup, true);
     // libuv stops a poll handle on POLLERR (a queued ICMP error): read it above, then poll again.
-    if (status < 0 && self->poll_ != nullptr) uv_poll_start(self->poll_, UV_READABLE, OnPoll);
+    if (status < 0 && self->poll_ != nullptr) {
+      int rc = uv_poll_start(self->poll_, UV_READABLE, OnPoll);
+      if (rc != 0) self->Fail("uv_poll_start", rc);
+    }
+  }
+
+  // Tells JS that the socket stopped reading: nothing else would ever say so.
+  void Fail(const char* what, int uv_error) {
+    Napi::Env env = on_failure_.Env();
+    Napi::HandleScope scope(env);
+    Napi::Error e = Napi::Error::New(env, std::string(what) + " failed: " + uv_strerror(uv_error));
+    e.Set("code", Napi::String::New(env, uv_err_name(uv_error)));
+    on_failure_.MakeCallback(env.Global(), {e.Value()});
+    ClearException(env);
+  }
+
+  // A callback that threw must not leave its exception pending: every later call would fail.
+  void ClearException(Napi::Env env) {
+    if (!env.IsExceptionPending()) return;
+    env.GetAndClearPendingException();
+    callback_errors_++;
+  }
+
+  void Deliver(Napi::FunctionReference& fn, bool async, std::initializer_list<napi_value> args) {
+    Napi::Env env = fn.Env();
+    if (async) fn.MakeCallback(env.Global(), args);
+    else fn.Call(env.Global(), args);
+    ClearException(env);
   }
 
   static double TimestampMs(msghdr* msg) {
@@ -214,25 +263,31 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     return recvmsg(fd_, &r.msg, flags | MSG_DONTWAIT);
   }
 
-  void Drain() {
+  static constexpr int kDrainPerWakeup = 256;
+  static constexpr int kDrainAllLimit = 1 << 16;
+
+  // Reads up to `limit` datagrams and up to `limit` queued errors; `async`: called from the loop, not from JS.
+  int Drain(int limit, bool async) {
     Napi::Env env = on_message_.Env();
     Napi::HandleScope scope(env);
     Received r;
     msghdr& msg = r.msg;
     uint8_t* data = r.data;
-    // Bounded per wake-up so a flood cannot starve the event loop; the poll fires again.
-    for (int i = 0; i < 256 && fd_ >= 0; i++) {
+    int read = 0;
+    for (int i = 0; i < limit && fd_ >= 0; i++) {
       ssize_t n = Receive(r, 0);
       if (n < 0) break;
+      read++;
       const sockaddr_storage& from = r.peer;
       double rx = TimestampMs(&msg);
-      on_message_.MakeCallback(env.Global(), {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
-                                              Napi::String::New(env, AddressString(reinterpret_cast<const sockaddr*>(&from))),
-                                              Napi::Number::New(env, rx)});
+      Deliver(on_message_, async,
+              {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
+               Napi::String::New(env, AddressString(reinterpret_cast<const sockaddr*>(&from))), Napi::Number::New(env, rx)});
     }
-    for (int i = 0; i < 256 && fd_ >= 0; i++) {
+    for (int i = 0; i < limit && fd_ >= 0; i++) {
       ssize_t n = Receive(r, MSG_ERRQUEUE);
       if (n < 0) break;
+      read++;
       const sockaddr_storage& dest = r.peer;
       double rx = TimestampMs(&msg);
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
@@ -242,12 +297,13 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
         auto* ee = reinterpret_cast<sock_extended_err*>(CMSG_DATA(c));
         if (ee->ee_origin != SO_EE_ORIGIN_ICMP && ee->ee_origin != SO_EE_ORIGIN_ICMP6) continue;
         std::string offender = AddressString(SO_EE_OFFENDER(ee));
-        on_error_.MakeCallback(env.Global(), {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
-                                              Napi::String::New(env, AddressString(reinterpret_cast<const sockaddr*>(&dest))),
-                                              Napi::Number::New(env, ee->ee_type), Napi::Number::New(env, ee->ee_code),
-                                              Napi::String::New(env, offender), Napi::Number::New(env, rx)});
+        Deliver(on_error_, async,
+                {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
+                 Napi::String::New(env, AddressString(reinterpret_cast<const sockaddr*>(&dest))), Napi::Number::New(env, ee->ee_type),
+                 Napi::Number::New(env, ee->ee_code), Napi::String::New(env, offender), Napi::Number::New(env, rx)});
       }
     }
+    return read;
   }
 
   int family_ = 4;
@@ -255,6 +311,8 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference on_message_;
   Napi::FunctionReference on_error_;
+  Napi::FunctionReference on_failure_;
+  double callback_errors_ = 0;
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -10,8 +10,8 @@ import { MeshPlanner } from './mesh/planner.js';
 import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './probe/engine.js';
 import { HttpServer, type Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticNodes } from './targets.js';
-import { serveMetrics } from './telemetry/exposition.js';
-import { LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
+import { MetricsEndpoint } from './telemetry/exposition.js';
+import { discardCounter, LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
 import { registerNodeSourceGauge } from './telemetry/node-list-metrics.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Clock, MeshNode, Outcome, Target } from './types.js';
@@ -89,9 +89,17 @@ export class Agent {
       socketErrors();
       warnings.warn('icmp-socket', { error: message.slice(0, 300) }, 'an ICMP socket reported an error; probing goes on');
     };
+    // A socket that stopped reading fails /healthz, so the kubelet restarts the agent.
+    let socketFailure: string | undefined;
+    const onSocketFailure = (message: string): void => {
+      socketErrors();
+      socketFailure ??= message;
+      log.error({ error: message.slice(0, 300) }, 'an ICMP socket stopped reading: /healthz fails until the agent restarts');
+    };
+    const onDiscard = discardCounter(telemetry.meter, config.nodeName);
     let started: { engine: ProbeEngine; info: EngineInfo };
     try {
-      started = await deps.startEngine(probeSettings(config, deps.randomBytes), { onResult, onSocketError });
+      started = await deps.startEngine(probeSettings(config, deps.randomBytes), { onResult, onSocketError, onSocketFailure, onDiscard });
     } catch (err) {
       await telemetry.shutdown();
       throw err;
@@ -125,17 +133,17 @@ export class Agent {
     registerAgentGauges(telemetry.meter, config.nodeName, () => plan.stats());
 
     const { discovery, readiness } = await nodeSource(deps, (nodes) => plan.setNodes(nodes), warnings, telemetry.meter);
+    const endpoint = new MetricsEndpoint({
+      collect: () => telemetry.prometheus.collect(),
+      onCollectionErrors: (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors'),
+    });
     const server = new HttpServer({
       host: config.metricsHost,
       port: config.metricsPort,
-      metrics: (req, res) =>
-        void serveMetrics(
-          req,
-          res,
-          () => telemetry.prometheus.collect(),
-          (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors'),
-        ),
+      metrics: (req, res) => void endpoint.serve(req, res),
       readiness,
+      health: () => (socketFailure === undefined ? { ready: true, reason: '' } : { ready: false, reason: socketFailure }),
+      onError: (err) => warnings.warn('http-server', { error: err.message }, 'the metrics port failed to accept a connection; it goes on serving'),
     });
     let port: number;
     try {

@@ -7,12 +7,41 @@ export interface Readiness {
   reason: string;
 }
 
+/** Bounds on what clients of the port can hold; the defaults suit a pod's 128 MiB. */
+export interface ServerLimits {
+  /**
+   * Connections at once; more are closed at accept. Each may hold a piece of /metrics (~80 KiB) in
+   * flight and has the kernel buffer MiBs of it: a crowd of trickling readers costs that much
+   * serialization per response deadline. Prometheus keeps its connection open between scrapes.
+   */
+  readonly maxConnections: number;
+  /** Every response ends by then, however slowly its client reads: a trickle never holds a snapshot for good. */
+  readonly responseDeadlineMs: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  maxConnections: 32,
+  // Prometheus gives up on a scrape after its scrape_timeout (10 s by default, at most the interval).
+  responseDeadlineMs: 20_000,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 30_000,
+};
+
 export interface ServerOptions {
   readonly host: string;
   readonly port: number;
+  readonly limits?: Partial<ServerLimits>;
+  /** Errors of the listening socket once it listens (EMFILE on accept): logged, never fatal. */
+  readonly onError?: (error: Error) => void;
   /** Serves /metrics; the Prometheus exporter's request handler. */
   readonly metrics: (req: IncomingMessage, res: ServerResponse) => void;
   readonly readiness: () => Readiness;
+  /** /healthz: 503 with the reason when the process cannot do its job without a restart. Always healthy if absent. */
+  readonly health?: () => Readiness;
 }
 
 function reply(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
@@ -24,14 +53,32 @@ function reply(res: ServerResponse, status: number, body: string, headers: Recor
 export class HttpServer {
   private readonly server: Server;
   private closing: Promise<void> | undefined;
+  private listening = false;
+  private readonly limits: ServerLimits;
 
   constructor(private readonly options: ServerOptions) {
-    this.server = createServer({ maxHeaderSize: 8192, requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => this.handle(req, res));
+    const limits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
+    this.limits = limits;
+    this.server = createServer({ maxHeaderSize: 8192, requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs }, (req, res) =>
+      this.handle(req, res),
+    );
     // A scrape that hangs must not hold a socket forever.
-    this.server.keepAliveTimeout = 30_000;
+    this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    this.server.maxConnections = limits.maxConnections;
+    // Always there: without a listener, an 'error' (EMFILE when accepting) would end the process.
+    this.server.on('error', (err) => {
+      if (this.listening) this.options.onError?.(err);
+    });
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    const deadline = setTimeout(() => res.destroy(), this.limits.responseDeadlineMs);
+    deadline.unref();
+    res.once('close', () => clearTimeout(deadline));
+    this.route(req, res);
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       reply(res, 405, 'only GET and HEAD are allowed\n', { allow: 'GET, HEAD' });
       return;
@@ -45,9 +92,11 @@ export class HttpServer {
       case '/metrics':
         this.options.metrics(req, res);
         return;
-      case '/healthz':
-        reply(res, 200, 'ok\n');
+      case '/healthz': {
+        const health = this.options.health?.() ?? { ready: true, reason: '' };
+        reply(res, health.ready ? 200 : 503, health.ready ? 'ok\n' : `unhealthy: ${health.reason}\n`);
         return;
+      }
       case '/readyz': {
         const readiness = this.options.readiness();
         reply(res, readiness.ready ? 200 : 503, readiness.ready ? 'ready\n' : `not ready: ${readiness.reason}\n`);
@@ -81,6 +130,7 @@ export class HttpServer {
       this.server.once('error', onError);
       this.server.listen(this.options.port, host, () => {
         this.server.off('error', onError);
+        this.listening = true;
         resolve((this.server.address() as AddressInfo).port);
       });
     });

@@ -1,10 +1,13 @@
 import { createRequire } from 'node:module';
 import type { Family } from '../types.js';
 import { icmpErrorReason } from './packet.js';
-import { IcmpPermissionError, type IcmpSocket } from './socket.js';
+import { IcmpPermissionError, SocketFailure, type IcmpSocket } from './socket.js';
 
 interface DgramIcmpHandle {
   send(packet: Buffer, address: string): number;
+  drain(): number;
+  now(): number;
+  callbackErrors(): number;
   close(): void;
 }
 
@@ -13,6 +16,7 @@ interface DgramIcmpModule {
     family: Family,
     onMessage: (packet: Buffer, source: string, receivedAtMs: number) => void,
     onIcmpError: (quoted: Buffer, destination: string, type: number, code: number, offender: string, receivedAtMs: number) => void,
+    onFailure: (error: Error) => void,
   ) => DgramIcmpHandle;
 }
 
@@ -35,12 +39,41 @@ export function openDgramSocket(family: Family): IcmpSocket {
   const { DgramIcmp } = loadAddon();
   let messageHandler: (packet: Buffer, source: string, receivedAt: number) => void = () => {};
   let errorHandler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number) => void = () => {};
+  const pendingFailures: Error[] = [];
+  let failureHandler: ((error: Error) => void) | undefined;
+  // The addon's failures (a poll that could not restart) and our own handlers' exceptions end up here:
+  // counted and logged by the prober, never thrown into the addon's callback, where nothing would see them.
+  const fail = (error: Error): void => {
+    if (failureHandler) failureHandler(error);
+    else pendingFailures.push(error);
+  };
+  const guarded = (what: string, err: unknown): void =>
+    fail(new Error(`handling ${what} from the ICMPv${family} socket threw: ${(err as Error).message}`, { cause: err }));
   let handle: DgramIcmpHandle;
   try {
     handle = new DgramIcmp(
       family,
-      (packet, source, at) => messageHandler(packet, source, at),
-      (quoted, destination, type, code, offender, at) => errorHandler(quoted, destination, icmpErrorReason(family, type, code), offender, at),
+      (packet, source, at) => {
+        try {
+          messageHandler(packet, source, at);
+        } catch (err) {
+          guarded('a datagram', err);
+        }
+      },
+      (quoted, destination, type, code, offender, at) => {
+        try {
+          errorHandler(quoted, destination, icmpErrorReason(family, type, code), offender, at);
+        } catch (err) {
+          guarded('an ICMP error', err);
+        }
+      },
+      (error) => {
+        try {
+          fail(new SocketFailure(`ICMPv${family} socket stopped reading (${error.message}): replies go unread; restart the agent`, { cause: error }));
+        } catch {
+          // The handler of last resort threw: the addon counts it (callbackErrors).
+        }
+      },
     );
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -74,9 +107,14 @@ export function openDgramSocket(family: Family): IcmpSocket {
     onIcmpError(handler) {
       errorHandler = handler;
     },
-    onError() {
-      // Errors surface synchronously from send or as ICMP errors; there is no error event.
+    onError(handler) {
+      failureHandler = handler;
+      for (const error of pendingFailures.splice(0)) handler(error);
     },
+    drain() {
+      handle.drain();
+    },
+    now: () => handle.now(),
     close() {
       handle.close();
       // uv_close completes on the next loop turn.

@@ -85,6 +85,8 @@ export function openRawSocket(family: Family, now: () => number): IcmpSocket {
     onError(handler) {
       socket.on('error', handler);
     },
+    // Send and receive times are the prober's monotonic clock here: no wall-clock step to tell.
+    now,
     close() {
       // raw-socket releases its poll handle asynchronously; a process that exits before crashes.
       return new Promise<void>((resolve) => {

@@ -21,6 +21,15 @@ export interface IcmpSocket {
    */
   onIcmpError?(handler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number) => void): void;
   onError(handler: (error: Error) => void): void;
+  /**
+   * Reads every datagram and ICMP error already queued, synchronously, through the handlers above.
+   * The prober calls it before judging a probe lost: timers run before the poll phase reads replies,
+   * so after a stall expiry would otherwise come first. Absent where receive times are user-space
+   * (raw): a reply read late cannot be told from a late reply there.
+   */
+  drain?(): void;
+  /** Now in the clock of `sentAt` and `receivedAt`: with the prober's monotonic clock it tells a wall-clock step. */
+  now(): number;
   /** Resolves once the native handle is released: the process must not exit before. */
   close(): Promise<void>;
 }
@@ -38,4 +47,9 @@ export class IcmpPermissionError extends Error {
     this.reason = reason;
     this.remedy = remedy;
   }
+}
+
+/** The socket can no longer read (its poll failed): probing through it measures nothing until a restart. */
+export class SocketFailure extends Error {
+  override readonly name = 'SocketFailure';
 }

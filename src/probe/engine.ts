@@ -1,6 +1,7 @@
 import type { IcmpMode } from '../config.js';
 import { IcmpPermissionError } from '../icmp/socket.js';
 import type { Family, Outcome, Target } from '../types.js';
+import type { DiscardReason } from './prober.js';
 
 /** Where probes run: the agent's event loop (dgram), a child process (raw), a fake in tests. */
 export interface ProbeEngine {
@@ -17,6 +18,10 @@ export interface EngineEvents {
   readonly onResult: (target: Target, outcome: Outcome) => void;
   /** A socket error outside any probe (the socket stays open; probing goes on). */
   readonly onSocketError: (message: string) => void;
+  /** A socket stopped reading for good (its poll failed): nothing is measured through it until a restart. */
+  readonly onSocketFailure?: (message: string) => void;
+  /** Probes that ended without a data point, by why: to be counted, never recorded as loss. */
+  readonly onDiscard?: (reason: DiscardReason, count: number) => void;
 }
 
 export interface EngineInfo {

@@ -6,6 +6,7 @@
 import { IcmpPermissionError } from '../icmp/socket.js';
 import { systemClock as clock } from '../types.js';
 import { toWire, type FromWorker, type ToWorker, type WireResult, type WorkerData } from './process-engine.js';
+import type { DiscardReason } from './prober.js';
 import { startProbing, type Probing } from './probing.js';
 
 const BATCH_MS = 25;
@@ -23,10 +24,13 @@ process.on('disconnect', () => process.exit(0));
 
 function run(data: WorkerData): void {
   let batch: WireResult[] = [];
+  const discards = new Map<DiscardReason, number>();
   let flushTimer: NodeJS.Timeout | undefined;
   const flush = (): void => {
     if (flushTimer) clearTimeout(flushTimer);
     flushTimer = undefined;
+    for (const [reason, count] of discards) post({ type: 'discarded', reason, count });
+    discards.clear();
     if (batch.length === 0) return;
     post({ type: 'results', results: batch });
     batch = [];
@@ -39,6 +43,10 @@ function run(data: WorkerData): void {
         batch.push(toWire(target.key, outcome));
         if (batch.length >= BATCH_MAX) flush();
         else flushTimer ??= setTimeout(flush, BATCH_MS);
+      },
+      onDiscard: (reason, count) => {
+        discards.set(reason, (discards.get(reason) ?? 0) + count);
+        flushTimer ??= setTimeout(flush, BATCH_MS);
       },
       // The agent counts and logs them (rate-limited); this process only passes them on.
       onSocketError: (message) => post({ type: 'socket-error', message }),

@@ -4,20 +4,34 @@ import type { IcmpSocket } from '../icmp/socket.js';
 import type { Clock, Family, Outcome, Target } from '../types.js';
 import { MinHeap } from './heap.js';
 
+/** Swept targets, each probed once per `intervalMs`. */
+export interface SweepLoad {
+  readonly targets: number;
+  readonly intervalMs: number;
+}
+
 /**
- * The interval the prober really runs at: the configured one, stretched so that
- * `targets` probes per interval stay within `maxPerSecond` (0: no budget).
+ * How much both schedules stretch (1: not at all) so that every probe sent, `targets` per interval
+ * and the sweep, stays within `maxPerSecond` (0: no budget). Both stretch alike: the budget is
+ * shared in proportion, neither schedule starves the other.
  */
-export function effectiveIntervalMs(intervalMs: number, targets: number, maxPerSecond: number): number {
-  if (maxPerSecond <= 0) return intervalMs;
-  return Math.max(intervalMs, (targets * 1000) / maxPerSecond);
+export function budgetStretch(intervalMs: number, targets: number, maxPerSecond: number, sweep?: SweepLoad): number {
+  if (maxPerSecond <= 0) return 1;
+  const sweepPerSecond = sweep && sweep.targets > 0 && Number.isFinite(sweep.intervalMs) ? (sweep.targets * 1000) / sweep.intervalMs : 0;
+  const perSecond = (targets * 1000) / intervalMs + sweepPerSecond;
+  return Math.max(1, perSecond / maxPerSecond);
+}
+
+/** The interval the prober really runs at: the configured one, stretched by the packet budget (budgetStretch). */
+export function effectiveIntervalMs(intervalMs: number, targets: number, maxPerSecond: number, sweep?: SweepLoad): number {
+  return intervalMs * budgetStretch(intervalMs, targets, maxPerSecond, sweep);
 }
 
 export interface ProberOptions {
   readonly intervalMs: number;
   /** Each swept target is probed once per this long (default: never, as none are given). */
   readonly sweepIntervalMs?: number;
-  /** Global packet budget; 0 for none. */
+  /** Global packet budget, the sweep included; 0 for none. */
   readonly maxProbesPerSecond?: number;
   readonly timeoutMs: number;
   readonly payloadBytes: number;
@@ -28,6 +42,8 @@ export interface ProberOptions {
   readonly sockets: ReadonlyMap<Family, IcmpSocket>;
   readonly clock: Clock;
   readonly onResult: (target: Target, outcome: Outcome) => void;
+  /** A probe ended without a data point: its time could not be trusted, or it could not be sent. Count it. */
+  readonly onDiscard?: (target: Target, reason: DiscardReason) => void;
   /** A socket reported an error (raw-socket does on poll and receive failures): counted, and probing goes on. */
   readonly onSocketError?: (family: Family, error: Error) => void;
 }
@@ -39,7 +55,62 @@ export interface ProberStats {
   dropped: number;
   /** Errors the sockets reported outside a send. */
   socketErrors: number;
+  /** Probes not sent because every sequence number was in flight or the send buffer was full. */
+  unsent: number;
+  /** Replies whose wall-clock RTT disagreed with the monotonic clock: a clock step, not a measurement. */
+  clockSteps: number;
+  /** Sends that failed with an error parked by an earlier ICMP error, and were sent again. */
+  sendRetries: number;
 }
+
+/**
+ * Errnos that an ICMP error leaves parked on a socket with IP_RECVERR (the kernel's icmp_err_convert):
+ * the next sendto, to any destination, fails with it and sends nothing, so it says nothing of that
+ * destination. The error itself comes through the error queue, quoting the probe it is about.
+ */
+const PARKED_ERRNOS: ReadonlySet<string> = new Set([
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENONET',
+  'ECONNREFUSED',
+  'ENOPROTOOPT',
+  'EMSGSIZE',
+  'EOPNOTSUPP',
+  'EACCES',
+  'EPROTO',
+]);
+
+/** Attempts per probe: a second error parked in the microseconds between two sends is rare, a third rarer. */
+const SEND_ATTEMPTS = 3;
+
+function isParked(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code !== undefined && PARKED_ERRNOS.has(code);
+}
+
+/** The socket's own buffer is full: the request never left, which says nothing of its destination. */
+function isBufferFull(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'ENOBUFS';
+}
+
+/**
+ * Why a probe ended without a data point: `clock_step` (see CLOCK_STEP_TOLERANCE_MS), or
+ * `sequence_space` (not sent: all 65 536 sequence numbers were in flight), or `send_buffer` (not sent:
+ * the socket's send buffer was full, e.g. of requests waiting for neighbours that do not resolve).
+ */
+export type DiscardReason = 'clock_step' | 'sequence_space' | 'send_buffer';
+
+/** Echo sequence numbers are 16 bits: at most this many probes in flight, each told apart by its own. */
+export const SEQUENCE_SPACE = 0x10000;
+
+/**
+ * How far the send-to-read interval may differ between the socket's clock (CLOCK_REALTIME: kernel
+ * timestamps) and the monotonic clock before the RTT is thrown away: NTP slews by at most 0.5 ms
+ * per second, so more is a step, which would record a 0 s or an inflated RTT.
+ */
+export const CLOCK_STEP_TOLERANCE_MS = 1;
 
 type Schedule = 'continuous' | 'sweep';
 
@@ -54,9 +125,13 @@ interface InFlight {
   readonly slot: Slot;
   readonly address: string;
   readonly sequence: number;
-  readonly deadline: number;
+  /** Monotonic; moved later when the socket's clock says the probe was sent later than planned. */
+  deadline: number;
   /** In the socket's clock; undefined until the send syscall has happened. */
   sentAt: number | undefined;
+  /** The prober's monotonic clock right before and right after the send: `sentAt` happened between them. */
+  sentAfterMonotonic: number;
+  sentBeforeMonotonic: number;
   done: boolean;
 }
 
@@ -87,15 +162,17 @@ export class Prober {
   /** Slots added so far per schedule: their phases follow the golden-ratio sequence. */
   private readonly added: Record<Schedule, number> = { continuous: 0, sweep: 0 };
   private intervalMs: number;
+  private sweepIntervalMs: number;
   private timer: unknown;
   private timerDue = Infinity;
   private stopping = false;
   private drained: (() => void) | undefined;
-  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0 };
+  readonly stats: ProberStats = { sent: 0, matched: 0, dropped: 0, socketErrors: 0, unsent: 0, clockSteps: 0, sendRetries: 0 };
 
   constructor(private readonly options: ProberOptions) {
     if (options.timeoutMs > options.intervalMs) throw new RangeError('timeoutMs must not exceed intervalMs');
     this.intervalMs = options.intervalMs;
+    this.sweepIntervalMs = options.sweepIntervalMs ?? Infinity;
     for (const socket of options.sockets.values()) {
       socket.onMessage((packet, source, receivedAt) => this.onPacket(socket, packet, source, receivedAt));
       // Without a listener an 'error' event would throw and end the process.
@@ -133,8 +210,14 @@ export class Prober {
     for (const target of targets) next.set(target.key, { target, schedule: 'continuous' });
     let continuous = 0;
     for (const { schedule } of next.values()) if (schedule === 'continuous') continuous++;
-    // Decide the interval first, so new targets' phases spread over the interval they will run at.
-    this.intervalMs = effectiveIntervalMs(this.options.intervalMs, continuous, this.options.maxProbesPerSecond ?? 0);
+    // Decide the intervals first, so new targets' phases spread over the intervals they will run at.
+    const sweepIntervalMs = this.options.sweepIntervalMs ?? Infinity;
+    const stretch = budgetStretch(this.options.intervalMs, continuous, this.options.maxProbesPerSecond ?? 0, {
+      targets: next.size - continuous,
+      intervalMs: sweepIntervalMs,
+    });
+    this.intervalMs = this.options.intervalMs * stretch;
+    this.sweepIntervalMs = sweepIntervalMs * stretch;
     for (const [key, slot] of this.slots) {
       if (next.get(key)?.schedule === slot.schedule) continue;
       slot.active = false;
@@ -185,7 +268,7 @@ export class Prober {
   }
 
   private periodOf(schedule: Schedule): number {
-    return schedule === 'continuous' ? this.intervalMs : (this.options.sweepIntervalMs ?? Infinity);
+    return schedule === 'continuous' ? this.intervalMs : this.sweepIntervalMs;
   }
 
   private disarm(): void {
@@ -221,13 +304,24 @@ export class Prober {
     this.timer = undefined;
     this.timerDue = Infinity;
     const now = this.options.clock.now();
+    const expiring = this.firstPendingExpiry();
+    // Read what the kernel already holds before calling anything lost: after a stall, replies stamped
+    // in time are waiting in the socket, and the poll phase that would read them runs after timers.
+    if (expiring && expiring.deadline <= now) this.drainSockets();
     for (let probe = this.firstPendingExpiry(); probe && probe.deadline <= now; probe = this.firstPendingExpiry()) {
+      const remainingMs = this.remainingMs(probe);
+      if (remainingMs > 0) {
+        // Sent later than its deadline assumed (the process stopped between the clock reading and
+        // sendto): it waits its whole timeout. Probes behind it were sent after it, so none is due yet.
+        probe.deadline = now + remainingMs;
+        break;
+      }
       this.finish(probe, { kind: 'timeout' });
     }
     while (!this.stopping && this.schedule.size > 0 && this.schedule.peek()!.due <= now) {
       const slot = this.schedule.pop()!;
       if (!slot.active) continue;
-      this.send(slot, now);
+      this.send(slot);
       // Keep the phase: the next probe is one interval after this one was due, not after it ran.
       const period = this.periodOf(slot.schedule);
       slot.due += period;
@@ -241,7 +335,21 @@ export class Prober {
     this.arm();
   }
 
-  private allocateSequence(): number {
+  /** What is left of a probe's timeout by the clock its send was stamped in (0 if it never went out). */
+  private remainingMs(probe: InFlight): number {
+    if (probe.sentAt === undefined) return 0;
+    const socket = this.options.sockets.get(probe.slot.target.family);
+    return socket ? probe.sentAt + this.options.timeoutMs - socket.now() : 0;
+  }
+
+  private drainSockets(): void {
+    for (const socket of this.options.sockets.values()) socket.drain?.();
+  }
+
+  /** The next sequence number not in flight, round robin; undefined when every one is. */
+  private allocateSequence(): number | undefined {
+    if (this.inFlight.size >= SEQUENCE_SPACE) return undefined;
+    // Bounded: at least one of the 65 536 is free.
     for (;;) {
       const sequence = this.nextSequence;
       this.nextSequence = (this.nextSequence + 1) & 0xffff;
@@ -249,7 +357,7 @@ export class Prober {
     }
   }
 
-  private send(slot: Slot, now: number): void {
+  private send(slot: Slot): void {
     const { target } = slot;
     const socket = this.options.sockets.get(target.family);
     if (!socket) {
@@ -257,12 +365,21 @@ export class Prober {
       return;
     }
     const sequence = this.allocateSequence();
+    if (sequence === undefined) {
+      // Sending anyway would reuse the number of a probe in flight and misattribute its reply.
+      this.stats.unsent++;
+      this.options.onDiscard?.(target, 'sequence_space');
+      return;
+    }
     const probe: InFlight = {
       slot,
       address: canonicalAddress(target.address),
       sequence,
-      deadline: now + this.options.timeoutMs,
+      // The tick's `now` may be stale by the time this send happens: read the clock again.
+      deadline: this.options.clock.now() + this.options.timeoutMs,
       sentAt: undefined,
+      sentAfterMonotonic: 0,
+      sentBeforeMonotonic: 0,
       done: false,
     };
     this.inFlight.set(sequence, probe);
@@ -275,11 +392,50 @@ export class Prober {
       cookie: this.options.cookie,
       payloadBytes: this.options.payloadBytes,
     });
-    socket.send(packet, target.address, (error, sentAt) => {
+    this.transmit(socket, probe, packet, 1);
+  }
+
+  private transmit(socket: IcmpSocket, probe: InFlight, packet: Buffer, attempt: number): void {
+    probe.sentBeforeMonotonic = this.options.clock.now();
+    socket.send(packet, probe.slot.target.address, (error, sentAt) => {
       if (probe.done) return;
-      if (error) this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
-      else probe.sentAt = sentAt;
+      if (!error) {
+        probe.sentAt = sentAt;
+        probe.sentAfterMonotonic = this.options.clock.now();
+        return;
+      }
+      if (attempt < SEND_ATTEMPTS && isParked(error)) {
+        // Probably another destination's ICMP error, handed to this send: nothing went out, so send again.
+        this.stats.sendRetries++;
+        this.transmit(socket, probe, packet, attempt + 1);
+        return;
+      }
+      if (isBufferFull(error)) {
+        this.stats.unsent++;
+        this.discard(probe, 'send_buffer');
+        return;
+      }
+      this.finish(probe, { kind: 'error', reason: `send failed: ${error.message}` });
     });
+  }
+
+  /**
+   * The kernel's stamp lies between the send and now. Each end is bracketed by two monotonic readings,
+   * so a process descheduled between them (CPU throttling) widens the bounds but never reads as a step.
+   */
+  private clockStepped(socket: IcmpSocket, probe: InFlight): boolean {
+    const readBefore = this.options.clock.now();
+    const spanMs = socket.now() - probe.sentAt!;
+    const readAfter = this.options.clock.now();
+    const shortest = readBefore - probe.sentAfterMonotonic;
+    const longest = readAfter - probe.sentBeforeMonotonic;
+    return spanMs < shortest - CLOCK_STEP_TOLERANCE_MS || spanMs > longest + CLOCK_STEP_TOLERANCE_MS;
+  }
+
+  private discard(probe: InFlight, reason: DiscardReason): void {
+    probe.done = true;
+    this.inFlight.delete(probe.sequence);
+    if (probe.slot.active || this.stopping) this.options.onDiscard?.(probe.slot.target, reason);
   }
 
   private finish(probe: InFlight, outcome: Outcome): void {
@@ -321,6 +477,11 @@ export class Prober {
       return;
     }
     this.stats.matched++;
+    if (this.clockStepped(socket, probe)) {
+      this.stats.clockSteps++;
+      this.discard(probe, 'clock_step');
+      return;
+    }
     const rttMs = receivedAt - probe.sentAt;
     // A reply that arrived after the deadline is loss, even if its timer has not run yet.
     this.finish(probe, rttMs > this.options.timeoutMs ? { kind: 'timeout' } : { kind: 'success', rttSeconds: Math.max(0, rttMs) / 1000 });

@@ -1,4 +1,5 @@
 import { openIcmpSockets, type SocketKind } from '../icmp/open.js';
+import { SocketFailure } from '../icmp/socket.js';
 import type { Clock, Target } from '../types.js';
 import type { EngineEvents, EngineInfo, ProbeSettings } from './engine.js';
 import { Prober } from './prober.js';
@@ -22,7 +23,12 @@ export function startProbing(kind: SocketKind, settings: ProbeSettings, clock: C
     sockets: opened.sockets,
     clock,
     onResult: events.onResult,
-    onSocketError: (family, error) => events.onSocketError(`ICMPv${family} socket: ${error.message}`),
+    onDiscard: (_target, reason) => events.onDiscard?.(reason, 1),
+    onSocketError: (family, error) => {
+      const message = `ICMPv${family} socket: ${error.message}`;
+      if (error instanceof SocketFailure) events.onSocketFailure?.(message);
+      else events.onSocketError(message);
+    },
   });
   let stopping: Promise<void> | undefined;
   return {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { IcmpPermissionError } from '../icmp/socket.js';
 import type { Outcome, Target } from '../types.js';
 import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
+import type { DiscardReason } from './prober.js';
 
 /** Messages between the agent and its probe process. */
 export type ToWorker = { type: 'init'; data: WorkerData } | { type: 'targets'; targets: Target[]; sweep: Target[] } | { type: 'stop' };
@@ -15,6 +16,7 @@ export type FromWorker =
   | { type: 'failed'; name: string; message: string; reason?: string; remedy?: string }
   | { type: 'results'; results: WireResult[] }
   | { type: 'socket-error'; message: string }
+  | { type: 'discarded'; reason: DiscardReason; count: number }
   | { type: 'stopped' };
 
 export interface WorkerData {
@@ -93,6 +95,9 @@ export class ProcessEngine implements ProbeEngine {
             break;
           case 'socket-error':
             this.events.onSocketError(msg.message);
+            break;
+          case 'discarded':
+            this.events.onDiscard?.(msg.reason, msg.count);
             break;
           case 'stopped':
             break;

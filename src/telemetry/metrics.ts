@@ -181,6 +181,16 @@ export function registerAgentGauges(meter: Meter, originNode: string, stats: () 
 }
 
 /** mentat_icmp_socket_errors_total: errors a socket reported outside any probe (the socket stays open). */
+/** Counts probes that ended without a data point (e.g. a wall-clock step during the probe), by reason. */
+export function discardCounter(meter: Meter, originNode: string): (reason: string, count: number) => void {
+  const counter = meter.createCounter('mentat_probes_discarded', {
+    description:
+      'Probes that ended without a data point, by reason: clock_step (the wall clock stepped during the probe, so its RTT was wrong), sequence_space (not sent: 65536 probes were in flight), send_buffer (not sent: the socket buffer was full)',
+  });
+  for (const reason of ['clock_step', 'sequence_space', 'send_buffer']) counter.add(0, { origin_node: originNode, reason });
+  return (reason, count) => counter.add(count, { origin_node: originNode, reason });
+}
+
 export function socketErrorCounter(meter: Meter, originNode: string): () => void {
   const counter = meter.createCounter('mentat_icmp_socket_errors', {
     description: 'Errors an ICMP socket reported outside any probe (poll or receive failures); probing goes on',

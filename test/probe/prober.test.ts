@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decode, internetChecksum, ICMP4_DEST_UNREACHABLE } from '../../src/icmp/packet.js';
 import type { Family, Outcome, Target } from '../../src/types.js';
-import { Prober, effectiveIntervalMs, phaseOf } from '../../src/probe/prober.js';
+import { Prober, SEQUENCE_SPACE, effectiveIntervalMs, phaseOf } from '../../src/probe/prober.js';
 import { ManualClock } from '../support/fake-clock.js';
 import { FakeSocket, ipv4Header } from '../support/fake-socket.js';
 
@@ -14,6 +14,7 @@ function setup(opts: { intervalMs?: number; timeoutMs?: number; families?: Famil
   const sockets = new Map<Family, FakeSocket>();
   for (const f of opts.families ?? [4, 6]) sockets.set(f, new FakeSocket(f, () => clock.now()));
   const results: Array<{ key: string; outcome: Outcome; at: number }> = [];
+  const discards: Array<{ key: string; reason: string }> = [];
   const prober = new Prober({
     intervalMs: opts.intervalMs ?? 1000,
     ...(opts.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: opts.sweepIntervalMs }),
@@ -24,8 +25,9 @@ function setup(opts: { intervalMs?: number; timeoutMs?: number; families?: Famil
     sockets,
     clock,
     onResult: (t, outcome) => results.push({ key: t.key, outcome, at: clock.now() }),
+    onDiscard: (t, reason) => discards.push({ key: t.key, reason }),
   });
-  return { clock, sockets, results, prober, s4: sockets.get(4)!, s6: sockets.get(6)! };
+  return { clock, sockets, results, discards, prober, s4: sockets.get(4)!, s6: sockets.get(6)! };
 }
 
 const t = (key: string, address: string, family: Family = 4): Target => ({ key, name: key, address, family });
@@ -211,6 +213,28 @@ test('sequence numbers wrap without reusing one still in flight', () => {
   assert.equal(new Set(inWindow).size, 100, 'the last interval used distinct sequences');
 });
 
+test('with more probes due than 16 bits of sequence, the excess is counted and not sent: no spin, no reuse', () => {
+  const { clock, s4, results, discards, prober } = setup({ intervalMs: 10_000, timeoutMs: 10_000, families: [4] });
+  const targets = 70_000;
+  prober.setTargets(Array.from({ length: targets }, (_, i) => t(`n${i}`, `198.18.${i >> 8}.${i & 255}`)));
+  clock.advance(10_000 - 1);
+  assert.equal(s4.sent.length, SEQUENCE_SPACE, 'every sequence number in flight at once');
+  assert.equal(new Set(s4.sent.map((s) => sequenceOf(s.packet))).size, SEQUENCE_SPACE, 'none reused while in flight');
+  // Targets whose phase fell due in this first interval: all of them but a few at its very end.
+  const due = Array.from({ length: targets }, (_, i) => phaseOf(i) * 10_000).filter((at) => at <= 10_000 - 1).length;
+  assert.ok(due > targets - 10);
+  assert.equal(discards.length, due - SEQUENCE_SPACE, 'each probe due beyond the 65 536th is counted');
+  assert.ok(discards.every((d) => d.reason === 'sequence_space'));
+  assert.equal(prober.stats.unsent, due - SEQUENCE_SPACE);
+  assert.equal(results.length, 0);
+  // As the first probes time out, their numbers come free and the next round is sent.
+  clock.advance(1000);
+  assert.ok(results.length > 0 && results.every((r) => r.outcome.kind === 'timeout'));
+  assert.ok(s4.sent.length > SEQUENCE_SPACE, 'probing goes on');
+  const inFlight = s4.sent.slice(-SEQUENCE_SPACE).map((s) => sequenceOf(s.packet));
+  assert.equal(new Set(inFlight).size, SEQUENCE_SPACE, 'the latest 65 536 sends use distinct numbers');
+});
+
 test('the packet budget stretches the interval and the prober keeps to it', () => {
   assert.equal(effectiveIntervalMs(1000, 5000, 0), 1000);
   assert.equal(effectiveIntervalMs(1000, 500, 1000), 1000);
@@ -236,6 +260,39 @@ test('the packet budget stretches the interval and the prober keeps to it', () =
   assert.equal(prober.currentIntervalMs, 1000, 'back to the configured interval when the budget allows');
 });
 
+test('the packet budget bounds every probe sent, the sweep included: both schedules stretch alike', () => {
+  assert.equal(effectiveIntervalMs(1000, 40, 50, { targets: 200, intervalMs: 10_000 }), 1200);
+  assert.equal(effectiveIntervalMs(1000, 40, 0, { targets: 200, intervalMs: 10_000 }), 1000);
+  assert.equal(effectiveIntervalMs(1000, 40, 50, { targets: 200, intervalMs: Infinity }), 1000, 'no sweep, no sweep load');
+  const clock = new ManualClock();
+  const socket = new FakeSocket(4, () => clock.now());
+  const prober = new Prober({
+    intervalMs: 1000,
+    sweepIntervalMs: 10_000,
+    maxProbesPerSecond: 50,
+    timeoutMs: 500,
+    payloadBytes: 16,
+    identifier: 1,
+    cookie: new Uint8Array(8),
+    sockets: new Map([[4, socket]]),
+    clock,
+    onResult: () => {},
+  });
+  // 40 a second every interval and 20 a second of sweep: 60 asked for, 50 allowed.
+  prober.setTargets(
+    Array.from({ length: 40 }, (_, i) => t(`p${i}`, `198.18.0.${i}`)),
+    Array.from({ length: 200 }, (_, i) => t(`s${i}`, `198.18.1.${i}`)),
+  );
+  assert.equal(prober.currentIntervalMs, 1200);
+  clock.advance(12_000);
+  const from = socket.sent.length;
+  // Two sweep periods, each stretched to 12 s: every target sends a whole number of times in them.
+  clock.advance(24_000);
+  const sent = socket.sent.slice(from);
+  assert.equal(sent.length, 50 * 24, 'exactly the budget: 50 a second');
+  assert.equal(sent.filter((s) => s.address.startsWith('198.18.1.')).length, 400, 'each swept target twice');
+});
+
 test('swept targets are probed once per sweep interval, spread over it; a target moved to the interval schedule starts over there', () => {
   const { clock, s4, prober } = setup({ sweepIntervalMs: 10_000 });
   const sweep = Array.from({ length: 20 }, (_, i) => t(`s${i}`, `198.18.1.${i}`));
@@ -256,7 +313,7 @@ test('swept targets are probed once per sweep interval, spread over it; a target
   prober.setTargets([t('p', '198.18.0.1'), sweep[0]!], sweep.slice(1));
   clock.advance(5000);
   assert.ok(sentTo(mark).filter((a) => a === '198.18.1.0').length >= 4, 'moved to the interval schedule');
-  assert.equal(prober.currentIntervalMs, 1000, 'the packet budget counts only the interval schedule');
+  assert.equal(prober.currentIntervalMs, 1000, 'without a packet budget nothing stretches');
 });
 
 test("a socket's 'error' event is counted and reported, and probing goes on", () => {
@@ -284,4 +341,159 @@ test("a socket's 'error' event is counted and reported, and probing goes on", ()
   assert.ok(s4.sent.length >= sent + 3, 'still probing every interval');
   assert.equal(results.length, 0);
   void prober;
+});
+
+test('a stall longer than the timeout loses no reply the kernel stamped in time', () => {
+  const { clock, s4, results, prober } = setup({ intervalMs: 1000, timeoutMs: 1000, families: [4] });
+  s4.echoAfterMs = 200;
+  prober.setTargets(Array.from({ length: 100 }, (_, i) => t(`n${i}`, `198.18.2.${i}`)));
+  // The poll phase reads replies every 5 ms while the loop runs.
+  const run = (ms: number) => {
+    for (let elapsed = 0; elapsed < ms; elapsed += 5) {
+      clock.advance(5);
+      s4.deliverQueued();
+    }
+  };
+  run(2000);
+  const beforeStalls = results.length;
+  for (let stall = 0; stall < 5; stall++) {
+    // About 20 probes are in flight when the loop stops; their replies arrive during the stall.
+    clock.stall(1500);
+    // On resuming, timers run before the poll phase.
+    clock.advance(0);
+    s4.deliverQueued();
+    run(1000);
+  }
+  run(2000);
+  assert.ok(results.length - beforeStalls > 500, `probes ended across the stalls: ${results.length - beforeStalls}`);
+  assert.deepEqual(
+    results.filter((r) => r.outcome.kind !== 'success'),
+    [],
+    'no timeout: every reply was stamped 200 ms after its probe',
+  );
+  assert.ok(
+    results.every((r) => r.outcome.kind === 'success' && Math.abs(r.outcome.rttSeconds - 0.2) < 1e-9),
+    'every RTT is the kernel-stamped 200 ms, not the time it was read',
+  );
+  assert.ok(s4.drains > 0, 'expiry drained the socket first');
+});
+
+function errno(code: string, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`sendto: ${message}`), { code });
+}
+
+test('a probe sent after a stall in the middle of a tick waits its whole timeout, by the clock of its send', () => {
+  const { clock, s4, results, prober } = setup({ intervalMs: 1000, timeoutMs: 1000, families: [4] });
+  s4.echoAfterMs = 200;
+  prober.setTargets(Array.from({ length: 10 }, (_, i) => t(`n${i}`, `198.18.3.${i}`)));
+  let stalled = false;
+  // The loop stops (SIGSTOP, a long GC) after the tick read the clock, before one of its sends.
+  s4.beforeSyscall = () => {
+    if (s4.sent.length === 3 && !stalled) {
+      stalled = true;
+      clock.stall(1500);
+    }
+  };
+  for (let elapsed = 0; elapsed < 5000; elapsed += 5) {
+    clock.advance(5);
+    s4.deliverQueued();
+  }
+  assert.ok(stalled);
+  assert.ok(results.length >= 40, `${results.length} probes ended`);
+  assert.deepEqual(
+    results.filter((r) => r.outcome.kind !== 'success'),
+    [],
+    'no timeout: each reply came 200 ms after its send',
+  );
+});
+
+test("an error parked by another destination's ICMP error is retried, not blamed on the next target", () => {
+  const { clock, s4, results, prober } = setup({ families: [4] });
+  prober.setTargets([t('void', '198.18.0.1'), t('ok', '198.18.0.2')]);
+  clock.advance(phaseOf(0) * 1000 + 1);
+  const toVoid = s4.sent.find((s) => s.address === '198.18.0.1')!;
+  // The neighbour of 198.18.0.1 does not answer ARP: the kernel quotes the request in a host unreachable
+  // and parks EHOSTUNREACH on the socket, for whatever is sent next.
+  const quoted = ipv4Header(toVoid.packet.length);
+  quoted.set([198, 18, 0, 1], 16);
+  const icmp = Buffer.concat([Buffer.from([ICMP4_DEST_UNREACHABLE, 1, 0, 0, 0, 0, 0, 0]), quoted, toVoid.packet.subarray(0, 8)]);
+  icmp.writeUInt16BE(internetChecksum(icmp), 2);
+  s4.deliver(Buffer.concat([ipv4Header(icmp.length), icmp]), '198.18.0.254');
+  s4.sendErrors.push(errno('EHOSTUNREACH', 'No route to host'));
+  clock.advance(phaseOf(1) * 1000 - clock.now() + 1);
+  const toOk = s4.sent.filter((s) => s.address === '198.18.0.2');
+  assert.equal(toOk.length, 1, 'the healthy target was probed once, by the retry');
+  s4.deliver(FakeSocket.replyTo(toOk[0]!.packet, 4), '198.18.0.2');
+  assert.deepEqual(
+    results.map((r) => [r.key, r.outcome.kind]),
+    [
+      ['void', 'error'],
+      ['ok', 'success'],
+    ],
+  );
+  assert.equal(prober.stats.sendRetries, 1);
+});
+
+test('a send refused for a full socket buffer is counted, not blamed on its destination', () => {
+  const { clock, s4, results, discards, prober } = setup({ families: [4] });
+  s4.sendErrors.push(errno('EAGAIN', 'Resource temporarily unavailable'));
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(999);
+  assert.equal(results.length, 0);
+  assert.deepEqual(discards, [{ key: 'a', reason: 'send_buffer' }]);
+  clock.advance(1);
+  s4.deliver(FakeSocket.replyTo(s4.sent.at(-1)!.packet, 4), '198.18.0.1');
+  assert.equal(results[0]?.outcome.kind, 'success', 'the next probe goes out');
+});
+
+test('a send that keeps failing is an error of its probe after a bounded number of attempts', () => {
+  const { clock, s4, results, prober } = setup({ families: [4] });
+  s4.sendError = errno('ENETUNREACH', 'Network is unreachable');
+  prober.setTargets([t('a', '198.18.0.1')]);
+  clock.advance(999);
+  assert.deepEqual(
+    results.map((r) => r.outcome),
+    [{ kind: 'error', reason: 'send failed: sendto: Network is unreachable' }],
+  );
+  assert.equal(prober.stats.sendRetries, 2, 'three attempts in all');
+  assert.equal(s4.sent.length, 0);
+});
+
+test('a wall-clock step during a probe records no RTT: the probe is discarded and counted', () => {
+  const { clock, s4, results, discards, prober } = setup({ families: [4] });
+  prober.setTargets([t('a', '198.18.0.1')]);
+  const replyAfter = (ms: number, stepMs: number) => {
+    const sent = s4.sent.at(-1)!;
+    clock.advance(ms / 2);
+    s4.wallOffsetMs += stepMs;
+    clock.advance(ms / 2);
+    s4.deliver(FakeSocket.replyTo(sent.packet, 4), '198.18.0.1');
+    clock.advance(1000 - ms);
+  };
+  clock.advance(0);
+  replyAfter(20, 300); // forward: the realtime RTT reads 320 ms
+  replyAfter(20, -50); // backward: it reads -30 ms, once clamped to a 0 s success
+  replyAfter(20, 0.2); // an NTP slew, not a step
+  s4.deliver(FakeSocket.replyTo(s4.sent.at(-1)!.packet, 4), '198.18.0.1');
+  results.pop();
+  assert.equal(results.length, 1, 'only the probe without a step is recorded');
+  const only = results[0]!.outcome;
+  assert.ok(only.kind === 'success' && Math.abs(only.rttSeconds - 0.0202) < 1e-9, `a slewed RTT stays: ${JSON.stringify(only)}`);
+  assert.deepEqual(discards, [
+    { key: 'a', reason: 'clock_step' },
+    { key: 'a', reason: 'clock_step' },
+  ]);
+  assert.equal(prober.stats.clockSteps, 2);
+  // Descheduled for 80 ms right after the send (CPU throttling): the bounds widen, it is no step.
+  s4.afterSyscall = () => clock.stall(80);
+  clock.advance(1000);
+  s4.afterSyscall = undefined;
+  const sent = s4.sent.at(-1)!;
+  assert.equal(s4.now() - sent.sentAt, 80);
+  clock.advance(20);
+  s4.deliver(FakeSocket.replyTo(sent.packet, 4), '198.18.0.1');
+  assert.equal(results.length, 2);
+  const late = results[1]!.outcome;
+  assert.ok(late.kind === 'success' && Math.abs(late.rttSeconds - 0.1) < 1e-9, `recorded: ${JSON.stringify(late)}`);
+  assert.equal(prober.stats.clockSteps, 2);
 });

@@ -24,6 +24,11 @@ export class ManualClock implements Clock {
     return this.timers.size;
   }
 
+  /** A stalled event loop: time moves on, no timer runs until the next advance. */
+  stall(ms: number): void {
+    this.time += ms;
+  }
+
   /** Moves time forward by `ms`, running every timer that falls due on the way. */
   advance(ms: number): void {
     const end = this.time + ms;
@@ -35,6 +40,7 @@ export class ManualClock implements Clock {
       this.time = Math.max(this.time, next[1].due);
       next[1].fn();
     }
-    this.time = end;
+    // A timer may have stalled the clock past the end.
+    this.time = Math.max(this.time, end);
   }
 }

@@ -14,20 +14,67 @@ export class FakeSocket implements IcmpSocket {
   readonly withIpHeader: boolean;
   readonly kernelOwnsIdentifier = false;
   readonly sent: Sent[] = [];
+  /** Every send fails with this, while set. */
   sendError: Error | undefined;
+  /** The next sends fail with these, one each, before `sendError` applies: a parked asynchronous error. */
+  readonly sendErrors: Error[] = [];
+  /** When set, every request sent is answered: the "kernel" receives the reply this long after the send. */
+  echoAfterMs: number | undefined;
+  /** How far the socket's wall clock is from the test clock: a step moves it. */
+  wallOffsetMs = 0;
+  /** Runs right before the send "syscall". */
+  beforeSyscall: (() => void) | undefined;
+  /** Runs between the send "syscall" and its completion callback. */
+  afterSyscall: (() => void) | undefined;
   closed = false;
+  drains = 0;
   private handler: ((packet: Buffer, source: string, receivedAt: number) => void) | undefined;
+  /** Received by the "kernel", stamped, not yet read by the process. */
+  private readonly queued: Array<{ packet: Buffer; source: string; receivedAt: number }> = [];
 
   constructor(
     readonly family: Family,
-    private readonly now: () => number,
+    private readonly clockNow: () => number,
   ) {
     this.withIpHeader = family === 4;
   }
 
+  now(): number {
+    return this.clockNow() + this.wallOffsetMs;
+  }
+
   send(packet: Buffer, address: string, done: (error: Error | undefined, sentAt: number) => void): void {
-    this.sent.push({ packet: Buffer.from(packet), address, sentAt: this.now() });
-    done(this.sendError, this.now());
+    // The process may stop between its last clock reading and the syscall.
+    this.beforeSyscall?.();
+    const error = this.sendErrors.shift() ?? this.sendError;
+    // As sendto with a parked error: it fails and nothing goes out.
+    if (!error) {
+      this.sent.push({ packet: Buffer.from(packet), address, sentAt: this.now() });
+      if (this.echoAfterMs !== undefined)
+        this.queued.push({ packet: FakeSocket.replyTo(packet, this.family), source: address, receivedAt: this.now() + this.echoAfterMs });
+    }
+    const sentAt = this.now();
+    // The process may be descheduled between the stamp and its return to JS.
+    this.afterSyscall?.();
+    done(error, sentAt);
+  }
+
+  /** The kernel receives a datagram now and stamps it; the process reads it at the next drain (or deliverQueued). */
+  queue(packet: Buffer, source: string): void {
+    this.queued.push({ packet: Buffer.from(packet), source, receivedAt: this.now() });
+  }
+
+  drain(): void {
+    this.drains++;
+    this.deliverQueued();
+  }
+
+  /** The poll phase reading what the kernel has received by now, in the order it arrived. */
+  deliverQueued(): void {
+    const now = this.now();
+    const ready = this.queued.filter((q) => q.receivedAt <= now).sort((a, b) => a.receivedAt - b.receivedAt);
+    this.queued.splice(0, this.queued.length, ...this.queued.filter((q) => q.receivedAt > now));
+    for (const { packet, source, receivedAt } of ready) this.handler?.(packet, source, receivedAt);
   }
 
   onMessage(handler: (packet: Buffer, source: string, receivedAt: number) => void): void {

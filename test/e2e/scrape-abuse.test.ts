@@ -1,0 +1,190 @@
+/**
+ * The metrics port under abuse, on the loopback: 200 clients that trickle-read /metrics beside a
+ * normal scraper. The normal scrapes get 200s, the crowd costs a few collections, every response
+ * ends by its deadline, and a prober on the same event loop keeps its schedule.
+ */
+import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { DEFAULT_BUCKETS_SECONDS } from '../../src/config.js';
+import { Prober } from '../../src/probe/prober.js';
+import { HttpServer } from '../../src/server.js';
+import { MetricsEndpoint } from '../../src/telemetry/exposition.js';
+import { LatencyMetrics } from '../../src/telemetry/metrics.js';
+import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { systemClock, type Target } from '../../src/types.js';
+import { FakeSocket } from '../support/fake-socket.js';
+
+const DESTINATIONS = 3000;
+const SLOW_CLIENTS = 200;
+const DEADLINE_MS = 3000;
+const PROBE_INTERVAL_MS = 100;
+
+function get(agent: Agent, port: number): Promise<{ status: number; bytes: number; ms: number }> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = request({ agent, port, host: '127.0.0.1', path: '/metrics', timeout: 10_000 }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, ms: performance.now() - started }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('scrape timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('200 trickling readers beside a normal scraper: 200s for it, shared collections, bounded responses, probing on time', { timeout: 60_000 }, async (t) => {
+  const telemetry = await Telemetry.create({
+    resource: resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': 'o' }),
+    meterName: 'mentat',
+    maxDestinations: DESTINATIONS,
+  });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: DEFAULT_BUCKETS_SECONDS, withIpFamily: false });
+  for (let i = 0; i < DESTINATIONS; i++) {
+    metrics.record({ key: `n${i}`, name: `node-${i}`, address: '198.18.0.1', family: 4 }, { kind: 'success', rttSeconds: 0.0001 * (1 + (i % 50)) });
+  }
+  let collections = 0;
+  const endpoint = new MetricsEndpoint({
+    collect: () => {
+      collections++;
+      return telemetry.prometheus.collect();
+    },
+    onCollectionErrors: () => {},
+  });
+  const serverErrors: Error[] = [];
+  const server = new HttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: (req, res) => void endpoint.serve(req, res),
+    readiness: () => ({ ready: true, reason: '' }),
+    limits: { responseDeadlineMs: DEADLINE_MS },
+    onError: (err) => serverErrors.push(err),
+  });
+  const port = await server.listen();
+
+  // A prober on this event loop, through a fake socket: its send times show the loop's lag.
+  const socket = new FakeSocket(4, () => systemClock.now());
+  const prober = new Prober({
+    intervalMs: PROBE_INTERVAL_MS,
+    timeoutMs: PROBE_INTERVAL_MS,
+    payloadBytes: 16,
+    identifier: 1,
+    cookie: new Uint8Array(8),
+    sockets: new Map([[4, socket]]),
+    clock: systemClock,
+    onResult: () => {},
+  });
+  const targets: Target[] = Array.from({ length: 20 }, (_, i) => ({ key: `p${i}`, name: `p${i}`, address: `198.18.1.${i}`, family: 4 }));
+  prober.setTargets(targets);
+
+  const normal = new Agent({ keepAlive: true, maxSockets: 1 });
+  const slow: Socket[] = [];
+  /** Settles when each slow client's socket has closed, whenever that was. */
+  const slowClosed: Array<Promise<void>> = [];
+  const timers: NodeJS.Timeout[] = [];
+  t.after(async () => {
+    for (const timer of timers) clearInterval(timer);
+    for (const s of slow) s.destroy();
+    normal.destroy();
+    await prober.stop();
+    await server.close();
+    await telemetry.shutdown();
+  });
+
+  // Prometheus keeps its connection alive from one scrape to the next.
+  const first = await get(normal, port);
+  assert.equal(first.status, 200);
+  const fullBytes = first.bytes;
+  assert.ok(fullBytes > 4_000_000, `an exposition larger than the socket buffers: ${fullBytes} bytes`);
+  const collectionsBefore = collections;
+
+  const startedAt = performance.now();
+  for (let i = 0; i < SLOW_CLIENTS; i++) {
+    const s = connect({ port, host: '127.0.0.1' });
+    s.on('error', () => {});
+    slowClosed.push(new Promise((resolve) => s.once('close', () => resolve())));
+    s.pause();
+    s.write('GET /metrics HTTP/1.1\r\nHost: mentat\r\n\r\n');
+    // One byte every 5 s.
+    timers.push(
+      setInterval(() => {
+        s.read(1);
+      }, 5000),
+    );
+    slow.push(s);
+  }
+
+  const scrapes: Array<{ status: number; bytes: number; ms: number }> = [];
+  while (performance.now() - startedAt < DEADLINE_MS + 3000) {
+    scrapes.push(await get(normal, port));
+    await sleep(250);
+  }
+  const sendsBySlot = new Map<string, number[]>();
+  for (const sent of socket.sent) sendsBySlot.set(sent.address, [...(sendsBySlot.get(sent.address) ?? []), sent.sentAt]);
+  let worstLateMs = 0;
+  for (const times of sendsBySlot.values()) {
+    for (let i = 1; i < times.length; i++) worstLateMs = Math.max(worstLateMs, times[i]! - times[i - 1]! - PROBE_INTERVAL_MS);
+  }
+  const slowest = Math.max(...scrapes.map((s) => s.ms));
+  // Read what the trickling clients were sent: the server ended each response at its deadline (or
+  // refused the connection at the cap), so none of them got a whole exposition.
+  const received = await Promise.all(
+    slow.map((s, i) => {
+      let bytes = 0;
+      s.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      s.resume();
+      return Promise.race([slowClosed[i]!.then(() => bytes), new Promise<number>((resolve) => setTimeout(() => resolve(-1), 10_000).unref())]);
+    }),
+  );
+  const refused = received.filter((b) => b === 0).length;
+  t.diagnostic(
+    `${scrapes.length} normal scrapes, slowest ${slowest.toFixed(0)} ms; ${collections - collectionsBefore} collections for ${scrapes.length + SLOW_CLIENTS} requests; ` +
+      `${refused} trickling clients refused at the cap, ${SLOW_CLIENTS - refused} cut at the deadline after ${Math.max(...received)} bytes at most; ` +
+      `probes at most ${worstLateMs.toFixed(1)} ms late`,
+  );
+  assert.ok(scrapes.length >= 4, `${scrapes.length} normal scrapes`);
+  assert.ok(slowest < 8000, `within a Prometheus scrape timeout: ${slowest} ms`);
+  assert.deepEqual(
+    scrapes.filter((s) => s.status !== 200 || s.bytes < fullBytes * 0.9),
+    [],
+    'every normal scrape is a whole 200',
+  );
+  assert.ok(
+    received.every((bytes) => bytes >= 0 && bytes < fullBytes),
+    'every trickling client was closed by the server before it had everything: refused at the cap, or at its deadline',
+  );
+  assert.ok(refused > 0 && refused < SLOW_CLIENTS, 'the connection cap refused some, not all');
+  assert.ok(collections - collectionsBefore <= scrapes.length + 5, 'the crowd shares collections');
+  assert.ok(worstLateMs < 250, `probing kept its schedule: at most ${worstLateMs.toFixed(1)} ms late`);
+  assert.deepEqual(serverErrors, []);
+});
+
+test('/healthz says why when the agent needs a restart, and an error of the listening socket is reported, not fatal', async (t) => {
+  let failure: string | undefined;
+  const errors: Error[] = [];
+  const server = new HttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: (_req, res) => res.end(),
+    readiness: () => ({ ready: true, reason: '' }),
+    health: () => (failure === undefined ? { ready: true, reason: '' } : { ready: false, reason: failure }),
+    onError: (err) => errors.push(err),
+  });
+  const port = await server.listen();
+  t.after(() => server.close());
+  assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+  failure = 'ICMPv4 socket stopped reading (uv_poll_start failed: bad file descriptor)';
+  const unhealthy = await fetch(`http://127.0.0.1:${port}/healthz`);
+  assert.equal(unhealthy.status, 503);
+  assert.equal(await unhealthy.text(), `unhealthy: ${failure}\n`);
+  // What net.Server emits when accept fails for want of file descriptors.
+  const emfile = Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' });
+  (server as unknown as { server: import('node:http').Server }).server.emit('error', emfile);
+  assert.deepEqual(errors, [emfile]);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 200, 'still serving');
+});
