@@ -16,9 +16,18 @@ import { boundList, describeProblems } from './node.js';
 import { NodeWatch, type NodeWatchOptions } from './node-watch.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 
-/** A change of the node list is published once it has been quiet this long, and at most this late. */
+/** A change of the node list is published once it has been quiet this long, and at most publishMaxDelayMs late. */
 export const PUBLISH_QUIET_MS = 2000;
 export const PUBLISH_MAX_DELAY_MS = 10_000;
+
+/**
+ * Every publication reaches every agent (the index, ~1 KB with its delta): under constant churn
+ * (autoscalers) larger clusters publish less often, 10 s up to 50 000 nodes, 20 s at 100 000, so
+ * 100 000 agents receive ~5 publications a minute, not 6.
+ */
+export function publishMaxDelayMs(nodes: number): number {
+  return Math.max(PUBLISH_MAX_DELAY_MS, nodes / 5);
+}
 /** The writer checks what lies in the API server this often (deleted by hand, overwritten by someone else). */
 export const VERIFY_EVERY_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -53,6 +62,8 @@ export class NodeListController {
   private firstChangeAt: number | undefined;
   private heartbeat: unknown;
   private lastVerifyAt = 0;
+  /** When the index was last written: a publication is a heartbeat too. */
+  private lastIndexAt = -Infinity;
   private stopped = false;
 
   constructor(private readonly options: ControllerOptions) {
@@ -140,16 +151,19 @@ export class NodeListController {
     this.publishTimer = this.heartbeat = this.firstChangeAt = undefined;
   }
 
-  /** Coalesces bursts of node changes into one publication (quiet for 2 s, at most 10 s late). */
+  /** Coalesces bursts of node changes into one publication (quiet for 2 s, at most publishMaxDelayMs late). */
   private schedulePublish(): void {
     const now = this.options.clock.now();
     this.firstChangeAt ??= now;
     if (this.publishTimer !== undefined) this.options.clock.clearTimer(this.publishTimer);
-    const due = Math.min(now + PUBLISH_QUIET_MS, this.firstChangeAt + PUBLISH_MAX_DELAY_MS);
+    const due = Math.min(now + PUBLISH_QUIET_MS, this.firstChangeAt + publishMaxDelayMs(this.entries?.length ?? 0));
     this.publishTimer = this.options.clock.setTimer(() => {
       this.publishTimer = this.firstChangeAt = undefined;
       const entries = this.entries;
-      if (entries) this.enqueue('publish', async () => void (await this.writer.publish(entries)));
+      if (entries)
+        this.enqueue('publish', async () => {
+          if (await this.writer.publish(entries)) this.lastIndexAt = this.options.clock.now();
+        });
     }, due - now);
   }
 
@@ -164,9 +178,15 @@ export class NodeListController {
         this.lastVerifyAt = now;
         this.enqueue('verify', async () => {
           const repaired = await this.writer.verify();
+          this.lastIndexAt = this.options.clock.now();
           if (repaired > 0) this.options.log.warn({ objects: repaired }, 'node-list objects were missing or changed by someone else: rewritten');
         });
-      } else this.enqueue('refresh', () => this.writer.refresh());
+      } else if (now - this.lastIndexAt >= refreshMs / 2) {
+        this.enqueue('refresh', async () => {
+          await this.writer.refresh();
+          this.lastIndexAt = this.options.clock.now();
+        });
+      }
       this.beat();
     }, refreshMs);
   }

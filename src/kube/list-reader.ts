@@ -11,7 +11,7 @@ import type { Clock, NodeEntry } from '../types.js';
 import { CONFIG_MAPS, statusCodeOf, type ObjectClient, type ObjectList } from './api.js';
 import type { KubeClient } from './client.js';
 import { RestartingInformer } from './informer.js';
-import { decodeShard, INDEX_NAME, parseIndex, shardData, shardName, type ConfigMap, type ListIndex } from './node-list.js';
+import { applyDelta, decodeDelta, decodeShard, INDEX_NAME, parseIndex, shardData, shardName, type ConfigMap, type ListIndex } from './node-list.js';
 import { explainApiError } from './node-watch.js';
 
 /**
@@ -54,6 +54,9 @@ export class ListReader {
   private fetching = false;
   private retryMs = RETRY_MIN_MS;
   private stopped = false;
+  /** Shards brought up to date from a delta in the index, and fetched whole: how a change reached this agent. */
+  deltasApplied = 0;
+  shardsFetched = 0;
   /** The last whole list read, for a source that switches back to it. */
   entries: NodeEntry[] | undefined;
 
@@ -134,8 +137,17 @@ export class ListReader {
     if (!changed && this.fetchTimer !== undefined) return;
     if (parsed.index.shards.join() === this.appliedKey) return;
     this.retryMs = RETRY_MIN_MS;
-    // The first list after start is fetched at once (an agent without nodes probes nothing).
-    this.scheduleFetch(this.entries === undefined ? 0 : this.options.random() * FETCH_SPREAD_MS);
+    // The first list after start is fetched at once (an agent without nodes probes nothing), and so is
+    // a change that the index carries whole (no GET); shard GETs of many agents are spread.
+    const now = this.entries === undefined || this.deltaCovers(parsed.index);
+    this.scheduleFetch(now ? 0 : this.options.random() * FETCH_SPREAD_MS);
+  }
+
+  /** Whether the index's delta brings every shard that changed from what this agent holds. */
+  private deltaCovers(index: ListIndex): boolean {
+    const delta = index.delta === undefined ? undefined : decodeDelta(index.delta);
+    if (!delta) return false;
+    return index.shards.every((hash, i) => this.have.get(i)?.hash === hash || (this.have.has(i) && delta.base.get(i) === this.have.get(i)!.hash));
   }
 
   private scheduleFetch(delayMs: number): void {
@@ -152,9 +164,19 @@ export class ListReader {
     if (this.fetching || !index || this.stopped) return;
     this.fetching = true;
     try {
+      const delta = index.delta === undefined ? undefined : decodeDelta(index.delta);
       for (const [i, hash] of index.shards.entries()) {
-        if (this.have.get(i)?.hash === hash) continue;
+        const had = this.have.get(i);
+        if (had?.hash === hash) continue;
+        // The change rides on the index: applied to the shard it was made on, it must give the hash the index names.
+        const applied = delta && had && delta.base.get(i) === had.hash ? applyDelta(had.entries, delta, i) : undefined;
+        if (applied?.hash === hash) {
+          this.have.set(i, applied);
+          this.deltasApplied++;
+          continue;
+        }
         this.have.set(i, { hash, entries: await this.fetchShard(i, hash) });
+        this.shardsFetched++;
       }
       if (this.stopped || this.index !== index) return;
       this.appliedKey = index.shards.join();

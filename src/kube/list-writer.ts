@@ -6,9 +6,11 @@
  * whether this replica still leads: one that no longer does writes nothing.
  */
 import type { NodeEntry } from '../types.js';
+import { sameEntry } from './node.js';
 import { CONFIG_MAPS, KubeApiError, type ObjectClient } from './api.js';
 import { microTime } from './leader-election.js';
 import {
+  encodeDelta,
   encodeShard,
   INDEX_NAME,
   indexObject,
@@ -49,6 +51,8 @@ export class ListWriter {
   /** What this writer last wrote, per shard: base64 data and content hash. */
   private shards: Array<{ data: string; hash: string } | undefined> = [];
   private index: ListIndex | undefined;
+  /** The list last published, by name: the next publication's delta is the difference. */
+  private last: Map<string, NodeEntry> | undefined;
 
   constructor(private readonly options: ListWriterOptions) {}
 
@@ -56,6 +60,7 @@ export class ListWriter {
   reset(): void {
     this.shards = [];
     this.index = undefined;
+    this.last = undefined;
   }
 
   get published(): ListIndex | undefined {
@@ -68,20 +73,23 @@ export class ListWriter {
    */
   async publish(entries: readonly NodeEntry[]): Promise<boolean> {
     const encoded = shardEntries(entries).map((b) => encodeShard(b));
-    let changed = false;
+    const base = new Map<number, string>();
     for (const [i, shard] of encoded.entries()) {
-      if (this.shards[i]?.hash === shard.hash) continue;
+      const before = this.shards[i];
+      if (before?.hash === shard.hash) continue;
       await this.write(shardName(i), (rv) => shardObject(this.options.namespace, i, shard.data, rv));
+      if (before) base.set(i, before.hash);
       this.shards[i] = shard;
-      changed = true;
     }
     const hashes = encoded.map((s) => s.hash);
-    if (!changed && this.index && this.index.nodes === entries.length && hashes.every((h, i) => this.index!.shards[i] === h)) return false;
-    await this.writeIndex(hashes, entries.length);
+    if (base.size === 0 && this.index && this.index.nodes === entries.length && hashes.every((h, i) => this.index!.shards[i] === h)) return false;
+    const delta = this.last && base.size > 0 ? encodeDelta({ base, ...diff(this.last, entries) }) : undefined;
+    await this.writeIndex(hashes, entries.length, delta);
+    this.last = new Map(entries.map((e) => [e.name, e]));
     return true;
   }
 
-  /** The heartbeat: the same index, renewed. */
+  /** The heartbeat: the same index, renewed (without its delta: every agent has had it, or fetches the shards). */
   async refresh(): Promise<void> {
     if (this.index) await this.writeIndex(this.index.shards, this.index.nodes);
   }
@@ -105,13 +113,14 @@ export class ListWriter {
     return repaired;
   }
 
-  private async writeIndex(shards: readonly string[], nodes: number): Promise<void> {
+  private async writeIndex(shards: readonly string[], nodes: number, delta?: string): Promise<void> {
     const index: ListIndex = {
       v: WIRE_VERSION,
       shards,
       nodes,
       refreshS: refreshSecondsFor(nodes, this.options.leaseDurationMs),
       renewed: microTime(this.options.wallNow()),
+      ...(delta === undefined ? {} : { delta }),
     };
     await this.write(INDEX_NAME, (rv) => indexObject(this.options.namespace, index, rv));
     this.index = index;
@@ -133,4 +142,14 @@ export class ListWriter {
       }
     }
   }
+}
+
+/** Entries added or changed, and names removed, from one list to the next. */
+function diff(before: ReadonlyMap<string, NodeEntry>, after: readonly NodeEntry[]): { upsert: NodeEntry[]; remove: string[] } {
+  const upsert = after.filter((e) => {
+    const old = before.get(e.name);
+    return !old || !sameEntry(old, e);
+  });
+  const names = new Set(after.map((e) => e.name));
+  return { upsert, remove: [...before.keys()].filter((n) => !names.has(n)) };
 }

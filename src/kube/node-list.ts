@@ -52,6 +52,11 @@ export interface ListIndex {
   readonly refreshS: number;
   /** Changes with every refresh, so that a live writer is seen as one. */
   readonly renewed: string;
+  /**
+   * What changed since the list before (encodeDelta), when it was small: an agent that holds the
+   * shards it names as `base` applies it instead of fetching them. Absent on a refresh.
+   */
+  readonly delta?: string;
 }
 
 export interface ConfigMap extends KubeObject {
@@ -81,12 +86,14 @@ export function parseIndex(cm: ConfigMap | undefined): { index: ListIndex; refre
     return { problem: `${INDEX_KEY} names ${String(nodes).slice(0, 20)} nodes (at most ${LIST_BOUNDS.maxNodes})` };
   }
   const saneRefresh = typeof refreshS === 'number' && refreshS >= READ_BOUNDS.minRefreshS && refreshS <= READ_BOUNDS.maxRefreshS;
+  const delta = raw.delta;
   const index: ListIndex = {
     v: WIRE_VERSION,
     shards: shards as string[],
     nodes,
     refreshS: saneRefresh ? refreshS : 0,
     renewed: typeof renewed === 'string' ? renewed.slice(0, 64) : '',
+    ...(typeof delta === 'string' ? { delta } : {}),
   };
   return saneRefresh ? { index } : { index, refreshIgnored: typeof refreshS === 'number' ? refreshS : NaN };
 }
@@ -127,11 +134,16 @@ const contentHash = (json: string | Buffer): string => createHash('sha256').upda
 
 /** A shard's gzipped JSON (base64, as a ConfigMap holds it), and its content hash (what the index names). */
 export function encodeShard(entries: readonly NodeEntry[]): { data: string; hash: string } {
-  const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const wire: WireEntry[] = sorted.map((e) => [e.name, e.zone ?? null, STATE_CODE[e.state], e.createdAtS ?? null, e.addresses.map((a) => [a.type, a.address])]);
-  const json = JSON.stringify({ v: WIRE_VERSION, nodes: wire });
+  const json = shardJson(entries);
   return { data: gzipSync(json, { level: 9 }).toString('base64'), hash: contentHash(json) };
 }
+
+function shardJson(entries: readonly NodeEntry[]): string {
+  const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return JSON.stringify({ v: WIRE_VERSION, nodes: sorted.map(wireOf) });
+}
+
+const wireOf = (e: NodeEntry): WireEntry => [e.name, e.zone ?? null, STATE_CODE[e.state], e.createdAtS ?? null, e.addresses.map((a) => [a.type, a.address])];
 
 /**
  * Reads a shard that must hash to `hash`. Sizes are bounded before each step (base64 text,
@@ -175,6 +187,63 @@ function entryOfWire(item: unknown): NodeEntry | undefined {
     ...(typeof zone === 'string' && zone.length <= 63 ? { zone } : {}),
     ...(typeof created === 'number' && Number.isSafeInteger(created) ? { createdAtS: created } : {}),
   };
+}
+
+/** Changes from one list to the next: per shard, the hash they apply to; entries added or changed; names removed. */
+export interface ListDelta {
+  readonly base: ReadonlyMap<number, string>;
+  readonly upsert: readonly NodeEntry[];
+  readonly remove: readonly string[];
+}
+
+/** Past this, a delta is left out of the index: every agent receives the index, and agents fetch the shards instead. */
+export const MAX_DELTA_CHARS = 8 * 1024;
+
+/** A delta as the index carries it (gzipped JSON, base64), or undefined when it would be larger than MAX_DELTA_CHARS. */
+export function encodeDelta(delta: ListDelta): string | undefined {
+  const wire = {
+    base: Object.fromEntries(delta.base),
+    upsert: delta.upsert.map(wireOf),
+    remove: delta.remove,
+  };
+  const text = gzipSync(JSON.stringify(wire), { level: 9 }).toString('base64');
+  return text.length <= MAX_DELTA_CHARS ? text : undefined;
+}
+
+/** Reads a delta; undefined when it is not one (the agent then fetches the shards). Bounded like a shard, by the index's own size. */
+export function decodeDelta(text: string): ListDelta | undefined {
+  try {
+    if (text.length > MAX_DELTA_CHARS) return undefined;
+    const raw = JSON.parse(gunzipSync(Buffer.from(text, 'base64'), { maxOutputLength: 16 * MAX_DELTA_CHARS }).toString('utf8')) as {
+      base?: unknown;
+      upsert?: unknown;
+      remove?: unknown;
+    } | null;
+    if (typeof raw?.base !== 'object' || raw.base === null || !Array.isArray(raw.upsert) || !Array.isArray(raw.remove)) return undefined;
+    const base = new Map<number, string>();
+    for (const [k, v] of Object.entries(raw.base as Record<string, unknown>)) {
+      const i = Number(k);
+      if (!Number.isInteger(i) || i < 0 || i >= SHARD_COUNT || typeof v !== 'string' || !HASH.test(v)) return undefined;
+      base.set(i, v);
+    }
+    const upsert = (raw.upsert as unknown[]).map(entryOfWire);
+    if (upsert.some((e) => e === undefined) || !(raw.remove as unknown[]).every((n) => typeof n === 'string' && n.length <= 253)) return undefined;
+    return { base, upsert: upsert as NodeEntry[], remove: raw.remove as string[] };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One shard's entries after a delta, and its hash: the agent accepts the result only if the hash is
+ * the one the index names, so a delta can never make a list the writer did not publish.
+ */
+export function applyDelta(entries: readonly NodeEntry[], delta: ListDelta, shard: number): { entries: NodeEntry[]; hash: string } {
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  for (const name of delta.remove) if (shardOf(name, SHARD_COUNT) === shard) byName.delete(name);
+  for (const e of delta.upsert) if (shardOf(e.name, SHARD_COUNT) === shard) byName.set(e.name, e);
+  const next = [...byName.values()];
+  return { entries: next, hash: contentHash(shardJson(next)) };
 }
 
 /** Which of `count` shards a node's entry lives in: by a hash of its name, so a change touches one shard. */

@@ -56,6 +56,11 @@ export class NodeSource {
     this.mode = options.published ? 'published' : 'direct';
   }
 
+  /** Shards this agent brought up to date from the index's deltas (a change that cost it no GET). */
+  get deltasApplied(): number {
+    return this.reader?.deltasApplied ?? 0;
+  }
+
   get server(): string {
     return this.options.kubeConfig.getCurrentCluster()?.server ?? '(no cluster)';
   }

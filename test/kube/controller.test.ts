@@ -45,6 +45,12 @@ test('one replica leads and publishes; agents read the list and never Nodes; a b
   );
   assert.ok(sumLoad(after, { user: CONTROLLER_USER, resource: 'configmaps', kind: 'update' }).requests <= SHARD_COUNT + 3, 'shards, then the index');
   t.diagnostic(`20 nodes added at once reached 3 agents in ${Date.now() - startedAt} ms`);
+  // The change rode on the index: no agent fetched a shard for it.
+  const shardGets = parts.server.requests.filter(
+    (r) => r.user === AGENT_USER && r.at >= startedAt && r.kind === 'get' && r.name?.startsWith(`${INDEX_NAME}-`),
+  ).length;
+  assert.equal(shardGets, 0, `agents applied the delta in the index instead of fetching shards: ${shardGets} shard GETs`);
+  for (const a of agents) assert.ok(a.source.deltasApplied > 0, `${a.name} applied a delta`);
   parts.server.deleteNode(names[29]!);
   await waitFor(() => agents.every((a) => !a.known().includes(names[29]!)), 15_000, 'a deleted node leaves every list');
 });

@@ -3,7 +3,20 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { decodeShard, encodeShard, parseIndex, READ_BOUNDS, SHARD_COUNT, shardOf, type ConfigMap } from '../../src/kube/node-list.js';
+import {
+  applyDelta,
+  decodeDelta,
+  decodeShard,
+  encodeDelta,
+  encodeShard,
+  MAX_DELTA_CHARS,
+  parseIndex,
+  READ_BOUNDS,
+  SHARD_COUNT,
+  shardEntries,
+  shardOf,
+  type ConfigMap,
+} from '../../src/kube/node-list.js';
 import type { NodeEntry } from '../../src/types.js';
 
 const hashOf = (json: string) => createHash('sha256').update(json).digest('base64url').slice(0, 16);
@@ -116,3 +129,51 @@ test('a refresh period outside 1-300 s is ignored and reported; a sane one is ke
   const sane = parseIndex(cm({ v: 2, shards: goodShards, nodes: 3, refreshS: 30, renewed: 't' }));
   assert.ok('index' in sane && sane.index.refreshS === 30 && sane.refreshIgnored === undefined);
 });
+
+test('a delta carries a change; applied to the shard it was made on it gives the hash the index names, and nothing else does', () => {
+  const before: NodeEntry[] = Array.from({ length: 200 }, (_, i) => ({
+    name: `n${i}`,
+    state: 'active',
+    addresses: [{ type: 'InternalIP', address: `10.0.${i >> 8}.${i & 255}` }],
+  }));
+  const after: NodeEntry[] = [
+    ...before.filter((e) => e.name !== 'n7'),
+    { name: 'n-new', state: 'active', addresses: [{ type: 'InternalIP', address: '10.9.9.9' }] },
+  ];
+  after[3] = { ...after[3]!, state: 'cordoned' };
+  const shardsBefore = shardEntries(before);
+  const shardsAfter = shardEntries(after).map((b) => encodeShard(b));
+  const base = new Map<number, string>();
+  for (const [i, s] of shardsAfter.entries()) if (s.hash !== encodeShard(shardsBefore[i]!).hash) base.set(i, encodeShard(shardsBefore[i]!).hash);
+  assert.ok(base.size >= 2 && base.size <= 3, `one change per shard touched: ${base.size}`);
+  const text = encodeDelta({ base, upsert: [after.find((e) => e.name === 'n-new')!, after[3]], remove: ['n7'] })!;
+  assert.ok(text.length < 400, `a few changes are a few hundred bytes: ${text.length}`);
+  const delta = decodeDelta(text)!;
+  for (const i of base.keys()) assert.equal(applyDelta(shardsBefore[i]!, delta, i).hash, shardsAfter[i]!.hash, `shard ${i} rebuilt`);
+  // Applied to another shard's content, or forged to say something else, it does not give the announced hash.
+  const forged = decodeDelta(encodeDelta({ base, upsert: [{ ...after[3], addresses: [{ type: 'InternalIP', address: '10.6.6.6' }] }], remove: ['n7'] })!)!;
+  const changedShard = shardOf(after[3].name, SHARD_COUNT);
+  assert.notEqual(applyDelta(shardsBefore[changedShard]!, forged, changedShard).hash, shardsAfter[changedShard]!.hash, 'a forged change is refused');
+  const other = [...base.keys()].find((i) => i !== changedShard)!;
+  assert.notEqual(applyDelta(shardsBefore[other]!, delta, changedShard).hash, shardsAfter[changedShard]!.hash, "another shard's content does not pass");
+  // Too many changes for the index: none (agents fetch the shards).
+  const many = Array.from({ length: 2000 }, (_, i) => ({
+    name: `big-${i}-${'x'.repeat(40)}`,
+    state: 'active' as const,
+    addresses: [{ type: 'InternalIP', address: `10.1.${i >> 8}.${i & 255}` }],
+  }));
+  assert.equal(encodeDelta({ base, upsert: many, remove: [] }), undefined);
+});
+
+const hostileDeltas: Array<[string, string]> = [
+  ['not base64 gzip', 'not-a-delta'],
+  ['a base of shard 99', gzipSync(JSON.stringify({ base: { 99: 'abcdefghABCDEFGH' }, upsert: [], remove: [] })).toString('base64')],
+  ['a malformed entry', gzipSync(JSON.stringify({ base: {}, upsert: [['x', null, 'zz', null, []]], remove: [] })).toString('base64')],
+  ['a bomb', gzipSync(Buffer.alloc(10 * 1024 * 1024, 0x20)).toString('base64')],
+  ['past the size', 'A'.repeat(MAX_DELTA_CHARS + 1)],
+];
+for (const [what, text] of hostileDeltas) {
+  test(`a delta with ${what} is not one: the agent fetches the shards`, () => {
+    assert.equal(decodeDelta(text), undefined);
+  });
+}
