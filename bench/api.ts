@@ -42,19 +42,24 @@ export interface ApiParams {
   apiFollowers: number;
   /** Each agent's CPU limit in millicores, as a pod's limits.cpu (the DaemonSet's is 200); 0: none. */
   apiCpuLimitM: number;
+  /** V8 heaps (--max-old-space-size, MiB) of the followers and the controllers instead of the manifests'; undefined: as shipped. */
+  apiHeapMiB?: { agent: number; controller: number } | undefined;
 }
 
 /** The largest size the section runs (the issue's goal), and the largest with a direct-mode agent (it watches every Node and re-plans on each update). */
 export const API_MAX_NODES = 100_000;
 const DIRECT_MAX = 5000;
 
-export function apiParams(quick: boolean, sizes: readonly number[] | undefined, cpuLimitM = 0): ApiParams {
+export function apiParams(quick: boolean, sizes: readonly number[] | undefined, cpuLimitM = 0, heapMiB?: readonly number[]): ApiParams {
   const p: ApiParams = {
     apiSizes: sizes ? [...sizes] : quick ? [100, 1000] : [100, 1000, 5000],
     apiWindowSeconds: quick ? 30 : 60,
     apiFollowers: 3,
     apiCpuLimitM: cpuLimitM,
+    apiHeapMiB: heapMiB ? { agent: heapMiB[0]!, controller: heapMiB[1]! } : undefined,
   };
+  if (heapMiB && (heapMiB.length !== 2 || !heapMiB.every((h) => Number.isInteger(h) && h >= 16)))
+    throw new Error(`--api-heap: ${heapMiB.join(',')} is not AGENT_MIB,CONTROLLER_MIB (whole MiB, at least 16 each)`);
   if (!Number.isInteger(p.apiCpuLimitM) || p.apiCpuLimitM < 0) throw new Error(`--api-cpu-limit: ${cpuLimitM} is not a whole number of millicores`);
   for (const n of p.apiSizes)
     if (!Number.isInteger(n) || n < p.apiFollowers + 1 || n > API_MAX_NODES)
@@ -163,6 +168,7 @@ export interface ApiResult {
   heartbeatPeriodMs: number;
   /** The agents' CPU limit, millicores; 0: none. */
   cpuLimitM: number;
+  heapMiB?: { agent: number; controller: number } | undefined;
   notes: string[];
 }
 
@@ -254,6 +260,8 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     progress(`api: ${n} nodes created in ${fmt(createSeconds)} s; the API server holds ${fmt(apiServerRssMiB)} MiB`);
     await call({ op: 'heartbeats', periodMs: KUBELET_STATUS_PERIOD_MS });
     let port = 2340;
+    const heap = (env: Record<string, string>, mib: number | undefined): Record<string, string> =>
+      mib === undefined ? env : { ...env, NODE_OPTIONS: (env['NODE_OPTIONS'] ?? '').replace(/--max-old-space-size=\d+/, `--max-old-space-size=${mib}`) };
     const start = async (label: string, user: string, env: Record<string, string>): Promise<Proc> => {
       const kubeconfig = await call<string>({ op: 'kubeconfig', user });
       const t = Date.now();
@@ -267,13 +275,16 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
       const p = await start(
         label,
         user,
-        daemonSetEnv({ NODE_NAME: nodeName, POD_NAME: `mentat-${nodeName}`, ...(published ? { POD_NAMESPACE: NAMESPACE } : {}) }),
+        heap(
+          daemonSetEnv({ NODE_NAME: nodeName, POD_NAME: `mentat-${nodeName}`, ...(published ? { POD_NAMESPACE: NAMESPACE } : {}) }),
+          params.apiHeapMiB?.agent,
+        ),
       );
       limits?.limit(p.m.pid);
       return p;
     };
     const controller = (label: string, user: string, pod: string): Promise<Proc> =>
-      start(label, user, controllerEnv({ POD_NAME: pod, POD_NAMESPACE: NAMESPACE, NODE_NAME: 'control-plane' }));
+      start(label, user, heap(controllerEnv({ POD_NAME: pod, POD_NAMESPACE: NAMESPACE, NODE_NAME: 'control-plane' }), params.apiHeapMiB?.controller));
     const load = (): Promise<LoadSnapshot> => call<LoadSnapshot>({ op: 'load' });
     const costSince = async (p: Proc): Promise<StartCost> => ({ ...trafficOf(await load(), p.user), ms: Date.now() - p.t0 });
     const readyCost = async (p: Proc, timeoutMs = 300_000): Promise<StartCost> => {
@@ -476,7 +487,10 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
       notes,
     };
   } catch (err) {
-    throw new Error(`${(err as Error).message.split('\n')[0]!.slice(0, 300)} (after ${fmt((Date.now() - t0) / 1000)} s)`, { cause: err });
+    const message = (err as Error).message;
+    // The first line, and a fatal V8 error from the log if there is one (a heap limit reached).
+    const fatal = /FATAL ERROR[^\n]*/.exec(message)?.[0];
+    throw new Error(`${message.split('\n')[0]!.slice(0, 300)}${fatal ? ` (${fatal})` : ''} (after ${fmt((Date.now() - t0) / 1000)} s)`, { cause: err });
   } finally {
     await Promise.all(procs.map((p) => p.m.stop()));
     rpc.close();
@@ -517,6 +531,7 @@ export async function api(ctx: Ctx, params: ApiParams): Promise<ApiResult> {
     windowSeconds: params.apiWindowSeconds,
     heartbeatPeriodMs: KUBELET_STATUS_PERIOD_MS,
     cpuLimitM: params.apiCpuLimitM,
+    heapMiB: params.apiHeapMiB,
     notes,
   };
 }
@@ -646,7 +661,10 @@ export function apiReport(r: ApiResult): string {
       `Only what the server sends is counted; request bodies (the controller's writes) are not. ` +
       (r.cpuLimitM > 0
         ? `Each agent ran in a cgroup with a CPU quota of ${r.cpuLimitM}m (--api-cpu-limit).`
-        : 'No CPU limit (the DaemonSet sets 200m: --api-cpu-limit 200 applies it to the agents). The machine is shared (2 cores): CPU and time figures are noisy.'),
+        : 'No CPU limit (the DaemonSet sets 200m: --api-cpu-limit 200 applies it to the agents). The machine is shared (2 cores): CPU and time figures are noisy. ') +
+      (r.heapMiB
+        ? `V8 heaps NOT as shipped (--api-heap): --max-old-space-size=${r.heapMiB.agent} for the followers, ${r.heapMiB.controller} for the controllers.`
+        : 'V8 heaps as shipped (the DaemonSet: --max-old-space-size=64; the controller: 160).'),
     '',
   );
   out.push('### Per process', '');

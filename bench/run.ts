@@ -46,6 +46,7 @@ const { values: args } = parseArgs({
     'api-sizes': { type: 'string' },
     'api-cpu-limit': { type: 'string' },
     'cluster-sizes': { type: 'string' },
+    'api-heap': { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
     render: { type: 'string' },
@@ -63,6 +64,7 @@ if (args.help) {
       "  --shipped-nodes  nodes of the scale section's agent as shipped (default 5000; 0: no such row)",
       '  --api-sizes      node counts of the API section (default 100,1000,5000; --quick: 100,1000)',
       "  --api-cpu-limit  run each agent of the API section under this CPU limit, millicores (the DaemonSet's: 200); default none",
+      "  --api-heap A,C   the API section's followers and controllers with these V8 heaps (--max-old-space-size, MiB) instead of the manifests'",
       '  --cluster-sizes  node counts of the cluster simulation (default 100,1000,5000; up to 100000)',
       '  --profile        run every mentat of the accuracy, cost and full-mesh runs with --cpu-prof and summarise the profiles',
       '  --out            where latest.md and latest.json go (default bench/results)',
@@ -84,7 +86,7 @@ const COST = costParams(QUICK);
 const SCALE = scaleParams(QUICK, numbers(args.sizes), args['shipped-nodes'] === undefined ? undefined : Number(args['shipped-nodes']));
 const CLUSTER_SIZES = numbers(args['cluster-sizes']) ?? [100, 1000, 5000];
 for (const n of CLUSTER_SIZES) if (!Number.isInteger(n) || n < 2 || n > 100_000) throw new Error(`--cluster-sizes: ${n} is not 2..100000`);
-const API = apiParams(QUICK, numbers(args['api-sizes']), args['api-cpu-limit'] === undefined ? 0 : Number(args['api-cpu-limit']));
+const API = apiParams(QUICK, numbers(args['api-sizes']), args['api-cpu-limit'] === undefined ? 0 : Number(args['api-cpu-limit']), numbers(args['api-heap']));
 /** Every section's parameters, as latest.json records them. */
 const P = { ...ACCURACY, ...COST, ...SCALE, ...API, clusterSizes: CLUSTER_SIZES };
 
