@@ -249,7 +249,7 @@ async function measure(ctx: Ctx, params: ApiParams, n: number): Promise<ApiRow> 
     execFileSync('ip', ['-n', ctx.farm.ns, 'route', 'replace', 'blackhole', SYNTHETIC_NET]);
     if (n > ctx.farmAddresses.length)
       notes.push(
-        `${n - ctx.farmAddresses.length} of the ${n} Nodes have an address in ${SYNTHETIC_NET} that nothing answers (the farm holds ${ctx.farmAddresses.length}): probes to them time out, which costs a follower no API traffic.`,
+        `${n - ctx.farmAddresses.length} of the ${n} Nodes have an address in ${SYNTHETIC_NET} that nothing answers (the farm holds ${ctx.farmAddresses.length}): probes to them time out, which costs a follower no API traffic, but most of its peers and swept nodes time out, so it has more suspects and outliers (and their probes) than in a healthy cluster: its CPU here is an upper bound.`,
       );
     progress(`api: ${n} nodes: creating the Nodes`);
     const names = Array.from({ length: n }, (_, i) => `node-${String(i).padStart(6, '0')}`);
@@ -634,8 +634,9 @@ export function apiBudgets(r: ApiResult): BudgetRow[] {
     ],
     [
       `a change reaches every agent at ${at}: ≤ ${API_BUDGET.changeMs / 1000} s`,
-      `${fmt(row.change.ms / 1000, 1)} s (one join, ${row.followers.length} followers); after a minute of churn ${fmt(row.churn.settleMs / 1000, 1)} s more`,
-      ok(row.change.ms <= API_BUDGET.changeMs),
+      `${fmt(row.change.ms / 1000, 1)} s for one join (${row.followers.length} followers); the last change of a minute of churn ${fmt(row.churn.settleMs / 1000, 1)} s after the churn ended`,
+      // Under churn the last change counts too: it reached every follower settleMs after the churn window (and ~1 s after the change).
+      ok(row.change.ms <= API_BUDGET.changeMs && row.churn.settleMs <= API_BUDGET.changeMs),
     ],
     [
       `a rolling restart of every agent at ${at}: ≤ ${bytes(API_BUDGET.rollingRestartBytes, 0)}, served from the watch cache`,
@@ -671,7 +672,7 @@ export function apiReport(r: ApiResult): string {
       `watches Nodes and writes ${SHARD_COUNT} gzipped shard ConfigMaps and the index \`${INDEX_NAME}\`, rewritten every refresh period), a second replica on standby, ` +
       `and ${r.rows[0]?.followers.length ?? 3} followers with the DaemonSet's environment (they watch the index and GET the shards that changed). ` +
       `Steady state: a ${r.windowSeconds} s window once everything was ready, the followers scraped every ${SCRAPE_EVERY_MS / 1000} s. ` +
-      `Churn: a window as long with one join or leave per second (a node joins, leaves the next second). ` +
+      `Churn: a window as long with one join or leave per second (a new node joins, the next second one of the first nodes leaves). ` +
       `Start: from the process start until /readyz answered 200 (the leader: until it had published every node). ` +
       `Handover: the leader restarted; from its SIGTERM until the standby held the lease and had published. ` +
       `Only what the server sends is counted; request bodies (the controller's writes) are not. ` +
