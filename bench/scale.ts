@@ -19,11 +19,12 @@ import { makeRealisticNode } from '../test/support/fake-apiserver.js';
 import { progress, REPO, type Ctx } from './context.js';
 import { daemonSetEnv, SHIPPED_RUNTIME_ENV } from './daemonset.js';
 import type { ScrapeResult } from './http-client.js';
-import { readProc, readThreadCpu, threadCpuDelta } from './proc.js';
+import { readProc } from './proc.js';
 import { formatProfile, summariseProfile, type ProfileSummary } from './profile.js';
 import { mib, ok, type BudgetRow } from './report.js';
 import { fmt, median, table } from './stats.js';
 import { startMentat, sumOf, type Mentat } from './tools.js';
+import { MeasurementWindow, readTree, type WindowReading } from './window.js';
 
 export interface ScaleParams {
   /** Targets of the full-mesh rows; 1 target: the agent's floor (Node, the dependencies, discovery, one series). */
@@ -69,9 +70,6 @@ export const SCALE_BUDGET = new Map<number, { cores: number; rssMiB: number; met
 
 /** The agent as shipped, at 5000 nodes: cores with a scrape every 15 s, and the slowest /metrics. */
 export const SHIPPED_BUDGET = { cores: 0.05, metricsMs: 100 };
-
-/** CLOCK_MONOTONIC in µs: the clock of V8's CPU profiles. */
-const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /** One full-mesh row. */
 export interface ScaleRow {
@@ -173,7 +171,7 @@ export interface ScaleResult {
   layers: Array<{ label: string; rssKiB: number; anonKiB: number }>;
 }
 
-const AGENT_BUT_KUBE = "await import('pino'); await import('convict'); await import('./dist/src/agent.js'); await import('./dist/src/probe/inline-engine.js');";
+const AGENT_BUT_KUBE = "await import('pino'); await import('./dist/src/agent.js'); await import('./dist/src/probe/inline-engine.js');";
 /** Each layer loads everything the one before it does; the code runs as an ES module in the repository. */
 const LAYERS: ReadonlyArray<readonly [label: string, code: string]> = [
   ['a bare Node', ''],
@@ -213,8 +211,14 @@ async function layerMemory(notes: string[]): Promise<ScaleResult['layers']> {
   return out;
 }
 
-function perDestination(s: ScrapeResult): Map<string, { all: number; timeout: number; error: number }> {
-  const m = new Map<string, { all: number; timeout: number; error: number }>();
+interface ProbeCounts {
+  all: number;
+  timeout: number;
+  error: number;
+}
+
+function perDestination(s: ScrapeResult): Map<string, ProbeCounts> {
+  const m = new Map<string, ProbeCounts>();
   for (const x of s.samples) {
     if (x.name !== 'node_latency_probes_total') continue;
     const d = x.labels['destination_node']!;
@@ -225,6 +229,22 @@ function perDestination(s: ScrapeResult): Map<string, { all: number; timeout: nu
     if (x.labels['result'] === 'error') e.error += x.value;
   }
   return m;
+}
+
+/** Probes counted between two scrapes: totals, and the least and most of one destination (destinations with none: missed). */
+function probeDelta(before: Map<string, ProbeCounts>, after: Map<string, ProbeCounts>) {
+  const delta = { probes: 0, timeouts: 0, errors: 0, perMin: Infinity, perMax: 0, missed: 0 };
+  for (const [dest, now] of after) {
+    const then = before.get(dest) ?? { all: 0, timeout: 0, error: 0 };
+    const n = now.all - then.all;
+    delta.probes += n;
+    delta.timeouts += now.timeout - then.timeout;
+    delta.errors += now.error - then.error;
+    delta.perMin = Math.min(delta.perMin, n);
+    delta.perMax = Math.max(delta.perMax, n);
+    if (n === 0) delta.missed++;
+  }
+  return { ...delta, perMin: delta.perMin === Infinity ? 0 : delta.perMin };
 }
 
 const nodeName = (i: number): string => `scale-${String(i).padStart(5, '0')}`;
@@ -239,157 +259,134 @@ export async function scale(ctx: Ctx, params: ScaleParams): Promise<ScaleResult>
 }
 
 /** The full-mesh rows, smallest first; Nodes accumulate in the fake API server. Returns how many there are. */
-async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow[]; upserted: number }> {
+/** One interval and a margin after ready, then a quiet window: no scrapes inside it, RSS sampled every second. */
+async function quietWindow(m: Mentat, params: ScaleParams, size: number) {
+  // Every target must have been probed once by now. No polling: at 5000 targets each /metrics is a
+  // 10 MB exposition that would itself move CPU and RSS.
+  await sleep(params.scaleIntervalMs + 1000);
+  const tS0 = Date.now();
+  const d0 = perDestination(await m.scrape(['node_latency_probes_total']));
+  let probedAtStart = 0;
+  for (const v of d0.values()) if (v.all > 0) probedAtStart++;
+  const window = MeasurementWindow.start(m.pid);
+  while (window.elapsedMs() < params.scaleSeconds * 1000) {
+    await sleep(Math.min(1000, params.scaleSeconds * 1000 - window.elapsedMs()));
+    window.sample();
+  }
+  const quiet = window.stop();
+  const tS1 = Date.now();
+  const d1 = perDestination(await m.scrape(['node_latency_probes_total']));
+  const counts = probeDelta(d0, d1);
+  // The counters are read when each request arrives: their window runs from request to request.
+  const counterSeconds = (tS1 - tS0) / 1000;
+  return { quiet, probedAtStart, counterSeconds, ...counts, missed: counts.missed + Math.max(0, size - d1.size) };
+}
+
+/** Timed scrapes, full exposition, with a gap; CPU and timeouts measured around them. */
+async function timedScrapes(m: Mentat, http: Ctx['http'], params: ScaleParams) {
+  const window = MeasurementWindow.start(m.pid);
+  const t0s = perDestination(await m.scrape(['node_latency_probes_total']));
+  const scrapeMs: number[] = [];
+  let last: ScrapeResult | undefined;
+  for (let k = 0; k < params.scaleScrapes; k++) {
+    last = await http.scrape(m.url, { timeoutMs: 60_000 });
+    if (last.status !== 200) throw new Error(`scrape ${k} answered ${last.status}`);
+    scrapeMs.push(last.ms);
+    await sleep(params.scaleScrapeGapMs);
+  }
+  const t1s = perDestination(await m.scrape(['node_latency_probes_total']));
+  const scrapes = window.stop();
+  // What the scrapes left behind, once their garbage had a moment to be collected.
+  await sleep(2000);
+  const { probes, timeouts } = probeDelta(t0s, t1s);
+  return { scrapes, scrapeMs, last, afterScrapes: readTree(m.pid), scrapeProbes: probes, scrapeTimeouts: timeouts };
+}
+
+/** One file per thread; each summarised over the quiet window and the scrapes. */
+async function windowProfiles(profileDir: string | undefined, windows: ReadonlyArray<[label: string, WindowReading]>): Promise<ProfileSummary[]> {
+  const profiles: ProfileSummary[] = [];
+  if (!profileDir) return profiles;
+  await sleep(500);
+  for (const f of readdirSync(profileDir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .sort()) {
+    for (const [label, w] of windows) profiles.push(summariseProfile(join(profileDir, f), 12, { label, fromUs: w.fromUs, toUs: w.toUs }));
+  }
+  return profiles;
+}
+
+/** One size: a fresh agent, the quiet window, the timed scrapes. */
+async function fullMeshRow(ctx: Ctx, params: ScaleParams, size: number, port: number): Promise<ScaleRow> {
   const { cluster, control, http, src } = ctx;
+  const profileDir = ctx.profileDir && join(ctx.profileDir, `scale-${size}`);
+  const t0 = Date.now();
+  // The full mesh whatever the size: these rows measure what probing every node costs (auto samples above 100).
+  const env = { KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: `${params.scaleIntervalMs}ms`, MENTAT_MESH: 'full' };
+  const m = startMentat(cluster, src.ns, control, http, `scale-${size}`, port, env, profileDir);
+  let stopped: { code: number | null; ms: number } | undefined;
+  try {
+    await m.ready(60_000);
+    const readyMs = Date.now() - t0;
+    const { quiet, probedAtStart, counterSeconds, probes, timeouts, errors, perMin, perMax, missed } = await quietWindow(m, params, size);
+    const { scrapes, scrapeMs, last, afterScrapes, scrapeProbes, scrapeTimeouts } = await timedScrapes(m, http, params);
+    const quietRate = quiet.cpuSeconds / quiet.wallSeconds;
+    // Two summarised scrapes bracket the timed ones: count them too.
+    const cpuPerScrape = (scrapes.cpuSeconds - quietRate * scrapes.wallSeconds) / (params.scaleScrapes + 2);
+    stopped = await m.stop();
+    const profiles = await windowProfiles(profileDir, [
+      ['quiet window', quiet],
+      [`${params.scaleScrapes} timed scrapes`, scrapes],
+    ]);
+    return {
+      targets: size,
+      readyMs,
+      probedAtStart,
+      windowSeconds: quiet.wallSeconds,
+      counterSeconds,
+      probes,
+      expected: Math.round((size * counterSeconds * 1000) / params.scaleIntervalMs),
+      perTargetMin: perMin,
+      perTargetMax: perMax,
+      missed,
+      timeouts,
+      errors,
+      cpuSeconds: quiet.cpuSeconds,
+      userSeconds: quiet.userSeconds,
+      rssMedianKiB: median(quiet.rssKiB),
+      rssMaxKiB: Math.max(...quiet.rssKiB),
+      rssAfterScrapesKiB: afterScrapes.rssKiB,
+      anonAfterScrapesKiB: afterScrapes.anonKiB,
+      hwmKiB: afterScrapes.hwmKiB,
+      threads: quiet.end.threads,
+      scrapeMs,
+      scrapeBytes: last?.bytes ?? 0,
+      series: last?.series ?? 0,
+      cpuPerScrape,
+      scrapeTimeouts,
+      scrapeProbes,
+      stopMs: stopped.ms,
+      stopCode: stopped.code,
+      sockets: m.sockets(),
+      threadsQuiet: quiet.threads,
+      threadsScrapes: scrapes.threads,
+      profiles,
+    };
+  } finally {
+    if (!stopped) await m.stop();
+  }
+}
+
+async function fullMesh(ctx: Ctx, params: ScaleParams): Promise<{ rows: ScaleRow[]; upserted: number }> {
   const rows: ScaleRow[] = [];
   let upserted = 0;
   const sizes = [...params.scaleSizes].sort((a, b) => a - b);
-  const name = nodeName;
   for (const [i, size] of sizes.entries()) {
     // Nodes accumulate in the fake API server; each size gets a fresh agent.
     const adds: Promise<unknown>[] = [];
-    for (; upserted < size; upserted++) adds.push(control.call({ op: 'upsert', name: name(upserted), address: ctx.farmAddresses[upserted]! }));
+    for (; upserted < size; upserted++) adds.push(ctx.control.call({ op: 'upsert', name: nodeName(upserted), address: ctx.farmAddresses[upserted]! }));
     await Promise.all(adds);
     progress(`scale: full mesh, ${size} targets from the fake API server, window ${params.scaleSeconds} s, then ${params.scaleScrapes} timed scrapes`);
-    const profileDir = ctx.profileDir && join(ctx.profileDir, `scale-${size}`);
-    const t0 = Date.now();
-    // The full mesh whatever the size: these rows measure what probing every node costs (auto samples above 100).
-    const env = { KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: `${params.scaleIntervalMs}ms`, MENTAT_MESH: 'full' };
-    const m = startMentat(cluster, src.ns, control, http, `scale-${size}`, 2320 + i, env, profileDir);
-    let stopped: { code: number | null; ms: number } | undefined;
-    try {
-      await m.ready(60_000);
-      const readyMs = Date.now() - t0;
-      // One interval and a margin after ready, every target must have been probed once. No polling:
-      // at 5000 targets each /metrics is a 10 MB exposition that would itself move CPU and RSS.
-      await sleep(params.scaleIntervalMs + 1000);
-      const tS0 = Date.now();
-      const s0 = await m.scrape(['node_latency_probes_total']);
-      const d0 = perDestination(s0);
-      let probedAtStart = 0;
-      for (const v of d0.values()) if (v.all > 0) probedAtStart++;
-
-      // Quiet window: no scrapes inside it, RSS sampled every second.
-      const p0 = readProc(m.pid)!;
-      const th0 = readThreadCpu(m.pid);
-      const w0 = Date.now();
-      const m0 = monoUs();
-      const rss: number[] = [];
-      while (Date.now() - w0 < params.scaleSeconds * 1000) {
-        await sleep(Math.min(1000, params.scaleSeconds * 1000 - (Date.now() - w0)));
-        const p = readProc(m.pid);
-        if (p) rss.push(p.rssKiB);
-      }
-      const p1 = readProc(m.pid)!;
-      const th1 = readThreadCpu(m.pid);
-      const w1 = Date.now();
-      const m1 = monoUs();
-      const tS1 = Date.now();
-      const s1 = await m.scrape(['node_latency_probes_total']);
-      const windowSeconds = (w1 - w0) / 1000;
-      // The counters are read when each request arrives: their window runs from request to request.
-      const counterSeconds = (tS1 - tS0) / 1000;
-      const d1 = perDestination(s1);
-      let probes = 0;
-      let timeouts = 0;
-      let errors = 0;
-      let perMin = Infinity;
-      let perMax = 0;
-      let missed = 0;
-      for (const [dest, after] of d1) {
-        const before = d0.get(dest) ?? { all: 0, timeout: 0, error: 0 };
-        const n = after.all - before.all;
-        probes += n;
-        timeouts += after.timeout - before.timeout;
-        errors += after.error - before.error;
-        perMin = Math.min(perMin, n);
-        perMax = Math.max(perMax, n);
-        if (n === 0) missed++;
-      }
-      missed += Math.max(0, size - d1.size);
-
-      // Timed scrapes, full exposition, with a gap; CPU and timeouts measured around them.
-      const c0 = readProc(m.pid)!;
-      const tq0 = readThreadCpu(m.pid);
-      const q0 = Date.now();
-      const mq0 = monoUs();
-      const t0s = perDestination(await m.scrape(['node_latency_probes_total']));
-      const scrapeMs: number[] = [];
-      let last: ScrapeResult | undefined;
-      for (let k = 0; k < params.scaleScrapes; k++) {
-        last = await http.scrape(m.url, { timeoutMs: 60_000 });
-        if (last.status !== 200) throw new Error(`scrape ${k} answered ${last.status}`);
-        scrapeMs.push(last.ms);
-        await sleep(params.scaleScrapeGapMs);
-      }
-      const t1s = perDestination(await m.scrape(['node_latency_probes_total']));
-      const c1 = readProc(m.pid)!;
-      const tq1 = readThreadCpu(m.pid);
-      const q1 = Date.now();
-      const mq1 = monoUs();
-      // What the scrapes left behind, once their garbage had a moment to be collected.
-      await sleep(2000);
-      const afterScrapes = readProc(m.pid)!;
-      let scrapeTimeouts = 0;
-      let scrapeProbes = 0;
-      for (const [dest, after] of t1s) {
-        const before = t0s.get(dest) ?? { all: 0, timeout: 0, error: 0 };
-        scrapeTimeouts += after.timeout - before.timeout;
-        scrapeProbes += after.all - before.all;
-      }
-      const quietRate = (p1.cpuSeconds - p0.cpuSeconds) / windowSeconds;
-      // Two summarised scrapes bracket the timed ones: count them too.
-      const cpuPerScrape = (c1.cpuSeconds - c0.cpuSeconds - quietRate * ((q1 - q0) / 1000)) / (params.scaleScrapes + 2);
-
-      stopped = await m.stop();
-      const profiles: ProfileSummary[] = [];
-      if (profileDir) {
-        await sleep(500);
-        // One file per thread; each summarised over the quiet window and the scrapes.
-        for (const f of readdirSync(profileDir)
-          .filter((f) => f.endsWith('.cpuprofile'))
-          .sort()) {
-          profiles.push(summariseProfile(join(profileDir, f), 12, { label: 'quiet window', fromUs: m0, toUs: m1 }));
-          profiles.push(summariseProfile(join(profileDir, f), 12, { label: `${params.scaleScrapes} timed scrapes`, fromUs: mq0, toUs: mq1 }));
-        }
-      }
-      rows.push({
-        targets: size,
-        readyMs,
-        probedAtStart,
-        windowSeconds,
-        counterSeconds,
-        probes,
-        expected: Math.round((size * counterSeconds * 1000) / params.scaleIntervalMs),
-        perTargetMin: perMin === Infinity ? 0 : perMin,
-        perTargetMax: perMax,
-        missed,
-        timeouts,
-        errors,
-        cpuSeconds: p1.cpuSeconds - p0.cpuSeconds,
-        userSeconds: p1.userSeconds - p0.userSeconds,
-        rssMedianKiB: median(rss),
-        rssMaxKiB: Math.max(...rss),
-        rssAfterScrapesKiB: afterScrapes.rssKiB,
-        anonAfterScrapesKiB: afterScrapes.anonKiB,
-        hwmKiB: afterScrapes.hwmKiB,
-        threads: p1.threads,
-        scrapeMs,
-        scrapeBytes: last?.bytes ?? 0,
-        series: last?.series ?? 0,
-        cpuPerScrape,
-        scrapeTimeouts,
-        scrapeProbes,
-        stopMs: stopped.ms,
-        stopCode: stopped.code,
-        sockets: m.sockets(),
-        threadsQuiet: threadCpuDelta(th0, th1),
-        threadsScrapes: threadCpuDelta(tq0, tq1),
-        profiles,
-      });
-    } finally {
-      if (!stopped) await m.stop();
-    }
+    rows.push(await fullMeshRow(ctx, params, size, 2320 + i));
   }
   return { rows, upserted };
 }
@@ -597,23 +594,19 @@ async function shippedAgent(ctx: Ctx, params: ScaleParams, self: string, port: n
   await sleep(5000);
   const keep = ['node_latency_probes_total', 'node_latency_sweep_probes_total', 'mentat_targets'];
   const count = Math.max(1, Math.round(params.shippedSeconds / SCRAPE_EVERY_S));
-  const rss: number[] = [];
   const scrapeMs: number[] = [];
-  const p0 = readProc(m.pid)!;
-  const th0 = readThreadCpu(m.pid);
-  const w0 = Date.now();
+  const window = MeasurementWindow.start(m.pid);
   let first: { s: ScrapeResult; at: number } | undefined;
   let last: { s: ScrapeResult; at: number } | undefined;
-  let end: { p: NonNullable<ReturnType<typeof readProc>>; th: ReturnType<typeof readThreadCpu>; at: number } | undefined;
+  let reading: WindowReading | undefined;
   // Scrapes at 0, 15, 30 ... s; the CPU window ends just before the last one, so it holds one scrape per 15 s.
   for (let k = 0; k <= count; k++) {
-    const due = w0 + k * SCRAPE_EVERY_S * 1000;
-    while (Date.now() < due) {
-      await sleep(Math.min(1000, due - Date.now()));
-      const p = readProc(m.pid);
-      if (p) rss.push(p.rssKiB);
+    const dueMs = k * SCRAPE_EVERY_S * 1000;
+    while (window.elapsedMs() < dueMs) {
+      await sleep(Math.min(1000, dueMs - window.elapsedMs()));
+      window.sample();
     }
-    if (k === count) end = { p: readProc(m.pid)!, th: readThreadCpu(m.pid), at: Date.now() };
+    if (k === count) reading = window.stop();
     const at = Date.now();
     const s = await http.scrape(m.url, { keep, timeoutMs: 60_000 });
     if (s.status !== 200) throw new Error(`shipped: scrape ${k} of ${self} answered ${s.status}`);
@@ -622,7 +615,7 @@ async function shippedAgent(ctx: Ctx, params: ScaleParams, self: string, port: n
     last = { s, at };
   }
   await sleep(2000);
-  const after = readProc(m.pid)!;
+  const after = readTree(m.pid);
   const lines = m.agent.lines();
   const role = lines.some((l) => String(l['msg']).startsWith('took the node-list lease'))
     ? 'publisher (holds the lease, watches Nodes, writes the list)'
@@ -647,25 +640,25 @@ async function shippedAgent(ctx: Ctx, params: ScaleParams, self: string, port: n
         : `auto: ${nodes + 1 > config.mesh.fullMax ? `sampled above ${config.mesh.fullMax} nodes, ${config.mesh.peers} peers` : 'full'}`,
     intervalMs: config.probeIntervalMs,
     sweepIntervalMs: config.mesh.sweepIntervalMs,
-    windowSeconds: (end!.at - w0) / 1000,
+    windowSeconds: reading!.wallSeconds,
     counterSeconds,
     probes: delta('node_latency_probes_total'),
     expectedProbes: Math.round((everyInterval * counterSeconds * 1000) / config.probeIntervalMs),
     timeouts: delta('node_latency_probes_total', { result: 'timeout' }),
     sweepProbes: delta('node_latency_sweep_probes_total'),
     expectedSweepProbes: config.mesh.sweepIntervalMs > 0 ? Math.round(((targets['swept'] ?? 0) * counterSeconds * 1000) / config.mesh.sweepIntervalMs) : 0,
-    cpuSeconds: end!.p.cpuSeconds - p0.cpuSeconds,
-    userSeconds: end!.p.userSeconds - p0.userSeconds,
+    cpuSeconds: reading!.cpuSeconds,
+    userSeconds: reading!.userSeconds,
     scrapesInWindow: count,
     scrapeMs,
     scrapeBytes: last!.s.bytes,
     series: last!.s.series,
-    rssMedianKiB: median(rss),
-    rssMaxKiB: Math.max(...rss, after.rssKiB),
+    rssMedianKiB: median(reading!.rssKiB),
+    rssMaxKiB: Math.max(...reading!.rssKiB, after.rssKiB),
     anonKiB: after.anonKiB,
     hwmKiB: after.hwmKiB,
     sockets: m.sockets(),
-    threads: threadCpuDelta(th0, end!.th),
+    threads: reading!.threads,
   };
 }
 

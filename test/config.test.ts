@@ -291,9 +291,19 @@ test('a short interval alone brings the timeout down with it', () => {
   assert.equal(load({ MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '100ms' }).config.probeTimeoutMs, 100);
 });
 
-test('true/false settings may stand alone as flags', () => {
+test('true/false settings may stand alone as flags, or take their value', () => {
   assert.equal(load({}, ['--probe-self']).config.probeSelf, true);
   assert.equal(load({}, ['--probe-self', '--zone-attributes']).config.zoneAttributes, true);
+  assert.equal(load({ MENTAT_PROBE_SELF: 'true' }, ['--probe-self', 'false']).config.probeSelf, false);
+  assert.equal(load({}, ['--zone-attributes=false']).config.zoneAttributes, false);
+});
+
+test('a repeated flag adds to a list, and is refused by a setting that takes one value', () => {
+  assert.deepEqual(load({}, ['--targets', 'a=10.0.0.1', '--targets=b=fd00::1']).config.targets, [
+    { name: 'a', address: '10.0.0.1' },
+    { name: 'b', address: 'fd00::1' },
+  ]);
+  assert.throws(() => load({}, ['--peers', '3', '--peers=4']), { message: 'MENTAT_PEERS (--peers) must be a whole number from 1 to 1000; got "3,4"' });
 });
 
 test('--help names every setting, its variable, default and the values an enumeration takes', () => {

@@ -87,25 +87,30 @@ class Repair {
   /** Gives every ordered pair of zones (a, b) an edge, from the node of a nearest before b's first node. */
   zonePairs(): void {
     const { n, zone, out } = this;
+    // Zones as numbers and the pair counts in one array: at 100 000 nodes that is 1.2 M edges to count.
     const zones = [...new Set(zone)].sort();
-    const counts = new Map<string, number>();
-    const key = (a: string | undefined, b: string | undefined) => `${a}\u0000${b}`;
-    const count = (a: string | undefined, b: string | undefined) => counts.get(key(a, b)) ?? 0;
-    out.forEach((peers, u) => peers.forEach((v) => counts.set(key(zone[u], zone[v]), count(zone[u], zone[v]) + 1)));
-    for (const a of zones) {
-      for (const b of zones) {
+    const z = zones.length;
+    const ids = new Map(zones.map((name, i) => [name, i]));
+    const zid = Int32Array.from(zone, (name) => ids.get(name)!);
+    const counts = new Int32Array(z * z);
+    out.forEach((peers, u) => {
+      for (const v of peers) counts[zid[u]! * z + zid[v]!]!++;
+    });
+    const count = (a: number, b: number) => counts[a * z + b]!;
+    for (let a = 0; a < z; a++) {
+      for (let b = 0; b < z; b++) {
         if (a === b || count(a, b) > 0) continue;
         for (let y = 0, tried = 0; y < n && tried < REPAIR_REACH; y++) {
-          if (zone[y] !== b) continue;
+          if (zid[y] !== b) continue;
           let u = (y - 1 + n) % n;
-          while (zone[u] !== a) u = (u - 1 + n) % n;
+          while (zid[u] !== a) u = (u - 1 + n) % n;
           tried++;
           // Give up an edge whose pair keeps another, and never the node's last edge into another zone.
-          const spare = (x: number) => zone[x] !== b && (zone[x] === a || count(a, zone[x]) >= 2) && out[u]!.some((v) => v !== x && zone[v] !== a);
+          const spare = (x: number) => zid[x] !== b && (zid[x] === a || count(a, zid[x]!) >= 2) && out[u]!.some((v) => v !== x && zid[v] !== a);
           const traded = this.trade(u, y, spare);
           if (traded === undefined) continue;
-          counts.set(key(a, zone[traded]), count(a, zone[traded]) - 1);
-          counts.set(key(a, b), 1);
+          counts[a * z + zid[traded]!]!--;
+          counts[a * z + b] = 1;
           break;
         }
       }

@@ -1,9 +1,11 @@
 /*
  * Running totals built from delta collections, so that a series can be forgotten.
  *
- * The OTel SDK has no way to delete an attribute set from a cumulative instrument; with delta
- * temporality it keeps nothing between collections. Folding each delta into this store gives the
- * exporters cumulative series while the agent decides which ones still exist.
+ * The OTel SDK has no way to delete an attribute set from a cumulative instrument
+ * (open-telemetry/opentelemetry-js#2997, open as of sdk-metrics 3.1.0); with delta temporality it
+ * keeps nothing between collections. Folding each delta into this store gives the exporters
+ * cumulative series while the agent decides which ones still exist. When the SDK can delete an
+ * attribute set, this store and the delta folds in destination-meters.ts can go.
  */
 import type { Attributes, HrTime } from '@opentelemetry/api';
 import {

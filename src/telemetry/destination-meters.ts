@@ -6,25 +6,21 @@ import {
   AggregationType,
   InstrumentType,
   MeterProvider,
-  MetricReader,
   type CollectionResult,
   type MetricProducer,
   type MetricReaderOptions,
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { attributesKey, CumulativeStore } from './cumulative.js';
+import { PullReader } from './pull-reader.js';
 
-/** A delta reader that only answers collect(): the destinations fold it into their running totals. */
-class DeltaReader extends MetricReader {
-  constructor(cardinalityLimit: number, aggregationSelector?: MetricReaderOptions['aggregationSelector']) {
-    super({
-      aggregationTemporalitySelector: () => AggregationTemporality.DELTA,
-      cardinalitySelector: () => cardinalityLimit,
-      ...(aggregationSelector ? { aggregationSelector } : {}),
-    });
-  }
-  protected override async onForceFlush(): Promise<void> {}
-  protected override async onShutdown(): Promise<void> {}
+/** A delta reader: each collect() hands over what was recorded since the last, to be folded into a store. */
+function deltaReader(cardinalityLimit: number, aggregationSelector?: MetricReaderOptions['aggregationSelector']): PullReader {
+  return new PullReader({
+    aggregationTemporalitySelector: () => AggregationTemporality.DELTA,
+    cardinalitySelector: () => cardinalityLimit,
+    ...(aggregationSelector ? { aggregationSelector } : {}),
+  });
 }
 
 const DEFAULT_MAX_DESTINATIONS = 10_000;
@@ -39,7 +35,7 @@ const exponentialSelector: MetricReaderOptions['aggregationSelector'] = (type) =
     : { type: AggregationType.DEFAULT };
 
 interface Folded {
-  readonly reader: DeltaReader;
+  readonly reader: PullReader;
   readonly store: CumulativeStore;
 }
 
@@ -58,7 +54,7 @@ export interface DestinationMetersOptions {
 /**
  * The per-destination series: one MeterProvider with delta readers, folded into cumulative stores
  * that exporters pull as a MetricProducer. The SDK cannot forget an attribute set of a cumulative
- * instrument; here forgetting is deleting from the store, so a deleted node's series leave /metrics
+ * instrument (open-telemetry/opentelemetry-js#2997); here forgetting is deleting from the store, so a deleted node's series leave /metrics
  * (and memory) while every other series keeps counting. Memory per destination is its points only.
  */
 export class DestinationMeters implements MetricProducer {
@@ -80,9 +76,9 @@ export class DestinationMeters implements MetricProducer {
     // series. Per destination: up to three attribute sets (probes by result), twice when a node is
     // replaced between two collections.
     const limit = (options.maxDestinations ?? DEFAULT_MAX_DESTINATIONS) * 3 * 2;
-    this.explicit = { reader: new DeltaReader(limit), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) };
+    this.explicit = { reader: deltaReader(limit), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) };
     this.exponential = options.withExponential
-      ? { reader: new DeltaReader(limit, exponentialSelector), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) }
+      ? { reader: deltaReader(limit, exponentialSelector), store: new CumulativeStore(EXPONENTIAL_MAX_SIZE) }
       : undefined;
     this.provider = new MeterProvider({ resource: EMPTY_RESOURCE, readers: this.folds().map((f) => f.reader) });
     this.meter = this.provider.getMeter(options.meterName);

@@ -11,8 +11,11 @@ import type { CollectionResult, MetricData, ResourceMetrics, ScopeMetrics } from
 /** Data points per serialized piece: about 80 KiB of text for the latency histogram. */
 export const SLICE_POINTS = 64;
 
-/** PrometheusSerializer's positional arguments (exporter-prometheus 0.301.0), named once. */
-function serializer(options: {
+/** The exporter-prometheus version whose PrometheusSerializer arguments are named below; test/telemetry/exposition-fence.test.ts holds it. */
+export const SERIALIZER_FENCED_VERSION = '0.301.0';
+
+/** PrometheusSerializer's positional arguments (as of SERIALIZER_FENCED_VERSION), named once. */
+export function serializer(options: {
   prefix?: string;
   appendTimestamp: boolean;
   withResourceConstantLabels?: RegExp;

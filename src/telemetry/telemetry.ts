@@ -1,9 +1,9 @@
 import type { Meter } from '@opentelemetry/api';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { Resource } from '@opentelemetry/resources';
-import { AggregationTemporality, MeterProvider, MetricReader, PeriodicExportingMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { AggregationTemporality, MeterProvider, PeriodicExportingMetricReader, type MetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { OtlpConfig } from '../config.js';
 import { DestinationMeters } from './destination-meters.js';
+import { PullReader } from './pull-reader.js';
 
 /** The final OTLP flush on shutdown must not outlast the pod's grace period when the collector is down. */
 const SHUTDOWN_FLUSH_MS = 2_000;
@@ -33,7 +33,8 @@ export async function createOtlpExporter(otlp: OtlpConfig): Promise<PushMetricEx
 /** The SDK wiring: Prometheus pull (served by our own HTTP server) and optional OTLP push. */
 export class Telemetry {
   readonly destinations: DestinationMeters;
-  readonly prometheus: PrometheusExporter;
+  /** Pulled per scrape: serveMetrics (exposition.ts) collects it and serializes the result itself. */
+  readonly prometheus: MetricReader;
   /** Agent-wide instruments (not per destination) live here. */
   readonly meter: Meter;
   private readonly provider: MeterProvider;
@@ -46,8 +47,8 @@ export class Telemetry {
       withExponential: exponential && otlpExporter !== undefined,
       ...(options.maxDestinations !== undefined ? { maxDestinations: options.maxDestinations } : {}),
     });
-    // Only a reader: serveMetrics (exposition.ts) pulls it and serializes (without otel_scope_name) itself.
-    this.prometheus = new PrometheusExporter({ preventServerStart: true, metricProducers: [this.destinations] });
+    // Cumulative, as Prometheus expects; the exporter package is used only for its serializer.
+    this.prometheus = new PullReader({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE, metricProducers: [this.destinations] });
     const readers: MetricReader[] = [this.prometheus];
     if (otlpExporter) {
       readers.push(

@@ -190,6 +190,23 @@ test('a bad value stops the real process with exit code 2 and exactly one stderr
   t.diagnostic(runs.map((r) => `${r.c.what} (${r.ms} ms): ${r.stderr.trim()}`).join('\n'));
 });
 
+test('the controller role without a cluster or a namespace exits 2 and says what it needs', { timeout: 20_000 }, async () => {
+  for (const env of [{}, { POD_NAMESPACE: 'mentat' }, { MENTAT_TARGETS: LOOPBACK, POD_NAMESPACE: 'mentat' }]) {
+    const child = spawn(process.execPath, [MAIN, '--role', 'controller'], {
+      cwd: REPO,
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/nonexistent', MENTAT_METRICS_HOST: '127.0.0.1', MENTAT_METRICS_PORT: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+    clearTimeout(timer);
+    assert.equal(code, 2, `${JSON.stringify(env)}: exit 2; stdout ${stdout.slice(0, 500)}`);
+    assert.match(stdout, /MENTAT_ROLE=controller needs Kubernetes \(a service account, or KUBECONFIG\) and POD_NAMESPACE/);
+  }
+});
+
 test(
   'HTTP: 405 for POST/PUT/DELETE, 413 for a request body, 431 for oversized headers, 404 for unknown paths; /metrics still served',
   { timeout: 20_000 },

@@ -37,7 +37,11 @@ interface Setup {
   readonly modeOf: (name: string) => Promise<string | undefined>;
 }
 
-async function setup(t: TestContext, kubectl: string): Promise<Setup> {
+/** The cluster, or undefined when the test was skipped (no namespaces, no kubectl: never under CI). */
+async function setup(t: TestContext): Promise<Setup | undefined> {
+  if (!requireNetns(t)) return undefined;
+  const kubectl = need(t, 'kubectl', 'the machine image');
+  if (!kubectl) return undefined;
   const dir = await mkdtemp(join(tmpdir(), 'mentat-node-list-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const mesh = await startMeshCluster(t, {
@@ -87,10 +91,8 @@ test(
   `${AGENTS} agents and 2 controllers: only the leader reads Nodes; an API blip of three lease durations ends the agents' fallback soon after; the leader killed is replaced`,
   { timeout: 240_000 },
   async (t) => {
-    if (!requireNetns(t)) return;
-    const kubectl = need(t, 'kubectl', 'the machine image');
-    if (!kubectl) return;
-    const s = await setup(t, kubectl);
+    const s = await setup(t);
+    if (!s) return;
     const { mesh, names } = s;
     await s.startController('ctl-a');
     await s.startController('ctl-b');
@@ -192,10 +194,8 @@ test(
   `hostile node lists shown to ${AGENTS} agents cost a warning, not a crash, a flood or memory; the controller repairs them and a new agent syncs`,
   { timeout: 240_000 },
   async (t) => {
-    if (!requireNetns(t)) return;
-    const kubectl = need(t, 'kubectl', 'the machine image');
-    if (!kubectl) return;
-    const s = await setup(t, kubectl);
+    const s = await setup(t);
+    if (!s) return;
     const { mesh, names } = s;
     const outside = mesh.infra.ipv4; // an address of the test's own network that no agent's node has
     const real: NodeEntry[] = names.map((n) => ({
