@@ -13,7 +13,12 @@ import { FakeApiServer, makeRealisticNode, type LoadSnapshot } from '../test/sup
 export type ApiServerRequest =
   /** Creates or replaces kubelet-sized Nodes; `index` seeds each one's zone, IDs and images. */
   | { id: number; op: 'nodes'; nodes: Array<{ name: string; address: string; index: number }> }
+  | { id: number; op: 'deleteNode'; name: string }
   | { id: number; op: 'kubeconfig'; user: string }
+  /** A user's GET and list requests so far, and how many of them asked for resourceVersion=0 (served from the watch cache). */
+  | { id: number; op: 'reads'; user: string }
+  /** This process's resident memory, MiB. */
+  | { id: number; op: 'rss' }
   | { id: number; op: 'load' }
   | { id: number; op: 'heartbeats'; periodMs: number }
   /** Status updates made so far. */
@@ -34,6 +39,14 @@ export interface LeaseView {
   transitions: number;
 }
 
+/** What `reads` answers. */
+export interface Reads {
+  reads: number;
+  cached: number;
+  /** The first few reads that did not ask for it: kind, path and query. */
+  uncached: string[];
+}
+
 type Reply = { id: number; ok: true; result?: unknown } | { id: number; ok: false; error: string };
 
 async function main(): Promise<void> {
@@ -48,6 +61,20 @@ async function main(): Promise<void> {
         case 'nodes':
           for (const n of raw.nodes) server.upsertNode(makeRealisticNode(n.name, n.address, n.index));
           return undefined;
+        case 'deleteNode':
+          return server.deleteNode(raw.name);
+        case 'reads': {
+          const reads = server.requests.filter((r) => r.user === raw.user && (r.kind === 'get' || r.kind === 'list'));
+          const uncached = reads.filter((r) => r.query['resourceVersion'] !== '0');
+          const view: Reads = {
+            reads: reads.length,
+            cached: reads.length - uncached.length,
+            uncached: uncached.slice(0, 5).map((r) => `${r.kind} ${r.path}${r.search}`),
+          };
+          return view;
+        }
+        case 'rss':
+          return process.memoryUsage().rss / 2 ** 20;
         case 'kubeconfig':
           return server.writeKubeconfig(dir, { user: raw.user });
         case 'load':

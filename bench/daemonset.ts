@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
 
 const MANIFEST = new URL('../../deploy/base/daemonset.yaml', import.meta.url);
+const CONTROLLER_MANIFEST = new URL('../../deploy/base/controller.yaml', import.meta.url);
 
 interface EnvVar {
   readonly name: string;
@@ -23,12 +24,26 @@ interface DaemonSet {
   };
 }
 
-/** The agent container's env entries, in manifest order. */
-function manifestEnv(): readonly EnvVar[] {
-  const manifest = load(readFileSync(MANIFEST, 'utf8')) as DaemonSet;
-  const container = manifest.spec?.template?.spec?.containers?.find((c) => c.name === 'mentat');
-  if (!container?.env) throw new Error(`${fileURLToPath(MANIFEST)}: no env in the mentat container`);
+/** A container's env entries, in manifest order (the agent's by default). */
+function manifestEnv(file = MANIFEST, name = 'mentat'): readonly EnvVar[] {
+  // controller.yaml may hold several documents (the Deployment and what it needs): take the one with the container.
+  const docs = readFileSync(file, 'utf8')
+    .split(/^---$/m)
+    .map((d) => load(d) as DaemonSet | undefined);
+  const container = docs.flatMap((d) => d?.spec?.template?.spec?.containers ?? []).find((c) => c.name === name);
+  if (!container?.env) throw new Error(`${fileURLToPath(file)}: no env in the ${name} container`);
   return container.env;
+}
+
+function expand(vars: readonly EnvVar[], downward: Readonly<Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of vars) {
+    const raw = e.value !== undefined ? String(e.value) : downward[e.name];
+    if (raw === undefined) continue;
+    // Kubernetes expands $(NAME) from the entries before this one; unknown references stay as written.
+    env[e.name] = raw.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => env[name] ?? whole);
+  }
+  return env;
 }
 
 /**
@@ -37,14 +52,12 @@ function manifestEnv(): readonly EnvVar[] {
  * when it is absent from `downward` (so the caller can run the agent with or without a namespace).
  */
 export function daemonSetEnv(downward: Readonly<Record<string, string>>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const e of manifestEnv()) {
-    const raw = e.value !== undefined ? String(e.value) : downward[e.name];
-    if (raw === undefined) continue;
-    // Kubernetes expands $(NAME) from the entries before this one; unknown references stay as written.
-    env[e.name] = raw.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => env[name] ?? whole);
-  }
-  return env;
+  return expand(manifestEnv(), downward);
+}
+
+/** The mentat-controller container's environment in deploy/base/controller.yaml (MENTAT_ROLE=controller, its heap flags), likewise. */
+export function controllerEnv(downward: Readonly<Record<string, string>>): Record<string, string> {
+  return expand(manifestEnv(CONTROLLER_MANIFEST, 'mentat-controller'), downward);
 }
 
 /** The runtime's settings in the agent container: V8's heap flags and glibc's arenas. */

@@ -45,6 +45,8 @@ const { values: args } = parseArgs({
     'shipped-nodes': { type: 'string' },
     'api-sizes': { type: 'string' },
     'api-cpu-limit': { type: 'string' },
+    'cluster-sizes': { type: 'string' },
+    'api-heap': { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
     render: { type: 'string' },
@@ -55,13 +57,15 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(
     [
-      'usage: node dist/bench/run.js [--quick] [--only accuracy,cost,scale,cluster,api] [--sizes 1,100,1000,5000] [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--api-cpu-limit 200] [--profile] [--out DIR]',
+      'usage: node dist/bench/run.js [--quick] [--only accuracy,cost,scale,cluster,api] [--sizes 1,100,1000,5000] [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--api-cpu-limit 200] [--cluster-sizes 100,1000,5000,100000] [--profile] [--out DIR]',
       '  --quick          shorter windows, fewer scrapes, API sizes 100 and 1000',
       '  --only           run only these sections',
       "  --sizes          target counts of the scale section's full-mesh rows (at most 5000)",
       "  --shipped-nodes  nodes of the scale section's agent as shipped (default 5000; 0: no such row)",
       '  --api-sizes      node counts of the API section (default 100,1000,5000; --quick: 100,1000)',
       "  --api-cpu-limit  run each agent of the API section under this CPU limit, millicores (the DaemonSet's: 200); default none",
+      "  --api-heap A,C   the API section's followers and controllers with these V8 heaps (--max-old-space-size, MiB) instead of the manifests'",
+      '  --cluster-sizes  node counts of the cluster simulation (default 100,1000,5000; up to 100000)',
       '  --profile        run every mentat of the accuracy, cost and full-mesh runs with --cpu-prof and summarise the profiles',
       '  --out            where latest.md and latest.json go (default bench/results)',
       "  --render FILE    no run: the report again from a latest.json (after a change to the report's text)",
@@ -80,9 +84,11 @@ const numbers = (text: string | undefined): number[] | undefined => text?.split(
 const ACCURACY = accuracyParams(QUICK);
 const COST = costParams(QUICK);
 const SCALE = scaleParams(QUICK, numbers(args.sizes), args['shipped-nodes'] === undefined ? undefined : Number(args['shipped-nodes']));
-const API = apiParams(QUICK, numbers(args['api-sizes']), args['api-cpu-limit'] === undefined ? 0 : Number(args['api-cpu-limit']));
+const CLUSTER_SIZES = numbers(args['cluster-sizes']) ?? [100, 1000, 5000];
+for (const n of CLUSTER_SIZES) if (!Number.isInteger(n) || n < 2 || n > 100_000) throw new Error(`--cluster-sizes: ${n} is not 2..100000`);
+const API = apiParams(QUICK, numbers(args['api-sizes']), args['api-cpu-limit'] === undefined ? 0 : Number(args['api-cpu-limit']), numbers(args['api-heap']));
 /** Every section's parameters, as latest.json records them. */
-const P = { ...ACCURACY, ...COST, ...SCALE, ...API };
+const P = { ...ACCURACY, ...COST, ...SCALE, ...API, clusterSizes: CLUSTER_SIZES };
 
 // ===================================================================== main
 
@@ -245,8 +251,8 @@ async function main(): Promise<void> {
   const results: Results = { environment: env, parameters: P, sectionSeconds: {} };
   if ([...SECTIONS].some((s) => s !== 'cluster')) await namespaced(results, dir, profileDir);
   if (SECTIONS.has('cluster')) {
-    progress('cluster: the mesh selection simulated at 100, 1000 and 5000 nodes');
-    results.cluster = await timed(results, 'cluster', () => clusterCost());
+    progress(`cluster: the mesh selection simulated at ${CLUSTER_SIZES.join(', ')} nodes`);
+    results.cluster = await timed(results, 'cluster', () => clusterCost(CLUSTER_SIZES));
   }
   results.seconds = runSeconds();
 

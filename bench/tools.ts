@@ -112,7 +112,9 @@ export function startMentat(
     async ready(timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        if (agent.child.exitCode !== null) throw new Error(`mentat ${label} exited (${agent.child.exitCode}): ${agent.log().slice(-2000)}`);
+        // A V8 heap limit ends the process with SIGABRT: no exit code, a signal.
+        if (agent.child.exitCode !== null || agent.child.signalCode !== null)
+          throw new Error(`mentat ${label} exited (${agent.child.exitCode ?? agent.child.signalCode}): ${agent.log().slice(-2000)}`);
         const r = await http.scrape(`${url}/readyz`, { timeoutMs: 2000 }).catch(() => undefined);
         if (r?.status === 200) return;
         if (Date.now() > deadline) throw new Error(`mentat ${label} not ready after ${timeoutMs} ms: ${agent.log().slice(-2000)}`);
