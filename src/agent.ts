@@ -8,11 +8,11 @@ import type { NodeSource } from './kube/node-source.js';
 import { RateLimitedLog, type Log } from './log.js';
 import { MeshPlanner } from './mesh/planner.js';
 import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './probe/engine.js';
-import { HttpServer, type Readiness } from './server.js';
+import type { HttpServer, Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticNodes } from './targets.js';
-import { MetricsEndpoint } from './telemetry/exposition.js';
 import { discardCounter, LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
 import { registerNodeSourceGauge } from './telemetry/node-list-metrics.js';
+import { metricsServer } from './metrics-server.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Clock, MeshNode, Outcome, Target } from './types.js';
 
@@ -133,17 +133,9 @@ export class Agent {
     registerAgentGauges(telemetry.meter, config.nodeName, () => plan.stats());
 
     const { discovery, readiness } = await nodeSource(deps, (nodes) => plan.setNodes(nodes), warnings, telemetry.meter);
-    const endpoint = new MetricsEndpoint({
-      collect: () => telemetry.prometheus.collect(),
-      onCollectionErrors: (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors'),
-    });
-    const server = new HttpServer({
-      host: config.metricsHost,
-      port: config.metricsPort,
-      metrics: (req, res) => void endpoint.serve(req, res),
+    const server = metricsServer(config, telemetry, warnings, {
       readiness,
       health: () => (socketFailure === undefined ? { ready: true, reason: '' } : { ready: false, reason: socketFailure }),
-      onError: (err) => warnings.warn('http-server', { error: err.message }, 'the metrics port failed to accept a connection; it goes on serving'),
     });
     let port: number;
     try {

@@ -9,9 +9,9 @@ import type { Config } from './config.js';
 import type { KubeClient } from './kube/client.js';
 import { NodeListController } from './kube/controller.js';
 import { RateLimitedLog, type Log } from './log.js';
-import { HttpServer } from './server.js';
-import { MetricsEndpoint } from './telemetry/exposition.js';
 import { registerControllerGauges } from './telemetry/node-list-metrics.js';
+import { metricsServer } from './metrics-server.js';
+import type { HttpServer } from './server.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Clock } from './types.js';
 
@@ -57,18 +57,8 @@ export class Controller {
     });
     const telemetry = await Telemetry.create({ resource: deps.resource, meterName: 'mentat' });
     registerControllerGauges(telemetry.meter, config.nodeList.identity, () => ({ leader: controller.isLeader, nodes: controller.publishedNodes }));
-    const endpoint = new MetricsEndpoint({
-      collect: () => telemetry.prometheus.collect(),
-      onCollectionErrors: (errors) => warnings.warn('collect', { errors: errors.map(String) }, 'metrics collection errors'),
-    });
-    const server = new HttpServer({
-      host: config.metricsHost,
-      port: config.metricsPort,
-      metrics: (req, res) => void endpoint.serve(req, res),
-      // A standby replica is ready too: it is there to take over.
-      readiness: () => ({ ready: true, reason: '' }),
-      onError: (err) => warnings.warn('http-server', { error: err.message }, 'the metrics port failed to accept a connection; it goes on serving'),
-    });
+    // A standby replica is ready too: it is there to take over.
+    const server = metricsServer(config, telemetry, warnings, { readiness: () => ({ ready: true, reason: '' }) });
     let port: number;
     try {
       port = await server.listen();
