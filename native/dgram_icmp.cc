@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <ctime>
 #include <linux/errqueue.h>
 #include <netinet/icmp6.h>
@@ -51,8 +52,9 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
                         InstanceMethod("close", &DgramIcmp::Close)});
   }
 
-  // new DgramIcmp(family: 4 | 6, onMessage(buf, source, rxMs), onIcmpError(quoted, destination, type, code, offender, rxMs),
-  //               onFailure(error))
+  // new DgramIcmp(family: 4 | 6, onMessage(buf, source, rxMs), onIcmpError(quoted, destination, type, code, offender, rxMs, info),
+  //               onFailure(error), dontFragment?: boolean)
+  // `info` is the kernel's ee_info: the next-hop MTU of a fragmentation-needed or packet-too-big.
   explicit DgramIcmp(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DgramIcmp>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsFunction() || !info[2].IsFunction() || !info[3].IsFunction()) {
@@ -80,6 +82,21 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
     // ICMP errors (unreachable, time exceeded) arrive on the error queue only with RECVERR.
     if (family_ == 4) setsockopt(fd_, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
     else setsockopt(fd_, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
+    // Path-MTU probes: DF set, and sent at full size whatever MTU the kernel learned for the path
+    // (PROBE, not DO): a path that recovered is seen to, and every probe meets the real bottleneck.
+    if (info.Length() > 4 && info[4].ToBoolean().Value()) {
+      int probe = family_ == 4 ? IP_PMTUDISC_PROBE : IPV6_PMTUDISC_PROBE;
+      int rc = family_ == 4 ? setsockopt(fd_, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof(probe))
+                            : setsockopt(fd_, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe, sizeof(probe));
+      if (rc == 0 && family_ == 6) rc = setsockopt(fd_, IPPROTO_IPV6, IPV6_DONTFRAG, &one, sizeof(one));
+      if (rc != 0) {
+        int err = errno;
+        ::close(fd_);
+        fd_ = -1;
+        ErrnoError(env, "setsockopt(MTU_DISCOVER, PROBE)", err).ThrowAsJavaScriptException();
+        return;
+      }
+    }
     int rcvbuf = 4 * 1024 * 1024;
     setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     // Requests to a destination whose neighbour does not resolve wait in the ARP queue, charged to
@@ -243,7 +260,8 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
 
   // One datagram with its peer address and control messages, without blocking; < 0 when none is queued.
   struct Received {
-    uint8_t data[2048];
+    // Whole datagrams up to the largest ICMP message: a path-MTU probe's reply is as large as a jumbo frame.
+    uint8_t data[65536];
     alignas(cmsghdr) char control[512];
     sockaddr_storage peer;
     iovec iov;
@@ -270,7 +288,7 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
   int Drain(int limit, bool async) {
     Napi::Env env = on_message_.Env();
     Napi::HandleScope scope(env);
-    Received r;
+    Received& r = *received_;
     msghdr& msg = r.msg;
     uint8_t* data = r.data;
     int read = 0;
@@ -300,7 +318,8 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
         Deliver(on_error_, async,
                 {Napi::Buffer<uint8_t>::Copy(env, data, static_cast<size_t>(n)),
                  Napi::String::New(env, AddressString(reinterpret_cast<const sockaddr*>(&dest))), Napi::Number::New(env, ee->ee_type),
-                 Napi::Number::New(env, ee->ee_code), Napi::String::New(env, offender), Napi::Number::New(env, rx)});
+                 Napi::Number::New(env, ee->ee_code), Napi::String::New(env, offender), Napi::Number::New(env, rx),
+                 Napi::Number::New(env, ee->ee_info)});
       }
     }
     return read;
@@ -308,6 +327,8 @@ class DgramIcmp : public Napi::ObjectWrap<DgramIcmp> {
 
   int family_ = 4;
   int fd_ = -1;
+  // 64 KiB: one per socket rather than on the stack of every drain.
+  std::unique_ptr<Received> received_ = std::make_unique<Received>();
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference on_message_;
   Napi::FunctionReference on_error_;

@@ -7,14 +7,17 @@ import type { KubeClient } from './kube/client.js';
 import type { NodeSource } from './kube/node-source.js';
 import { RateLimitedLog, type Log } from './log.js';
 import { MeshPlanner } from './mesh/planner.js';
+import type { IcmpSocket } from './icmp/socket.js';
 import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './probe/engine.js';
+import { PathMtuProbes } from './probe/path-mtu.js';
 import type { HttpServer, Readiness } from './server.js';
 import { LOOPBACK_TARGETS, staticNodes } from './targets.js';
 import { discardCounter, LatencyMetrics, registerAgentGauges, socketErrorCounter, SweepMetrics } from './telemetry/metrics.js';
 import { registerNodeSourceGauge } from './telemetry/node-list-metrics.js';
 import { metricsServer } from './metrics-server.js';
+import { PathMtuMetrics } from './telemetry/path-mtu-metrics.js';
 import { Telemetry } from './telemetry/telemetry.js';
-import type { Clock, MeshNode, Outcome, Target } from './types.js';
+import type { Clock, Family, MeshNode, Outcome, Target } from './types.js';
 
 export interface AgentDeps {
   readonly config: Config;
@@ -36,6 +39,11 @@ export interface AgentDeps {
   readonly randomBytes: (n: number) => Uint8Array;
   readonly delay: (ms: number) => Promise<void>;
   readonly otlpExporter?: PushMetricExporter;
+  /** Path-MTU probes' sockets (do-not-fragment datagram ICMP) and route lookup; absent: none are sent. */
+  readonly pathMtu?: {
+    readonly openSockets: () => ReadonlyMap<Family, IcmpSocket>;
+    readonly routeMtu: (address: string, family: Family) => Promise<number>;
+  };
 }
 
 const METER_NAME = 'mentat';
@@ -44,6 +52,7 @@ const WARNING_WINDOW_MS = 60_000;
 
 interface Parts {
   readonly engine: ProbeEngine;
+  readonly pathMtu: PathMtuProbes | undefined;
   readonly planner: MeshPlanner;
   readonly telemetry: Telemetry;
   readonly server: HttpServer;
@@ -113,16 +122,20 @@ export class Agent {
         'datagram ICMP is not allowed here, so raw sockets are used (CAP_NET_RAW), whose user-space receive times read about 0.1 ms high; a net.ipv4.ping_group_range that covers the process group gives kernel timestamps',
       );
     }
+    const pathMtu = startPathMtu(deps, info, telemetry, warnings);
     planner = new MeshPlanner({
       config,
       clock,
       wallNow: deps.wallNow ?? Date.now,
       log,
       sinks: {
-        schedule: (everyInterval, swept) => engine.setTargets(everyInterval, swept),
+        schedule: (everyInterval, swept) => {
+          engine.setTargets(everyInterval, swept);
+          pathMtu?.setTargets(everyInterval);
+        },
         recordPair: (target, outcome) => pairs.record(target, outcome),
         retainPairs: (keys) => pairs.retain(keys),
-        recordSweep: (zone, outcome) => sweep.record(zone, outcome),
+        recordSweep: (zone, path, outcome) => sweep.record(zone, path, outcome),
         originZone: (zone) => {
           pairs.setOriginZone(zone);
           sweep.setOriginZone(zone);
@@ -142,7 +155,7 @@ export class Agent {
       port = await server.listen();
     } catch (err) {
       plan.stop();
-      await engine.stop();
+      await Promise.all([engine.stop(), pathMtu?.probes.stop()]);
       await telemetry.shutdown();
       throw err;
     }
@@ -158,7 +171,7 @@ export class Agent {
       },
       'mentat started',
     );
-    return new Agent(deps, { engine, planner: plan, telemetry, server, discovery }, port);
+    return new Agent(deps, { engine, pathMtu: pathMtu?.probes, planner: plan, telemetry, server, discovery }, port);
   }
 
   /**
@@ -167,16 +180,55 @@ export class Agent {
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      const { discovery, planner, engine, telemetry, server } = this.parts;
+      const { discovery, planner, engine, pathMtu, telemetry, server } = this.parts;
       await discovery?.stop().catch(() => {});
       planner.stop();
-      await engine.stop();
+      await Promise.all([engine.stop(), pathMtu?.stop()]);
       await telemetry.shutdown();
       await server.close();
       this.deps.log.info({}, 'mentat stopped');
     })();
     return this.stopping;
   }
+}
+
+/**
+ * Path-MTU probes beside the engine, on do-not-fragment datagram sockets of their own; none in raw
+ * mode (raw-socket cannot set IP_MTU_DISCOVER), which is said once.
+ */
+function startPathMtu(
+  deps: AgentDeps,
+  info: EngineInfo,
+  telemetry: Telemetry,
+  warnings: RateLimitedLog,
+): { probes: PathMtuProbes; setTargets: (targets: readonly Target[]) => void } | undefined {
+  const { config, log } = deps;
+  if (config.mtu.intervalMs === 0 || !deps.pathMtu) return undefined;
+  if (!info.sockets.every((s) => s.startsWith('dgram/'))) {
+    log.info({}, 'no path-MTU probes: they need datagram ICMP sockets (MENTAT_ICMP_MODE=dgram, net.ipv4.ping_group_range), and this agent uses raw ones');
+    return undefined;
+  }
+  const metrics = new PathMtuMetrics(telemetry.destinations, config.nodeName);
+  const settings = probeSettings(config, deps.randomBytes);
+  const probes = new PathMtuProbes({
+    intervalMs: config.mtu.intervalMs,
+    timeoutMs: config.probeTimeoutMs,
+    mtuBytes: config.mtu.bytes,
+    identifier: settings.identifier,
+    cookie: settings.cookie,
+    openSockets: deps.pathMtu.openSockets,
+    clock: deps.clock,
+    routeMtu: deps.pathMtu.routeMtu,
+    onResult: (target, result, reportedMtu) => metrics.record(target, result, reportedMtu),
+    onSkipped: (target, why) => warnings.warn(`mtu:${target.key}`, { destination: target.name, address: target.address }, `no path-MTU probes: ${why}`),
+  });
+  return {
+    probes,
+    setTargets: (targets) => {
+      probes.setTargets(targets);
+      metrics.retain(new Set(targets.map((t) => t.key)));
+    },
+  };
 }
 
 /** The engine's settings: a random identifier and cookie per agent, so replies to others are told apart. */
@@ -211,7 +263,7 @@ async function nodeSource(
   const source = new NodeSource({
     client: deps.kube.client,
     kubeConfig: deps.kube.kubeConfig,
-    table: new NodeTable(config.addressFamily, config.nodeName, config.probeSelf, deps.localAddresses),
+    table: new NodeTable(config.addressFamily, config.nodeName, config.probeSelf, deps.localAddresses, config.paths),
     onNodes,
     log: deps.log,
     warnings,

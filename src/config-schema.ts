@@ -1,5 +1,6 @@
 /** Every setting declared once (parse, default, variable, flag, help), and the parsers it is made of; config.ts looks them up. */
 import { isIP } from 'node:net';
+import { NETWORK_PATHS, type NetworkPath } from './types.js';
 
 /**
  * 100 µs to 500 ms in 1-2.5-5 steps: 12 boundaries, 18 series per destination in all. Same-zone
@@ -155,6 +156,21 @@ export function payloadBytes(text: string): number {
   return n;
 }
 
+/** `node,pod` or `node`: the node network is always probed, the pod network beside it when asked. */
+export function paths(text: string): readonly NetworkPath[] {
+  const items = text.split(',').map((p) => p.trim());
+  const unknown = items.find((p) => !(NETWORK_PATHS as readonly string[]).includes(p));
+  if (unknown !== undefined || !items.includes('node')) throw new Error('must be node,pod (both networks) or node (the node network only)');
+  return Object.freeze(NETWORK_PATHS.filter((p) => items.includes(p)));
+}
+
+/** 0 (the MTU of the interface the route to each peer leaves by) or the bytes of an IP packet, at least IPv6's 1280. */
+export function mtuBytes(text: string): number {
+  const n = wholeNumber(0, 65_535, 'the route interface MTU')(text);
+  if (n !== 0 && n < 1280) throw new ShowsValue(`must be 0 (the route interface MTU) or at least 1280 bytes (IPv6's minimum MTU); got ${n}`);
+  return n;
+}
+
 /** Each key is a setting, named as its Config field is; env and flag names derive from it unless given. */
 export const SCHEMA = {
   role: choice(
@@ -180,6 +196,22 @@ export const SCHEMA = {
     parse: payloadBytes,
   },
   probe_self: flag('Also probe this node itself', 'false'),
+  paths: {
+    doc: 'Networks probed between nodes: node (node addresses) and pod (the agent pods of the peers, through the pod network; needs the published node list)',
+    default: 'node,pod',
+    values: ['node,pod', 'node'],
+    parse: paths,
+  },
+  mtu: {
+    doc: 'Size in bytes of the full-size, do-not-fragment probes that find path-MTU black holes (0: the MTU of the interface the route to each peer leaves by)',
+    default: '0',
+    parse: mtuBytes,
+  },
+  mtu_probe_interval: {
+    doc: 'Time between two full-size, do-not-fragment probes of one peer and path (0s: no MTU probes; datagram sockets only)',
+    default: '30s',
+    parse: duration(1000, '1s', true),
+  },
   address_family: choice(
     'Which node address to probe: the first, one family, or both (dual, with an ip_family attribute)',
     ['first', 'ipv4', 'ipv6', 'dual'],

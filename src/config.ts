@@ -210,6 +210,10 @@ function assemble(v: Values, origins: Origins, hostname: string) {
     probeTimeoutMs,
     payloadBytes: v.payload_bytes,
     probeSelf: v.probe_self,
+    /** Networks probed: the node network always, the pod network (peers' agent pods) beside it. */
+    paths: v.paths,
+    /** Path-MTU probes: size (0: the route interface's MTU) and interval (0: off). */
+    mtu: Object.freeze({ bytes: v.mtu, intervalMs: v.mtu_probe_interval }),
     addressFamily: v.address_family,
     icmpMode: v.icmp_mode,
     metricsHost: v.metrics_host,

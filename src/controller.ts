@@ -54,6 +54,7 @@ export class Controller {
       log,
       warnings,
       serviceAccount: deps.serviceAccount,
+      podAddresses: config.paths.includes('pod'),
     });
     const telemetry = await Telemetry.create({ resource: deps.resource, meterName: 'mentat' });
     registerControllerGauges(telemetry.meter, config.nodeList.identity, () => ({ leader: controller.isLeader, nodes: controller.publishedNodes }));

@@ -76,6 +76,8 @@ async function main(): Promise<void> {
   const { startEngine } = await import('./probe/engine.js');
   const { InlineEngine } = await import('./probe/inline-engine.js');
   const { ProcessEngine } = await import('./probe/process-engine.js');
+  const { openIcmpSockets } = await import('./icmp/open.js');
+  const { routeMtu } = await import('./icmp/route-mtu.js');
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
   for (const warning of warnings) log.warn({}, warning);
 
@@ -148,6 +150,7 @@ async function main(): Promise<void> {
       resource,
       randomBytes: (n) => randomBytes(n),
       delay: (ms) => sleep(ms, undefined, { ref: false }),
+      pathMtu: { openSockets: () => openIcmpSockets('dgram', () => clock.now(), { dontFragment: true }).sockets, routeMtu: (a, f) => routeMtu(a, f) },
     });
   } catch (err) {
     log.fatal({}, `mentat cannot start: ${(err as Error).message}`);

@@ -2,6 +2,16 @@
 
 export type Family = 4 | 6;
 
+/** The networks probed between two nodes: node addresses, or the agent pod's address through the pod network (overlay, CNI). */
+export const NETWORK_PATHS = ['node', 'pod'] as const;
+export type NetworkPath = (typeof NETWORK_PATHS)[number];
+
+/**
+ * The address type of an agent pod's IP in a NodeEntry. Only the controller sets it (from the
+ * DaemonSet's Pods); a Node's own status.addresses never carries it (kube/node.ts drops it).
+ */
+export const POD_ADDRESS_TYPE = 'PodIP';
+
 /** One address to probe. `key` is its identity: a changed address under the same key is followed. */
 export interface Target {
   readonly key: string;
@@ -10,11 +20,16 @@ export interface Target {
   readonly family: Family;
   /** topology.kubernetes.io/zone of the node, when known. */
   readonly zone?: string;
+  /** The network this address is on; absent: the node network. */
+  readonly path?: NetworkPath;
 }
 
 /** A timeout is data (loss), not an exception. */
 export type Outcome =
-  { readonly kind: 'success'; readonly rttSeconds: number } | { readonly kind: 'timeout' } | { readonly kind: 'error'; readonly reason: string };
+  | { readonly kind: 'success'; readonly rttSeconds: number }
+  | { readonly kind: 'timeout' }
+  /** `nextHopMtu`: the error was a fragmentation needed / packet too big, saying what the path takes. */
+  | { readonly kind: 'error'; readonly reason: string; readonly nextHopMtu?: number };
 
 /** Time and timers, injected so that scheduling is tested without waiting. */
 export interface Clock {
@@ -40,7 +55,10 @@ export type NodeState = 'active' | 'cordoned' | 'leaving';
  */
 export interface NodeEntry {
   readonly name: string;
-  /** The Node's addresses, in its order: each agent applies its own address policy (mesh/addresses.ts). */
+  /**
+   * The Node's addresses, in its order: each agent applies its own address policy (mesh/addresses.ts).
+   * The controller adds the node's agent pod IPs as type POD_ADDRESS_TYPE.
+   */
   readonly addresses: ReadonlyArray<{ readonly type: string; readonly address: string }>;
   readonly zone?: string;
   readonly state: NodeState;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KEYS, parseBuckets, parseDurationMs, parseTargets, SCHEMA, type Setting } from '../src/config-schema.js';
+import { KEYS, mtuBytes, parseBuckets, parseDurationMs, parseTargets, paths, SCHEMA, type Setting } from '../src/config-schema.js';
 
 test('every default is a value its own setting accepts, and a choice defaults to one of its values', () => {
   for (const key of KEYS) {
@@ -31,4 +31,17 @@ test('parsers convert as they validate', () => {
   assert.equal(SCHEMA.outlier_latency.parse('5ms'), 0.005, 'outlier latency in seconds');
   assert.throws(() => SCHEMA.payload_bytes.parse('7'), { message: 'must be at least 8 (the cookie that replies must carry); got 7' });
   assert.equal(SCHEMA.otlp_endpoint.parse(''), '', 'unset stays unset');
+});
+
+test('paths: the node network always, the pod network beside it; MTU: 0 (the route) or at least 1280', () => {
+  assert.deepEqual(paths('node,pod'), ['node', 'pod']);
+  assert.deepEqual(paths('pod, node'), ['node', 'pod']);
+  assert.deepEqual(paths('node'), ['node']);
+  for (const bad of ['pod', '', 'node,tunnel', 'NODE']) assert.throws(() => paths(bad), /must be node,pod \(both networks\) or node/, bad);
+  assert.equal(mtuBytes('0'), 0);
+  assert.equal(mtuBytes('1500'), 1500);
+  assert.equal(mtuBytes('9001'), 9001);
+  assert.throws(() => mtuBytes('576'), /must be 0 \(the route interface MTU\) or at least 1280 bytes/);
+  assert.throws(() => mtuBytes('70000'), /whole number from 0/);
+  assert.throws(() => mtuBytes('1500.5'), /whole number/);
 });

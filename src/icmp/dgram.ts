@@ -15,8 +15,9 @@ interface DgramIcmpModule {
   DgramIcmp: new (
     family: Family,
     onMessage: (packet: Buffer, source: string, receivedAtMs: number) => void,
-    onIcmpError: (quoted: Buffer, destination: string, type: number, code: number, offender: string, receivedAtMs: number) => void,
+    onIcmpError: (quoted: Buffer, destination: string, type: number, code: number, offender: string, receivedAtMs: number, info: number) => void,
     onFailure: (error: Error) => void,
+    dontFragment: boolean,
   ) => DgramIcmpHandle;
 }
 
@@ -28,17 +29,24 @@ function loadAddon(): DgramIcmpModule {
   return addon;
 }
 
+/** ICMPv4 fragmentation needed (destination unreachable, code 4), ICMPv6 packet too big: they carry the next-hop MTU. */
+function isTooBig(family: Family, type: number, code: number): boolean {
+  return family === 4 ? type === 3 && code === 4 : type === 2;
+}
+
 /**
  * Opens an unprivileged ICMP datagram socket: no capability needed, only a
  * net.ipv4.ping_group_range that covers the process's group. The kernel owns
  * the echo identifier and filters replies per socket; send and receive times
  * come from one clock (CLOCK_REALTIME, receive stamped by the kernel).
+ * `dontFragment`: every datagram leaves with DF set and at full size, whatever path MTU the kernel
+ * has learned (IP_PMTUDISC_PROBE): the socket of path-MTU probes.
  * @throws IcmpPermissionError when ping_group_range does not include the group
  */
-export function openDgramSocket(family: Family): IcmpSocket {
+export function openDgramSocket(family: Family, options: { readonly dontFragment?: boolean } = {}): IcmpSocket {
   const { DgramIcmp } = loadAddon();
   let messageHandler: (packet: Buffer, source: string, receivedAt: number) => void = () => {};
-  let errorHandler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number) => void = () => {};
+  let errorHandler: Parameters<NonNullable<IcmpSocket['onIcmpError']>>[0] = () => {};
   const pendingFailures: Error[] = [];
   let failureHandler: ((error: Error) => void) | undefined;
   // The addon's failures (a poll that could not restart) and our own handlers' exceptions end up here:
@@ -60,9 +68,9 @@ export function openDgramSocket(family: Family): IcmpSocket {
           guarded('a datagram', err);
         }
       },
-      (quoted, destination, type, code, offender, at) => {
+      (quoted, destination, type, code, offender, at, info) => {
         try {
-          errorHandler(quoted, destination, icmpErrorReason(family, type, code), offender, at);
+          errorHandler(quoted, destination, icmpErrorReason(family, type, code), offender, at, isTooBig(family, type, code) && info > 0 ? info : undefined);
         } catch (err) {
           guarded('an ICMP error', err);
         }
@@ -74,6 +82,7 @@ export function openDgramSocket(family: Family): IcmpSocket {
           // The handler of last resort threw: the addon counts it (callbackErrors).
         }
       },
+      options.dontFragment === true,
     );
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

@@ -14,13 +14,14 @@ export interface OpenedSockets {
 /**
  * Opens one socket per address family. A family the host lacks is reported in
  * `missing`; a permission problem is thrown, as nothing can be measured without it.
+ * `dontFragment` (datagram only): the sockets of path-MTU probes.
  */
-export function openIcmpSockets(kind: SocketKind, now: () => number): OpenedSockets {
+export function openIcmpSockets(kind: SocketKind, now: () => number, options: { readonly dontFragment?: boolean } = {}): OpenedSockets {
   const sockets = new Map<Family, IcmpSocket>();
   const missing: Array<{ family: Family; reason: string }> = [];
   for (const family of [4, 6] as const) {
     try {
-      sockets.set(family, kind === 'raw' ? openRawSocket(family, now) : openDgramSocket(family));
+      sockets.set(family, kind === 'raw' ? openRawSocket(family, now) : openDgramSocket(family, options));
     } catch (err) {
       if (err instanceof IcmpPermissionError) {
         for (const s of sockets.values()) void s.close();

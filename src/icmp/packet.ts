@@ -65,6 +65,8 @@ export type Decoded =
       readonly sequence: number;
       /** Where the quoted request was going. */
       readonly quotedDestination: string;
+      /** What a fragmentation-needed or packet-too-big says the path takes. */
+      readonly nextHopMtu?: number;
     }
   | { readonly kind: 'ignored'; readonly why: string };
 

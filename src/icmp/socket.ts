@@ -18,8 +18,11 @@ export interface IcmpSocket {
   /**
    * ICMP errors that the kernel hands over out of band (datagram sockets' error queue):
    * `quoted` starts at our ICMP header. Raw sockets deliver errors as ordinary messages.
+   * `nextHopMtu`: what a fragmentation-needed or packet-too-big says the path takes.
    */
-  onIcmpError?(handler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number) => void): void;
+  onIcmpError?(
+    handler: (quoted: Buffer, destination: string, reason: string, offender: string, receivedAt: number, nextHopMtu: number | undefined) => void,
+  ): void;
   onError(handler: (error: Error) => void): void;
   /**
    * Reads every datagram and ICMP error already queued, synchronously, through the handlers above.

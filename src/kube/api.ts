@@ -1,5 +1,5 @@
 /** JSON requests of our own to the API server (the informers' are client-node's): bounded, with errors that carry the status. */
-import type { KubeConfig, V1Node } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubeClient, KubeResponse } from './client.js';
 
 /** The API server answered with an error status; `code` is the HTTP status, as in client-node's ApiException. */
@@ -31,34 +31,39 @@ export function statusMessage(body: string): string {
   return body.slice(0, 120).replace(/\s+/g, ' ') || '(empty body)';
 }
 
-/** A page of GET /api/v1/nodes, as the API server sends it. */
-export interface NodeListPage {
+/** A page of a list (GET /api/v1/nodes, say), as the API server sends it. */
+export interface ListPage<T> {
   readonly metadata?: { readonly resourceVersion?: string; readonly continue?: string };
-  readonly items: V1Node[];
+  readonly items: T[];
 }
 
-/** GET /api/v1/nodes, one page at a time, each request bounded by `timeoutMs`. */
-export class NodeLister {
+/** GET of one collection (nodes, or the agent pods by label), one page at a time, each request bounded by `timeoutMs`. */
+export class PagedLister<T> {
   constructor(
     private readonly client: KubeClient,
     private readonly kubeConfig: KubeConfig,
     private readonly timeoutMs: number,
+    private readonly collection: string,
+    private readonly labelSelector?: string,
   ) {}
 
-  async list(page: { limit: number; continueToken?: string | undefined }): Promise<NodeListPage> {
+  async list(page: { limit: number; continueToken?: string | undefined }): Promise<ListPage<T>> {
     const query = new URLSearchParams({ limit: String(page.limit) });
+    if (this.labelSelector !== undefined) query.set('labelSelector', this.labelSelector);
     if (page.continueToken !== undefined) query.set('continue', page.continueToken);
-    const response = await this.client.send(this.kubeConfig, { method: 'GET', path: `/api/v1/nodes?${query.toString()}`, timeoutMs: this.timeoutMs });
+    const response = await this.client.send(this.kubeConfig, { method: 'GET', path: `${this.collection}?${query.toString()}`, timeoutMs: this.timeoutMs });
     if (response.status !== 200) throw new KubeApiError(response.status, statusMessage(response.body));
-    const list = JSON.parse(response.body) as NodeListPage;
-    if (!Array.isArray(list?.items)) throw new Error('the API server answered the node list with no items array');
+    const list = JSON.parse(response.body) as ListPage<T>;
+    if (!Array.isArray(list?.items)) throw new Error(`the API server answered the list of ${this.collection} with no items array`);
     return list;
   }
 }
 
-/** Paths of the namespaced objects mentat writes. */
+/** Paths of the namespaced objects mentat reads and writes. */
+export const NODES = '/api/v1/nodes';
 export const LEASES = (ns: string) => `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/leases`;
 export const CONFIG_MAPS = (ns: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/configmaps`;
+export const PODS = (ns: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/pods`;
 
 /** Object metadata as mentat reads and writes it. */
 export interface ObjectMeta {

@@ -14,6 +14,7 @@ import { ListWriter, NotLeaderError, refreshSecondsFor } from './list-writer.js'
 import { ELECTION_LEASE } from './node-list.js';
 import { boundList, describeProblems } from './node.js';
 import { NodeWatch, type NodeWatchOptions } from './node-watch.js';
+import { PodWatch, withPodAddresses } from './pod-watch.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 /** A change of the node list is published once it has been quiet this long, and at most publishMaxDelayMs late. */
@@ -48,6 +49,8 @@ export interface ControllerOptions {
   readonly warnings: RateLimitedLog;
   readonly serviceAccount?: string | undefined;
   readonly verifyEveryMs?: number;
+  /** Publish each node's agent pod addresses too (MENTAT_PATHS has pod): a watch of the agent pods. */
+  readonly podAddresses?: boolean;
   /** Node watch settings for tests (page size, backoff). */
   readonly watch?: Pick<NodeWatchOptions, 'pageSize' | 'minBackoffMs' | 'maxBackoffMs'>;
 }
@@ -56,6 +59,10 @@ export class NodeListController {
   private readonly elector: LeaderElector;
   private readonly writer: ListWriter;
   private watch: NodeWatch | undefined;
+  private podWatch: PodWatch | undefined;
+  /** The Node watch's entries, and the agent pods' addresses by node: the list is both, bounded. */
+  private nodeEntries: NodeEntry[] | undefined;
+  private podsByNode: ReadonlyMap<string, readonly string[]> = new Map();
   private entries: NodeEntry[] | undefined;
   private queue: Promise<void> = Promise.resolve();
   private publishTimer: unknown;
@@ -107,7 +114,7 @@ export class NodeListController {
   async stop(): Promise<void> {
     this.stopped = true;
     this.clearTimers();
-    await this.watch?.stop();
+    await Promise.all([this.watch?.stop(), this.podWatch?.stop()]);
     await this.queue;
     await this.elector.stop();
   }
@@ -120,11 +127,8 @@ export class NodeListController {
       kubeConfig: this.options.kubeConfig,
       onEntries: (entries) => {
         if (this.watch !== watch) return;
-        const { entries: bounded, problems } = boundList(entries);
-        const described = describeProblems(problems);
-        if (described) this.options.warnings.warn('node-list-bounds', {}, `node list: ${described}`);
-        this.entries = bounded;
-        this.schedulePublish();
+        this.nodeEntries = entries;
+        this.update();
       },
       log: this.options.log,
       warnings: this.options.warnings,
@@ -134,16 +138,49 @@ export class NodeListController {
     });
     this.watch = watch;
     watch.start();
+    if (this.options.podAddresses) this.watchPods();
     this.beat();
+  }
+
+  private watchPods(): void {
+    const podWatch = new PodWatch({
+      client: this.options.client,
+      kubeConfig: this.options.kubeConfig,
+      namespace: this.options.namespace,
+      onPods: (byNode) => {
+        if (this.podWatch !== podWatch) return;
+        this.podsByNode = byNode;
+        if (this.nodeEntries) this.update();
+      },
+      log: this.options.log,
+      warnings: this.options.warnings,
+      delay: this.options.delay,
+      ...(this.options.watch?.minBackoffMs === undefined ? {} : { minBackoffMs: this.options.watch.minBackoffMs }),
+      ...(this.options.watch?.maxBackoffMs === undefined ? {} : { maxBackoffMs: this.options.watch.maxBackoffMs }),
+    });
+    this.podWatch = podWatch;
+    podWatch.start();
+  }
+
+  /** The list from the Nodes and the agent pods, bounded as every agent bounds it, published soon. */
+  private update(): void {
+    const { entries: bounded, problems } = boundList(withPodAddresses(this.nodeEntries ?? [], this.podsByNode));
+    const described = describeProblems(problems);
+    if (described) this.options.warnings.warn('node-list-bounds', {}, `node list: ${described}`);
+    this.entries = bounded;
+    this.schedulePublish();
   }
 
   private follow(): void {
     this.clearTimers();
     const watch = this.watch;
-    this.watch = undefined;
-    this.entries = undefined;
+    const podWatch = this.podWatch;
+    this.watch = this.podWatch = undefined;
+    this.entries = this.nodeEntries = undefined;
+    this.podsByNode = new Map();
     this.writer.reset();
     void watch?.stop();
+    void podWatch?.stop();
   }
 
   private clearTimers(): void {

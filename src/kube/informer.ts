@@ -3,7 +3,9 @@
  * capped exponential backoff (reset once a list or watch goes through), for every informer mentat
  * runs: the Node watch and the node-list index watch.
  */
-import type { KubernetesObject, ListWatch } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
+import type { ListPage, PagedLister } from './api.js';
+import type { KubeClient } from './client.js';
 
 export const DEFAULT_MIN_BACKOFF_MS = 1000;
 export const DEFAULT_MAX_BACKOFF_MS = 30_000;
@@ -53,4 +55,45 @@ export class RestartingInformer<T extends KubernetesObject> {
     await this.options.delay(wait);
     if (!this.stopped) void this.informer.start();
   }
+}
+
+/**
+ * A Watch that trims objects before the informer caches them (a Node or a Pod is kilobytes, of which
+ * mentat reads a few fields), and says when a watch request was accepted: the backoff starts over then.
+ */
+export function trimmingWatch<T>(client: KubeClient, config: KubeConfig, trim: (object: T) => T, onAccepted: () => void): Watch {
+  return new (class extends client.Watch {
+    override async watch(
+      path: string,
+      queryParams: Record<string, string | number | boolean | undefined>,
+      callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+      done: (err: unknown) => void,
+    ): Promise<AbortController> {
+      let failed = false;
+      const controller = await super.watch(
+        path,
+        queryParams,
+        (phase, obj, raw) => callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? trim(obj as T) : obj, raw),
+        (err) => {
+          if (err) failed = true;
+          done(err);
+        },
+      );
+      if (!failed) onAccepted();
+      return controller;
+    }
+  })(config);
+}
+
+/** Every page of a list, each trimmed before the next is read: the peak is one page, not the whole list untrimmed. */
+export async function listTrimmed<T>(lister: PagedLister<T>, limit: number, trim: (object: T) => T): Promise<ListPage<T>> {
+  const first = await lister.list({ limit });
+  const items = first.items.map(trim);
+  let next = first.metadata?.continue;
+  while (next) {
+    const page = await lister.list({ limit, continueToken: next });
+    for (const object of page.items) items.push(trim(object));
+    next = page.metadata?.continue;
+  }
+  return { ...(first.metadata ? { metadata: first.metadata } : {}), items };
 }

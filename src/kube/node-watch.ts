@@ -1,7 +1,7 @@
-import type { KubeConfig, ListWatch, V1Node, V1NodeList, Watch } from '@kubernetes/client-node';
+import type { KubeConfig, ListWatch, V1Node, V1NodeList } from '@kubernetes/client-node';
 import type { Log, RateLimitedLog } from '../log.js';
-import { NodeLister, statusCodeOf } from './api.js';
-import { RestartingInformer } from './informer.js';
+import { NODES, PagedLister, statusCodeOf } from './api.js';
+import { listTrimmed, RestartingInformer, trimmingWatch } from './informer.js';
 import type { KubeClient } from './client.js';
 import type { NodeEntry } from '../types.js';
 import { entryOf, sameEntry, trimNode } from './node.js';
@@ -9,34 +9,6 @@ import { entryOf, sameEntry, trimNode } from './node.js';
 const DEFAULT_PAGE_SIZE = 100;
 /** A list page that takes longer than this is abandoned and retried with the backoff. */
 const LIST_TIMEOUT_MS = 30_000;
-
-/**
- * A Watch that trims objects before the informer caches them, and says when a
- * watch request was accepted: that is when the backoff starts over.
- */
-function nodeWatch(client: KubeClient, config: KubeConfig, onAccepted: () => void): Watch {
-  return new (class extends client.Watch {
-    override async watch(
-      path: string,
-      queryParams: Record<string, string | number | boolean | undefined>,
-      callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
-      done: (err: unknown) => void,
-    ): Promise<AbortController> {
-      let failed = false;
-      const controller = await super.watch(
-        path,
-        queryParams,
-        (phase, obj, raw) => callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? trimNode(obj as V1Node) : obj, raw),
-        (err) => {
-          if (err) failed = true;
-          done(err);
-        },
-      );
-      if (!failed) onAccepted();
-      return controller;
-    }
-  })(config);
-}
 
 /** Why the API server said no, in words that say what to fix. */
 export function explainApiError(err: unknown, server: string, serviceAccount: string): string {
@@ -77,7 +49,7 @@ export interface NodeWatchOptions {
  */
 export class NodeWatch {
   private readonly runner: RestartingInformer<V1Node>;
-  private readonly lister: NodeLister;
+  private readonly lister: PagedLister<V1Node>;
   private stopped = false;
   private emitScheduled = false;
   private lastError: string | undefined;
@@ -87,9 +59,9 @@ export class NodeWatch {
   private readonly entries = new Map<string, NodeEntry>();
 
   constructor(private readonly options: NodeWatchOptions) {
-    this.lister = new NodeLister(options.client, options.kubeConfig, LIST_TIMEOUT_MS);
-    const watch = nodeWatch(options.client, options.kubeConfig, () => this.onHealthy());
-    const informer: ListWatch<V1Node> = new options.client.ListWatch<V1Node>('/api/v1/nodes', watch, () => this.listAll(), false, undefined, undefined, {
+    this.lister = new PagedLister<V1Node>(options.client, options.kubeConfig, LIST_TIMEOUT_MS, NODES);
+    const watch = trimmingWatch(options.client, options.kubeConfig, trimNode, () => this.onHealthy());
+    const informer: ListWatch<V1Node> = new options.client.ListWatch<V1Node>(NODES, watch, () => this.listAll(), false, undefined, undefined, {
       delayFn: options.delay,
     });
     informer.on('add', (node) => this.apply(node));
@@ -126,15 +98,7 @@ export class NodeWatch {
    * broke the 64 MiB heap at 5000 nodes; pages of 100 keep the peak near 10 MiB (bench/pod-memory.sh).
    */
   private async listAll(): Promise<V1NodeList> {
-    const limit = this.options.pageSize ?? DEFAULT_PAGE_SIZE;
-    const first = await this.lister.list({ limit });
-    const items = first.items.map(trimNode);
-    let next = first.metadata?.continue;
-    while (next) {
-      const page = await this.lister.list({ limit, continueToken: next });
-      for (const node of page.items) items.push(trimNode(node));
-      next = page.metadata?.continue;
-    }
+    const { metadata, items } = await listTrimmed(this.lister, this.options.pageSize ?? DEFAULT_PAGE_SIZE, trimNode);
     if (!this.synced || this.failedSinceList) {
       this.options.log.info({ nodes: items.length, server: this.server }, this.synced ? 'node list resynced' : 'node list synced');
     }
@@ -142,7 +106,7 @@ export class NodeWatch {
     this.synced = true;
     this.onHealthy();
     this.scheduleEmit();
-    return { metadata: first.metadata, items } as V1NodeList;
+    return { metadata, items } as V1NodeList;
   }
 
   /** A list or a watch went through: the next failure is news again and starts the backoff over. */

@@ -5,7 +5,7 @@
  */
 import type { V1Node } from '@kubernetes/client-node';
 import { canonicalAddress, isRemoteUnicast } from '../icmp/address.js';
-import type { NodeEntry, NodeState } from '../types.js';
+import { POD_ADDRESS_TYPE, type NodeEntry, type NodeState } from '../types.js';
 
 /** The part of a Kubernetes Node that decides what to probe. */
 export interface NodeLike {
@@ -61,7 +61,8 @@ export function entryOf(node: NodeLike): NodeEntry | undefined {
   const name = node.metadata?.name;
   if (typeof name !== 'string' || name === '') return undefined;
   const addresses = (node.status?.addresses ?? [])
-    .filter((a) => typeof a?.type === 'string' && typeof a.address === 'string')
+    // A Node cannot speak for a pod: that type is the controller's, from the DaemonSet's Pods.
+    .filter((a) => typeof a?.type === 'string' && typeof a.address === 'string' && a.type !== POD_ADDRESS_TYPE)
     .slice(0, MAX_ADDRESSES)
     .map((a) => ({ type: a.type!.slice(0, 32), address: a.address!.slice(0, 64) }));
   const zone = zoneOf(node);
@@ -123,7 +124,7 @@ export const LIST_BOUNDS = {
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** Kubernetes label values, as a zone must be. */
 const LABEL_VALUE = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-const PROBED_TYPES = new Set(['InternalIP', 'ExternalIP']);
+const PROBED_TYPES = new Set(['InternalIP', 'ExternalIP', POD_ADDRESS_TYPE]);
 
 /** What a list had that was dropped, by kind, for one warning per list. */
 export type ListProblems = Partial<Record<'names' | 'zones' | 'addresses' | 'sharedAddresses' | 'overZones' | 'overNodes', number>>;

@@ -1,7 +1,7 @@
 /** Address policy: which of a node's addresses an agent probes (MENTAT_ADDRESS_FAMILY). */
 import type { AddressFamilyPolicy } from '../config.js';
 import { familyOf } from '../icmp/address.js';
-import type { Family, Target } from '../types.js';
+import { POD_ADDRESS_TYPE, type Family, type NetworkPath, type Target } from '../types.js';
 
 export type NodeTargets = { readonly ok: true; readonly targets: Target[] } | { readonly ok: false; readonly problem: string };
 
@@ -18,10 +18,26 @@ export function targetsForAddresses(
   addresses: ReadonlyArray<{ readonly type?: string; readonly address?: string }>,
   zone: string | undefined,
   policy: AddressFamilyPolicy,
+  paths: readonly NetworkPath[] = ['node'],
 ): NodeTargets {
   if (name.length > MAX_NAME_LENGTH) return { ok: false, problem: `node name is ${name.length} characters long (at most ${MAX_NAME_LENGTH})` };
+  const node = pathTargets(name, addresses, zone, policy, 'node');
+  if (!node.ok || !paths.includes('pod')) return node;
+  // A node whose agent pod is not known yet (or not running) is probed on the node network only.
+  const pod = pathTargets(name, addresses, zone, policy, 'pod');
+  return pod.ok ? { ok: true, targets: [...node.targets, ...pod.targets] } : node;
+}
+
+/** The node's targets on one network: its InternalIP (else ExternalIP) addresses, or its agent pod's. */
+function pathTargets(
+  name: string,
+  addresses: ReadonlyArray<{ readonly type?: string; readonly address?: string }>,
+  zone: string | undefined,
+  policy: AddressFamilyPolicy,
+  path: NetworkPath,
+): NodeTargets {
   const usable: { address: string; family: Family }[] = [];
-  for (const type of ['InternalIP', 'ExternalIP']) {
+  for (const type of path === 'pod' ? [POD_ADDRESS_TYPE] : ['InternalIP', 'ExternalIP']) {
     for (const entry of addresses) {
       if (entry?.type !== type || typeof entry.address !== 'string') continue;
       const family = familyOf(entry.address);
@@ -32,21 +48,23 @@ export function targetsForAddresses(
     return { ok: false, problem: addresses.length === 0 ? 'node has no addresses' : 'node has no InternalIP or ExternalIP that is a valid IP address' };
   }
   const pick = (family: Family) => usable.find((u) => u.family === family);
-  const extra = zone === undefined ? {} : { zone };
+  // Node-network targets keep the keys they always had; pod-network ones are told apart by a suffix.
+  const extra = { ...(zone === undefined ? {} : { zone }), ...(path === 'pod' ? { path } : {}) };
+  const base = path === 'pod' ? `${name}/pod` : name;
   switch (policy) {
     case 'first':
-      return { ok: true, targets: [{ key: name, name, ...usable[0]!, ...extra }] };
+      return { ok: true, targets: [{ key: base, name, ...usable[0]!, ...extra }] };
     case 'ipv4':
     case 'ipv6': {
       const found = pick(policy === 'ipv4' ? 4 : 6);
       if (!found) return { ok: false, problem: `node has no ${policy === 'ipv4' ? 'IPv4' : 'IPv6'} address` };
-      return { ok: true, targets: [{ key: name, name, ...found, ...extra }] };
+      return { ok: true, targets: [{ key: base, name, ...found, ...extra }] };
     }
     case 'dual': {
       const targets: Target[] = [];
       for (const family of [4, 6] as const) {
         const found = pick(family);
-        if (found) targets.push({ key: `${name}/ipv${family}`, name, ...found, ...extra });
+        if (found) targets.push({ key: `${base}/ipv${family}`, name, ...found, ...extra });
       }
       return { ok: true, targets };
     }

@@ -1,6 +1,6 @@
 import type { AddressFamilyPolicy } from '../config.js';
 import { canonicalAddress } from '../icmp/address.js';
-import type { MeshNode, NodeEntry, Target } from '../types.js';
+import type { MeshNode, NetworkPath, NodeEntry, Target } from '../types.js';
 import { targetsForAddresses } from './addresses.js';
 
 /** A node that cannot be probed, and why: reported once until it changes. */
@@ -21,6 +21,8 @@ export class NodeTable {
     private readonly probeSelf: boolean,
     /** This host's addresses, canonical: a node claiming one of them is this agent, whatever its name. */
     private readonly selfAddresses: ReadonlySet<string> = new Set(),
+    /** The networks probed: the pod network only where the list names a node's agent pod. */
+    private readonly paths: readonly NetworkPath[] = ['node'],
   ) {}
 
   /** Replaces the whole set; returns the problems not reported before. */
@@ -44,7 +46,7 @@ export class NodeTable {
   }
 
   private apply(into: Map<string, MeshNode>, entry: NodeEntry): string | undefined {
-    const result = targetsForAddresses(entry.name, entry.addresses, entry.zone, this.policy);
+    const result = targetsForAddresses(entry.name, entry.addresses, entry.zone, this.policy, this.paths);
     if (entry.name === this.self) {
       into.set(entry.name, meshNode(entry, this.probeSelf && result.ok ? result.targets : []));
       return undefined;

@@ -6,7 +6,7 @@
 import type { Config } from '../config.js';
 import type { Log } from '../log.js';
 import { effectiveIntervalMs } from '../probe/prober.js';
-import type { AgentStats, Clock, MeshNode, Outcome, SelfState, Target, TargetState } from '../types.js';
+import type { AgentStats, Clock, MeshNode, NetworkPath, Outcome, SelfState, Target, TargetState } from '../types.js';
 import { Baselines, OutlierTracker } from './outliers.js';
 import { planMesh, targetsOf, type MeshPlan } from './plan.js';
 
@@ -19,7 +19,7 @@ export interface PlannerSinks {
   /** Only these targets keep their per-pair series. */
   readonly retainPairs: (keys: ReadonlySet<string>) => void;
   /** Sweep series, by destination zone. */
-  readonly recordSweep: (destinationZone: string | undefined, outcome: Outcome) => void;
+  readonly recordSweep: (destinationZone: string | undefined, path: NetworkPath, outcome: Outcome) => void;
   /** The own node's zone changed (zone attributes follow it). */
   readonly originZone: (zone: string | undefined) => void;
 }
@@ -86,7 +86,7 @@ export class MeshPlanner {
       if (this.outliers.onProbe(target.name, outcome, baseline)) this.onOutlierChange(target, before);
       return;
     }
-    this.options.sinks.recordSweep(target.zone, outcome);
+    this.options.sinks.recordSweep(target.zone, target.path ?? 'node', outcome);
     if (outcome.kind === 'success' && !this.outliers.isBad(outcome, baseline)) this.baselines.add(zone, outcome.rttSeconds);
     if (this.outliers.onSweep(target.name, outcome, baseline)) {
       this.options.log.debug({ destination: target.name, outcome: outcome.kind }, 'a swept node looks bad: probing it every interval to check');

@@ -180,7 +180,7 @@ export class Prober {
         this.stats.socketErrors++;
         options.onSocketError?.(socket.family, error);
       });
-      socket.onIcmpError?.((quoted, destination, reason, offender, receivedAt) => {
+      socket.onIcmpError?.((quoted, destination, reason, offender, receivedAt, nextHopMtu) => {
         if (quoted.length < 8) {
           this.stats.dropped++;
           return;
@@ -191,6 +191,7 @@ export class Prober {
           identifier: quoted.readUInt16BE(4),
           sequence: quoted.readUInt16BE(6),
           quotedDestination: destination,
+          ...(nextHopMtu === undefined ? {} : { nextHopMtu }),
         };
         this.onDecoded(socket, decoded, offender, receivedAt);
       });
@@ -465,7 +466,8 @@ export class Prober {
         return;
       }
       this.stats.matched++;
-      this.finish(probe, { kind: 'error', reason: `${decoded.reason} from ${source}` });
+      const mtu = decoded.nextHopMtu === undefined ? {} : { nextHopMtu: decoded.nextHopMtu };
+      this.finish(probe, { kind: 'error', reason: `${decoded.reason} from ${source}`, ...mtu });
       return;
     }
     if (

@@ -1,5 +1,5 @@
 import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
-import { SELF_STATES, TARGET_STATES, type AgentStats, type Outcome, type Target } from '../types.js';
+import { SELF_STATES, TARGET_STATES, type AgentStats, type NetworkPath, type Outcome, type Target } from '../types.js';
 
 /** Where the per-destination series are recorded, and how they are dropped (see DestinationMeters). */
 export interface SeriesSink {
@@ -39,7 +39,7 @@ export class LatencyMetrics {
 
   constructor(private readonly options: LatencyMetricsOptions) {
     this.latency = options.sink.meter.createHistogram(LATENCY_METRIC, {
-      description: 'Round-trip time of ICMP echo from origin_node to destination_node',
+      description: 'Round-trip time of ICMP echo from origin_node to destination_node, on the node or the pod network (path)',
       unit: 's',
       advice: { explicitBucketBoundaries: [...options.bucketsSeconds] },
     });
@@ -87,7 +87,8 @@ export class LatencyMetrics {
   }
 
   private open(target: Target): Series {
-    const attributes: Attributes = { origin_node: this.options.originNode, destination_node: target.name };
+    // path on every series, so that `path="node"` and `path="pod"` select without a regex.
+    const attributes: Attributes = { origin_node: this.options.originNode, destination_node: target.name, path: target.path ?? 'node' };
     if (this.options.withIpFamily) attributes['ip_family'] = target.family === 4 ? 'ipv4' : 'ipv6';
     if (this.options.withZones) {
       attributes['origin_zone'] = this.originZone;
@@ -133,7 +134,7 @@ export class SweepMetrics {
       advice: { explicitBucketBoundaries: [...bucketsSeconds] },
     });
     this.probes = meter.createCounter(SWEEP_PROBES_METRIC, {
-      description: 'Sweep probes sent, by destination_zone and result: success, timeout (loss) or error',
+      description: 'Sweep probes sent, by destination_zone, path (node or pod network) and result: success, timeout (loss) or error',
     });
   }
 
@@ -141,10 +142,10 @@ export class SweepMetrics {
     this.originZone = zone ?? UNKNOWN_ZONE;
   }
 
-  record(destinationZone: string | undefined, outcome: Outcome): void {
+  record(destinationZone: string | undefined, path: NetworkPath, outcome: Outcome): void {
     const zone = destinationZone ?? UNKNOWN_ZONE;
-    const attributes: Attributes = { origin_node: this.originNode, origin_zone: this.originZone, destination_zone: zone };
-    const key = `${this.originZone}\u0000${zone}`;
+    const attributes: Attributes = { origin_node: this.originNode, origin_zone: this.originZone, destination_zone: zone, path };
+    const key = `${this.originZone}\u0000${zone}\u0000${path}`;
     if (!this.seen.has(key)) {
       // Zero-valued from the start, so loss ratios have every term.
       this.seen.add(key);

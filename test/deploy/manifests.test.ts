@@ -11,6 +11,7 @@ import { test, type TestContext } from 'node:test';
 import { load } from 'js-yaml';
 import { permissionsFromManifests, serviceAccountUser } from '../support/rbac.js';
 import { loadConfig } from '../../src/config.js';
+import { AGENT_POD_SELECTOR } from '../../src/kube/pod-watch.js';
 import { BUILT_IN, CLUSTER_SCOPED, validate } from './schema.js';
 import {
   container,
@@ -93,7 +94,14 @@ function checkRbac(objects: readonly K8sObject[]): K8sObject {
     { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['mentat-controller'], verbs: ['get', 'update'] },
     { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
     { apiGroups: [''], resources: ['configmaps'], resourceNames: ['mentat-nodes', ...shards], verbs: ['get', 'update'] },
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
   ]);
+  // The controller finds the agent pods by this selector: the DaemonSet's pods must carry every label of it.
+  const podLabels = (one(objects, 'DaemonSet', 'mentat')['spec'] as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels;
+  for (const term of AGENT_POD_SELECTOR.split(',')) {
+    const [key, value] = term.split('=') as [string, string];
+    assert.equal(podLabels[key], value, `the agent pods carry ${term}, which the controller selects them by`);
+  }
   assert.deepEqual(one(objects, 'RoleBinding', 'mentat')['subjects'], [{ kind: 'ServiceAccount', name: 'mentat', namespace: 'mentat' }]);
   assert.deepEqual(one(objects, 'RoleBinding', 'mentat-controller')['subjects'], [{ kind: 'ServiceAccount', name: 'mentat-controller', namespace: 'mentat' }]);
   const binding = one(objects, 'ClusterRoleBinding', 'mentat');

@@ -110,3 +110,56 @@ test('a clean list passes through unchanged', () => {
   assert.deepEqual(boundList(list), { entries: list, problems: {} });
   assert.equal(describeProblems({}), undefined);
 });
+
+test('a Node cannot speak for a pod: PodIP in its own addresses is dropped; in a list, pod addresses are bounded like node addresses', () => {
+  const entry = entryOf({
+    metadata: { name: 'n1' },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: '10.0.0.1' },
+        { type: 'PodIP', address: '203.0.113.9' },
+      ],
+    },
+  });
+  assert.deepEqual(entry?.addresses, [{ type: 'InternalIP', address: '10.0.0.1' }]);
+  const { entries, problems } = boundList([
+    {
+      name: 'a',
+      state: 'active',
+      addresses: [
+        { type: 'InternalIP', address: '10.0.0.1' },
+        { type: 'PodIP', address: '10.244.0.5' },
+      ],
+    },
+    {
+      name: 'b',
+      state: 'active',
+      addresses: [
+        { type: 'InternalIP', address: '10.0.0.2' },
+        { type: 'PodIP', address: '10.244.0.5' },
+      ],
+    },
+    {
+      name: 'c',
+      state: 'active',
+      addresses: [
+        { type: 'InternalIP', address: '10.0.0.3' },
+        { type: 'PodIP', address: '127.0.0.1' },
+      ],
+    },
+    {
+      name: 'd',
+      state: 'active',
+      addresses: [
+        { type: 'InternalIP', address: '10.0.0.4' },
+        { type: 'PodIP', address: '10.0.0.1' },
+      ],
+    },
+  ]);
+  assert.deepEqual(
+    entries.map((e) => e.addresses.filter((x) => x.type === 'PodIP').map((x) => x.address)),
+    [['10.244.0.5'], [], [], []],
+    "one owner per address, node's or pod's; no loopback",
+  );
+  assert.deepEqual(problems, { sharedAddresses: 2, addresses: 1 });
+});

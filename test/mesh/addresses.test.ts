@@ -63,3 +63,39 @@ for (const [name, n, problem] of badNodes) {
     assert.deepEqual(targetsForNode(n, 'first'), { ok: false, problem });
   });
 }
+
+test('the pod path: the agent pod address beside the node address, keyed apart, only where the list names one', () => {
+  const addresses = [
+    { type: 'InternalIP', address: '10.0.0.1' },
+    { type: 'PodIP', address: '10.244.1.5' },
+    { type: 'PodIP', address: 'fd00:244::5' },
+  ];
+  const both = targetsForAddresses('n1', addresses, 'z1', 'first', ['node', 'pod']);
+  assert.ok(both.ok);
+  assert.deepEqual(both.targets, [
+    { key: 'n1', name: 'n1', address: '10.0.0.1', family: 4, zone: 'z1' },
+    { key: 'n1/pod', name: 'n1', address: '10.244.1.5', family: 4, zone: 'z1', path: 'pod' },
+  ]);
+  const dual = targetsForAddresses('n1', [...addresses, { type: 'InternalIP', address: 'fd00::1' }], undefined, 'dual', ['node', 'pod']);
+  assert.ok(dual.ok);
+  assert.deepEqual(
+    dual.targets.map((t) => t.key),
+    ['n1/ipv4', 'n1/ipv6', 'n1/pod/ipv4', 'n1/pod/ipv6'],
+  );
+  const nodeOnly = targetsForAddresses('n1', addresses, undefined, 'first', ['node']);
+  assert.ok(nodeOnly.ok);
+  assert.deepEqual(
+    nodeOnly.targets.map((t) => t.key),
+    ['n1'],
+    'MENTAT_PATHS=node: no pod target',
+  );
+  const noPod = targetsForAddresses('n1', [{ type: 'InternalIP', address: '10.0.0.1' }], undefined, 'first', ['node', 'pod']);
+  assert.ok(noPod.ok);
+  assert.deepEqual(
+    noPod.targets.map((t) => t.key),
+    ['n1'],
+    'no agent pod known: the node network only',
+  );
+  const podOnly = targetsForAddresses('n1', [{ type: 'PodIP', address: '10.244.1.5' }], undefined, 'first', ['node', 'pod']);
+  assert.equal(podOnly.ok, false, 'a pod address never stands in for the node address');
+});

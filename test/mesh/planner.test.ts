@@ -37,7 +37,7 @@ function setup(env: Record<string, string> = {}, wallNow = () => 10 * 3_600_000)
       schedule: (everyInterval, sweep) => Object.assign(seen, { everyInterval, sweep }),
       recordPair: (t) => seen.pairs.push(t.name),
       retainPairs: (keys) => (seen.retained = new Set(keys)),
-      recordSweep: (zone, o) => seen.sweeps.push(`${zone}:${o.kind}`),
+      recordSweep: (zone, _path, o) => seen.sweeps.push(`${zone}:${o.kind}`),
       originZone: (zone) => seen.zones.push(zone),
     },
   });

@@ -82,6 +82,16 @@ export class FakeSocket implements IcmpSocket {
   }
 
   private errorHandler: ((error: Error) => void) | undefined;
+  private icmpErrorHandler: Parameters<NonNullable<IcmpSocket['onIcmpError']>>[0] | undefined;
+
+  onIcmpError(handler: Parameters<NonNullable<IcmpSocket['onIcmpError']>>[0]): void {
+    this.icmpErrorHandler = handler;
+  }
+
+  /** An ICMP error quoting `request`, as a datagram socket's error queue hands it over (with the MTU of a fragmentation needed). */
+  deliverIcmpError(request: Buffer, destination: string, reason: string, offender: string, nextHopMtu?: number): void {
+    this.icmpErrorHandler?.(request, destination, reason, offender, this.now(), nextHopMtu);
+  }
 
   onError(handler: (error: Error) => void): void {
     this.errorHandler = handler;

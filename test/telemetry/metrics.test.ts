@@ -31,14 +31,14 @@ test('node_latency is a seconds histogram with the configured buckets; probes co
   assert.match(text, /# UNIT node_latency s/);
   assert.match(text, /# TYPE node_latency histogram/);
   assert.equal(text.match(/# TYPE node_latency histogram/g)!.length, 1, 'one family header for all destinations');
-  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",le="0.001"}'), 1);
-  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",le="0.01"}'), 2);
-  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a"}'), 2);
-  assert.ok(Math.abs(value(text, 'node_latency_sum{origin_node="o",destination_node="a"}')! - 0.0055) < 1e-12);
-  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",result="timeout"}'), 1);
-  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",result="success"}'), 2);
-  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",result="error"}'), 1);
-  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",result="timeout"}'), 0, 'zero from the start');
+  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",path="node",le="0.001"}'), 1);
+  assert.equal(value(text, 'node_latency_bucket{origin_node="o",destination_node="a",path="node",le="0.01"}'), 2);
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a",path="node"}'), 2);
+  assert.ok(Math.abs(value(text, 'node_latency_sum{origin_node="o",destination_node="a",path="node"}')! - 0.0055) < 1e-12);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",path="node",result="timeout"}'), 1);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="a",path="node",result="success"}'), 2);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",path="node",result="error"}'), 1);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="b",path="node",result="timeout"}'), 0, 'zero from the start');
   await telemetry.shutdown();
 });
 
@@ -50,13 +50,13 @@ test('a released destination leaves the exposition while the others keep countin
   metrics.record(target('a'), { kind: 'success', rttSeconds: 0.0001 });
   const text = await exposition(telemetry);
   assert.doesNotMatch(text, /destination_node="b"/);
-  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a"}'), 2, 'a kept its count');
-  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="c"}'), 1);
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="a",path="node"}'), 2, 'a kept its count');
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="c",path="node"}'), 1);
   assert.equal(telemetry.destinations.size, 2 * 4, 'a histogram and three probe counters per destination');
   // A node that comes back starts fresh.
   metrics.record(target('b'), { kind: 'timeout' });
   const again = await exposition(telemetry);
-  assert.equal(value(again, 'node_latency_probes_total{origin_node="o",destination_node="b",result="timeout"}'), 1);
+  assert.equal(value(again, 'node_latency_probes_total{origin_node="o",destination_node="b",path="node",result="timeout"}'), 1);
   await telemetry.shutdown();
 });
 
@@ -64,7 +64,21 @@ test('dual-stack series carry ip_family', async () => {
   const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
   const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: true });
   metrics.record({ key: 'n/ipv6', name: 'n', address: 'fd00::1', family: 6 }, { kind: 'success', rttSeconds: 0.0001 });
-  assert.match(await exposition(telemetry), /node_latency_count\{origin_node="o",destination_node="n",ip_family="ipv6"\} 1/);
+  assert.match(await exposition(telemetry), /node_latency_count\{origin_node="o",destination_node="n",path="node",ip_family="ipv6"\} 1/);
+  await telemetry.shutdown();
+});
+
+test('the pod path is a series of its own beside the node path, told apart by path', async () => {
+  const telemetry = await Telemetry.create({ resource: resourceFromAttributes({}), meterName: 'mentat' });
+  const metrics = new LatencyMetrics({ sink: telemetry.destinations, originNode: 'o', bucketsSeconds: [0.001], withIpFamily: false });
+  metrics.record(target('n'), { kind: 'success', rttSeconds: 0.0001 });
+  metrics.record({ key: 'n/pod', name: 'n', address: '10.244.1.5', family: 4, path: 'pod' }, { kind: 'timeout' });
+  const text = await exposition(telemetry);
+  assert.equal(value(text, 'node_latency_count{origin_node="o",destination_node="n",path="node"}'), 1);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="n",path="pod",result="timeout"}'), 1);
+  assert.equal(value(text, 'node_latency_probes_total{origin_node="o",destination_node="n",path="node",result="timeout"}'), 0);
+  metrics.retain(new Set(['n']));
+  assert.doesNotMatch(await exposition(telemetry), /path="pod"/, 'the pod path is forgotten on its own');
   await telemetry.shutdown();
 });
 
