@@ -24,11 +24,19 @@ export function seriesPerDestination(buckets: number): number {
 }
 /** The agent's own: mentat_targets (7 states), mentat_probe_interval_seconds, mentat_node_state (4), target_info. */
 const SELF_SERIES = 7 + 1 + 4 + 1;
+/**
+ * MTU series per destination and path while the path is healthy: mentat_path_mtu_probes_total
+ * {result="ok"} (a result's series is created by its first count). A pair in MTU trouble adds up to
+ * three results and mentat_path_mtu_bytes.
+ */
+const MTU_SERIES = 1;
 
 export interface ClusterRow {
   readonly nodes: number;
   readonly zones: number;
   readonly mode: string;
+  /** MENTAT_PATHS: every destination, sweep zone and outlier is measured on each path. */
+  readonly paths: string;
   readonly destinationsMin: number;
   readonly destinationsMax: number;
   readonly inDegreeMin: number;
@@ -128,9 +136,12 @@ export function clusterRow(config: Config, count: number, zones: number): Cluste
     }
   }
   const perDestination = seriesPerDestination(config.bucketsSeconds.length);
+  const paths = config.paths.length;
+  // MTU probes go to the destinations probed every interval (peers and outliers), on each path.
+  const mtuSeries = config.mtu.intervalMs > 0 ? MTU_SERIES : 0;
   const sweepZones = (i: number) => new Set(plans[i]!.sweep.map((n) => n.zone ?? '')).size;
   const seriesOf = (i: number, outliers: number) =>
-    plans[i]!.peers.length * perDestination + sweepZones(i) * perDestination + outliers * perDestination + SELF_SERIES;
+    paths * ((plans[i]!.peers.length + outliers) * (perDestination + mtuSeries) + sweepZones(i) * perDestination) + SELF_SERIES;
   const outlierCap = plans[0]!.mode === 'sampled' ? config.mesh.outliersMax : 0;
   // Sampled origins stand for count / SAMPLED_ORIGINS agents each in the cluster-wide sums.
   const weight = count / origins.length;
@@ -165,11 +176,16 @@ export function clusterRow(config: Config, count: number, zones: number): Cluste
     changedOnLeave = count - 1;
   }
   const sweptPerAgent = plans[0]!.sweep.length;
-  const probesPerSecond = destinations[0]! / (config.probeIntervalMs / 1000) + (sweptPerAgent * 1000) / (config.mesh.sweepIntervalMs || Infinity);
+  const probesPerSecond =
+    paths *
+    (destinations[0]! / (config.probeIntervalMs / 1000) +
+      (sweptPerAgent * 1000) / (config.mesh.sweepIntervalMs || Infinity) +
+      (config.mtu.intervalMs > 0 ? (destinations[0]! * 1000) / config.mtu.intervalMs : 0));
   return {
     nodes: count,
     zones,
     mode: plans[0]!.mode,
+    paths: config.paths.join(','),
     destinationsMin: Math.min(...destinations),
     destinationsMax: Math.max(...destinations),
     inDegreeMin: Math.min(...degrees),
@@ -202,7 +218,9 @@ export function clusterCost(sizes: readonly number[] = [100, 1000, 5000], zoneCo
   const config = defaultConfig();
   const rows: ClusterRow[] = [];
   for (const nodes of sizes) for (const zones of zoneCounts) rows.push(clusterRow(config, nodes, zones));
-  // The full mesh, for comparison.
+  // One path (MENTAT_PATHS=node), and the full mesh, for comparison.
+  const nodePath = defaultConfig({ MENTAT_PATHS: 'node' });
+  for (const nodes of sizes.filter((n) => n <= EVERY_ORIGIN_MAX)) rows.push(clusterRow(nodePath, nodes, 3));
   const full = defaultConfig({ MENTAT_MESH: 'full' });
   for (const nodes of sizes.filter((n) => n > 100 && n <= EVERY_ORIGIN_MAX)) rows.push(clusterRow(full, nodes, 3));
   return rows;
@@ -215,15 +233,18 @@ export function clusterReport(rows: readonly ClusterRow[]): string {
   return [
     `Defaults: MENTAT_MESH=${config.mesh.mode} (full up to ${config.mesh.fullMax} nodes), MENTAT_PEERS=${config.mesh.peers}, ` +
       `MENTAT_SWEEP_INTERVAL=${config.mesh.sweepIntervalMs / 60_000}m, MENTAT_OUTLIERS_MAX=${config.mesh.outliersMax}, ` +
-      `${config.bucketsSeconds.length} buckets (${seriesPerDestination(config.bucketsSeconds.length)} series per destination), 1 s interval. ` +
-      `Series per agent: destinations + sweep zones + outliers, each ${seriesPerDestination(config.bucketsSeconds.length)}, + ${SELF_SERIES} of its own; ` +
-      `"worst" has every agent's outlier cap full.`,
+      `${config.bucketsSeconds.length} buckets (${seriesPerDestination(config.bucketsSeconds.length)} series per destination), 1 s interval, ` +
+      `MENTAT_PATHS=${config.paths.join(',')}, MENTAT_MTU_PROBE_INTERVAL=${config.mtu.intervalMs / 1000}s. ` +
+      `Series per agent, on each path: destinations and outliers, each ${seriesPerDestination(config.bucketsSeconds.length)} + ${MTU_SERIES} MTU counter, ` +
+      `and sweep zones, each ${seriesPerDestination(config.bucketsSeconds.length)}; + ${SELF_SERIES} of its own. ` +
+      `"worst" has every agent's outlier cap full. A pair in MTU trouble adds up to 4 series (its other MTU results and the reported MTU) while it lasts.`,
     '',
     table(
       [
         'nodes',
         'zones',
         'mesh',
+        'paths',
         'destinations per agent',
         'probed by (in-degree)',
         'agents reaching another zone',
@@ -240,6 +261,7 @@ export function clusterReport(rows: readonly ClusterRow[]): string {
         n(r.nodes),
         String(r.zones),
         r.mode,
+        r.paths,
         r.destinationsMin === r.destinationsMax ? n(r.destinationsMin) : `${n(r.destinationsMin)}-${n(r.destinationsMax)}`,
         `${r.inDegreeMin}-${r.inDegreeMax}`,
         r.zones > 1 ? `${n(r.crossZoneAgents)} of ${n(r.nodes)}` : '-',

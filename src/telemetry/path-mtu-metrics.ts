@@ -1,12 +1,13 @@
 /** Path-MTU probes as series: a counter per pair, path and result, and the MTU a router reported. */
 import type { Attributes, Counter, Gauge } from '@opentelemetry/api';
-import { MTU_RESULTS, type MtuResult } from '../probe/path-mtu.js';
+import type { MtuResult } from '../probe/path-mtu.js';
 import type { Target } from '../types.js';
 import type { SeriesSink } from './metrics.js';
 
 interface PairSeries {
   readonly attributes: Attributes;
-  readonly byResult: Readonly<Record<MtuResult, Attributes>>;
+  /** The results seen for the pair so far: a series is created by its first count. */
+  readonly byResult: Partial<Record<MtuResult, Attributes>>;
   /** Whether a fragmentation-needed or packet-too-big set the gauge: its series is then forgotten too. */
   reported: boolean;
 }
@@ -35,14 +36,14 @@ export class PathMtuMetrics {
     let series = this.series.get(target.key);
     if (!series) {
       const attributes: Attributes = { origin_node: this.originNode, destination_node: target.name, path: target.path ?? 'node' };
-      const of = (result: MtuResult): Attributes => ({ ...attributes, result });
-      const byResult = { ok: of('ok'), lost: of('lost'), too_big: of('too_big'), error: of('error') };
-      series = { attributes, byResult, reported: false };
-      // Zero-valued from the start, so `lost / all` has every term before the first loss.
-      for (const r of MTU_RESULTS) this.probes.add(0, byResult[r]);
+      series = { attributes, byResult: {}, reported: false };
       this.series.set(target.key, series);
     }
-    this.probes.add(1, series.byResult[result]);
+    // Series are created by their first count, not from zero as node_latency_probes_total's: a
+    // healthy pair then costs one series (result="ok"), not four, which keeps two paths at 5000
+    // nodes within 600 series per agent (bench, cluster cost). A rule reads a missing "lost" as no loss.
+    const attributes = (series.byResult[result] ??= { ...series.attributes, result });
+    this.probes.add(1, attributes);
     if (reportedMtu !== undefined) {
       series.reported = true;
       this.reportedMtu.record(reportedMtu, series.attributes);
@@ -54,7 +55,7 @@ export class PathMtuMetrics {
     for (const [key, series] of this.series) {
       if (live.has(key)) continue;
       this.series.delete(key);
-      this.sink.forget([...MTU_RESULTS.map((r) => series.byResult[r]), ...(series.reported ? [series.attributes] : [])]);
+      this.sink.forget([...Object.values(series.byResult), ...(series.reported ? [series.attributes] : [])]);
     }
   }
 }
