@@ -181,7 +181,7 @@ function assertAgentExport(receiver: OtlpReceiver, otelResource: Record<string, 
     // Static targets have no zone: the zone attributes (on by default) say so.
     assert.deepEqual(
       p.attributes,
-      { origin_node: NODE_NAME, destination_node: p.attributes['destination_node'], origin_zone: 'unknown', destination_zone: 'unknown' },
+      { origin_node: NODE_NAME, destination_node: p.attributes['destination_node'], path: 'node', origin_zone: 'unknown', destination_zone: 'unknown' },
       `${where} attributes`,
     );
     assert.equal(p.scope.name, 'mentat', `${where} scope`);
@@ -272,13 +272,15 @@ test('OTLP grpc: OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports to MetricsService/Expo
   const agent = await startAgent(t, {
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
     OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
-    OTEL_METRIC_EXPORT_INTERVAL: '200',
+    // The export timeout is the interval (at most 10 s): 1 s leaves the first export, which also
+    // opens the HTTP/2 channel, room on a busy machine, where 200 ms once ran out (DEADLINE_EXCEEDED).
+    OTEL_METRIC_EXPORT_INTERVAL: '1000',
     OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=test',
   });
 
   await receiver.waitFor(
     (r) => latestLatency(r) !== undefined && r.points('node_latency').length >= 2 * DESTINATIONS.length,
-    5000,
+    8000,
     'two gRPC exports with node_latency samples',
   );
   assertAgentExport(receiver, { 'deployment.environment': 'test' });
