@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { progress, type Ctx } from './context.js';
 import { readProcs } from './proc.js';
 import { mib } from './report.js';
+import { processTree } from './window.js';
 import { fmt, table } from './stats.js';
 import {
   have,
@@ -82,8 +83,9 @@ export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
     type Probe = { tool: string; pids: number[]; probes: () => Promise<number | undefined>; source: string };
     const mentatProbes = (m: Mentat) => async () => sumOf((await m.scrape(['node_latency_probes_total'])).samples, 'node_latency_probes_total');
     const probes: Probe[] = [
-      { tool: 'mentat dgram (auto)', pids: [dgram.pid], probes: mentatProbes(dgram), source: 'node_latency_probes_total' },
-      { tool: 'mentat raw', pids: [raw.pid], probes: mentatProbes(raw), source: 'node_latency_probes_total' },
+      // The whole process tree: raw mode probes in a child process (the one that holds CAP_NET_RAW).
+      { tool: 'mentat dgram (auto)', pids: processTree(dgram.pid), probes: mentatProbes(dgram), source: 'node_latency_probes_total' },
+      { tool: 'mentat raw', pids: processTree(raw.pid), probes: mentatProbes(raw), source: 'node_latency_probes_total' },
       { tool: 'ping (iputils), one per target', pids: fleet.pids, probes: () => fleet.transmitted(), source: 'SIGQUIT status' },
     ];
     if (fp) probes.push({ tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' });
