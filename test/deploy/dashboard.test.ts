@@ -30,11 +30,20 @@ interface Panel {
   panels?: Panel[];
 }
 
+interface Variable {
+  name: string;
+  type: string;
+  query: unknown;
+  includeAll?: boolean;
+  multi?: boolean;
+  options?: { text: string; value: string }[];
+}
+
 interface Dashboard {
   uid: string;
   title: string;
   panels: Panel[];
-  templating: { list: { name: string; type: string; query: unknown }[] };
+  templating: { list: Variable[] };
 }
 
 /** What the rule file records: the dashboard may query it, as the alerts do. */
@@ -82,6 +91,15 @@ function checkQuery(expr: string, variables: ReadonlySet<string>, records: Reado
   if ([...metrics].some((m) => m.startsWith('node_latency') && !m.startsWith('node_latency_sweep'))) {
     assert.ok(expr.includes('origin_node') && expr.includes('destination_node'), `${expr} filters or groups by origin_node and destination_node`);
   }
+  // Every selector of the agent's per-path series follows the path variable; the rules' per-path
+  // scores do too, or are joined on path with one that does.
+  for (const m of metrics) {
+    if (PER_PATH_RECORDS.test(m)) assert.ok(expr.includes('path=~"$path"'), `${m} in ${expr}: filtered by path=~"$path"`);
+    if (!PER_PATH_SERIES.test(m)) continue;
+    for (const selector of expr.matchAll(new RegExp(`\\b${m}(\\{[^}]*\\})?`, 'g'))) {
+      assert.ok(selector[1]?.includes('path=~"$path"'), `${m} in ${expr}: every selector filtered by path=~"$path"`);
+    }
+  }
   for (const ref of expr.matchAll(/\$\{?(\w+)/g)) assert.ok(ref[1]!.startsWith('__') || variables.has(ref[1]!), `undefined variable $${ref[1]} in ${expr}`);
 }
 
@@ -102,6 +120,11 @@ function checkLayout(panels: readonly Panel[], where: string): void {
   }
   for (const row of panels.filter((p) => p.type === 'row' && p.collapsed)) checkLayout(row.panels ?? [], `row ${row.title}`);
 }
+
+/** The agent's series that carry `path`: latency and loss (pairs and sweep), MTU probes. */
+const PER_PATH_SERIES = /^(node_latency|mentat_path_mtu)/;
+/** The rules' per-path records (the node scores, pairs and baselines), but not mentat:node:inactive or :reporting. */
+const PER_PATH_RECORDS = /^mentat:(pair|zone_pair|node):(?!inactive$|reporting$)/;
 
 /** The per-node scores of the rules: each has its worst nodes over time. */
 const SCORES = [
@@ -141,7 +164,7 @@ test("dashboard: valid JSON whose queries use only the agent's metrics and label
   const promtool = need(t, 'promtool', 'Debian package prometheus');
   if (!promtool) return;
   // The PromQL itself, with Grafana's variables filled in, as recording rules promtool parses.
-  const grafana = (expr: string) => expr.replace(/\$__rate_interval|\$__interval|\$__range/g, '5m').replace(/\$\{?(origin|destination)\}?/g, '.*');
+  const grafana = (expr: string) => expr.replace(/\$__rate_interval|\$__interval|\$__range/g, '5m').replace(/\$\{?(origin|destination|path)\}?/g, '.*');
   const dir = mkdtempSync(join(tmpdir(), 'mentat-dashboard-'));
   try {
     const file = join(dir, 'dashboard-rules.yaml');
@@ -175,4 +198,41 @@ test("dashboard: a node-health view beside the pair matrix, on the rules' per-no
     reading('mentat:node:degraded').some((p) => p.type === 'table'),
     'degraded nodes as a table',
   );
+});
+
+test('dashboard: a path variable (node, pod, all) on the latency and loss panels, and a path-MTU row', () => {
+  const dashboard = JSON.parse(readRepo('deploy/dashboards/mentat.json')) as Dashboard;
+  const path = dashboard.templating.list.find((v) => v.name === 'path');
+  assert.ok(path, 'a variable path');
+  // Explicit values, not includeAll or multi: Grafana would regex-escape `node|` (which also matches series without path, from older agents).
+  assert.equal(path.type, 'custom');
+  assert.ok(!path.includeAll && !path.multi, 'one value, not escaped');
+  assert.deepEqual(
+    path.options?.map((o) => [o.text, o.value]),
+    [
+      ['node', 'node|'],
+      ['pod', 'pod'],
+      ['all', '.*'],
+    ],
+  );
+  assert.equal(path.query, 'node : node|,pod : pod,all : .*');
+  const panels = allPanels(dashboard.panels);
+  const reading = (metric: string) => panels.filter((p) => p.targets?.some((x) => x.expr !== undefined && metricsIn(x.expr).has(metric)));
+  for (const metric of ['node_latency_bucket', 'node_latency_probes_total', 'mentat:node:destination_failed_ratio']) {
+    assert.ok(reading(metric).length > 0 && reading(metric).every((p) => p.targets!.some((x) => x.expr!.includes('path=~"$path"'))), `${metric}: by path`);
+  }
+  const row = dashboard.panels.findIndex((p) => p.type === 'row' && /mtu/i.test(p.title));
+  assert.ok(row >= 0, 'a row "Path MTU"');
+  const next = dashboard.panels.slice(row + 1).findIndex((p) => p.type === 'row');
+  const inRow = dashboard.panels.slice(row + 1, next < 0 ? undefined : row + 1 + next);
+  const inRowReading = (metric: string) => inRow.filter((p) => p.targets?.some((x) => x.expr !== undefined && metricsIn(x.expr).has(metric)));
+  assert.ok(
+    inRowReading('mentat_path_mtu_probes_total').some(
+      (p) => p.type === 'timeseries' && /loss/i.test(p.title) && p.targets!.some((x) => x.expr!.includes('result="lost"')),
+    ),
+    'MTU probe loss per pair',
+  );
+  assert.ok(inRowReading('mentat_path_mtu_bytes').length > 0, 'the reported path MTU');
+  for (const record of ['mentat:node:mtu_black_hole', 'mentat:pair:mtu_black_hole'])
+    assert.ok(inRowReading(record).length > 0, `what the MTU alerts would name: ${record}`);
 });

@@ -161,7 +161,7 @@ function alertTests(): unknown[] {
     },
   ];
   const pathAlert = ([o, d]: readonly [string, string], lost: string) => ({
-    exp_labels: { severity: 'warning', kind: 'loss', ...zoneLabels(o, d) },
+    exp_labels: { severity: 'warning', kind: 'loss', path: 'node', ...zoneLabels(o, d) },
     exp_annotations: {
       summary: `The path from ${o} to ${d}: loss, while both nodes are fine otherwise`,
       description: `${lost} of the probes from ${o} to ${d} fail; neither node is degraded towards the others. Look first at what lies between them: deploy/README.md, runbook, MentatPathDegraded.`,
@@ -188,17 +188,17 @@ function scoreTests(): unknown[] {
     {
       expr: `round(mentat:node:destination_latency_excess_seconds{node="${SLOW_DESTINATION}"} * 1000)`,
       eval_time: '20m',
-      exp_samples: [{ labels: `{node="${SLOW_DESTINATION}"}`, value: 5 }],
+      exp_samples: [{ labels: `{node="${SLOW_DESTINATION}",path="node"}`, value: 5 }],
     },
     {
       expr: `round(mentat:node:origin_latency_excess_seconds{node="${SLOW_ORIGIN}"} * 1000)`,
       eval_time: '20m',
-      exp_samples: [{ labels: `{node="${SLOW_ORIGIN}"}`, value: 5 }],
+      exp_samples: [{ labels: `{node="${SLOW_ORIGIN}",path="node"}`, value: 5 }],
     },
     {
       expr: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}"}`,
       eval_time: '20m',
-      exp_samples: [{ labels: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}"}`, value: 0 }],
+      exp_samples: [{ labels: `mentat:node:destination_failed_ratio{node="${BAD_PAIR[1]}",path="node"}`, value: 0 }],
     },
     {
       expr: `mentat:node:inactive`,
@@ -216,7 +216,7 @@ function scoreTests(): unknown[] {
     {
       expr: `round(mentat:zone_pair:latency_seconds{origin_zone="z-a",destination_zone="z-b"} * 1e6)`,
       eval_time: '20m',
-      exp_samples: [{ labels: '{origin_zone="z-a",destination_zone="z-b"}', value: 1000 }],
+      exp_samples: [{ labels: '{origin_zone="z-a",destination_zone="z-b",path="node"}', value: 1000 }],
     },
   ];
 }

@@ -13,6 +13,8 @@ export const AGENT_METRICS = new Set([
   'node_latency_sweep_sum',
   'node_latency_sweep_count',
   'node_latency_sweep_probes_total',
+  'mentat_path_mtu_probes_total',
+  'mentat_path_mtu_bytes',
   'mentat_targets',
   'mentat_probe_interval_seconds',
   'mentat_node_state',
@@ -36,6 +38,7 @@ export const AGENT_LABELS = new Set([
   'kind',
   'direction',
   'mode',
+  'path',
 ]);
 /** The alerts test/deploy/localization.test.ts tests on 20 generated nodes. */
 export const LOCALIZATION_ALERTS: readonly string[] = ['MentatNodeDegraded', 'MentatPathDegraded'];

@@ -24,8 +24,18 @@ interface Rule {
   labels?: Record<string, string>;
 }
 
+interface Group {
+  name: string;
+  interval?: string;
+  rules: Rule[];
+}
+
+function groups(): Group[] {
+  return (load(readRepo(RULES)) as { groups: Group[] }).groups;
+}
+
 function rules(): Rule[] {
-  return (load(readRepo(RULES)) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
+  return groups().flatMap((g) => g.rules);
 }
 
 function withTempDir<T>(fn: (dir: string) => T): T {
@@ -40,9 +50,29 @@ function withTempDir<T>(fn: (dir: string) => T): T {
 test("alerts: the rules name degraded nodes and paths, cover the agents and unmeasured nodes on the agent's metrics, and promtool accepts them", (t) => {
   const all = rules();
   const alerts = new Map(all.filter((r) => r.alert).map((r) => [r.alert, r]));
-  for (const name of ['MentatNodeDegraded', 'MentatPathDegraded', 'MentatAgentDown', 'MentatNodeWithoutAgent']) assert.ok(alerts.has(name), name);
+  for (const name of [
+    'MentatNodeDegraded',
+    'MentatPodNetworkDegraded',
+    'MentatPathDegraded',
+    'MentatMtuBlackHole',
+    'MentatPathMtuBlackHole',
+    'MentatAgentDown',
+    'MentatNodeWithoutAgent',
+  ])
+    assert.ok(alerts.has(name), name);
   assert.equal(alerts.get('MentatNodeDegraded')?.for, '2m');
+  assert.equal(alerts.get('MentatPodNetworkDegraded')?.for, '2m');
   assert.equal(alerts.get('MentatPathDegraded')?.for, '3m');
+  // The MTU alerts' time to fire (the arithmetic in the rule file) assumes their group's 30 s and a 1-minute hold.
+  const mtu = groups().find((g) => g.name === 'mentat-mtu');
+  assert.equal(mtu?.interval, '30s');
+  for (const name of ['MentatMtuBlackHole', 'MentatPathMtuBlackHole']) {
+    assert.equal(alerts.get(name)?.for, '1m', name);
+    assert.ok(
+      mtu.rules.some((r) => r.alert === name),
+      `${name} is evaluated with its records, in group mentat-mtu`,
+    );
+  }
   assert.match(alerts.get('MentatAgentDown')?.expr ?? '', /up\{job="mentat"\} == 0/);
   const recorded = new Set(all.flatMap((r) => (r.record ? [r.record] : [])));
   for (const r of all) {
@@ -58,7 +88,7 @@ test("alerts: the rules name degraded nodes and paths, cover the agents and unme
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
-test('alerts: promtool unit tests (loss, latency, agent down, nodes without agent or probes), one at least for every alert', (t) => {
+test('alerts: promtool unit tests (loss, latency, agent down, nodes without agent or probes, the pod network, MTU black holes), one at least for every alert', (t) => {
   const tests = load(readRepo(RULE_TESTS)) as { rule_files: string[]; tests: { alert_rule_test?: { alertname: string }[] }[] };
   assert.deepEqual(tests.rule_files, ['mentat.rules.yaml']);
   // The localization alerts are tested on 20 generated nodes (test/deploy/localization.test.ts).
