@@ -122,7 +122,7 @@ test('a slow node is named by one alert while a node scaled down raises none', {
   // The recorded score is a mean over 3 minutes, not yet all of them slow ones here (promtool checks
   // its exact value on synthetic series): above the threshold, not exaggerated. What the agents
   // measure over the last 30 s is the 5 ms itself.
-  const score = await prom.query(`mentat:node:destination_latency_excess_seconds{node="${slow}"}`);
+  const score = await prom.query(`mentat:node:destination_latency_excess_seconds{node="${slow}",path="node"}`);
   assert.ok(score > 0.0025 && score < 0.006, `the slow node's excess as a destination is above the 2.5 ms threshold and at most about 5 ms: ${score}`);
   const mean = (selector: string) => `(sum(rate(node_latency_sum{${selector}}[30s])) / sum(rate(node_latency_count{${selector}}[30s])))`;
   const measured = await prom.query(`${mean(`destination_node="${slow}"`)} - ${mean(`destination_node!="${slow}"`)}`);
