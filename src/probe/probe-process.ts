@@ -8,13 +8,13 @@ import { IcmpPermissionError } from '../icmp/socket.js';
 import { systemClock as clock } from '../types.js';
 import type { EngineEvents } from './engine.js';
 import { LocalEngine } from './local-engine.js';
-import { toWire, type FromWorker, type ToWorker, type WireResult, type WorkerData } from './process-engine.js';
+import { toWire, type FromProbeProcess, type ProbeProcessData, type ToProbeProcess, type WireResult } from './process-protocol.js';
 import type { DiscardReason } from './prober.js';
 
 const BATCH_MS = 25;
 const BATCH_MAX = 1024;
 
-const post = (msg: FromWorker): void => {
+const post = (msg: FromProbeProcess): void => {
   if (process.connected) process.send!(msg);
 };
 
@@ -60,12 +60,12 @@ function batchedEvents(): { events: EngineEvents; flush: () => void } {
   return { events, flush };
 }
 
-function run(data: WorkerData): void {
+function run(data: ProbeProcessData): void {
   const { events, flush } = batchedEvents();
   const engine = new LocalEngine(() => openIcmpSockets('raw', () => clock.now()), data.settings, clock, events);
   // Listening before start settles: a message that arrives with 'init' is not lost. The engine opens its
   // sockets within start(), so it can take targets at once; before that, and after a failure, they are ignored.
-  process.on('message', (msg: ToWorker) => {
+  process.on('message', (msg: ToProbeProcess) => {
     if (msg.type === 'targets') {
       engine.setTargets(msg.targets, msg.sweep);
     } else if (msg.type === 'stop') {
@@ -92,6 +92,6 @@ function run(data: WorkerData): void {
   );
 }
 
-process.once('message', (msg: ToWorker) => {
+process.once('message', (msg: ToProbeProcess) => {
   if (msg.type === 'init') run(msg.data);
 });
