@@ -171,7 +171,8 @@ export interface ScaleResult {
   layers: Array<{ label: string; rssKiB: number; anonKiB: number }>;
 }
 
-const AGENT_BUT_KUBE = "await import('pino'); await import('./dist/src/agent.js'); await import('./dist/src/probe/inline-engine.js');";
+const AGENT_BUT_KUBE =
+  "await import('pino'); await import('./dist/src/agent.js'); await import('./dist/src/probe/local-engine.js'); await import('./dist/src/icmp/open.js');";
 /** Each layer loads everything the one before it does; the code runs as an ES module in the repository. */
 const LAYERS: ReadonlyArray<readonly [label: string, code: string]> = [
   ['a bare Node', ''],

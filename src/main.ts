@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const { routeOtelDiagnostics } = await import('./telemetry/diagnostics.js');
   const { Agent } = await import('./agent.js');
   const { startEngine } = await import('./probe/engine.js');
-  const { InlineEngine } = await import('./probe/inline-engine.js');
+  const { LocalEngine } = await import('./probe/local-engine.js');
   const { ProcessEngine } = await import('./probe/process-engine.js');
   const { openIcmpSockets } = await import('./icmp/open.js');
   const { routeMtu } = await import('./icmp/route-mtu.js');
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
       clock,
       startEngine: (settings, events) =>
         startEngine(config.icmpMode, {
-          dgram: () => new InlineEngine(settings, clock, events),
+          dgram: () => new LocalEngine(() => openIcmpSockets('dgram', () => clock.now()), settings, clock, events),
           raw: () => new ProcessEngine({ settings }, events, onRawProcessCrash),
         }),
       kube,

@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config.js';
 import type { Log } from '../log.js';
-import { effectiveIntervalMs } from '../probe/prober.js';
+import { effectiveIntervalMs } from '../probe/schedule.js';
 import type { AgentStats, Clock, MeshNode, NetworkPath, Outcome, SelfState, Target, TargetState } from '../types.js';
 import { Baselines, OutlierTracker } from './outliers.js';
 import { planMesh, targetsOf, type MeshPlan } from './plan.js';

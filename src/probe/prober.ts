@@ -1,44 +1,20 @@
 import { canonicalAddress } from '../icmp/address.js';
-import { decode, encodeEchoRequest, payloadMatches, type Decoded } from '../icmp/packet.js';
+import { decode, encodeEchoRequest, type Decoded } from '../icmp/packet.js';
 import type { IcmpSocket } from '../icmp/socket.js';
 import type { Clock, Family, Outcome, Target } from '../types.js';
 import { MinHeap } from './heap.js';
+import { InFlightTable, type InFlight } from './in-flight.js';
+import { clockStepped, decodeQueuedError, matchReply, replyOutcome, type ProbeMark } from './reply-match.js';
+import { budgetStretch, phaseOf, type ScheduleKind, type Slot } from './schedule.js';
+import { classifySendError } from './send-errors.js';
 
-/** Swept targets, each probed once per `intervalMs`. */
-export interface SweepLoad {
-  readonly targets: number;
-  readonly intervalMs: number;
-}
-
-/**
- * How much both schedules stretch (1: not at all) so that every probe sent, `targets` per interval
- * and the sweep, stays within `maxPerSecond` (0: no budget). Both stretch alike: the budget is
- * shared in proportion, neither schedule starves the other.
- */
-export function budgetStretch(intervalMs: number, targets: number, maxPerSecond: number, sweep?: SweepLoad): number {
-  if (maxPerSecond <= 0) return 1;
-  const sweepPerSecond = sweep && sweep.targets > 0 && Number.isFinite(sweep.intervalMs) ? (sweep.targets * 1000) / sweep.intervalMs : 0;
-  const perSecond = (targets * 1000) / intervalMs + sweepPerSecond;
-  return Math.max(1, perSecond / maxPerSecond);
-}
-
-/** The interval the prober really runs at: the configured one, stretched by the packet budget (budgetStretch). */
-export function effectiveIntervalMs(intervalMs: number, targets: number, maxPerSecond: number, sweep?: SweepLoad): number {
-  return intervalMs * budgetStretch(intervalMs, targets, maxPerSecond, sweep);
-}
-
-export interface ProberOptions {
+export interface ProberOptions extends ProbeMark {
   readonly intervalMs: number;
   /** Each swept target is probed once per this long (default: never, as none are given). */
   readonly sweepIntervalMs?: number;
   /** Global packet budget, the sweep included; 0 for none. */
   readonly maxProbesPerSecond?: number;
   readonly timeoutMs: number;
-  readonly payloadBytes: number;
-  /** Random per agent: replies to other processes' pings carry another one. */
-  readonly identifier: number;
-  /** Random per agent: 8 bytes every reply must carry back. */
-  readonly cookie: Uint8Array;
   readonly sockets: ReadonlyMap<Family, IcmpSocket>;
   readonly clock: Clock;
   readonly onResult: (target: Target, outcome: Outcome) => void;
@@ -64,87 +40,11 @@ export interface ProberStats {
 }
 
 /**
- * Errnos that an ICMP error leaves parked on a socket with IP_RECVERR (the kernel's icmp_err_convert):
- * the next sendto, to any destination, fails with it and sends nothing, so it says nothing of that
- * destination. The error itself comes through the error queue, quoting the probe it is about.
- */
-const PARKED_ERRNOS: ReadonlySet<string> = new Set([
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENONET',
-  'ECONNREFUSED',
-  'ENOPROTOOPT',
-  'EMSGSIZE',
-  'EOPNOTSUPP',
-  'EACCES',
-  'EPROTO',
-]);
-
-/** Attempts per probe: a second error parked in the microseconds between two sends is rare, a third rarer. */
-const SEND_ATTEMPTS = 3;
-
-function isParked(error: Error): boolean {
-  const code = (error as NodeJS.ErrnoException).code;
-  return code !== undefined && PARKED_ERRNOS.has(code);
-}
-
-/** The socket's own buffer is full: the request never left, which says nothing of its destination. */
-function isBufferFull(error: Error): boolean {
-  const code = (error as NodeJS.ErrnoException).code;
-  return code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'ENOBUFS';
-}
-
-/**
- * Why a probe ended without a data point: `clock_step` (see CLOCK_STEP_TOLERANCE_MS), or
+ * Why a probe ended without a data point: `clock_step` (see CLOCK_STEP_TOLERANCE_MS in reply-match.ts), or
  * `sequence_space` (not sent: all 65 536 sequence numbers were in flight), or `send_buffer` (not sent:
  * the socket's send buffer was full, e.g. of requests waiting for neighbours that do not resolve).
  */
 export type DiscardReason = 'clock_step' | 'sequence_space' | 'send_buffer';
-
-/** Echo sequence numbers are 16 bits: at most this many probes in flight, each told apart by its own. */
-export const SEQUENCE_SPACE = 0x10000;
-
-/**
- * How far the send-to-read interval may differ between the socket's clock (CLOCK_REALTIME: kernel
- * timestamps) and the monotonic clock before the RTT is thrown away: NTP slews by at most 0.5 ms
- * per second, so more is a step, which would record a 0 s or an inflated RTT.
- */
-export const CLOCK_STEP_TOLERANCE_MS = 1;
-
-type Schedule = 'continuous' | 'sweep';
-
-interface Slot {
-  due: number;
-  target: Target;
-  schedule: Schedule;
-  active: boolean;
-}
-
-interface InFlight {
-  readonly slot: Slot;
-  readonly address: string;
-  readonly sequence: number;
-  /** Monotonic; moved later when the socket's clock says the probe was sent later than planned. */
-  deadline: number;
-  /** In the socket's clock; undefined until the send syscall has happened. */
-  sentAt: number | undefined;
-  /** The prober's monotonic clock right before and right after the send: `sentAt` happened between them. */
-  sentAfterMonotonic: number;
-  sentBeforeMonotonic: number;
-  done: boolean;
-}
-
-const GOLDEN_RATIO_FRACTION = (Math.sqrt(5) - 1) / 2;
-
-/**
- * The phase of the n-th target added, as a fraction of the interval. The golden-ratio
- * sequence keeps any number of targets nearly evenly spread, however many come and go:
- * no bursts at the top of the interval.
- */
-export function phaseOf(n: number): number {
-  return (n * GOLDEN_RATIO_FRACTION) % 1;
-}
 
 /**
  * Sends one echo request per target per interval, each target on its own phase,
@@ -154,13 +54,9 @@ export function phaseOf(n: number): number {
 export class Prober {
   private readonly slots = new Map<string, Slot>();
   private readonly schedule = new MinHeap<Slot>();
-  private readonly inFlight = new Map<number, InFlight>();
-  /** In send order; with one timeout for all, that is deadline order. */
-  private readonly expiries: InFlight[] = [];
-  private expiryHead = 0;
-  private nextSequence = 0;
+  private readonly inFlight = new InFlightTable();
   /** Slots added so far per schedule: their phases follow the golden-ratio sequence. */
-  private readonly added: Record<Schedule, number> = { continuous: 0, sweep: 0 };
+  private readonly added: Record<ScheduleKind, number> = { continuous: 0, sweep: 0 };
   private intervalMs: number;
   private sweepIntervalMs: number;
   private timer: unknown;
@@ -180,21 +76,9 @@ export class Prober {
         this.stats.socketErrors++;
         options.onSocketError?.(socket.family, error);
       });
-      socket.onIcmpError?.((quoted, destination, reason, offender, receivedAt, nextHopMtu) => {
-        if (quoted.length < 8) {
-          this.stats.dropped++;
-          return;
-        }
-        const decoded: Decoded = {
-          kind: 'error',
-          reason,
-          identifier: quoted.readUInt16BE(4),
-          sequence: quoted.readUInt16BE(6),
-          quotedDestination: destination,
-          ...(nextHopMtu === undefined ? {} : { nextHopMtu }),
-        };
-        this.onDecoded(socket, decoded, offender, receivedAt);
-      });
+      socket.onIcmpError?.((quoted, destination, reason, offender, receivedAt, nextHopMtu) =>
+        this.onDecoded(socket, decodeQueuedError(quoted, destination, reason, nextHopMtu), offender, receivedAt),
+      );
     }
   }
 
@@ -206,7 +90,7 @@ export class Prober {
   setTargets(targets: Iterable<Target>, sweep: Iterable<Target> = []): void {
     if (this.stopping) return;
     const now = this.options.clock.now();
-    const next = new Map<string, { target: Target; schedule: Schedule }>();
+    const next = new Map<string, { target: Target; schedule: ScheduleKind }>();
     for (const target of sweep) next.set(target.key, { target, schedule: 'sweep' });
     for (const target of targets) next.set(target.key, { target, schedule: 'continuous' });
     let continuous = 0;
@@ -235,12 +119,7 @@ export class Prober {
       this.schedule.push(fresh);
     }
     // A removed target's probes in flight end silently: its series are going away.
-    for (const [sequence, probe] of this.inFlight) {
-      if (!probe.slot.active) {
-        probe.done = true;
-        this.inFlight.delete(sequence);
-      }
-    }
+    this.inFlight.endInactive();
     this.arm();
   }
 
@@ -268,7 +147,7 @@ export class Prober {
     });
   }
 
-  private periodOf(schedule: Schedule): number {
+  private periodOf(schedule: ScheduleKind): number {
     return schedule === 'continuous' ? this.intervalMs : this.sweepIntervalMs;
   }
 
@@ -283,7 +162,7 @@ export class Prober {
     let due = Infinity;
     while (this.schedule.size > 0 && !this.schedule.peek()!.active) this.schedule.pop();
     if (!this.stopping && this.schedule.size > 0) due = this.schedule.peek()!.due;
-    const expiry = this.firstPendingExpiry();
+    const expiry = this.inFlight.firstPendingExpiry();
     if (expiry) due = Math.min(due, expiry.deadline);
     if (due === this.timerDue) return;
     this.disarm();
@@ -292,24 +171,15 @@ export class Prober {
     this.timer = this.options.clock.setTimer(() => this.tick(), Math.max(0, due - this.options.clock.now()));
   }
 
-  private firstPendingExpiry(): InFlight | undefined {
-    while (this.expiryHead < this.expiries.length && this.expiries[this.expiryHead]!.done) this.expiryHead++;
-    if (this.expiryHead > 1024 && this.expiryHead * 2 > this.expiries.length) {
-      this.expiries.splice(0, this.expiryHead);
-      this.expiryHead = 0;
-    }
-    return this.expiries[this.expiryHead];
-  }
-
   private tick(): void {
     this.timer = undefined;
     this.timerDue = Infinity;
     const now = this.options.clock.now();
-    const expiring = this.firstPendingExpiry();
+    const expiring = this.inFlight.firstPendingExpiry();
     // Read what the kernel already holds before calling anything lost: after a stall, replies stamped
     // in time are waiting in the socket, and the poll phase that would read them runs after timers.
     if (expiring && expiring.deadline <= now) this.drainSockets();
-    for (let probe = this.firstPendingExpiry(); probe && probe.deadline <= now; probe = this.firstPendingExpiry()) {
+    for (let probe = this.inFlight.firstPendingExpiry(); probe && probe.deadline <= now; probe = this.inFlight.firstPendingExpiry()) {
       const remainingMs = this.remainingMs(probe);
       if (remainingMs > 0) {
         // Sent later than its deadline assumed (the process stopped between the clock reading and
@@ -347,17 +217,6 @@ export class Prober {
     for (const socket of this.options.sockets.values()) socket.drain?.();
   }
 
-  /** The next sequence number not in flight, round robin; undefined when every one is. */
-  private allocateSequence(): number | undefined {
-    if (this.inFlight.size >= SEQUENCE_SPACE) return undefined;
-    // Bounded: at least one of the 65 536 is free.
-    for (;;) {
-      const sequence = this.nextSequence;
-      this.nextSequence = (this.nextSequence + 1) & 0xffff;
-      if (!this.inFlight.has(sequence)) return sequence;
-    }
-  }
-
   private send(slot: Slot): void {
     const { target } = slot;
     const socket = this.options.sockets.get(target.family);
@@ -365,7 +224,7 @@ export class Prober {
       this.options.onResult(target, { kind: 'error', reason: `no IPv${target.family} ICMP socket is open` });
       return;
     }
-    const sequence = this.allocateSequence();
+    const sequence = this.inFlight.allocateSequence();
     if (sequence === undefined) {
       // Sending anyway would reuse the number of a probe in flight and misattribute its reply.
       this.stats.unsent++;
@@ -383,8 +242,7 @@ export class Prober {
       sentBeforeMonotonic: 0,
       done: false,
     };
-    this.inFlight.set(sequence, probe);
-    this.expiries.push(probe);
+    this.inFlight.add(probe);
     this.stats.sent++;
     const packet = encodeEchoRequest({
       family: target.family,
@@ -405,13 +263,14 @@ export class Prober {
         probe.sentAfterMonotonic = this.options.clock.now();
         return;
       }
-      if (attempt < SEND_ATTEMPTS && isParked(error)) {
+      const kind = classifySendError(error, attempt);
+      if (kind === 'retry') {
         // Probably another destination's ICMP error, handed to this send: nothing went out, so send again.
         this.stats.sendRetries++;
         this.transmit(socket, probe, packet, attempt + 1);
         return;
       }
-      if (isBufferFull(error)) {
+      if (kind === 'buffer_full') {
         this.stats.unsent++;
         this.discard(probe, 'send_buffer');
         return;
@@ -420,28 +279,13 @@ export class Prober {
     });
   }
 
-  /**
-   * The kernel's stamp lies between the send and now. Each end is bracketed by two monotonic readings,
-   * so a process descheduled between them (CPU throttling) widens the bounds but never reads as a step.
-   */
-  private clockStepped(socket: IcmpSocket, probe: InFlight): boolean {
-    const readBefore = this.options.clock.now();
-    const spanMs = socket.now() - probe.sentAt!;
-    const readAfter = this.options.clock.now();
-    const shortest = readBefore - probe.sentAfterMonotonic;
-    const longest = readAfter - probe.sentBeforeMonotonic;
-    return spanMs < shortest - CLOCK_STEP_TOLERANCE_MS || spanMs > longest + CLOCK_STEP_TOLERANCE_MS;
-  }
-
   private discard(probe: InFlight, reason: DiscardReason): void {
-    probe.done = true;
-    this.inFlight.delete(probe.sequence);
+    this.inFlight.end(probe);
     if (probe.slot.active || this.stopping) this.options.onDiscard?.(probe.slot.target, reason);
   }
 
   private finish(probe: InFlight, outcome: Outcome): void {
-    probe.done = true;
-    this.inFlight.delete(probe.sequence);
+    this.inFlight.end(probe);
     if (probe.slot.active || this.stopping) this.options.onResult(probe.slot.target, outcome);
   }
 
@@ -450,42 +294,28 @@ export class Prober {
   }
 
   private onDecoded(socket: IcmpSocket, decoded: Decoded, source: string, receivedAt: number): void {
-    if (decoded.kind === 'ignored') {
-      this.stats.dropped++;
-      return;
-    }
-    const probe = this.inFlight.get(decoded.sequence);
-    const ours = socket.kernelOwnsIdentifier || decoded.identifier === this.options.identifier;
-    if (!probe || !ours || probe.slot.target.family !== socket.family) {
-      this.stats.dropped++;
-      return;
-    }
-    if (decoded.kind === 'error') {
-      if (canonicalAddress(decoded.quotedDestination) !== probe.address) {
-        this.stats.dropped++;
-        return;
-      }
-      this.stats.matched++;
-      const mtu = decoded.nextHopMtu === undefined ? {} : { nextHopMtu: decoded.nextHopMtu };
-      this.finish(probe, { kind: 'error', reason: `${decoded.reason} from ${source}`, ...mtu });
-      return;
-    }
-    if (
-      probe.sentAt === undefined ||
-      canonicalAddress(source) !== probe.address ||
-      !payloadMatches(decoded.payload, this.options.cookie, probe.sequence, this.options.payloadBytes)
-    ) {
+    const match = matchReply(decoded, source, socket, (sequence) => this.inFlight.get(sequence), this.options);
+    if (match.kind === 'dropped') {
       this.stats.dropped++;
       return;
     }
     this.stats.matched++;
-    if (this.clockStepped(socket, probe)) {
-      this.stats.clockSteps++;
-      this.discard(probe, 'clock_step');
+    if (match.kind === 'error') {
+      this.finish(match.probe, match.outcome);
       return;
     }
-    const rttMs = receivedAt - probe.sentAt;
-    // A reply that arrived after the deadline is loss, even if its timer has not run yet.
-    this.finish(probe, rttMs > this.options.timeoutMs ? { kind: 'timeout' } : { kind: 'success', rttSeconds: Math.max(0, rttMs) / 1000 });
+    if (
+      clockStepped(
+        match.probe,
+        match.sentAt,
+        () => socket.now(),
+        () => this.options.clock.now(),
+      )
+    ) {
+      this.stats.clockSteps++;
+      this.discard(match.probe, 'clock_step');
+      return;
+    }
+    this.finish(match.probe, replyOutcome(match.sentAt, receivedAt, this.options.timeoutMs));
   }
 }

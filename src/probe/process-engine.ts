@@ -1,41 +1,12 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { IcmpPermissionError } from '../icmp/socket.js';
-import type { Outcome, Target } from '../types.js';
-import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
-import type { DiscardReason } from './prober.js';
+import type { Target } from '../types.js';
+import type { EngineEvents, EngineInfo, ProbeEngine } from './engine.js';
+import { fromWire, type FromProbeProcess, type ProbeProcessData, type ToProbeProcess } from './process-protocol.js';
 
-/** Messages between the agent and its probe process. */
-export type ToWorker = { type: 'init'; data: WorkerData } | { type: 'targets'; targets: Target[]; sweep: Target[] } | { type: 'stop' };
-
-/** One outcome: [target key, 0 success | 1 timeout | 2 error, rtt seconds | reason]. */
-export type WireResult = [string, 0, number] | [string, 1, 0] | [string, 2, string];
-
-export type FromWorker =
-  | { type: 'ready'; info: EngineInfo }
-  | { type: 'failed'; name: string; message: string; reason?: string; remedy?: string }
-  | { type: 'results'; results: WireResult[] }
-  | { type: 'socket-error'; message: string }
-  | { type: 'discarded'; reason: DiscardReason; count: number }
-  | { type: 'stopped' };
-
-export interface WorkerData {
-  readonly settings: ProbeSettings;
-}
-
-export function toWire(key: string, outcome: Outcome): WireResult {
-  if (outcome.kind === 'success') return [key, 0, outcome.rttSeconds];
-  if (outcome.kind === 'timeout') return [key, 1, 0];
-  return [key, 2, outcome.reason];
-}
-
-export function fromWire(result: WireResult): Outcome {
-  if (result[1] === 0) return { kind: 'success', rttSeconds: result[2] };
-  if (result[1] === 1) return { kind: 'timeout' };
-  return { kind: 'error', reason: result[2] };
-}
-
-const PROBE_WORKER = new URL('./probe-process.js', import.meta.url);
+/** The probe process's entry point, beside this module once built. */
+const PROBE_PROCESS = new URL('./probe-process.js', import.meta.url);
 
 /**
  * Runs raw sockets and their prober in a child process. raw-socket stamps
@@ -51,7 +22,7 @@ export class ProcessEngine implements ProbeEngine {
   private stopping: Promise<void> | undefined;
 
   constructor(
-    private readonly data: WorkerData,
+    private readonly data: ProbeProcessData,
     private readonly events: EngineEvents,
     /** Called if the probe process dies unexpectedly: the agent cannot measure any more. */
     private readonly onCrash: (error: Error) => void,
@@ -59,8 +30,8 @@ export class ProcessEngine implements ProbeEngine {
 
   private open(): ChildProcess {
     // The child ignores terminal signals (the agent stops it) and exits when the agent goes away.
-    const child = fork(fileURLToPath(PROBE_WORKER), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child.send({ type: 'init', data: this.data } satisfies ToWorker);
+    const child = fork(fileURLToPath(PROBE_PROCESS), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.send({ type: 'init', data: this.data } satisfies ToProbeProcess);
     return child;
   }
 
@@ -69,7 +40,7 @@ export class ProcessEngine implements ProbeEngine {
     this.channel = channel;
     return new Promise((resolve, reject) => {
       let started = false;
-      channel.on('message', (msg: FromWorker) => {
+      channel.on('message', (msg: FromProbeProcess) => {
         switch (msg.type) {
           case 'ready':
             started = true;
@@ -120,7 +91,7 @@ export class ProcessEngine implements ProbeEngine {
     this.send({ type: 'targets', targets: [...targets], sweep: [...sweep] });
   }
 
-  private send(message: ToWorker): void {
+  private send(message: ToProbeProcess): void {
     if (this.channel?.connected) this.channel.send(message);
   }
 

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startEngine, type EngineInfo, type ProbeEngine } from '../../src/probe/engine.js';
-import { fromWire, toWire } from '../../src/probe/process-engine.js';
 import { IcmpPermissionError } from '../../src/icmp/socket.js';
-import type { Outcome } from '../../src/types.js';
 
 class FakeEngine implements ProbeEngine {
   stopped = false;
@@ -70,9 +68,4 @@ test('the refusal of both kinds of socket says each reason once, in one line of 
 test('an explicit mode never falls back', async () => {
   await assert.rejects(startEngine('dgram', { dgram: () => new FakeEngine('dgram', denied('dgram')), raw: () => new FakeEngine('raw') }), /dgram denied/);
   await assert.rejects(startEngine('raw', { dgram: () => new FakeEngine('dgram'), raw: () => new FakeEngine('raw', denied('raw')) }), /raw denied/);
-});
-
-test('outcomes survive the trip to and from the worker', () => {
-  const outcomes: Outcome[] = [{ kind: 'success', rttSeconds: 0.000123 }, { kind: 'timeout' }, { kind: 'error', reason: 'x' }];
-  for (const o of outcomes) assert.deepEqual(fromWire(toWire('k', o)), o);
 });
