@@ -1,7 +1,7 @@
 /**
  * Proves the fake apiserver is faithful enough by driving it with the real
  * @kubernetes/client-node (KubeConfig, CoreV1Api, CoordinationV1Api, Watch, ListWatch,
- * makeInformer) and plain fetch over real HTTP: Nodes, ConfigMaps and Leases, permissions,
+ * makeInformer) and plain fetch over real HTTP: Nodes, ConfigMaps, Leases and Pods, permissions,
  * hangs, load accounting and the kubelet-like status generator.
  * Also pins down client-node 2.0.1 informer behaviours our discovery code relies on.
  */
@@ -30,14 +30,22 @@ import {
   type V1Lease,
   V1MicroTime,
   type V1Node,
+  type V1Pod,
   Watch,
 } from '@kubernetes/client-node';
 
+import { loadKubeClient } from '../src/kube/client.js';
+import { AGENT_POD_SELECTOR, PodWatch } from '../src/kube/pod-watch.js';
+import { RateLimitedLog } from '../src/log.js';
+import { agentPodLabels, kustomize, need } from './deploy/render.js';
 import { startNodeHeartbeats } from './support/fake-api-heartbeats.js';
 import { ManualClock } from './support/fake-clock.js';
+import { recordingLog } from './support/node-list-parts.js';
+import { permissionsFromManifests, serviceAccountUser } from './support/rbac.js';
 import {
   FakeApiServer,
   makeNode,
+  makePod,
   makeRealisticNode,
   sumLoad,
   waitFor,
@@ -1292,4 +1300,197 @@ test('failNext with a filter fails only the matching requests', async (t) => {
     assert.deepEqual([r.status, r.body.reason], [503, 'ServiceUnavailable']);
   }
   assert.equal((await send(server, agent.token, 'PUT', `${LEASE_PATH}/${LEASE}`, lease('agent'))).status, 200, 'then served again');
+});
+
+const POD_PATH = `/api/v1/namespaces/${NS}/pods`;
+
+test("Pods: the DaemonSet's labels match the agent selector; a label-selected ListWatch in one namespace pages its list and follows pods scheduled, given IPs, terminating and gone", async (t) => {
+  const env = await setup(t);
+  const { server, api } = env;
+  const labels = agentPodLabels();
+  const agentPod = (i: number, ips: string[] = [`198.19.${i}.2`]) => ({ name: `mentat-${i}`, labels, nodeName: `node${i}`, podIPs: ips });
+  for (let i = 0; i < 5; i++) server.upsertPod(NS, agentPod(i));
+  server.upsertPod(NS, {
+    name: 'mentat-controller-x',
+    labels: { ...labels, 'app.kubernetes.io/component': 'controller' },
+    nodeName: 'node0',
+    podIPs: ['198.19.0.9'],
+  });
+  server.upsertPod('elsewhere', agentPod(7));
+
+  // Paged, as the controller lists (limit and continue within the namespace, one snapshot).
+  const p1 = await api.listNamespacedPod({ namespace: NS, labelSelector: AGENT_POD_SELECTOR, limit: 2 });
+  assert.equal(p1.kind, 'PodList');
+  assert.deepEqual(
+    p1.items.map((p) => p.metadata?.name),
+    ['mentat-0', 'mentat-1'],
+  );
+  assert.equal(p1.metadata?.remainingItemCount, undefined, 'no count of the rest under a label selector');
+  server.upsertPod(NS, agentPod(5));
+  const p2 = await api.listNamespacedPod({ namespace: NS, labelSelector: AGENT_POD_SELECTOR, limit: 10, _continue: p1.metadata?._continue ?? '' });
+  assert.deepEqual(
+    p2.items.map((p) => p.metadata?.name),
+    ['mentat-2', 'mentat-3', 'mentat-4'],
+    'the later pages come from the first page snapshot',
+  );
+  assert.equal(p2.metadata?.resourceVersion, p1.metadata?.resourceVersion);
+  const first = p1.items[0];
+  assert.deepEqual(
+    { node: first?.spec?.nodeName, ip: first?.status?.podIP, ips: first?.status?.podIPs?.map((p) => p.ip), phase: first?.status?.phase },
+    { node: 'node0', ip: '198.19.0.2', ips: ['198.19.0.2'], phase: 'Running' },
+  );
+  // The apiserver's pod field selectors; anything else is a 400.
+  assert.deepEqual(
+    (await api.listNamespacedPod({ namespace: NS, fieldSelector: 'spec.nodeName=node3' })).items.map((p) => p.metadata?.name),
+    ['mentat-3'],
+  );
+  assert.deepEqual(
+    (await api.listPodForAllNamespaces({ fieldSelector: 'status.podIP=198.19.7.2' })).items.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`),
+    ['elsewhere/mentat-7'],
+  );
+  await assert.rejects(
+    api.listNamespacedPod({ namespace: NS, fieldSelector: 'status.hostIP=1.2.3.4' }),
+    (err: unknown) => err instanceof ApiException && err.code === 400 && String(err.body).includes('field label not supported: status.hostIP'),
+  );
+
+  const lw = new ListWatch<V1Pod>(
+    POD_PATH,
+    new Watch(env.kc),
+    () => api.listNamespacedPod({ namespace: NS, labelSelector: AGENT_POD_SELECTOR }),
+    false,
+    AGENT_POD_SELECTOR,
+  );
+  const seen = record(t, lw);
+  await lw.start();
+  await server.waitFor((s) => s.openWatchesOf('pods') === 1, 2000, 'pod watch open');
+  assert.deepEqual(
+    seen.events,
+    [0, 1, 2, 3, 4, 5].map((i) => `add mentat-${i}`),
+  );
+  const watchReq = server.requests.find((r) => r.kind === 'watch');
+  assert.deepEqual(
+    { resource: watchReq?.resource, namespace: watchReq?.namespace, selector: watchReq?.query['labelSelector'], rv: watchReq?.query['resourceVersion'] },
+    { resource: 'pods', namespace: NS, selector: AGENT_POD_SELECTOR, rv: server.resourceVersion },
+  );
+
+  // A new pod scheduled without an IP, then given one; a pod terminating, then gone; a pod relabelled out of the selector.
+  server.upsertPod(NS, { name: 'mentat-6', labels, nodeName: 'node6', phase: 'Pending' });
+  server.upsertPod(NS, agentPod(6));
+  assert.ok(server.terminatePod(NS, 'mentat-1'));
+  assert.ok(server.terminatePod(NS, 'mentat-1'), 'terminating twice changes nothing');
+  assert.ok(server.deleteObject('pods', NS, 'mentat-1'));
+  server.upsertPod(NS, { ...agentPod(2), labels: { app: 'something-else' } });
+  server.upsertPod('elsewhere', agentPod(8));
+  await waitFor(() => seen.events.length === 11, 2000, 'five more events');
+  assert.deepEqual(seen.events.slice(6), ['add mentat-6', 'update mentat-6', 'update mentat-1', 'delete mentat-1', 'delete mentat-2']);
+  assert.deepEqual(
+    lw.get('mentat-6', NS)?.status?.podIPs?.map((p) => p.ip),
+    ['198.19.6.2'],
+  );
+  assert.equal(lw.latestResourceVersion(), String(Number(server.resourceVersion) - 1), 'the last event was in another namespace');
+  assert.deepEqual(seen.errors, []);
+});
+
+test('Pods and RBAC rendered from deploy/: agents may not read pods anywhere; the controller lists and watches them in its own namespace only, as PodWatch does', async (t) => {
+  const kubectl = need(t, 'kubectl', 'the machine image');
+  if (!kubectl) return;
+  const env = await setup(t);
+  const { server } = env;
+  const rbac = permissionsFromManifests(kustomize(kubectl, 'deploy'));
+  const agentUser = serviceAccountUser(NS, 'mentat');
+  const controllerUser = serviceAccountUser(NS, 'mentat-controller');
+  for (const [user, permissions] of rbac) server.setPermissions(user, permissions);
+  const agent = await clientFor(env, agentUser);
+  const controller = await clientFor(env, controllerUser);
+  const labels = agentPodLabels();
+  server.upsertPod(NS, { name: 'mentat-a', labels, nodeName: 'node-a', podIPs: ['198.19.1.2'] });
+  server.upsertPod(NS, { name: 'mentat-b', labels, nodeName: 'node-b', podIPs: ['198.19.2.2', 'fd00:6d65:6e75::2'] });
+  server.upsertPod('kube-system', { name: 'coredns', labels: { 'k8s-app': 'kube-dns' }, nodeName: 'node-a', podIPs: ['198.19.1.3'] });
+
+  const deny = (user: string, verb: string, subject: string, scope: string) =>
+    `${subject} is forbidden: User "${user}" cannot ${verb} resource "pods" in API group "" ${scope}`;
+  for (const [verb, path, subject] of [
+    ['list', `${POD_PATH}?labelSelector=${encodeURIComponent(AGENT_POD_SELECTOR)}`, 'pods'],
+    ['watch', `${POD_PATH}?watch=true`, 'pods'],
+    ['get', `${POD_PATH}/mentat-a`, 'pods "mentat-a"'],
+  ] as const) {
+    const r = await send(server, agent.token, 'GET', path);
+    assert.deepEqual([r.status, r.body.message], [403, deny(agentUser, verb, subject, `in the namespace "${NS}"`)], `agent ${verb}`);
+  }
+  const elsewhere = await send(server, controller.token, 'GET', '/api/v1/namespaces/kube-system/pods');
+  assert.deepEqual([elsewhere.status, elsewhere.body.message], [403, deny(controllerUser, 'list', 'pods', 'in the namespace "kube-system"')]);
+  const everywhere = await send(server, controller.token, 'GET', '/api/v1/pods');
+  assert.deepEqual([everywhere.status, everywhere.body.message], [403, deny(controllerUser, 'list', 'pods', 'at the cluster scope')]);
+  const write = await send(server, controller.token, 'PUT', `${POD_PATH}/mentat-a`, server.getObject('pods', NS, 'mentat-a'));
+  assert.deepEqual([write.status, write.body.message], [403, deny(controllerUser, 'update', 'pods "mentat-a"', `in the namespace "${NS}"`)]);
+  assert.equal((await send(server, controller.token, 'GET', `${POD_PATH}/mentat-a`)).status, 200);
+
+  // The real PodWatch, as each role: the controller's sees every node's pod addresses; the agent's is refused and says what to grant.
+  const client = await loadKubeClient();
+  const watchAs = (kc: KubeConfig) => {
+    const rec = recordingLog();
+    const seen: Array<Map<string, string[]>> = [];
+    const watch = new PodWatch({
+      client,
+      kubeConfig: kc,
+      namespace: NS,
+      onPods: (byNode) => seen.push(byNode),
+      log: rec.log,
+      warnings: new RateLimitedLog(rec.log, 60_000, () => Date.now()),
+      delay: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 50))),
+    });
+    t.after(() => watch.stop());
+    watch.start();
+    return { rec, seen };
+  };
+  const ctl = watchAs(controller.kc);
+  await waitFor(() => ctl.seen.length > 0 && server.openWatchesOf('pods') === 1, 5000, "the controller's pod watch");
+  assert.deepEqual(Object.fromEntries(ctl.seen.at(-1)!), { 'node-a': ['198.19.1.2'], 'node-b': ['198.19.2.2', 'fd00:6d65:6e75::2'] });
+  server.upsertPod(NS, { name: 'mentat-c', labels, nodeName: 'node-c', podIPs: ['198.19.3.2'] });
+  server.terminatePod(NS, 'mentat-a');
+  await waitFor(() => Object.keys(Object.fromEntries(ctl.seen.at(-1)!)).join() === 'node-b,node-c', 5000, 'a new pod in, a terminating one out');
+  const agentWatch = watchAs(agent.kc);
+  await waitFor(() => agentWatch.rec.lines.some((l) => l.level === 'warn'), 5000, "the agent's refusal");
+  assert.match(agentWatch.rec.lines.find((l) => l.level === 'warn')!.message, /403 Forbidden\): grant mentat-controller get, list and watch on "pods"/);
+  assert.deepEqual(agentWatch.seen, []);
+  const podRequests = server.requests.filter((r) => r.resource === 'pods' && r.user === agentUser && r.kind !== 'other');
+  assert.ok(podRequests.length > 0 && podRequests.every((r) => r.status === 403), 'every pod request of the agent was refused');
+});
+
+test('Pods over HTTP, as the pod strategy takes them: created Pending whatever status is sent; a PUT keeps the status and changes only container images; containers are required', async (t) => {
+  const env = await setup(t);
+  const { server } = env;
+  const sent = makePod({ name: 'p', nodeName: 'node-a', podIPs: ['198.19.1.2'] });
+  const created = await send(server, server.token, 'POST', POD_PATH, sent);
+  assert.equal(created.status, 201);
+  assert.deepEqual((created.body as unknown as V1Pod).status, { phase: 'Pending' }, 'the status is the server own');
+  const stored = server.getObject('pods', NS, 'p')!;
+
+  const relabel = await send(server, server.token, 'PUT', `${POD_PATH}/p`, {
+    ...stored,
+    metadata: { ...stored.metadata, labels: { a: 'b' } },
+    status: { phase: 'Running', podIP: '1.2.3.4' },
+  });
+  assert.equal(relabel.status, 200);
+  assert.deepEqual((relabel.body as unknown as V1Pod).status, { phase: 'Pending' }, 'status changes through PUT on the pod are ignored');
+  assert.deepEqual(relabel.body.metadata?.labels, { a: 'b' });
+
+  const current = server.getObject('pods', NS, 'p')! as unknown as V1Pod;
+  const image = await send(server, server.token, 'PUT', `${POD_PATH}/p`, {
+    ...current,
+    spec: { ...current.spec, containers: [{ name: 'mentat', image: 'mentat:v2' }] },
+  });
+  assert.equal(image.status, 200);
+  const moved = await send(server, server.token, 'PUT', `${POD_PATH}/p`, { ...current, spec: { ...current.spec, nodeName: 'node-b' } });
+  assert.deepEqual([moved.status, moved.body.reason], [422, 'Invalid']);
+  assert.match(moved.body.message ?? '', /^Pod "p" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers\[\*\]\.image`/);
+  assert.equal((server.getObject('pods', NS, 'p') as unknown as V1Pod).spec?.nodeName, 'node-a');
+
+  const empty = await send(server, server.token, 'POST', POD_PATH, { metadata: { name: 'q' }, spec: { containers: [{ name: 'c' }] } });
+  assert.deepEqual([empty.status, empty.body.message], [422, 'Pod "q" is invalid: spec.containers[0].image: Required value']);
+  const none = await send(server, server.token, 'POST', POD_PATH, { metadata: { name: 'q' }, spec: {} });
+  assert.deepEqual([none.status, none.body.message], [422, 'Pod "q" is invalid: spec.containers: Required value']);
+  const notList = await send(server, server.token, 'POST', POD_PATH, { metadata: { name: 'q' }, spec: { containers: {} } });
+  assert.equal(notList.status, 400);
+  assert.equal(server.getObject('pods', NS, 'q'), undefined, 'nothing stored');
 });

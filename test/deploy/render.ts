@@ -77,6 +77,14 @@ export function one(objects: readonly K8sObject[], kind: string, name?: string):
   return found[0]!;
 }
 
+/** The agent DaemonSet's pod template labels, read from deploy/base/daemonset.yaml: what its pods carry. */
+export function agentPodLabels(): Record<string, string> {
+  const ds = one(docs(readRepo('deploy/base/daemonset.yaml')), 'DaemonSet');
+  const labels = ((ds['spec'] as Obj | undefined)?.['template'] as Obj | undefined)?.['metadata'] as { labels?: Record<string, string> } | undefined;
+  assert.ok(labels?.labels && Object.keys(labels.labels).length > 0, 'deploy/base/daemonset.yaml: the pod template has labels');
+  return { ...labels.labels };
+}
+
 export function podSpec(obj: K8sObject): Obj {
   const template = (obj['spec'] as Obj | undefined)?.['template'];
   assert.ok(isObj(template) && isObj(template['spec']), `${obj.kind} ${obj.metadata.name} has a pod template`);

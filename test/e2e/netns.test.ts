@@ -1,7 +1,8 @@
 /**
  * Proves the network-namespace harness and the user-space echo responder:
  * real kernel ICMP between namespaces, injected delay/jitter/loss/duplication/
- * corruption, thousands of /32 targets, and cleanup. Needs root, iproute2 and
+ * corruption, thousands of /32 targets, pods behind nodes (a broken pod route, a bridge port's MTU
+ * black hole, a router's fragmentation needed), and cleanup. Needs root, iproute2 and
  * iputils-ping (fping optional). Skips without them, fails under CI=true.
  */
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -345,5 +346,60 @@ describe('netns harness', () => {
     assert.ok(removed.includes(stale), `removed ${removed.join(', ')}`);
     await orphanExited;
     assert.ok(!spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(stale));
+  });
+});
+
+describe('netns harness: pods behind nodes', () => {
+  it('a pod per node, routed through its node; a broken pod route, a bridge port MTU black hole and a router that answers fragmentation needed', async (t) => {
+    if (!ready(t)) return;
+    const c = await createCluster({ nodes: 4, pods: (i) => i > 0 });
+    t.after(() => c.destroy());
+    const [infra, a, b, x] = c.nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
+    assert.equal(infra.pod, undefined, 'no pod where none was asked for');
+    assert.deepEqual(a.pod, { ns: `${a.ns.slice(0, -2)}p1`, ipv4: '198.19.1.2', gateway: '198.19.1.1', cidr: '198.19.1.0/24' });
+    const podOf = (n: ClusterNode): ClusterNode => ({ ...n, ns: n.pod!.ns });
+    const reach = async (from: ClusterNode, to: string, size = 56, extra: string[] = []) =>
+      (await ping(c, from, to, ['-c', '2', '-i', '0.2', '-W', '1', '-s', String(size), '-M', 'do', ...extra])).received;
+
+    // Pod to pod, pod to node, and the API server's node to a pod: an extra hop each way.
+    assert.equal(await reach(podOf(a), x.pod!.ipv4), 2);
+    assert.equal(await reach(podOf(a), x.ipv4), 2);
+    assert.equal(await reach(infra, x.pod!.ipv4), 2);
+    // Two routers on the way, the own node and the peer's: a TTL of 2 expires at the peer's node.
+    const trace = await c.execIn(a.pod.ns, 'ping', ['-n', '-c', '1', '-W', '1', '-t', '2', x.pod!.ipv4]);
+    assert.match(trace.stdout, new RegExp(`From ${x.ipv4.replaceAll('.', '\\.')} icmp_seq=1 Time to live exceeded`), trace.stdout);
+    assert.equal(await reach(podOf(a), x.pod!.ipv4, 56, ['-t', '3']), 2);
+
+    // The pod route to x broken on every node but infra: x's pod is lost from a and b, its node address is not.
+    await c.setPodRoute(x.name, 'broken', [infra.name]);
+    assert.equal(await reach(podOf(a), x.pod!.ipv4), 0);
+    assert.equal(await reach(b, x.pod!.ipv4), 0);
+    assert.equal(await reach(podOf(a), x.ipv4), 2);
+    assert.equal(await reach(infra, x.pod!.ipv4), 2, 'spared');
+    assert.equal(await reach(podOf(a), b.pod!.ipv4), 2, 'other pods untouched');
+    await c.setPodRoute(x.name, 'ok');
+    assert.equal(await reach(podOf(a), x.pod!.ipv4), 2);
+
+    // x's bridge port at 1400: small packets pass both ways, full-size do-not-fragment ones are lost silently.
+    await c.setBridgePortMtu(x.name, 1400);
+    assert.equal(await reach(podOf(a), x.pod!.ipv4), 2);
+    assert.equal(await reach(podOf(a), x.pod!.ipv4, 1472), 0);
+    assert.equal(await reach(podOf(x), a.pod.ipv4, 1472), 0);
+    assert.equal(await reach(podOf(a), x.pod!.ipv4, 1372), 2);
+    assert.equal(await reach(podOf(a), b.pod!.ipv4, 1472), 2);
+    await c.setBridgePortMtu(x.name, 1500);
+    assert.equal(await reach(podOf(a), x.pod!.ipv4, 1472), 2);
+
+    // A router between x and its pod, 1400 on its far side: the kernel answers fragmentation needed.
+    const router = await c.insertPodRouter(x.name, 1400);
+    assert.match(router, /r3$/);
+    assert.equal(await reach(podOf(a), x.pod!.ipv4), 2);
+    assert.equal(await reach(podOf(a), x.ipv4, 1472), 2, 'the node path keeps 1500');
+    const big = await c.execIn(a.pod.ns, 'ping', ['-n', '-c', '2', '-i', '0.2', '-W', '1', '-s', '1472', '-M', 'do', x.pod!.ipv4]);
+    assert.match(big.stdout + big.stderr, /[Ff]rag needed and DF set \(mtu = 1400\)|mtu = 1400|message too long, mtu=1400/, big.stdout + big.stderr);
+    assert.equal(await reach(podOf(x), a.pod.ipv4, 1372), 2, 'the pod reaches out at its own MTU');
+    await c.removeNode(x.name);
+    const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
+    assert.ok(![x.ns, x.pod!.ns, router].some((n) => list.includes(n)), list);
   });
 });

@@ -11,6 +11,7 @@ import { gzipSync } from 'node:zlib';
 import {
   ApiError,
   badRequest,
+  jsonEqual,
   objectDetails,
   qualifiedResource,
   RESOURCES,
@@ -24,6 +25,7 @@ import {
   type ResourceType,
   type StatusBody,
   type Store,
+  type StoredObject,
   type WatchStream,
 } from './fake-api-store.js';
 
@@ -274,6 +276,15 @@ function decodeObject(type: ResourceType, text: string): JsonObject {
       for (const [k, v] of Object.entries(map)) if (!check(v)) throw cannot(`${field}[${k}]: ${field === 'data' ? 'not a string' : 'illegal base64 data'}`);
     }
   }
+  if (type.resource === 'pods') {
+    const spec = obj['spec'];
+    if (spec !== undefined && spec !== null && (typeof spec !== 'object' || Array.isArray(spec)))
+      throw cannot('json: cannot unmarshal into Go struct field Pod.spec of type v1.PodSpec');
+    const containers = (spec as JsonObject | undefined)?.['containers'];
+    if (containers !== undefined && containers !== null && !Array.isArray(containers)) {
+      throw cannot('json: cannot unmarshal into Go struct field PodSpec.spec.containers of type []v1.Container');
+    }
+  }
   if (type.resource === 'leases') {
     const spec = obj['spec'] as JsonObject | undefined;
     for (const field of ['acquireTime', 'renewTime']) {
@@ -326,10 +337,52 @@ function validateObject(type: ResourceType, obj: JsonObject, name: string): void
     if (size > MAX_CONFIGMAP_BYTES)
       causes.push({ reason: 'FieldValueTooLong', message: `Too long: must have at most ${MAX_CONFIGMAP_BYTES} bytes`, field: '[]' });
   }
+  if (type.resource === 'pods') {
+    const containers = ((obj['spec'] as JsonObject | undefined)?.['containers'] ?? []) as unknown[];
+    if (containers.length === 0) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: 'spec.containers' });
+    for (const [i, c] of containers.entries()) {
+      const container = (typeof c === 'object' && c !== null ? c : {}) as JsonObject;
+      for (const field of ['name', 'image']) {
+        if (typeof container[field] !== 'string' || container[field] === '') {
+          causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: `spec.containers[${i}].${field}` });
+        }
+      }
+    }
+  }
   if (causes.length > 0) {
     const message = `${type.kind} ${JSON.stringify(name)} is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`;
     throw new ApiError(statusBody(422, 'Invalid', message, { name, ...(type.group ? { group: type.group } : {}), kind: type.kind, causes }));
   }
+}
+
+/** What the apiserver stores of a pod created over HTTP: its status is the server's (Pending), never the client's. */
+function podForCreate(body: JsonObject): JsonObject {
+  return { ...body, status: { phase: 'Pending' } };
+}
+
+const POD_UPDATE_FORBIDDEN =
+  'Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)';
+
+/**
+ * A PUT on a pod as the apiserver's pod strategy takes it: the status is kept (it changes through
+ * pods/status, which the fake does not serve), and the spec may change only in its container images
+ * (stricter than the apiserver, which also lets a few scheduling fields change).
+ */
+function podForUpdate(prev: StoredObject, body: JsonObject, name: string): JsonObject {
+  const imageless = (spec: unknown): unknown => {
+    if (typeof spec !== 'object' || spec === null) return spec;
+    const s = spec as JsonObject;
+    const containers = Array.isArray(s['containers']) ? (s['containers'] as JsonObject[]).map((c) => ({ ...c, image: undefined })) : s['containers'];
+    return JSON.parse(JSON.stringify({ ...s, containers })) as unknown;
+  };
+  if (!jsonEqual(imageless(prev['spec']), imageless(body['spec']))) {
+    const causes = [{ reason: 'FieldValueForbidden', message: POD_UPDATE_FORBIDDEN, field: 'spec' }];
+    throw new ApiError(statusBody(422, 'Invalid', `Pod ${JSON.stringify(name)} is invalid: spec: ${POD_UPDATE_FORBIDDEN}`, { name, kind: 'Pod', causes }));
+  }
+  const next: JsonObject = { ...body };
+  if (prev['status'] === undefined) delete next['status'];
+  else next['status'] = prev['status'];
+  return next;
 }
 
 /** DeleteOptions.preconditions from a DELETE body (empty: none). */
@@ -606,12 +659,13 @@ export class ApiHandler {
       if (meta['resourceVersion'] !== undefined && meta['resourceVersion'] !== '')
         throw badRequest('resourceVersion should not be set on objects to be created');
       validateObject(type, obj, given);
-      reply.json(201, withTypeMeta(type, this.store.create(type, ns, body, 'request')));
+      reply.json(201, withTypeMeta(type, this.store.create(type, ns, type.resource === 'pods' ? podForCreate(body) : body, 'request')));
       return;
     }
     if (given !== r.name) throw badRequest(`the name of the object (${given}) does not match the name on the URL (${r.name ?? ''})`);
     validateObject(type, obj, given);
-    reply.json(200, withTypeMeta(type, this.store.update(type, ns, given, body)));
+    const next = type.resource === 'pods' ? podForUpdate(this.store.require(type, ns, given), body, given) : body;
+    reply.json(200, withTypeMeta(type, this.store.update(type, ns, given, next)));
   }
 
   private authorized(user: string, r: Route): boolean {

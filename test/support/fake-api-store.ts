@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 export type Labels = Record<string, string>;
 
 /** The resources the fake serves, by their plural (URL, RBAC) name. */
-export type ResourceName = 'nodes' | 'configmaps' | 'leases';
+export type ResourceName = 'nodes' | 'configmaps' | 'leases' | 'pods';
 
 /** The `type` of a watch event line. */
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -49,6 +49,20 @@ export interface StoredNode extends StoredObject {
   status?: { addresses?: NodeAddress[]; conditions?: Array<Record<string, unknown>>; [key: string]: unknown };
 }
 
+/** A pod as stored and served: what the fake looks at of one. */
+export interface StoredPod extends StoredObject {
+  spec?: {
+    nodeName?: string;
+    hostNetwork?: boolean;
+    restartPolicy?: string;
+    schedulerName?: string;
+    serviceAccountName?: string;
+    containers?: Array<{ name?: string; image?: string; [key: string]: unknown }>;
+    [key: string]: unknown;
+  };
+  status?: { phase?: string; podIP?: string; podIPs?: Array<{ ip?: string }>; nominatedNodeName?: string; [key: string]: unknown };
+}
+
 /** A parsed JSON object, as a request body or a test's input is once copied. */
 export type JsonObject = Record<string, unknown>;
 
@@ -76,6 +90,24 @@ export const RESOURCES: Readonly<Record<ResourceName, ResourceType>> = {
   },
   configmaps: { resource: 'configmaps', group: '', apiVersion: 'v1', kind: 'ConfigMap', namespaced: true, fields: {} },
   leases: { resource: 'leases', group: 'coordination.k8s.io', apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespaced: true, fields: {} },
+  pods: {
+    resource: 'pods',
+    group: '',
+    apiVersion: 'v1',
+    kind: 'Pod',
+    namespaced: true,
+    // kube-apiserver's PodToSelectableFields (pkg/registry/core/pod/strategy.go): status.podIP is the first of podIPs.
+    fields: {
+      'spec.nodeName': (o) => (o as StoredPod).spec?.nodeName ?? '',
+      'spec.restartPolicy': (o) => (o as StoredPod).spec?.restartPolicy ?? '',
+      'spec.schedulerName': (o) => (o as StoredPod).spec?.schedulerName ?? '',
+      'spec.serviceAccountName': (o) => (o as StoredPod).spec?.serviceAccountName ?? '',
+      'spec.hostNetwork': (o) => String((o as StoredPod).spec?.hostNetwork === true),
+      'status.phase': (o) => (o as StoredPod).status?.phase ?? '',
+      'status.podIP': (o) => (o as StoredPod).status?.podIPs?.[0]?.ip ?? (o as StoredPod).status?.podIP ?? '',
+      'status.nominatedNodeName': (o) => (o as StoredPod).status?.nominatedNodeName ?? '',
+    },
+  },
 };
 
 /** `configmaps`, `leases.coordination.k8s.io`: the resource as error messages name it. */
@@ -256,7 +288,7 @@ export function eventLine(type: WatchEventType, object: unknown): string {
 }
 
 /** Deep equality of two JSON values, regardless of key order (how the apiserver sees a no-op update). */
-function jsonEqual(a: unknown, b: unknown): boolean {
+export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;

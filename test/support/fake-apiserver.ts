@@ -1,6 +1,7 @@
 /**
  * In-process fake Kubernetes API server for tests: serves Nodes (`/api/v1/nodes`), ConfigMaps
- * (`/api/v1/namespaces/NS/configmaps`) and Leases (`/apis/coordination.k8s.io/v1/namespaces/NS/leases`)
+ * (`/api/v1/namespaces/NS/configmaps`), Pods (`/api/v1/namespaces/NS/pods`, `/api/v1/pods`) and Leases
+ * (`/apis/coordination.k8s.io/v1/namespaces/NS/leases`)
  * with the real protocol (resourceVersions from one counter, chunked lists with continue tokens,
  * watch streams with history replay, 410 Expired, bookmarks; get, create, update with conflicts,
  * delete) over plain HTTP on 127.0.0.1, so the real `@kubernetes/client-node` can run against it
@@ -11,7 +12,9 @@
  * bodies, faults, accounting) <- this file (the server and the test-side API) <- fake-api-heartbeats.ts.
  *
  * Deliberately not implemented: protobuf and YAML bodies, PATCH, deletecollection, subresources,
- * generateName, namespaces as objects (every namespace exists), managedFields, sendInitialEvents
+ * generateName, namespaces as objects (every namespace exists), managedFields, sendInitialEvents,
+ * pods/status and graceful pod deletion over HTTP (a DELETE removes a pod at once; `terminatePod`
+ * stands in for the kubelet's graceful end: deletionTimestamp first, then the DELETE)
  * and resourceVersionMatch (lists are always served from the latest state, which satisfies both
  * "Any" and "NotOlderThan").
  */
@@ -43,6 +46,7 @@ import {
   type ResourceType,
   type StoredNode,
   type StoredObject,
+  type StoredPod,
 } from './fake-api-store.js';
 import { listenLocal } from './listen.js';
 
@@ -70,6 +74,7 @@ export type {
   StatusBody,
   StoredNode,
   StoredObject,
+  StoredPod,
   WatchEventType,
 } from './fake-api-store.js';
 
@@ -231,6 +236,46 @@ export function makeNode(name: string, internalIP: string, labels?: Labels): Nod
         { type: 'Hostname', address: name },
       ],
       conditions: [{ type: 'Ready', status: 'True' }],
+    },
+  };
+}
+
+/** What `makePod` builds a pod from; an agent pod has the DaemonSet's pod template labels (test/deploy/render.ts `agentPodLabels`). */
+export interface PodInput {
+  name: string;
+  labels?: Labels;
+  /** spec.nodeName: the node the pod is bound to (absent: not yet scheduled). */
+  nodeName?: string;
+  /** status.podIPs in order; status.podIP is the first, as the kubelet reports them. */
+  podIPs?: readonly string[];
+  /** status.phase, Running by default. */
+  phase?: string;
+  hostNetwork?: boolean;
+  creationTimestamp?: string;
+}
+
+/** A pod as the kubelet leaves it once running: one container, the node it is bound to, its IPs. */
+export function makePod(input: PodInput): ObjectInput & { spec: object; status: object } {
+  const ips = input.podIPs ?? [];
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: input.name,
+      ...(input.labels ? { labels: input.labels } : {}),
+      ...(input.creationTimestamp ? { creationTimestamp: input.creationTimestamp } : {}),
+    },
+    spec: {
+      containers: [{ name: 'mentat', image: 'mentat:test' }],
+      ...(input.nodeName !== undefined ? { nodeName: input.nodeName } : {}),
+      ...(input.hostNetwork ? { hostNetwork: true } : {}),
+      restartPolicy: 'Always',
+      schedulerName: 'default-scheduler',
+      serviceAccountName: 'mentat',
+    },
+    status: {
+      phase: input.phase ?? 'Running',
+      ...(ips.length > 0 ? { podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } : {}),
     },
   };
 }
@@ -417,6 +462,26 @@ export class FakeApiServer {
    */
   updateObject(resource: ResourceName, namespace: string | undefined, name: string, fn: (current: StoredObject) => StoredObject): StoredObject | undefined {
     return this.store.modify(this.typeFor(resource, namespace), namespace, name, fn);
+  }
+
+  /** Create or replace a pod built by `makePod`; a no-op if nothing changes. */
+  upsertPod(namespace: string, input: PodInput): StoredPod {
+    return this.putObject('pods', namespace, makePod(input));
+  }
+
+  /**
+   * The first half of a graceful pod deletion, as the apiserver does it for a pod bound to a node:
+   * deletionTimestamp and deletionGracePeriodSeconds set (MODIFIED); `deleteObject` is the kubelet's
+   * final DELETE. Returns false if there is no such pod.
+   */
+  terminatePod(namespace: string, name: string, gracePeriodSeconds = 30): boolean {
+    const at = new Date(Date.now() + gracePeriodSeconds * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+    const done = this.updateObject('pods', namespace, name, (current) =>
+      current.metadata['deletionTimestamp'] !== undefined
+        ? current
+        : { ...current, metadata: { ...current.metadata, deletionTimestamp: at, deletionGracePeriodSeconds: gracePeriodSeconds } },
+    );
+    return done !== undefined;
   }
 
   /** Delete an object; emits DELETED. Returns false if it did not exist. */

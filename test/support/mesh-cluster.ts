@@ -2,6 +2,8 @@
  * Many agents, one per network namespace, as a DaemonSet runs them: a namespace "infra" (node index 0)
  * hosts the fake API server on its bridge address (and, for some tests, Prometheus); nodes 1..N each
  * run a real agent listening on their own address, discovering the others through the API server.
+ * With `pods`, each of nodes 1..N has a pod namespace behind it (netns.ts) and its agent runs there,
+ * listening on the pod's address, as the DaemonSet's pods run in the pod network.
  */
 import type { TestContext } from 'node:test';
 import { makeNode, type NodeInput } from './fake-apiserver.js';
@@ -34,6 +36,10 @@ export interface MeshClusterOptions {
   readonly env: Record<string, string>;
   /** Give each agent a user (and token) of its own, for the API server's load accounting per agent. */
   readonly userPerAgent?: boolean;
+  /** Every agent authenticates as this user (e.g. the DaemonSet's service account), unless userPerAgent. */
+  readonly agentUser?: string;
+  /** A pod namespace behind each agent's node, where the agent runs. */
+  readonly pods?: boolean;
   readonly dir: string;
   readonly prefix?: string;
 }
@@ -44,7 +50,7 @@ function settled(node: NodeInput): NodeInput {
 }
 
 export async function startMeshCluster(t: TestContext, options: MeshClusterOptions): Promise<MeshCluster> {
-  const cluster = await createCluster({ nodes: options.agents + 1, prefix: options.prefix ?? 'mte' });
+  const cluster = await createCluster({ nodes: options.agents + 1, prefix: options.prefix ?? 'mte', pods: options.pods === true ? (i) => i > 0 : false });
   const agents = new Map<string, Agent>();
   let control: FaultControl | undefined;
   const destroy = async (): Promise<void> => {
@@ -63,10 +69,13 @@ export async function startMeshCluster(t: TestContext, options: MeshClusterOptio
   const ctl = control;
   const kubeconfigs = new Map<string, string>();
   if (options.userPerAgent) for (const name of nodes.keys()) kubeconfigs.set(name, await control.kubeconfigFor({ user: `agent-${name}` }));
+  const shared = options.agentUser !== undefined ? await control.kubeconfigFor({ user: options.agentUser }) : ctl.kubeconfig;
   const start = (name: string): Agent => {
     const node = nodes.get(name)!;
-    const env = { NODE_NAME: name, POD_NAME: `mentat-${name}`, KUBECONFIG: kubeconfigs.get(name) ?? ctl.kubeconfig, ...options.env };
-    const agent = launchAgent(cluster, node.ns, ctl, port, env, [], node.ipv4);
+    const env = { NODE_NAME: name, POD_NAME: `mentat-${name}`, KUBECONFIG: kubeconfigs.get(name) ?? shared, ...options.env };
+    const agent = node.pod
+      ? launchAgent(cluster, node.pod.ns, ctl, port, env, [], node.pod.ipv4)
+      : launchAgent(cluster, node.ns, ctl, port, env, [], node.ipv4);
     agents.set(name, agent);
     return agent;
   };

@@ -4,9 +4,15 @@
  * host's network. Addresses: IPv4 198.18.0.0/24 (RFC 2544 benchmarking) and
  * IPv6 ULA fd00:6d65:6e74::/64. Needs root and iproute2.
  *
- * Names are `${prefix}-${pid36}-${seq36}` + `b` (bridge) or `n<i>` (nodes), so a
- * later run can tell leftovers of a crashed process (pid gone) from namespaces
- * of a concurrently running test file (pid alive) and remove only the former.
+ * With `pods`, each chosen node has a pod behind it, as a CNI puts one: a
+ * namespace joined to the node's by a veth pair, in the pod CIDR
+ * 198.19.<i>.0/24 (the pod at .2, the node's side .1), which every other node
+ * routes through the node's address: a real extra hop (IPv4 only).
+ *
+ * Names are `${prefix}-${pid36}-${seq36}` + `b` (bridge), `n<i>` (nodes), `p<i>`
+ * (pods) or `r<i>` (routers), so a later run can tell leftovers of a crashed
+ * process (pid gone) from namespaces of a concurrently running test file (pid
+ * alive) and remove only the former.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
@@ -25,6 +31,17 @@ export interface ClusterNode {
   index: number;
   ipv4: string;
   ipv6?: string;
+  /** The pod behind this node (CreateClusterOptions.pods). */
+  pod?: ClusterPod;
+}
+
+/** A pod namespace behind its node: eth0 with `ipv4` in `cidr`, default route via `gateway` (the node, or a router). */
+export interface ClusterPod {
+  ns: string;
+  ipv4: string;
+  gateway: string;
+  /** 198.19.<i>.0/24, routed via the node's address from every other node. */
+  cidr: string;
 }
 
 export interface ExecResult {
@@ -61,6 +78,25 @@ export interface Cluster {
   removeNode(name: string): Promise<void>;
   /** See the standalone addAddresses(). */
   addAddresses(ns: string, count: number): Promise<string[]>;
+  /**
+   * A broken pod network to one node: every other node (but those in `spare`, e.g. the one serving
+   * the API) drops what it would route to the node's pod CIDR (a blackhole route: no ICMP error, as
+   * a broken tunnel) while the node's own address still answers; 'ok' restores the routes.
+   */
+  setPodRoute(node: string, state: 'broken' | 'ok', spare?: readonly string[]): Promise<void>;
+  /**
+   * The MTU of a node's port on the bridge (the bridge namespace's end of its veth): a Linux bridge
+   * drops, without a word, frames larger than the port they leave by, and the node's own frames
+   * larger than it are dropped as they enter it.
+   */
+  setBridgePortMtu(node: string, mtu: number): Promise<void>;
+  /**
+   * Puts a router namespace between a node and its pod: node <-> router (1500) <-> pod, whose far
+   * side (towards the pod, and the pod's eth0) has `farMtu`. A full-size do-not-fragment packet from
+   * another node to the pod gets the kernel's ICMP fragmentation needed naming `farMtu`, from the
+   * router. Call before anything runs in the pod namespace: its eth0 is made anew.
+   */
+  insertPodRouter(node: string, farMtu: number): Promise<string>;
   /** Kill tracked processes and delete all namespaces. Idempotent. */
   destroy(): Promise<void>;
 }
@@ -70,6 +106,8 @@ export interface CreateClusterOptions {
   /** Name prefix, default `mtt`. Leftovers with this prefix from dead processes are removed. */
   prefix?: string;
   ipv6?: boolean;
+  /** A pod namespace behind every node (true) or the nodes of these indexes (see ClusterPod). */
+  pods?: boolean | ((index: number) => boolean);
 }
 
 const IPV6_PREFIX = 'fd00:6d65:6e74::';
@@ -247,7 +285,7 @@ function installExitHooks(): void {
 
 /** Remove namespaces named with `prefix` whose creating process no longer exists. */
 export function sweepLeftovers(prefix: string = DEFAULT_PREFIX): string[] {
-  const re = new RegExp(`^${escapeRe(prefix)}-([0-9a-z]+)-([0-9a-z]+)(?:b|n\\d+|p)?$`);
+  const re = new RegExp(`^${escapeRe(prefix)}-([0-9a-z]+)-([0-9a-z]+)(?:b|n\\d+|p\\d*|r\\d+)?$`);
   const ours = new Set<string>();
   for (const c of liveClusters) for (const ns of c.allNamespaces()) ours.add(ns);
   const removed: string[] = [];
@@ -288,6 +326,7 @@ class ClusterImpl implements Cluster {
   constructor(
     id: string,
     readonly ipv6: boolean,
+    private readonly withPod: (index: number) => boolean = () => false,
   ) {
     this.id = id;
     this.bridgeNs = `${id}b`;
@@ -305,6 +344,8 @@ class ClusterImpl implements Cluster {
     const n = this.live.find((x) => x.name === nodeOrNs || x.ns === nodeOrNs);
     if (n) return n.ns;
     if (nodeOrNs === this.bridgeNs) return nodeOrNs;
+    // Pods and routers: spawnIn and execIn work there too.
+    if (this.created.has(nodeOrNs)) return nodeOrNs;
     throw new Error(`unknown node or namespace: ${nodeOrNs}`);
   }
 
@@ -317,7 +358,7 @@ class ClusterImpl implements Cluster {
     // The bridge ns only switches frames; keep it quiet on IPv6.
     await setSysctls(this.bridgeNs, { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' });
     for (let i = 0; i < count; i++) await this.createNode();
-    await Promise.all(this.live.map((n) => this.waitUsable(n)));
+    await Promise.all(this.live.flatMap((n) => [this.waitUsable(n), ...(n.pod ? [this.waitLink(n.pod.ns, 'eth0')] : [])]));
   }
 
   private async createNode(): Promise<ClusterNode> {
@@ -343,7 +384,82 @@ class ClusterImpl implements Cluster {
     // typical Kubernetes nodes.
     await setSysctls(ns, { 'net.ipv4.ping_group_range': '0 2147483647' });
     this.live.push(node);
+    if (this.withPod(index)) await this.createPod(node);
     return node;
+  }
+
+  /** The pod behind `node`: its namespace, the veth pair, the node forwarding, and every other node's route to it. */
+  private async createPod(node: ClusterNode): Promise<void> {
+    if (node.index > 127) throw new Error('too many nodes for the 198.19.<i>.0/24 pod layout');
+    const ns = `${this.id}p${node.index}`;
+    const pod: ClusterPod = { ns, ipv4: `198.19.${node.index}.2`, gateway: `198.19.${node.index}.1`, cidr: `198.19.${node.index}.0/24` };
+    await must('ip', ['netns', 'add', ns]);
+    this.created.add(ns);
+    await must('ip', ['-n', node.ns, 'link', 'add', 'name', 'pod0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await ipBatch(node.ns, ['link set pod0 up', `addr add ${pod.gateway}/24 dev pod0`]);
+    await ipBatch(ns, ['link set lo up', 'link set eth0 up', `addr add ${pod.ipv4}/24 dev eth0`, `route add default via ${pod.gateway}`]);
+    await setSysctls(node.ns, { 'net.ipv4.ip_forward': '1' });
+    await setSysctls(ns, { 'net.ipv4.ping_group_range': '0 2147483647' });
+    node.pod = pod;
+    this.blocks.push({ cidr: pod.cidr, via: node.ipv4, ownerNs: node.ns });
+    await Promise.all(this.live.filter((n) => n !== node).map((n) => ipBatch(n.ns, [`route add ${pod.cidr} via ${node.ipv4}`])));
+  }
+
+  private podOf(name: string): { node: ClusterNode; pod: ClusterPod } {
+    const node = this.live.find((n) => n.name === name || n.ns === name);
+    if (!node?.pod) throw new Error(`${name} is not a node with a pod`);
+    return { node, pod: node.pod };
+  }
+
+  async setPodRoute(name: string, state: 'broken' | 'ok', spare: readonly string[] = []): Promise<void> {
+    const { node, pod } = this.podOf(name);
+    const route = state === 'broken' ? `route replace blackhole ${pod.cidr}` : `route replace ${pod.cidr} via ${node.ipv4}`;
+    const others = this.live.filter((n) => n !== node && !spare.includes(n.name) && !spare.includes(n.ns));
+    await Promise.all(others.map((n) => ipBatch(n.ns, [route])));
+  }
+
+  async setBridgePortMtu(name: string, mtu: number): Promise<void> {
+    const node = this.live.find((n) => n.name === name || n.ns === name);
+    if (!node) throw new Error(`unknown node: ${name}`);
+    await must('ip', ['-n', this.bridgeNs, 'link', 'set', `v${node.index}`, 'mtu', String(mtu)]);
+  }
+
+  async insertPodRouter(name: string, farMtu: number): Promise<string> {
+    const { node, pod } = this.podOf(name);
+    const ns = `${this.id}r${node.index}`;
+    // The node's link to the router: 198.19.(128+i).0/30, the node .1, the router .2; the pod keeps its address and gateway.
+    const near = `198.19.${128 + node.index}`;
+    await must('ip', ['netns', 'add', ns]);
+    this.created.add(ns);
+    await must('ip', ['-n', node.ns, 'link', 'del', 'pod0']); // the pod's eth0 goes with it
+    await must('ip', ['-n', ns, 'link', 'add', 'name', 'up0', 'type', 'veth', 'peer', 'name', 'pod0', 'netns', node.ns]);
+    await must('ip', ['-n', ns, 'link', 'add', 'name', 'down0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.ns]);
+    await ipBatch(node.ns, ['link set pod0 up', `addr add ${near}.1/30 dev pod0`, `route add ${pod.cidr} via ${near}.2`]);
+    await ipBatch(ns, [
+      'link set lo up',
+      'link set up0 up',
+      `addr add ${near}.2/30 dev up0`,
+      `link set down0 mtu ${farMtu}`,
+      'link set down0 up',
+      `addr add ${pod.gateway}/24 dev down0`,
+      `route add default via ${near}.1`,
+    ]);
+    await ipBatch(pod.ns, [`link set eth0 mtu ${farMtu}`, 'link set eth0 up', `addr add ${pod.ipv4}/24 dev eth0`, `route add default via ${pod.gateway}`]);
+    await setSysctls(ns, { 'net.ipv4.ip_forward': '1' });
+    await Promise.all([this.waitLink(pod.ns, 'eth0'), this.waitLink(ns, 'up0'), this.waitLink(ns, 'down0')]);
+    return ns;
+  }
+
+  /** Wait for a link to be up with carrier. */
+  private async waitLink(ns: string, dev: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = await run('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]);
+      const info = r.code === 0 ? (JSON.parse(r.stdout) as Array<{ operstate?: string; flags?: string[] }>)[0] : undefined;
+      if (info?.operstate === 'UP' && (info.flags ?? []).includes('LOWER_UP')) return;
+      if (Date.now() > deadline) throw new Error(`${dev} in ${ns} not up after 10 s: ${r.stdout || r.stderr}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
   }
 
   /** Wait for carrier and for IPv6 addresses to leave the tentative state. */
@@ -389,6 +505,7 @@ class ClusterImpl implements Cluster {
   async addNode(): Promise<ClusterNode> {
     const node = await this.createNode();
     await this.waitUsable(node);
+    if (node.pod) await this.waitLink(node.pod.ns, 'eth0');
     return node;
   }
 
@@ -396,7 +513,8 @@ class ClusterImpl implements Cluster {
     const i = this.live.findIndex((n) => n.name === name || n.ns === name);
     if (i < 0) throw new Error(`unknown node: ${name}`);
     const [node] = this.live.splice(i, 1) as [ClusterNode];
-    for (const c of [...this.children]) if (c.spawnargs[3] === node.ns) killGroup(c, 'SIGKILL');
+    const own = [node.ns, `${this.id}p${node.index}`, `${this.id}r${node.index}`].filter((n) => this.created.has(n));
+    for (const c of [...this.children]) if (own.includes(c.spawnargs[3] ?? '')) killGroup(c, 'SIGKILL');
     // Routes to this node's address blocks would now point nowhere.
     const gone = this.blocks.filter((b) => b.ownerNs === node.ns);
     for (const b of gone) this.blocks.splice(this.blocks.indexOf(b), 1);
@@ -408,9 +526,11 @@ class ClusterImpl implements Cluster {
         ).catch(() => {}),
       ),
     );
-    await deleteNetns(node.ns);
+    for (const n of own) {
+      await deleteNetns(n);
+      this.created.delete(n);
+    }
     await run('ip', ['-n', this.bridgeNs, 'link', 'del', `v${node.index}`]); // usually gone with its peer already
-    this.created.delete(node.ns);
   }
 
   async addAddresses(ns: string, count: number): Promise<string[]> {
@@ -516,7 +636,8 @@ export async function createCluster(opts: CreateClusterOptions): Promise<Cluster
   installExitHooks();
   const id = `${prefix}-${process.pid.toString(36)}-${(clusterSeq++).toString(36)}`;
   if (`${id}n${opts.nodes}`.length > MAX_NAME) throw new Error(`prefix too long for ${MAX_NAME}-char names: ${id}`);
-  const cluster = new ClusterImpl(id, opts.ipv6 ?? false);
+  const pods = opts.pods;
+  const cluster = new ClusterImpl(id, opts.ipv6 ?? false, typeof pods === 'function' ? pods : () => pods === true);
   liveClusters.add(cluster);
   try {
     await cluster.init(opts.nodes);

@@ -8,7 +8,7 @@ import type { K8sObject } from '../deploy/render.js';
 import type { Permission } from './fake-apiserver.js';
 
 const VERBS = new Set(['get', 'list', 'watch', 'create', 'update', 'delete']);
-const RESOURCES = new Set(['nodes', 'configmaps', 'leases']);
+const RESOURCES = new Set(['nodes', 'configmaps', 'leases', 'pods']);
 
 interface Rule {
   apiGroups?: string[];
