@@ -376,6 +376,8 @@ describe('netns harness: pods behind nodes', () => {
     assert.equal(await reach(b, x.pod!.ipv4), 0);
     assert.equal(await reach(podOf(a), x.ipv4), 2);
     assert.equal(await reach(infra, x.pod!.ipv4), 2, 'spared');
+    assert.equal(await reach(podOf(x), a.ipv4), 2, "x's pod reaches node addresses: masqueraded, the answer comes to x's node");
+    assert.equal(await reach(podOf(x), a.pod.ipv4), 0, "x's pod hears no other pod: the answer needs the broken route");
     assert.equal(await reach(podOf(a), b.pod!.ipv4), 2, 'other pods untouched');
     await c.setPodRoute(x.name, 'ok');
     assert.equal(await reach(podOf(a), x.pod!.ipv4), 2);

@@ -7,7 +7,11 @@
  * With `pods`, each chosen node has a pod behind it, as a CNI puts one: a
  * namespace joined to the node's by a veth pair, in the pod CIDR
  * 198.19.<i>.0/24 (the pod at .2, the node's side .1), which every other node
- * routes through the node's address: a real extra hop (IPv4 only).
+ * routes through the node's address: a real extra hop (IPv4 only). The node
+ * masquerades what its pod sends to node addresses (iptables), as Calico's
+ * natOutgoing and flannel's ip-masq do: a pod's probe of a node address leaves by
+ * the underlay with the node's address, and its answer never needs the pod
+ * network, while pod to pod stays unNATed.
  *
  * Names are `${prefix}-${pid36}-${seq36}` + `b` (bridge), `n<i>` (nodes), `p<i>`
  * (pods) or `r<i>` (routers), so a later run can tell leftovers of a crashed
@@ -400,6 +404,7 @@ class ClusterImpl implements Cluster {
     await ipBatch(ns, ['link set lo up', 'link set eth0 up', `addr add ${pod.ipv4}/24 dev eth0`, `route add default via ${pod.gateway}`]);
     await setSysctls(node.ns, { 'net.ipv4.ip_forward': '1' });
     await setSysctls(ns, { 'net.ipv4.ping_group_range': '0 2147483647' });
+    await must('ip', ['netns', 'exec', node.ns, 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', pod.cidr, '-d', '198.18.0.0/24', '-j', 'MASQUERADE']);
     node.pod = pod;
     this.blocks.push({ cidr: pod.cidr, via: node.ipv4, ownerNs: node.ns });
     await Promise.all(this.live.filter((n) => n !== node).map((n) => ipBatch(n.ns, [`route add ${pod.cidr} via ${node.ipv4}`])));
