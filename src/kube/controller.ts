@@ -155,8 +155,8 @@ export class NodeListController {
       log: this.options.log,
       warnings: this.options.warnings,
       delay: this.options.delay,
-      ...(this.options.watch?.minBackoffMs === undefined ? {} : { minBackoffMs: this.options.watch.minBackoffMs }),
-      ...(this.options.watch?.maxBackoffMs === undefined ? {} : { maxBackoffMs: this.options.watch.maxBackoffMs }),
+      minBackoffMs: this.options.watch?.minBackoffMs,
+      maxBackoffMs: this.options.watch?.maxBackoffMs,
     });
     this.podWatch = podWatch;
     podWatch.start();

@@ -13,8 +13,8 @@ export const DEFAULT_MAX_BACKOFF_MS = 30_000;
 export interface RestartOptions {
   /** Waits between restarts; injected so that backoff is tested without waiting. */
   readonly delay: (ms: number) => Promise<void>;
-  readonly minBackoffMs?: number;
-  readonly maxBackoffMs?: number;
+  readonly minBackoffMs?: number | undefined;
+  readonly maxBackoffMs?: number | undefined;
   /** Says what went wrong; the informer restarts `retryInMs` later. */
   readonly onError: (err: unknown, retryInMs: number) => void;
 }

@@ -72,8 +72,8 @@ export class NodeWatch {
     });
     this.runner = new RestartingInformer(informer, {
       delay: options.delay,
-      ...(options.minBackoffMs === undefined ? {} : { minBackoffMs: options.minBackoffMs }),
-      ...(options.maxBackoffMs === undefined ? {} : { maxBackoffMs: options.maxBackoffMs }),
+      minBackoffMs: options.minBackoffMs,
+      maxBackoffMs: options.maxBackoffMs,
       onError: (err, retryInMs) => this.report(err, retryInMs),
     });
   }

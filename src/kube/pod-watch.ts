@@ -71,8 +71,8 @@ export interface PodWatchOptions {
   readonly log: Log;
   readonly warnings: RateLimitedLog;
   readonly delay: (ms: number) => Promise<void>;
-  readonly minBackoffMs?: number;
-  readonly maxBackoffMs?: number;
+  readonly minBackoffMs?: number | undefined;
+  readonly maxBackoffMs?: number | undefined;
 }
 
 /** One informer over the agent pods; on errors it keeps the last addresses and retries with a backoff. */
@@ -107,8 +107,8 @@ export class PodWatch {
     });
     this.runner = new RestartingInformer(informer, {
       delay: options.delay,
-      ...(options.minBackoffMs === undefined ? {} : { minBackoffMs: options.minBackoffMs }),
-      ...(options.maxBackoffMs === undefined ? {} : { maxBackoffMs: options.maxBackoffMs }),
+      minBackoffMs: options.minBackoffMs,
+      maxBackoffMs: options.maxBackoffMs,
       onError: (err, retryInMs) => this.report(err, retryInMs),
     });
   }
