@@ -7,8 +7,8 @@
  *
  *   ip netns exec NS node api-server.js DIR
  */
-import { startNodeHeartbeats, type Heartbeats } from '../test/support/fake-api-heartbeats.js';
-import { FakeApiServer, makeRealisticNode, type LoadSnapshot } from '../test/support/fake-apiserver.js';
+import { startNodeHeartbeats, type Heartbeats } from '../test/fake-apiserver/heartbeats.js';
+import { FakeApiServer, makeRealisticNode, type LoadSnapshot } from '../test/fake-apiserver/index.js';
 
 export type ApiServerRequest =
   /** Creates or replaces kubelet-sized Nodes; `index` seeds each one's zone, IDs and images. */

@@ -13,7 +13,7 @@ import { loadConfig } from '../src/config.js';
 import type { EngineInfo, ProbeEngine } from '../src/probe/engine.js';
 import { silentLog } from '../src/log.js';
 import type { Outcome, Target } from '../src/types.js';
-import { FakeApiServer, makeNode, waitFor } from './support/fake-apiserver.js';
+import { FakeApiServer, makeNode, waitFor } from './fake-apiserver/index.js';
 import { parseExposition } from './support/exposition.js';
 import { ManualClock } from './support/fake-clock.js';
 

@@ -38,7 +38,7 @@ import { loadKubeClient } from '../src/kube/client.js';
 import { AGENT_POD_SELECTOR, PodWatch } from '../src/kube/pod-watch.js';
 import { RateLimitedLog } from '../src/log.js';
 import { agentPodLabels, kustomize, need } from './deploy/render.js';
-import { startNodeHeartbeats } from './support/fake-api-heartbeats.js';
+import { startNodeHeartbeats } from './fake-apiserver/heartbeats.js';
 import { ManualClock } from './support/fake-clock.js';
 import { recordingLog } from './support/node-list-parts.js';
 import { permissionsFromManifests, serviceAccountUser } from './support/rbac.js';
@@ -52,7 +52,7 @@ import {
   type FakeApiServerOptions,
   type Permission,
   type StoredNode,
-} from './support/fake-apiserver.js';
+} from './fake-apiserver/index.js';
 
 interface Env {
   server: FakeApiServer;

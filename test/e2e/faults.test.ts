@@ -16,7 +16,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { parsePing } from '../support/agent-process.js';
 import { churnTable, runChurn, seedChurn } from '../support/churn.js';
 import { sampleValue, type Sample } from '../support/exposition.js';
-import { makeNode, type NodeInput } from '../support/fake-apiserver.js';
+import { makeNode, type NodeInput } from '../fake-apiserver/index.js';
 import { destinations, FaultControl, launchAgent, SCRAPE_LOAD_PATH, until, type Agent } from '../support/fault-client.js';
 import { createCluster, netnsSupported, startResponder, type Cluster, type ClusterNode } from '../support/netns.js';
 import type { ScrapeLoadResult } from '../support/scrape-load.js';

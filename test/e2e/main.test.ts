@@ -17,7 +17,7 @@ import { loadKubeClient } from '../../src/kube/client.js';
 import { NodeWatch } from '../../src/kube/node-watch.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
 import { MAIN, REPO } from '../support/agent-process.js';
-import { FakeApiServer, makeNode, waitFor } from '../support/fake-apiserver.js';
+import { FakeApiServer, makeNode, waitFor } from '../fake-apiserver/index.js';
 import { launchLocalAgent, until, type Agent } from '../support/fault-client.js';
 import { OtlpReceiver } from '../support/otlp-receiver.js';
 import { promtoolParse, strictParse } from '../support/strict-exposition.js';

@@ -15,7 +15,7 @@ import { gzipSync } from 'node:zlib';
 import { encodeShard, INDEX_NAME, SHARD_COUNT, shardEntries, shardName } from '../../src/kube/node-list.js';
 import type { NodeEntry } from '../../src/types.js';
 import { kustomize, need } from '../deploy/render.js';
-import { makeNode, sumLoad, type ObjectInput } from '../support/fake-apiserver.js';
+import { makeNode, sumLoad, type ObjectInput } from '../fake-apiserver/index.js';
 import { sampleValue } from '../support/exposition.js';
 import { freePort, launchAgent, until, type Agent } from '../support/fault-client.js';
 import { startMeshCluster, type MeshCluster } from '../support/mesh-cluster.js';

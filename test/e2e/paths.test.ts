@@ -18,7 +18,7 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { agentPodLabels, kustomize, need } from '../deploy/render.js';
 import { parseExposition, sampleValue, type Sample } from '../support/exposition.js';
-import { makePod } from '../support/fake-apiserver.js';
+import { makePod } from '../fake-apiserver/index.js';
 import { freePort, launchAgent, until, type Agent } from '../support/fault-client.js';
 import { startMeshCluster, type MeshCluster } from '../support/mesh-cluster.js';
 import { requireNetns } from '../support/netns.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ELECTION_LEASE, INDEX_NAME, SHARD_COUNT, shardName } from '../../src/kube/node-list.js';
 import { need } from '../deploy/render.js';
-import { makeNode, sumLoad, waitFor } from '../support/fake-apiserver.js';
+import { makeNode, sumLoad, waitFor } from '../fake-apiserver/index.js';
 import { AGENT_USER, CONTROLLER_USER, NS, nodeListParts } from '../support/node-list-parts.js';
 
 const holder = (server: { getObject(r: 'leases', ns: string, n: string): unknown }) =>

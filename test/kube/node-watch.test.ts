@@ -11,8 +11,8 @@ import { NodeTable } from '../../src/mesh/node-table.js';
 import { systemClock } from '../../src/types.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
 import type { NodeEntry, Target } from '../../src/types.js';
-import { startNodeHeartbeats } from '../support/fake-api-heartbeats.js';
-import { FakeApiServer, makeNode, waitFor } from '../support/fake-apiserver.js';
+import { startNodeHeartbeats } from '../fake-apiserver/heartbeats.js';
+import { FakeApiServer, makeNode, waitFor } from '../fake-apiserver/index.js';
 
 let dir: string;
 before(async () => {

@@ -9,7 +9,17 @@ import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { freePort, MAIN, REPO, until } from './agent-process.js';
 import { parseExposition, type Sample } from './exposition.js';
-import type { AuthMode, LoadSnapshot, NodeInput, ObjectInput, Permission, RequestFilter, RequestKind, ResourceName, StoredObject } from './fake-apiserver.js';
+import type {
+  AuthMode,
+  LoadSnapshot,
+  NodeInput,
+  ObjectInput,
+  Permission,
+  RequestFilter,
+  RequestKind,
+  ResourceName,
+  StoredObject,
+} from '../fake-apiserver/index.js';
 import type { ApiInfo, FaultReady, FaultRequest, MonitorWindow } from './fault-control.js';
 import { IpcRpc, type OpOf } from './ipc-rpc.js';
 import type { Cluster } from './netns.js';

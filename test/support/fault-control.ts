@@ -11,7 +11,7 @@
  */
 import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { startNodeHeartbeats, type Heartbeats } from './fake-api-heartbeats.js';
+import { startNodeHeartbeats, type Heartbeats } from '../fake-apiserver/heartbeats.js';
 import {
   FakeApiServer,
   makeNode,
@@ -22,7 +22,7 @@ import {
   type RequestFilter,
   type RequestKind,
   type ResourceName,
-} from './fake-apiserver.js';
+} from '../fake-apiserver/index.js';
 
 export type FaultRequest =
   | { id: number; op: 'upsert'; name: string; address: string; labels?: Record<string, string> }

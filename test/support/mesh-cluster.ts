@@ -6,7 +6,7 @@
  * listening on the pod's address, as the DaemonSet's pods run in the pod network.
  */
 import type { TestContext } from 'node:test';
-import { makeNode, type NodeInput } from './fake-apiserver.js';
+import { makeNode, type NodeInput } from '../fake-apiserver/index.js';
 import { FaultControl, freePort, launchAgent, type Agent } from './fault-client.js';
 import { createCluster, type Cluster, type ClusterNode } from './netns.js';
 

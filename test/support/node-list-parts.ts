@@ -16,7 +16,7 @@ import { RateLimitedLog, type Log } from '../../src/log.js';
 import { NodeTable } from '../../src/mesh/node-table.js';
 import { systemClock, type MeshNode } from '../../src/types.js';
 import { kustomize } from '../deploy/render.js';
-import { FakeApiServer, makeNode } from './fake-apiserver.js';
+import { FakeApiServer, makeNode } from '../fake-apiserver/index.js';
 import { permissionsFromManifests, serviceAccountUser } from './rbac.js';
 
 export const NS = 'mentat';

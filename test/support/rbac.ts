@@ -5,7 +5,7 @@
  * a service account token's subject). Tests then hold the agents to what the manifests grant.
  */
 import type { K8sObject } from '../deploy/render.js';
-import type { Permission } from './fake-apiserver.js';
+import type { Permission } from '../fake-apiserver/index.js';
 
 const VERBS = new Set(['get', 'list', 'watch', 'create', 'update', 'delete']);
 const RESOURCES = new Set(['nodes', 'configmaps', 'leases', 'pods']);

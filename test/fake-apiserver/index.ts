@@ -8,8 +8,8 @@
  * unmodified. It authorizes per user against an RBAC-like table, can fail or hang requests, and
  * counts requests and bytes sent per user, resource and kind of request.
  *
- * Layout: fake-api-store.ts (objects, history, lists, watches) <- fake-api-http.ts (routing, auth,
- * bodies, faults, accounting) <- this file (the server and the test-side API) <- fake-api-heartbeats.ts.
+ * Layout: store.ts (objects, history, lists, watches) <- http.ts (routing, auth,
+ * bodies, faults, accounting) <- this file (the server and the test-side API) <- heartbeats.ts.
  *
  * Deliberately not implemented: protobuf and YAML bodies, PATCH, deletecollection, subresources,
  * generateName, namespaces as objects (every namespace exists), managedFields, sendInitialEvents,
@@ -33,7 +33,7 @@ import {
   type RequestFilter,
   type RequestKind,
   type RequestRecord,
-} from './fake-api-http.js';
+} from './http.js';
 import {
   eventLine,
   RESOURCES,
@@ -47,10 +47,10 @@ import {
   type StoredNode,
   type StoredObject,
   type StoredPod,
-} from './fake-api-store.js';
-import { listenLocal } from './listen.js';
+} from './store.js';
+import { listenLocal } from '../support/listen.js';
 
-export { ANONYMOUS, sumLoad } from './fake-api-http.js';
+export { ANONYMOUS, sumLoad } from './http.js';
 export type {
   AuthMode,
   FailSpec,
@@ -63,8 +63,8 @@ export type {
   RequestRecord,
   RequestResource,
   Verb,
-} from './fake-api-http.js';
-export { parseFieldSelector, parseLabelSelector, RESOURCES, statusBody } from './fake-api-store.js';
+} from './http.js';
+export { parseFieldSelector, parseLabelSelector, RESOURCES, statusBody } from './store.js';
 export type {
   ExpiredWatchMode,
   Labels,
@@ -76,7 +76,7 @@ export type {
   StoredObject,
   StoredPod,
   WatchEventType,
-} from './fake-api-store.js';
+} from './store.js';
 
 /**
  * What `upsertNode` accepts: a plain object or a client-node `V1Node`. Only `metadata.name`

@@ -27,7 +27,7 @@ import {
   type Store,
   type StoredObject,
   type WatchStream,
-} from './fake-api-store.js';
+} from './store.js';
 
 /** A JSON value as the apiserver prints it in a message: strings bare, anything else as JSON. */
 function asText(v: unknown): string {
