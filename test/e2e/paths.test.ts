@@ -16,14 +16,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { agentPodLabels, kustomize, need } from '../deploy/render.js';
 import { parseExposition, sampleValue, type Sample } from '../support/exposition.js';
-import { makePod } from '../fake-apiserver/index.js';
-import { freePort, launchAgent, until, type Agent } from '../support/fault-client.js';
-import { startMeshCluster, type MeshCluster } from '../support/mesh-cluster.js';
-import { requireNetns } from '../support/netns.js';
-import { AGENT_USER, CONTROLLER_USER, NS } from '../support/node-list-parts.js';
-import { permissionsFromManifests } from '../support/rbac.js';
+import { until, type Agent } from '../support/fault-client.js';
+import type { MeshCluster } from '../support/mesh-cluster.js';
+import { startPodMesh } from '../support/pod-mesh.js';
 import { promtoolParse, strictParse } from '../support/strict-exposition.js';
 
 const AGENTS = 4;
@@ -31,11 +27,6 @@ const PATHS = ['node', 'pod'] as const;
 const MTU_INTERVAL_S = 2;
 /** The MTU of the broken link: a bridge port, or a router's far side. */
 const SMALL_MTU = 1400;
-
-/** GETs a URL from inside a namespace, with the Node that runs the tests; the body on stdout. */
-const FETCH = `fetch(process.argv[1], { signal: AbortSignal.timeout(5000) })
-  .then(async (r) => { if (r.status !== 200) throw new Error('HTTP ' + r.status); process.stdout.write(await r.text()); })
-  .catch((e) => { process.stderr.write(String(e)); process.exit(1); });`;
 
 interface Paths {
   readonly mesh: MeshCluster;
@@ -65,61 +56,19 @@ function grown(a: Snapshot, b: Snapshot, origin: string, name: string, labels: R
  * `before` runs before any agent starts (a router must be in place before the pod's agent binds).
  */
 async function setup(t: TestContext, opts: { before?: (mesh: MeshCluster) => Promise<void>; mtu?: boolean } = {}): Promise<Paths | undefined> {
-  if (!requireNetns(t)) return undefined;
-  const kubectl = need(t, 'kubectl', 'the machine image');
-  if (!kubectl) return undefined;
   const dir = await mkdtemp(join(tmpdir(), 'mentat-paths-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const mesh = await startMeshCluster(t, {
+  const started = await startPodMesh(t, {
     agents: AGENTS,
-    zone: (i) => (i % 2 === 1 ? 'zone-a' : 'zone-b'),
     dir,
-    pods: true,
-    agentUser: AGENT_USER,
-    env: {
-      POD_NAMESPACE: NS,
-      MENTAT_PROBE_INTERVAL: '500ms',
-      MENTAT_MTU_PROBE_INTERVAL: opts.mtu ? `${MTU_INTERVAL_S}s` : '0s',
-      MENTAT_LEASE_DURATION: '6s',
-    },
+    env: { MENTAT_PROBE_INTERVAL: '500ms', MENTAT_MTU_PROBE_INTERVAL: opts.mtu ? `${MTU_INTERVAL_S}s` : '0s' },
+    ...(opts.before ? { before: opts.before } : {}),
   });
-  const rbac = permissionsFromManifests(kustomize(kubectl, 'deploy'));
-  await mesh.control.setPermissions(AGENT_USER, rbac.get(AGENT_USER));
-  await mesh.control.setPermissions(CONTROLLER_USER, rbac.get(CONTROLLER_USER));
-  const names = [...mesh.nodes.keys()];
-  const labels = agentPodLabels();
-  for (const [name, node] of mesh.nodes) {
-    await mesh.control.putObject('pods', NS, makePod({ name: `mentat-${name}`, labels, nodeName: name, podIPs: [node.pod!.ipv4] }));
-  }
-  await opts.before?.(mesh);
-  const controller = launchAgent(
-    mesh.cluster,
-    mesh.infra.ns,
-    mesh.control,
-    await freePort(),
-    {
-      MENTAT_ROLE: 'controller',
-      POD_NAMESPACE: NS,
-      POD_NAME: 'mentat-controller-0',
-      NODE_NAME: 'infra',
-      MENTAT_LEASE_DURATION: '6s',
-      KUBECONFIG: await mesh.control.kubeconfigFor({ user: CONTROLLER_USER }),
-    },
-    [],
-    mesh.infra.ipv4,
-  );
-  t.after(() => controller.stop(3000).catch(() => undefined));
-  for (const name of names) mesh.start(name);
-
-  const body = async (name: string): Promise<string> => {
-    const pod = mesh.nodes.get(name)!.pod!;
-    const r = await mesh.cluster.execIn(pod.ns, process.execPath, ['-e', FETCH, `http://${pod.ipv4}:${mesh.port}/metrics`], { timeoutMs: 10_000 });
-    if (r.code !== 0) throw new Error(`scrape of ${name} failed: ${r.stderr.slice(0, 300)}`);
-    return r.stdout;
-  };
+  if (!started) return undefined;
+  const { mesh, names, controller, body } = started;
   const scrape = async (name: string) => parseExposition(await body(name));
   const snapshot = async (): Promise<Snapshot> => new Map(await Promise.all(names.map(async (n) => [n, await scrape(n)] as const)));
-  const started = Date.now();
+  const since = Date.now();
   await until(
     `every agent probes every peer on both paths${opts.mtu ? ', MTU probes included' : ''}`,
     60_000,
@@ -143,7 +92,7 @@ async function setup(t: TestContext, opts: { before?: (mesh: MeshCluster) => Pro
       context: () => [`controller: ${controller.describe()}`, ...names.map((n) => `${n}: ${mesh.agents.get(n)!.describe()}`)].join('\n'),
     },
   );
-  t.diagnostic(`${AGENTS} agents probe each other on both paths ${Date.now() - started} ms after they started`);
+  t.diagnostic(`${AGENTS} agents probe each other on both paths ${Date.now() - since} ms after they started`);
   return { mesh, names, controller, body, scrape, snapshot };
 }
 
