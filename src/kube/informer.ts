@@ -1,10 +1,11 @@
 /**
- * client-node's ListWatch stops on any error other than a clean close. This restarts it with a
- * capped exponential backoff (reset once a list or watch goes through), for every informer mentat
- * runs: the Node watch and the node-list index watch.
+ * client-node's ListWatch stops on any error other than a clean close. RestartingInformer restarts it
+ * with a capped exponential backoff (reset once a list or watch goes through), for every informer
+ * mentat runs; CachedInformer adds what the Node and the Pod watches share: paged, trimmed lists,
+ * trimmed watch events, a cache by name, and one callback per batch of changes.
  */
-import type { KubeConfig, KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
-import type { ListPage, PagedLister } from './api.js';
+import type { KubeConfig, KubernetesListObject, KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
+import { PagedLister, type ListPage } from './api.js';
 import type { KubeClient } from './client.js';
 
 export const DEFAULT_MIN_BACKOFF_MS = 1000;
@@ -96,4 +97,101 @@ export async function listTrimmed<T>(lister: PagedLister<T>, limit: number, trim
     next = page.metadata?.continue;
   }
   return { ...(first.metadata ? { metadata: first.metadata } : {}), items };
+}
+
+export interface CachedInformerOptions<T extends KubernetesObject, V> {
+  readonly client: KubeClient;
+  readonly kubeConfig: KubeConfig;
+  /** The collection's path, e.g. NODES or PODS(namespace). */
+  readonly collection: string;
+  readonly labelSelector?: string | undefined;
+  /** Objects per list request. */
+  readonly pageSize: number;
+  /** A list page that takes longer than this is abandoned and retried with the backoff. */
+  readonly listTimeoutMs: number;
+  /** What is kept of an object, before it is cached or the next page is read. */
+  readonly trim: (object: T) => T;
+  /** The cached value of a (trimmed) object; undefined skips it (and an object without a name is skipped). */
+  readonly toCached: (object: T) => V | undefined;
+  /** Values that are the same cause no callback (default: never the same). */
+  readonly same?: (a: V, b: V) => boolean;
+  /** Every cached value, after each batch of changes (the thousands of events of one list are one batch). */
+  readonly onChange: (values: V[]) => void;
+  /** A full list went through (the cache is complete), with its number of objects. */
+  readonly onListed?: (count: number) => void;
+  /** A list or a watch request went through. */
+  readonly onHealthy?: () => void;
+  readonly onError: (err: unknown, retryInMs: number) => void;
+  readonly delay: (ms: number) => Promise<void>;
+  readonly minBackoffMs?: number | undefined;
+  readonly maxBackoffMs?: number | undefined;
+}
+
+/** One list+watch of a collection, cached by object name; on errors it keeps the cache and restarts with a backoff. */
+export class CachedInformer<T extends KubernetesObject, V> {
+  private readonly runner: RestartingInformer<T>;
+  private readonly cache = new Map<string, V>();
+  private emitScheduled = false;
+  private stopped = true;
+
+  constructor(private readonly options: CachedInformerOptions<T, V>) {
+    const lister = new PagedLister<T>(options.client, options.kubeConfig, options.listTimeoutMs, options.collection, options.labelSelector);
+    const watch = trimmingWatch(options.client, options.kubeConfig, options.trim, () => this.healthy());
+    const list = async (): Promise<KubernetesListObject<T>> => {
+      const page = await listTrimmed(lister, options.pageSize, options.trim);
+      options.onListed?.(page.items.length);
+      this.healthy();
+      this.scheduleEmit();
+      return page;
+    };
+    const informer: ListWatch<T> = new options.client.ListWatch<T>(options.collection, watch, list, false, options.labelSelector, undefined, {
+      delayFn: options.delay,
+    });
+    informer.on('add', (object) => this.put(object));
+    informer.on('update', (object) => this.put(object));
+    informer.on('delete', (object) => {
+      if (object.metadata?.name !== undefined && this.cache.delete(object.metadata.name)) this.scheduleEmit();
+    });
+    this.runner = new RestartingInformer(informer, {
+      delay: options.delay,
+      minBackoffMs: options.minBackoffMs,
+      maxBackoffMs: options.maxBackoffMs,
+      onError: options.onError,
+    });
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.runner.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.runner.stop();
+  }
+
+  private healthy(): void {
+    this.runner.healthy();
+    this.options.onHealthy?.();
+  }
+
+  private put(object: T): void {
+    const value = this.options.toCached(object);
+    const name = object.metadata?.name;
+    if (value === undefined || name === undefined) return;
+    const known = this.cache.get(name);
+    if (known !== undefined && this.options.same?.(known, value)) return;
+    this.cache.set(name, value);
+    this.scheduleEmit();
+  }
+
+  /** Coalesces the events of one list (or of one burst of changes) into one callback. */
+  private scheduleEmit(): void {
+    if (this.emitScheduled) return;
+    this.emitScheduled = true;
+    setImmediate(() => {
+      this.emitScheduled = false;
+      if (!this.stopped) this.options.onChange([...this.cache.values()]);
+    });
+  }
 }

@@ -1,7 +1,7 @@
-import type { KubeConfig, ListWatch, V1Node, V1NodeList } from '@kubernetes/client-node';
+import type { KubeConfig, V1Node } from '@kubernetes/client-node';
 import type { Log, RateLimitedLog } from '../log.js';
-import { NODES, PagedLister, statusCodeOf } from './api.js';
-import { listTrimmed, RestartingInformer, trimmingWatch } from './informer.js';
+import { NODES, statusCodeOf } from './api.js';
+import { CachedInformer } from './informer.js';
 import type { KubeClient } from './client.js';
 import type { NodeEntry } from '../types.js';
 import { entryOf, sameEntry, trimNode } from './node.js';
@@ -48,33 +48,38 @@ export interface NodeWatchOptions {
  * capped exponential backoff and keeps the last known nodes meanwhile.
  */
 export class NodeWatch {
-  private readonly runner: RestartingInformer<V1Node>;
-  private readonly lister: PagedLister<V1Node>;
-  private stopped = false;
-  private emitScheduled = false;
+  private readonly informer: CachedInformer<V1Node, NodeEntry>;
   private lastError: string | undefined;
   private failedSinceList = false;
   /** True once a full node list has been received. */
   synced = false;
-  private readonly entries = new Map<string, NodeEntry>();
 
   constructor(private readonly options: NodeWatchOptions) {
-    this.lister = new PagedLister<V1Node>(options.client, options.kubeConfig, LIST_TIMEOUT_MS, NODES);
-    const watch = trimmingWatch(options.client, options.kubeConfig, trimNode, () => this.onHealthy());
-    const informer: ListWatch<V1Node> = new options.client.ListWatch<V1Node>(NODES, watch, () => this.listAll(), false, undefined, undefined, {
-      delayFn: options.delay,
-    });
-    informer.on('add', (node) => this.apply(node));
-    informer.on('update', (node) => this.apply(node));
-    informer.on('delete', (node) => {
-      if (node.metadata?.name) this.entries.delete(node.metadata.name);
-      this.scheduleEmit();
-    });
-    this.runner = new RestartingInformer(informer, {
+    this.informer = new CachedInformer<V1Node, NodeEntry>({
+      client: options.client,
+      kubeConfig: options.kubeConfig,
+      collection: NODES,
+      // A kubelet-sized Node is about 10 KB of JSON and several times that once parsed, so pages of
+      // 500 nodes (what most clients use) broke the 64 MiB heap at 5000 nodes; pages of 100 keep the
+      // peak near 10 MiB (bench/pod-memory.sh).
+      pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE,
+      listTimeoutMs: LIST_TIMEOUT_MS,
+      trim: trimNode,
+      toCached: (node) => {
+        const entry = entryOf(node);
+        if (!entry) this.options.warnings.warn('node:<unnamed>', { problem: 'node has no name' }, 'skipping a node that cannot be probed');
+        return entry;
+      },
+      same: sameEntry,
+      onChange: options.onEntries,
+      onListed: (count) => this.listed(count),
+      onHealthy: () => {
+        this.lastError = undefined;
+      },
+      onError: (err, retryInMs) => this.report(err, retryInMs),
       delay: options.delay,
       minBackoffMs: options.minBackoffMs,
       maxBackoffMs: options.maxBackoffMs,
-      onError: (err, retryInMs) => this.report(err, retryInMs),
     });
   }
 
@@ -83,58 +88,19 @@ export class NodeWatch {
   }
 
   start(): void {
-    this.stopped = false;
-    this.runner.start();
+    this.informer.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    await this.runner.stop();
+    await this.informer.stop();
   }
 
-  /**
-   * Pages through the node list, trimming each page before the next: a kubelet-sized Node is about
-   * 10 KB of JSON and several times that once parsed, so pages of 500 nodes (what most clients use)
-   * broke the 64 MiB heap at 5000 nodes; pages of 100 keep the peak near 10 MiB (bench/pod-memory.sh).
-   */
-  private async listAll(): Promise<V1NodeList> {
-    const { metadata, items } = await listTrimmed(this.lister, this.options.pageSize ?? DEFAULT_PAGE_SIZE, trimNode);
+  private listed(count: number): void {
     if (!this.synced || this.failedSinceList) {
-      this.options.log.info({ nodes: items.length, server: this.server }, this.synced ? 'node list resynced' : 'node list synced');
+      this.options.log.info({ nodes: count, server: this.server }, this.synced ? 'node list resynced' : 'node list synced');
     }
     this.failedSinceList = false;
     this.synced = true;
-    this.onHealthy();
-    this.scheduleEmit();
-    return { metadata, items } as V1NodeList;
-  }
-
-  /** A list or a watch went through: the next failure is news again and starts the backoff over. */
-  private onHealthy(): void {
-    this.lastError = undefined;
-    this.runner.healthy();
-  }
-
-  private apply(node: V1Node): void {
-    const entry = entryOf(node);
-    if (!entry) {
-      this.options.warnings.warn('node:<unnamed>', { problem: 'node has no name' }, 'skipping a node that cannot be probed');
-      return;
-    }
-    const known = this.entries.get(entry.name);
-    if (known && sameEntry(known, entry)) return;
-    this.entries.set(entry.name, entry);
-    this.scheduleEmit();
-  }
-
-  /** Coalesces the thousands of events of one list into one target update. */
-  private scheduleEmit(): void {
-    if (this.emitScheduled) return;
-    this.emitScheduled = true;
-    setImmediate(() => {
-      this.emitScheduled = false;
-      if (!this.stopped) this.options.onEntries([...this.entries.values()]);
-    });
   }
 
   private report(err: unknown, retryInMs: number): void {

@@ -3,13 +3,13 @@
  * Pods in mentat's namespace (one label-selected watch, O(N) for the whole cluster) and publishes
  * each node's agent pod IPs in the node list, so no agent ever watches Pods.
  */
-import type { KubeConfig, ListWatch, V1Pod, V1PodList } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { canonicalAddress } from '../icmp/address.js';
 import type { Log, RateLimitedLog } from '../log.js';
 import { POD_ADDRESS_TYPE, type NodeEntry } from '../types.js';
-import { PagedLister, PODS, statusCodeOf } from './api.js';
+import { PODS, statusCodeOf } from './api.js';
 import type { KubeClient } from './client.js';
-import { listTrimmed, RestartingInformer, trimmingWatch } from './informer.js';
+import { CachedInformer } from './informer.js';
 import { MAX_ADDRESSES } from './node.js';
 
 /** The agent DaemonSet's pods (deploy/base/daemonset.yaml). */
@@ -77,59 +77,32 @@ export interface PodWatchOptions {
 
 /** One informer over the agent pods; on errors it keeps the last addresses and retries with a backoff. */
 export class PodWatch {
-  private readonly runner: RestartingInformer<V1Pod>;
-  private readonly pods = new Map<string, V1Pod>();
-  private emitScheduled = false;
-  private stopped = false;
+  private readonly informer: CachedInformer<V1Pod, V1Pod>;
 
   constructor(private readonly options: PodWatchOptions) {
-    const collection = PODS(options.namespace);
-    const lister = new PagedLister<V1Pod>(options.client, options.kubeConfig, LIST_TIMEOUT_MS, collection, AGENT_POD_SELECTOR);
-    const watch = trimmingWatch(options.client, options.kubeConfig, trimPod, () => this.runner.healthy());
-    const list = async (): Promise<V1PodList> => {
-      const page = await listTrimmed(lister, PAGE_SIZE, trimPod);
-      this.runner.healthy();
-      this.scheduleEmit();
-      return page;
-    };
-    const informer: ListWatch<V1Pod> = new options.client.ListWatch<V1Pod>(collection, watch, list, false, AGENT_POD_SELECTOR, undefined, {
-      delayFn: options.delay,
-    });
-    const keep = (pod: V1Pod): void => {
-      if (pod.metadata?.name) this.pods.set(pod.metadata.name, pod);
-      this.scheduleEmit();
-    };
-    informer.on('add', keep);
-    informer.on('update', keep);
-    informer.on('delete', (pod) => {
-      if (pod.metadata?.name) this.pods.delete(pod.metadata.name);
-      this.scheduleEmit();
-    });
-    this.runner = new RestartingInformer(informer, {
+    this.informer = new CachedInformer<V1Pod, V1Pod>({
+      client: options.client,
+      kubeConfig: options.kubeConfig,
+      collection: PODS(options.namespace),
+      labelSelector: AGENT_POD_SELECTOR,
+      pageSize: PAGE_SIZE,
+      listTimeoutMs: LIST_TIMEOUT_MS,
+      trim: trimPod,
+      toCached: (pod) => pod,
+      onChange: (pods) => options.onPods(podAddressesByNode(pods)),
+      onError: (err, retryInMs) => this.report(err, retryInMs),
       delay: options.delay,
       minBackoffMs: options.minBackoffMs,
       maxBackoffMs: options.maxBackoffMs,
-      onError: (err, retryInMs) => this.report(err, retryInMs),
     });
   }
 
   start(): void {
-    this.stopped = false;
-    this.runner.start();
+    this.informer.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    await this.runner.stop();
-  }
-
-  private scheduleEmit(): void {
-    if (this.emitScheduled) return;
-    this.emitScheduled = true;
-    setImmediate(() => {
-      this.emitScheduled = false;
-      if (!this.stopped) this.options.onPods(podAddressesByNode(this.pods.values()));
-    });
+    await this.informer.stop();
   }
 
   private report(err: unknown, retryInMs: number): void {
