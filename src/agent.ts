@@ -78,77 +78,22 @@ export class Agent {
       otlp: config.otlp,
       ...(deps.otlpExporter ? { otlpExporter: deps.otlpExporter } : {}),
     });
-    const pairs = new LatencyMetrics({
-      sink: telemetry.destinations,
-      originNode: config.nodeName,
-      bucketsSeconds: config.bucketsSeconds,
-      withIpFamily: config.addressFamily === 'dual',
-      withZones: config.zoneAttributes,
-    });
-    const sweep = new SweepMetrics(telemetry.meter, config.nodeName, config.bucketsSeconds);
     const warnings = new RateLimitedLog(log, WARNING_WINDOW_MS, () => clock.now());
     let planner: MeshPlanner | undefined;
-    const onResult = (target: Target, outcome: Outcome): void => {
-      planner?.onResult(target, outcome);
-      if (outcome.kind === 'error')
-        warnings.warn(`probe:${target.key}`, { destination: target.name, address: target.address, reason: outcome.reason }, 'probe failed');
-    };
-    const socketErrors = socketErrorCounter(telemetry.meter, config.nodeName);
-    const onSocketError = (message: string): void => {
-      socketErrors();
-      warnings.warn('icmp-socket', { error: message.slice(0, 300) }, 'an ICMP socket reported an error; probing goes on');
-    };
-    // A socket that stopped reading fails /healthz, so the kubelet restarts the agent.
-    let socketFailure: string | undefined;
-    const onSocketFailure = (message: string): void => {
-      socketErrors();
-      socketFailure ??= message;
-      log.error({ error: message.slice(0, 300) }, 'an ICMP socket stopped reading: /healthz fails until the agent restarts');
-    };
-    const onDiscard = discardCounter(telemetry.meter, config.nodeName);
-    let started: { engine: ProbeEngine; info: EngineInfo };
-    try {
-      started = await deps.startEngine(probeSettings(config, deps.randomBytes), { onResult, onSocketError, onSocketFailure, onDiscard });
-    } catch (err) {
-      await telemetry.shutdown();
-      throw err;
-    }
-    const { engine, info } = started;
-    for (const m of info.missing)
-      log.warn({ family: m.family, reason: m.reason }, `no IPv${m.family} ICMP socket: IPv${m.family} targets will count as errors`);
-    if (info.fellBack) {
-      log.info(
-        { reason: info.fellBack },
-        'datagram ICMP is not allowed here, so raw sockets are used (CAP_NET_RAW), whose user-space receive times read about 0.1 ms high; a net.ipv4.ping_group_range that covers the process group gives kernel timestamps',
-      );
-    }
+    const reporting = engineEvents(deps, telemetry.meter, warnings, (target, outcome) => planner?.onResult(target, outcome));
+    const { engine, info } = await startEngine(deps, reporting.events, telemetry);
     const pathMtu = startPathMtu(deps, info, telemetry, warnings);
-    planner = new MeshPlanner({
-      config,
-      clock,
-      wallNow: deps.wallNow ?? Date.now,
-      log,
-      sinks: {
-        schedule: (everyInterval, swept) => {
-          engine.setTargets(everyInterval, swept);
-          pathMtu?.setTargets(everyInterval);
-        },
-        recordPair: (target, outcome) => pairs.record(target, outcome),
-        retainPairs: (keys) => pairs.retain(keys),
-        recordSweep: (zone, path, outcome) => sweep.record(zone, path, outcome),
-        originZone: (zone) => {
-          pairs.setOriginZone(zone);
-          sweep.setOriginZone(zone);
-        },
-      },
-    });
+    planner = meshPlanner(deps, telemetry, engine, pathMtu);
     const plan = planner;
     registerAgentGauges(telemetry.meter, config.nodeName, () => plan.stats());
 
     const { discovery, readiness } = await nodeSource(deps, (nodes) => plan.setNodes(nodes), warnings, telemetry.meter);
     const server = metricsServer(config, telemetry, warnings, {
       readiness,
-      health: () => (socketFailure === undefined ? { ready: true, reason: '' } : { ready: false, reason: socketFailure }),
+      health: () => {
+        const failure = reporting.socketFailure();
+        return failure === undefined ? { ready: true, reason: '' } : { ready: false, reason: failure };
+      },
     });
     let port: number;
     try {
@@ -229,6 +174,98 @@ function startPathMtu(
       metrics.retain(new Set(targets.map((t) => t.key)));
     },
   };
+}
+
+/** The mesh planner, with the pair and sweep series it records and the engines it schedules. */
+function meshPlanner(
+  deps: AgentDeps,
+  telemetry: Telemetry,
+  engine: ProbeEngine,
+  pathMtu: { setTargets(targets: readonly Target[]): void } | undefined,
+): MeshPlanner {
+  const { config } = deps;
+  const pairs = new LatencyMetrics({
+    sink: telemetry.destinations,
+    originNode: config.nodeName,
+    bucketsSeconds: config.bucketsSeconds,
+    withIpFamily: config.addressFamily === 'dual',
+    withZones: config.zoneAttributes,
+  });
+  const sweep = new SweepMetrics(telemetry.meter, config.nodeName, config.bucketsSeconds);
+  return new MeshPlanner({
+    config,
+    clock: deps.clock,
+    wallNow: deps.wallNow ?? Date.now,
+    log: deps.log,
+    sinks: {
+      schedule: (everyInterval, swept) => {
+        engine.setTargets(everyInterval, swept);
+        pathMtu?.setTargets(everyInterval);
+      },
+      recordPair: (target, outcome) => pairs.record(target, outcome),
+      retainPairs: (keys) => pairs.retain(keys),
+      recordSweep: (zone, path, outcome) => sweep.record(zone, path, outcome),
+      originZone: (zone) => {
+        pairs.setOriginZone(zone);
+        sweep.setOriginZone(zone);
+      },
+    },
+  });
+}
+
+/**
+ * What the probe engine reports: results to the planner (errors also as a warning per destination
+ * and minute), socket errors counted and logged, and the first socket that stopped reading kept
+ * for /healthz, so that the kubelet restarts the agent.
+ */
+function engineEvents(
+  deps: AgentDeps,
+  meter: Meter,
+  warnings: RateLimitedLog,
+  onResult: (target: Target, outcome: Outcome) => void,
+): { events: EngineEvents; socketFailure: () => string | undefined } {
+  const { config, log } = deps;
+  const socketErrors = socketErrorCounter(meter, config.nodeName);
+  let socketFailure: string | undefined;
+  const events: EngineEvents = {
+    onResult: (target, outcome) => {
+      onResult(target, outcome);
+      if (outcome.kind === 'error')
+        warnings.warn(`probe:${target.key}`, { destination: target.name, address: target.address, reason: outcome.reason }, 'probe failed');
+    },
+    onSocketError: (message) => {
+      socketErrors();
+      warnings.warn('icmp-socket', { error: message.slice(0, 300) }, 'an ICMP socket reported an error; probing goes on');
+    },
+    onSocketFailure: (message) => {
+      socketErrors();
+      socketFailure ??= message;
+      log.error({ error: message.slice(0, 300) }, 'an ICMP socket stopped reading: /healthz fails until the agent restarts');
+    },
+    onDiscard: discardCounter(meter, config.nodeName),
+  };
+  return { events, socketFailure: () => socketFailure };
+}
+
+/** Starts the engine and says what it could not open, or that it fell back to raw sockets; shuts telemetry down if it fails. */
+async function startEngine(deps: AgentDeps, events: EngineEvents, telemetry: Telemetry): Promise<{ engine: ProbeEngine; info: EngineInfo }> {
+  const { config, log } = deps;
+  let started: { engine: ProbeEngine; info: EngineInfo };
+  try {
+    started = await deps.startEngine(probeSettings(config, deps.randomBytes), events);
+  } catch (err) {
+    await telemetry.shutdown();
+    throw err;
+  }
+  for (const m of started.info.missing)
+    log.warn({ family: m.family, reason: m.reason }, `no IPv${m.family} ICMP socket: IPv${m.family} targets will count as errors`);
+  if (started.info.fellBack) {
+    log.info(
+      { reason: started.info.fellBack },
+      'datagram ICMP is not allowed here, so raw sockets are used (CAP_NET_RAW), whose user-space receive times read about 0.1 ms high; a net.ipv4.ping_group_range that covers the process group gives kernel timestamps',
+    );
+  }
+  return started;
 }
 
 /** The engine's settings: a random identifier and cookie per agent, so replies to others are told apart. */

@@ -37,7 +37,11 @@ function version(): string {
   }
 }
 
-async function main(): Promise<void> {
+type FatalLog = Log & { fatal(fields: object, message: string): void };
+type Resource = AgentDeps['resource'];
+
+/** --help, --version and a Node too old: answered here, and true when start-up goes no further. */
+function answeredBeforeStart(argv: readonly string[]): boolean {
   const major = Number(process.versions.node.split('.')[0]);
   if (major < NODE_MAJOR) {
     process.stderr.write(
@@ -45,20 +49,24 @@ async function main(): Promise<void> {
         'In the repository run `npm start` (it uses the Node 24 that `npm ci` installs in node_modules/.bin), or node_modules/.bin/node dist/src/main.js\n',
     );
     process.exitCode = EXIT_FAILURE;
-    return;
+    return true;
   }
-  const argv = process.argv.slice(2);
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(
       `mentat ${version()}: ICMP latency between Kubernetes nodes as OpenTelemetry metrics\n\nSettings (flag, environment variable [values], meaning):\n${usage()}\n`,
     );
-    return;
+    return true;
   }
   if (argv.includes('--version')) {
     process.stdout.write(`mentat ${version()}\n`);
-    return;
+    return true;
   }
+  return false;
+}
 
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (answeredBeforeStart(argv)) return;
   let loaded;
   try {
     loaded = loadConfig({ env: process.env, argv, hostname: hostname() });
@@ -72,12 +80,6 @@ async function main(): Promise<void> {
   // Loaded after validation: a bad setting is reported at once, not after seconds of module loading.
   const { detectResources, envDetector, resourceFromAttributes } = await import('@opentelemetry/resources');
   const { routeOtelDiagnostics } = await import('./telemetry/diagnostics.js');
-  const { Agent } = await import('./agent.js');
-  const { startEngine } = await import('./probe/engine.js');
-  const { LocalEngine } = await import('./probe/local-engine.js');
-  const { ProcessEngine } = await import('./probe/process-engine.js');
-  const { openIcmpSockets } = await import('./icmp/open.js');
-  const { routeMtu } = await import('./icmp/route-mtu.js');
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
   for (const warning of warnings) log.warn({}, warning);
 
@@ -88,42 +90,53 @@ async function main(): Promise<void> {
 
   const base = resourceFromAttributes({ 'service.name': 'mentat', 'k8s.node.name': config.nodeName, 'host.name': hostname() });
   const resource = base.merge(detectResources({ detectors: [envDetector] }));
+  if (config.role === 'controller') await runController(config, log, kube, resource);
+  else await runAgent(config, log, kube, resource);
+}
 
-  if (config.role === 'controller') {
-    const namespace = config.nodeList.namespace;
-    if (!kube || namespace === undefined) {
-      log.fatal(
-        {},
-        'MENTAT_ROLE=controller needs Kubernetes (a service account, or KUBECONFIG) and POD_NAMESPACE (where the node list lives; the mentat-controller Deployment sets both)',
-      );
-      process.exitCode = EXIT_CONFIG;
-      return;
-    }
-    const { Controller } = await import('./controller.js');
-    let controller;
-    try {
-      controller = await Controller.start({
-        config,
-        namespace,
-        log,
-        clock,
-        wallNow: Date.now,
-        random: Math.random,
-        delay: (ms) => sleep(ms, undefined, { ref: false }),
-        kube,
-        serviceAccount: serviceAccountName(),
-        resource,
-      });
-    } catch (err) {
-      log.fatal({}, `mentat-controller cannot start: ${(err as Error).message}`);
-      process.exitCode = EXIT_FAILURE;
-      return;
-    }
-    const running = controller;
-    stopOnSignals(log, () => running.stop());
+/** MENTAT_ROLE=controller: the node list's writer, until a signal. */
+async function runController(config: Config, log: FatalLog, kube: AgentDeps['kube'], resource: Resource): Promise<void> {
+  const namespace = config.nodeList.namespace;
+  if (!kube || namespace === undefined) {
+    log.fatal(
+      {},
+      'MENTAT_ROLE=controller needs Kubernetes (a service account, or KUBECONFIG) and POD_NAMESPACE (where the node list lives; the mentat-controller Deployment sets both)',
+    );
+    process.exitCode = EXIT_CONFIG;
     return;
   }
+  const { Controller } = await import('./controller.js');
+  let controller;
+  try {
+    controller = await Controller.start({
+      config,
+      namespace,
+      log,
+      clock,
+      wallNow: Date.now,
+      random: Math.random,
+      delay: (ms) => sleep(ms, undefined, { ref: false }),
+      kube,
+      serviceAccount: serviceAccountName(),
+      resource,
+    });
+  } catch (err) {
+    log.fatal({}, `mentat-controller cannot start: ${(err as Error).message}`);
+    process.exitCode = EXIT_FAILURE;
+    return;
+  }
+  const running = controller;
+  stopOnSignals(log, () => running.stop());
+}
 
+/** The agent (MENTAT_ROLE=agent, the default): probing, until a signal. */
+async function runAgent(config: Config, log: FatalLog, kube: AgentDeps['kube'], resource: Resource): Promise<void> {
+  const { Agent } = await import('./agent.js');
+  const { startEngine } = await import('./probe/engine.js');
+  const { LocalEngine } = await import('./probe/local-engine.js');
+  const { ProcessEngine } = await import('./probe/process-engine.js');
+  const { openIcmpSockets } = await import('./icmp/open.js');
+  const { routeMtu } = await import('./icmp/route-mtu.js');
   const onRawProcessCrash = (err: Error): void => {
     log.fatal({ err: err.message }, 'the raw-mode probe process died; exiting so that the agent is restarted');
     process.exit(EXIT_FAILURE);
@@ -189,7 +202,7 @@ function stopOnSignals(log: Log, stop: () => Promise<void>): void {
  * Finds and loads the cluster's configuration. Undefined means static targets or the loopback;
  * 'exit' means start-up failed and the exit code is set.
  */
-async function connectKubernetes(config: Config, log: Log & { fatal(fields: object, message: string): void }): Promise<AgentDeps['kube'] | 'exit'> {
+async function connectKubernetes(config: Config, log: FatalLog): Promise<AgentDeps['kube'] | 'exit'> {
   if (config.discovery === 'static' || config.targets.length > 0) {
     if (config.targets.length > 0) log.info({ targets: config.targets.length }, 'probing static targets from MENTAT_TARGETS');
     return undefined;

@@ -30,15 +30,10 @@ function loadRawSocket(): RawSocketModule {
 
 const RECV_BUFFER_BYTES = 4 * 1024 * 1024;
 
-/**
- * Opens a raw ICMP (or ICMPv6) socket.
- * @throws IcmpPermissionError when the process lacks CAP_NET_RAW
- */
-export function openRawSocket(family: Family, now: () => number): IcmpSocket {
-  const raw = loadRawSocket();
-  let socket: RawSocket;
+/** raw-socket's socket; a missing CAP_NET_RAW is an IcmpPermissionError that says what to grant. */
+function createRaw(raw: ReturnType<typeof loadRawSocket>, family: Family): RawSocket {
   try {
-    socket = raw.createSocket({
+    return raw.createSocket({
       protocol: family === 4 ? raw.Protocol.ICMP : raw.Protocol.ICMPv6,
       addressFamily: family === 4 ? raw.AddressFamily.IPv4 : raw.AddressFamily.IPv6,
       bufferSize: 65536,
@@ -54,6 +49,15 @@ export function openRawSocket(family: Family, now: () => number): IcmpSocket {
     }
     throw new Error(`opening a raw ICMPv${family === 4 ? 4 : 6} socket failed: ${message}`, { cause: err });
   }
+}
+
+/**
+ * Opens a raw ICMP (or ICMPv6) socket.
+ * @throws IcmpPermissionError when the process lacks CAP_NET_RAW
+ */
+export function openRawSocket(family: Family, now: () => number): IcmpSocket {
+  const raw = loadRawSocket();
+  const socket = createRaw(raw, family);
   try {
     // A large receive buffer keeps bursts of replies from thousands of targets from being dropped.
     socket.setOption(raw.SocketLevel.SOL_SOCKET, raw.SocketOption.SO_RCVBUF, RECV_BUFFER_BYTES);
