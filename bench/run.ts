@@ -29,7 +29,9 @@ import { cost, costParams, costReport, type CostResult } from './cost.js';
 import { NsHttp } from './http-client.js';
 import { formatProfile, summariseProfile } from './profile.js';
 import { budgetReport } from './report.js';
-import { scale, scaleAddresses, scaleBudgets, scaleParams, scaleReport, type ScaleResult } from './scale.js';
+import { scaleAddresses, scaleParams, type ScaleResult } from './scale/params.js';
+import { scaleBudgets, scaleReport } from './scale/report.js';
+import { scale } from './scale/run.js';
 import { table } from './stats.js';
 import { have, SMOKEPING_BIN, versionOf } from './tools.js';
 
