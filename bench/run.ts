@@ -5,8 +5,8 @@
  *   node dist/bench/run.js [--quick] [--only accuracy,cost,scale,cluster,api] [--sizes 1,100,1000,5000]
  *                          [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--api-cpu-limit 200] [--profile] [--out DIR]
  *
- * 1. Accuracy (accuracy.ts), 2. Cost (cost.ts), 3. Scale (scale.ts), 4. Cluster cost, simulated
- * (cluster.ts), 5. API server load (api.ts). This file reads the arguments, sets up the namespaces
+ * 1. Accuracy (accuracy/), 2. Cost (cost.ts), 3. Scale (scale/), 4. Cluster cost, simulated
+ * (cluster.ts), 5. API server load (api/). This file reads the arguments, sets up the namespaces
  * the sections share, runs the sections, and writes the report.
  *
  * Needs root, iproute2, iputils-ping, fping and prometheus-smokeping-prober
