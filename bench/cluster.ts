@@ -31,6 +31,7 @@ const SELF_SERIES = 7 + 1 + 4 + 1;
  */
 const MTU_SERIES = 1;
 
+/** One simulated cluster: its size, zones and settings, and what the mesh costs. */
 export interface ClusterRow {
   readonly nodes: number;
   readonly zones: number;
@@ -228,6 +229,7 @@ export function defaultConfig(env: Record<string, string> = {}): Config {
   return loadConfig({ env, argv: [], hostname: 'bench' }).config;
 }
 
+/** The simulation at every size and zone count, defaults and full mesh. */
 export function clusterCost(sizes: readonly number[] = [100, 1000, 5000], zoneCounts: readonly number[] = [1, 3]): ClusterRow[] {
   const config = defaultConfig();
   const rows: ClusterRow[] = [];
@@ -242,6 +244,7 @@ export function clusterCost(sizes: readonly number[] = [100, 1000, 5000], zoneCo
 
 const n = (v: number): string => v.toLocaleString('en-US', { maximumFractionDigits: 1 });
 
+/** The simulation's table as Markdown. */
 export function clusterReport(rows: readonly ClusterRow[]): string {
   const config = defaultConfig();
   return [

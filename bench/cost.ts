@@ -23,6 +23,7 @@ import {
   type Smokeping,
 } from './tools.js';
 
+/** The section's parameters. */
 export interface CostParams {
   costTargets: number;
   costIntervalMs: number;
@@ -30,10 +31,12 @@ export interface CostParams {
   costSeconds: number;
 }
 
+/** The section's parameters, a shorter window with --quick. */
 export function costParams(quick: boolean): CostParams {
   return { costTargets: 100, costIntervalMs: 1000, costWarmupSeconds: 7, costSeconds: quick ? 15 : 60 };
 }
 
+/** One tool's CPU, memory and probes over the window. */
 export interface CostRow {
   tool: string;
   processes: number;
@@ -50,6 +53,7 @@ export interface CostRow {
   threads: number;
 }
 
+/** The section: a row per tool. */
 export interface CostResult {
   targets: number;
   intervalMs: number;
@@ -160,6 +164,7 @@ export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
   }
 }
 
+/** The section's Markdown. */
 export function costReport(r: CostResult): string {
   const out: string[] = ['## 2. Cost', ''];
   out.push(

@@ -24,6 +24,7 @@ import {
   type Smokeping,
 } from '../tools.js';
 
+/** The section's parameters. */
 export interface AccuracyParams {
   /** Probe interval of every tool (ping needs root below 200 ms). */
   accIntervalMs: number;
@@ -40,6 +41,7 @@ export interface AccuracyParams {
   loadClients: number;
 }
 
+/** The section's parameters, shorter windows with --quick. */
 export function accuracyParams(quick: boolean): AccuracyParams {
   return {
     accIntervalMs: 100,
@@ -51,6 +53,7 @@ export function accuracyParams(quick: boolean): AccuracyParams {
   };
 }
 
+/** One tool's figures for one target over one window. */
 export interface ToolWindow {
   tool: string;
   target: string;
@@ -68,6 +71,7 @@ export interface ToolWindow {
   lost: number | undefined;
 }
 
+/** One window: idle, or one mentat under scrape load. */
 export interface AccuracyPhase {
   name: string;
   seconds: number;
@@ -76,6 +80,7 @@ export interface AccuracyPhase {
   load?: LoadResult & { mode: string };
 }
 
+/** The section: its phases and what the tools ran with. */
 export interface AccuracyResult {
   intervalMs: number;
   bucketsSeconds: number[];

@@ -2,6 +2,7 @@
 import type { LoadCount } from '../../test/fake-apiserver/index.js';
 import type { Reads } from './server.js';
 
+/** The section's parameters. */
 export interface ApiParams {
   apiSizes: number[];
   /** The steady-state window, s; the churn window is as long. */
@@ -14,8 +15,9 @@ export interface ApiParams {
   apiHeapMiB?: { agent: number; controller: number } | undefined;
 }
 
-/** The largest size the section runs (the goal), and the largest with a direct-mode agent (it watches every Node and re-plans on each update). */
+/** The largest size the section runs (the goal). */
 export const API_MAX_NODES = 100_000;
+/** The largest size with a direct-mode agent (it watches every Node and re-plans on each update). */
 export const DIRECT_MAX = 5000;
 
 /** The section's parameters from the command line. */

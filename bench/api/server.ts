@@ -10,6 +10,7 @@
 import { startNodeHeartbeats, type Heartbeats } from '../../test/fake-apiserver/heartbeats.js';
 import { FakeApiServer, makeRealisticNode, type LoadSnapshot } from '../../test/fake-apiserver/index.js';
 
+/** What the section asks the server over IPC. */
 export type ApiServerRequest =
   /** Creates or replaces kubelet-sized Nodes; `index` seeds each one's zone, IDs and images. */
   | { id: number; op: 'nodes'; nodes: Array<{ name: string; address: string; index: number }> }
@@ -28,6 +29,7 @@ export type ApiServerRequest =
   /** Bytes of one stored object's JSON (as a watch event carries it, without the envelope). */
   | { id: number; op: 'objectBytes'; resource: 'nodes' | 'configmaps' | 'leases'; namespace?: string; name: string };
 
+/** What `load` answers. */
 export type { LoadSnapshot };
 
 /** What `lease` answers. */

@@ -1,6 +1,7 @@
 /** Section 3, scale: its parameters, and the shape of its results (what run.ts measures, report.ts writes). */
 import type { ProfileSummary } from '../profile.js';
 
+/** The section's parameters. */
 export interface ScaleParams {
   /** Targets of the full-mesh rows; 1 target: the agent's floor (Node, the dependencies, discovery, one series). */
   scaleSizes: number[];
@@ -128,6 +129,7 @@ export interface ShippedRow {
   threads: Array<{ thread: string; seconds: number }>;
 }
 
+/** The section: the full-mesh rows, the agents as shipped, the memory floor. */
 export interface ScaleResult {
   intervalMs: number;
   rows: ScaleRow[];
