@@ -31,6 +31,7 @@ const SELF_SERIES = 7 + 1 + 4 + 1;
  */
 const MTU_SERIES = 1;
 
+/** One simulated cluster: its size, zones and settings, and what the mesh costs. */
 export interface ClusterRow {
   readonly nodes: number;
   readonly zones: number;
@@ -103,13 +104,8 @@ function changedAgents(before: ReadonlyMap<string, readonly string[]>, after: Re
 const EVERY_ORIGIN_MAX = 5000;
 const SAMPLED_ORIGINS = 200;
 
-export function clusterRow(config: Config, count: number, zones: number): ClusterRow {
-  const nodes = nodesOf(count, zones);
-  const origins = count <= EVERY_ORIGIN_MAX ? nodes : Array.from({ length: SAMPLED_ORIGINS }, (_, i) => nodes[Math.floor((i * count) / SAMPLED_ORIGINS)]!);
-  const started = performance.now();
-  // The real code path of every agent: planMesh for each origin (or a sample of them) over the same list.
-  const plans = origins.map((n) => planMesh({ origin: n.name, nodes, mesh: config.mesh, maxTargets: config.maxTargets, probeSelf: false }));
-  const planMs = (performance.now() - started) / origins.length;
+/** How often each node is a peer, which zone pairs are measured, and how many agents have a peer in another zone. */
+function inDegreeAndZones(config: Config, nodes: readonly MeshNode[], origins: readonly MeshNode[], plans: ReadonlyArray<ReturnType<typeof planMesh>>) {
   const inDegree = new Map(nodes.map((n) => [n.name, 0]));
   const zonePairs = new Set<string>();
   let crossZone = 0;
@@ -135,23 +131,13 @@ export function clusterRow(config: Config, count: number, zones: number): Cluste
       if (peers.some((p) => zoneOf.get(p) !== zoneOf.get(origin))) crossZone++;
     }
   }
-  const perDestination = seriesPerDestination(config.bucketsSeconds.length);
-  const paths = config.paths.length;
-  // MTU probes go to the destinations probed every interval (peers and outliers), on each path.
-  const mtuSeries = config.mtu.intervalMs > 0 ? MTU_SERIES : 0;
-  const sweepZones = (i: number) => new Set(plans[i]!.sweep.map((n) => n.zone ?? '')).size;
-  const seriesOf = (i: number, outliers: number) =>
-    paths * ((plans[i]!.peers.length + outliers) * (perDestination + mtuSeries) + sweepZones(i) * perDestination) + SELF_SERIES;
-  const outlierCap = plans[0]!.mode === 'sampled' ? config.mesh.outliersMax : 0;
-  // Sampled origins stand for count / SAMPLED_ORIGINS agents each in the cluster-wide sums.
-  const weight = count / origins.length;
-  const series = plans.map((_, i) => seriesOf(i, 0));
-  const worst = plans.map((_, i) => seriesOf(i, outlierCap));
-  const degrees = [...inDegree.values()];
-  const destinations = plans.map((p) => p.peers.length);
-  const sampled = plans[0]!.mode === 'sampled';
+  return { inDegree, zonePairs, crossZone };
+}
 
-  // Stability: the whole graph before and after one join, and one leave (the selection every agent runs).
+/** Stability: the most agents whose peers change on one join, and on one leave (the selection every agent runs). */
+function membershipChanges(config: Config, nodes: readonly MeshNode[], sampled: boolean): { changedOnJoin: number; changedOnLeave: number } {
+  // The whole graph before and after one join, and one leave.
+  const count = nodes.length;
   const members = nodes.map((n) => ({ name: n.name, zone: n.zone }));
   const k = sampled ? config.mesh.peers : count;
   let changedOnJoin = 0;
@@ -175,6 +161,35 @@ export function clusterRow(config: Config, count: number, zones: number): Cluste
     changedOnJoin = count + 1; // every agent gains the new node
     changedOnLeave = count - 1;
   }
+  return { changedOnJoin, changedOnLeave };
+}
+
+/** The mesh every agent of a simulated cluster plans, and what it costs. */
+export function clusterRow(config: Config, count: number, zones: number): ClusterRow {
+  const nodes = nodesOf(count, zones);
+  const origins = count <= EVERY_ORIGIN_MAX ? nodes : Array.from({ length: SAMPLED_ORIGINS }, (_, i) => nodes[Math.floor((i * count) / SAMPLED_ORIGINS)]!);
+  const started = performance.now();
+  // The real code path of every agent: planMesh for each origin (or a sample of them) over the same list.
+  const plans = origins.map((n) => planMesh({ origin: n.name, nodes, mesh: config.mesh, maxTargets: config.maxTargets, probeSelf: false }));
+  const planMs = (performance.now() - started) / origins.length;
+  const { inDegree, zonePairs, crossZone } = inDegreeAndZones(config, nodes, origins, plans);
+  const perDestination = seriesPerDestination(config.bucketsSeconds.length);
+  const paths = config.paths.length;
+  // MTU probes go to the destinations probed every interval (peers and outliers), on each path.
+  const mtuSeries = config.mtu.intervalMs > 0 ? MTU_SERIES : 0;
+  const sweepZones = (i: number) => new Set(plans[i]!.sweep.map((n) => n.zone ?? '')).size;
+  const seriesOf = (i: number, outliers: number) =>
+    paths * ((plans[i]!.peers.length + outliers) * (perDestination + mtuSeries) + sweepZones(i) * perDestination) + SELF_SERIES;
+  const outlierCap = plans[0]!.mode === 'sampled' ? config.mesh.outliersMax : 0;
+  // Sampled origins stand for count / SAMPLED_ORIGINS agents each in the cluster-wide sums.
+  const weight = count / origins.length;
+  const series = plans.map((_, i) => seriesOf(i, 0));
+  const worst = plans.map((_, i) => seriesOf(i, outlierCap));
+  const degrees = [...inDegree.values()];
+  const destinations = plans.map((p) => p.peers.length);
+  const sampled = plans[0]!.mode === 'sampled';
+
+  const { changedOnJoin, changedOnLeave } = membershipChanges(config, nodes, sampled);
   const sweptPerAgent = plans[0]!.sweep.length;
   const probesPerSecond =
     paths *
@@ -214,6 +229,7 @@ export function defaultConfig(env: Record<string, string> = {}): Config {
   return loadConfig({ env, argv: [], hostname: 'bench' }).config;
 }
 
+/** The simulation at every size and zone count, defaults and full mesh. */
 export function clusterCost(sizes: readonly number[] = [100, 1000, 5000], zoneCounts: readonly number[] = [1, 3]): ClusterRow[] {
   const config = defaultConfig();
   const rows: ClusterRow[] = [];
@@ -228,6 +244,7 @@ export function clusterCost(sizes: readonly number[] = [100, 1000, 5000], zoneCo
 
 const n = (v: number): string => v.toLocaleString('en-US', { maximumFractionDigits: 1 });
 
+/** The simulation's table as Markdown. */
 export function clusterReport(rows: readonly ClusterRow[]): string {
   const config = defaultConfig();
   return [

@@ -23,6 +23,7 @@ import {
   type Smokeping,
 } from './tools.js';
 
+/** The section's parameters. */
 export interface CostParams {
   costTargets: number;
   costIntervalMs: number;
@@ -30,10 +31,12 @@ export interface CostParams {
   costSeconds: number;
 }
 
+/** The section's parameters, a shorter window with --quick. */
 export function costParams(quick: boolean): CostParams {
   return { costTargets: 100, costIntervalMs: 1000, costWarmupSeconds: 7, costSeconds: quick ? 15 : 60 };
 }
 
+/** One tool's CPU, memory and probes over the window. */
 export interface CostRow {
   tool: string;
   processes: number;
@@ -50,11 +53,78 @@ export interface CostRow {
   threads: number;
 }
 
+/** The section: a row per tool. */
 export interface CostResult {
   targets: number;
   intervalMs: number;
   rows: CostRow[];
   notes: string[];
+}
+
+/** A tool's processes and how to count its probes. */
+interface Probe {
+  tool: string;
+  pids: number[];
+  probes: () => Promise<number | undefined>;
+  source: string;
+}
+
+/** What each tool's row reads: its processes and its probe counter. */
+function probeSources(dgram: Mentat, raw: Mentat, fleet: PingFleet, fp: Fping | undefined, sp: Smokeping | undefined): Probe[] {
+  const mentatProbes = (m: Mentat) => async () => sumOf((await m.scrape(['node_latency_probes_total'])).samples, 'node_latency_probes_total');
+  const probes: Probe[] = [
+    // The whole process tree: raw mode probes in a child process (the one that holds CAP_NET_RAW).
+    { tool: 'mentat dgram (auto)', pids: processTree(dgram.pid), probes: mentatProbes(dgram), source: 'node_latency_probes_total' },
+    { tool: 'mentat raw', pids: processTree(raw.pid), probes: mentatProbes(raw), source: 'node_latency_probes_total' },
+    { tool: 'ping (iputils), one per target', pids: fleet.pids, probes: () => fleet.transmitted(), source: 'SIGQUIT status' },
+  ];
+  if (fp) probes.push({ tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' });
+  if (sp)
+    probes.push({
+      tool: 'smokeping_prober',
+      pids: [sp.pid],
+      probes: async () => sumOf((await sp.scrape()).samples, 'smokeping_requests_total'),
+      source: 'smokeping_requests_total',
+    });
+  return probes;
+}
+
+/** One reading of every tool: /proc and its probe count. */
+async function snapshot(probes: readonly Probe[]) {
+  const t = Date.now();
+  const procs = probes.map((p) => readProcs(p.pids, true));
+  const counts = await Promise.all(probes.map((p) => p.probes().catch(() => undefined)));
+  return { t, procs, counts };
+}
+
+/** A reading of every tool at one time. */
+type Snapshot = Awaited<ReturnType<typeof snapshot>>;
+
+/** Each tool's row from the readings that bracket the window. */
+function costRows(probes: readonly Probe[], a: Snapshot, b: Snapshot, targets: number, intervalMs: number): CostRow[] {
+  const seconds = (b.t - a.t) / 1000;
+  return probes.map((p, i) => {
+    const pa = a.procs[i];
+    const pb = b.procs[i];
+    const ca = a.counts[i];
+    const cb = b.counts[i];
+    const counted = ca !== undefined && cb !== undefined ? cb - ca : undefined;
+    return {
+      tool: p.tool,
+      processes: p.pids.length,
+      probes: counted,
+      expected: Math.round((targets * seconds * 1000) / intervalMs),
+      probesSource: counted === undefined ? 'expected' : p.source,
+      seconds,
+      cpuSeconds: pa && pb ? pb.cpuSeconds - pa.cpuSeconds : Number.NaN,
+      userSeconds: pa && pb ? pb.userSeconds - pa.userSeconds : Number.NaN,
+      schedSeconds: pa && pb ? pb.schedSeconds - pa.schedSeconds : Number.NaN,
+      rssKiB: pb?.rssKiB ?? Number.NaN,
+      hwmKiB: pb?.hwmKiB ?? Number.NaN,
+      pssKiB: pb?.pssKiB ?? Number.NaN,
+      threads: pb?.threads ?? Number.NaN,
+    };
+  });
 }
 
 /** Runs the section; every process it started is stopped before it returns. */
@@ -80,55 +150,10 @@ export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
     await Promise.all([dgram.ready(20_000), raw.ready(20_000), sp?.ready(20_000)]);
     await sleep(params.costWarmupSeconds * 1000);
 
-    type Probe = { tool: string; pids: number[]; probes: () => Promise<number | undefined>; source: string };
-    const mentatProbes = (m: Mentat) => async () => sumOf((await m.scrape(['node_latency_probes_total'])).samples, 'node_latency_probes_total');
-    const probes: Probe[] = [
-      // The whole process tree: raw mode probes in a child process (the one that holds CAP_NET_RAW).
-      { tool: 'mentat dgram (auto)', pids: processTree(dgram.pid), probes: mentatProbes(dgram), source: 'node_latency_probes_total' },
-      { tool: 'mentat raw', pids: processTree(raw.pid), probes: mentatProbes(raw), source: 'node_latency_probes_total' },
-      { tool: 'ping (iputils), one per target', pids: fleet.pids, probes: () => fleet.transmitted(), source: 'SIGQUIT status' },
-    ];
-    if (fp) probes.push({ tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' });
-    if (sp)
-      probes.push({
-        tool: 'smokeping_prober',
-        pids: [sp.pid],
-        probes: async () => sumOf((await sp.scrape()).samples, 'smokeping_requests_total'),
-        source: 'smokeping_requests_total',
-      });
-
-    const snapshot = async () => {
-      const t = Date.now();
-      const procs = probes.map((p) => readProcs(p.pids, true));
-      const counts = await Promise.all(probes.map((p) => p.probes().catch(() => undefined)));
-      return { t, procs, counts };
-    };
-    const a = await snapshot();
+    const probes = probeSources(dgram, raw, fleet, fp, sp);
+    const a = await snapshot(probes);
     await sleep(params.costSeconds * 1000 - (Date.now() - a.t));
-    const b = await snapshot();
-    const seconds = (b.t - a.t) / 1000;
-    const rows: CostRow[] = probes.map((p, i) => {
-      const pa = a.procs[i];
-      const pb = b.procs[i];
-      const ca = a.counts[i];
-      const cb = b.counts[i];
-      const counted = ca !== undefined && cb !== undefined ? cb - ca : undefined;
-      return {
-        tool: p.tool,
-        processes: p.pids.length,
-        probes: counted,
-        expected: Math.round((addresses.length * seconds * 1000) / params.costIntervalMs),
-        probesSource: counted === undefined ? 'expected' : p.source,
-        seconds,
-        cpuSeconds: pa && pb ? pb.cpuSeconds - pa.cpuSeconds : Number.NaN,
-        userSeconds: pa && pb ? pb.userSeconds - pa.userSeconds : Number.NaN,
-        schedSeconds: pa && pb ? pb.schedSeconds - pa.schedSeconds : Number.NaN,
-        rssKiB: pb?.rssKiB ?? Number.NaN,
-        hwmKiB: pb?.hwmKiB ?? Number.NaN,
-        pssKiB: pb?.pssKiB ?? Number.NaN,
-        threads: pb?.threads ?? Number.NaN,
-      };
-    });
+    const rows = costRows(probes, a, await snapshot(probes), addresses.length, params.costIntervalMs);
     return { targets: addresses.length, intervalMs: params.costIntervalMs, rows, notes };
   } finally {
     await Promise.all([dgram.stop(), raw.stop()]);
@@ -139,6 +164,7 @@ export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
   }
 }
 
+/** The section's Markdown. */
 export function costReport(r: CostResult): string {
   const out: string[] = ['## 2. Cost', ''];
   out.push(

@@ -1,4 +1,7 @@
-/** mulberry32: a tiny seedable generator, so that the bench's simulations repeat exactly; not for anything secret. */
+/**
+ * mulberry32: a tiny seedable generator, so that the bench's simulations and the test echo responder's
+ * loss and jitter repeat exactly; not for anything secret.
+ */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

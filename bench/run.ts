@@ -5,8 +5,8 @@
  *   node dist/bench/run.js [--quick] [--only accuracy,cost,scale,cluster,api] [--sizes 1,100,1000,5000]
  *                          [--shipped-nodes 5000] [--api-sizes 100,1000,5000] [--api-cpu-limit 200] [--profile] [--out DIR]
  *
- * 1. Accuracy (accuracy.ts), 2. Cost (cost.ts), 3. Scale (scale.ts), 4. Cluster cost, simulated
- * (cluster.ts), 5. API server load (api.ts). This file reads the arguments, sets up the namespaces
+ * 1. Accuracy (accuracy/), 2. Cost (cost.ts), 3. Scale (scale/), 4. Cluster cost, simulated
+ * (cluster.ts), 5. API server load (api/). This file reads the arguments, sets up the namespaces
  * the sections share, runs the sections, and writes the report.
  *
  * Needs root, iproute2, iputils-ping, fping and prometheus-smokeping-prober
@@ -20,15 +20,20 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FaultControl } from '../test/support/fault-client.js';
 import { addAddresses, createCluster, netnsSupported, type ClusterNode } from '../test/support/netns.js';
-import { accuracy, accuracyBudgets, accuracyParams, accuracyReport, type AccuracyResult } from './accuracy.js';
-import { api, apiAddresses, apiBudgets, apiParams, apiReport, type ApiResult } from './api.js';
+import { accuracyBudgets, accuracyReport } from './accuracy/report.js';
+import { accuracy, accuracyParams, type AccuracyResult } from './accuracy/run.js';
+import { apiAddresses, apiParams, type ApiResult } from './api/params.js';
+import { apiBudgets, apiReport } from './api/report.js';
+import { api } from './api/run.js';
 import { clusterCost, clusterSection, type ClusterRow } from './cluster.js';
 import { progress, REPO, runSeconds, type Ctx } from './context.js';
 import { cost, costParams, costReport, type CostResult } from './cost.js';
 import { NsHttp } from './http-client.js';
 import { formatProfile, summariseProfile } from './profile.js';
 import { budgetReport } from './report.js';
-import { scale, scaleAddresses, scaleBudgets, scaleParams, scaleReport, type ScaleResult } from './scale.js';
+import { scaleAddresses, scaleParams, type ScaleResult } from './scale/params.js';
+import { scaleBudgets, scaleReport } from './scale/report.js';
+import { scale } from './scale/run.js';
 import { table } from './stats.js';
 import { have, SMOKEPING_BIN, versionOf } from './tools.js';
 

@@ -4,6 +4,7 @@
  * profiles to the same window.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readProcs, readThreadCpu, threadCpuDelta, type ProcSample } from './proc.js';
 
 /** CLOCK_MONOTONIC in µs: the clock of V8's CPU profiles. */
@@ -34,12 +35,19 @@ export function readTree(pid: number): ProcSample {
   return sample;
 }
 
+/** One reading of the tree 2 s from now, once the garbage of what just ran has had a moment to be collected. */
+export async function settledReading(pid: number): Promise<ProcSample> {
+  await sleep(2000);
+  return readTree(pid);
+}
+
 function treeThreadCpu(pid: number): Map<string, number> {
   const byName = new Map<string, number>();
   for (const p of processTree(pid)) for (const [name, seconds] of readThreadCpu(p)) byName.set(name, (byName.get(name) ?? 0) + seconds);
   return byName;
 }
 
+/** What a process tree used over one window. */
 export interface WindowReading {
   readonly wallSeconds: number;
   readonly cpuSeconds: number;
@@ -55,6 +63,7 @@ export interface WindowReading {
   readonly toUs: number;
 }
 
+/** CPU, RSS and wall time of a process tree between start() and stop(). */
 export class MeasurementWindow {
   private readonly rssKiB: number[] = [];
 
@@ -66,6 +75,7 @@ export class MeasurementWindow {
     private readonly fromUs: number,
   ) {}
 
+  /** Opens a window over `pid` and its descendants. */
   static start(pid: number): MeasurementWindow {
     return new MeasurementWindow(pid, readTree(pid), treeThreadCpu(pid), Date.now(), monoUs());
   }
@@ -81,6 +91,15 @@ export class MeasurementWindow {
     if (p) this.rssKiB.push(p.rssKiB);
   }
 
+  /** Waits until `elapsedMs` after start, recording the tree's RSS about once a second. */
+  async sampleUntil(elapsedMs: number): Promise<void> {
+    while (this.elapsedMs() < elapsedMs) {
+      await sleep(Math.min(1000, elapsedMs - this.elapsedMs()));
+      this.sample();
+    }
+  }
+
+  /** Closes the window: what the tree used since start. */
   stop(): WindowReading {
     const end = readTree(this.pid);
     const threads = threadCpuDelta(this.threads, treeThreadCpu(this.pid));

@@ -17,6 +17,7 @@ import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { MinHeap } from '../../src/probe/heap.js';
+import { mulberry32 } from '../../bench/random.js';
 
 export type CorruptMode = 'checksum' | 'truncate' | 'identifier' | 'unreachable';
 
@@ -65,18 +66,6 @@ interface RawSocketModule {
 // Linux constants raw-socket does not export.
 const SOL_RAW = 255;
 const IPV6_CHECKSUM = 7;
-
-/** mulberry32: tiny, seedable, good enough for loss/jitter decisions. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * raw-socket's send() queues the packet and sends it on the next "writable"
