@@ -5,8 +5,8 @@
  * see the steady MODIFIED traffic a real cluster sends them.
  */
 import type { Clock } from '../../src/types.js';
-import type { FakeApiServer } from './index.js';
-import type { StoredNode, StoredObject } from './store.js';
+import type { FakeApiServer } from './server.js';
+import type { StoredNode, StoredObject } from './resources.js';
 
 /** The kubelet's default nodeStatusReportFrequency. */
 export const KUBELET_STATUS_PERIOD_MS = 5 * 60_000;
