@@ -5,8 +5,8 @@
  * see the steady MODIFIED traffic a real cluster sends them.
  */
 import type { Clock } from '../../src/types.js';
-import type { FakeApiServer } from './index.js';
-import type { StoredNode, StoredObject } from './store.js';
+import type { FakeApiServer } from './server.js';
+import type { StoredNode, StoredObject } from './resources.js';
 
 /** The kubelet's default nodeStatusReportFrequency. */
 export const KUBELET_STATUS_PERIOD_MS = 5 * 60_000;
@@ -22,6 +22,9 @@ export interface HeartbeatOptions {
   /** Default: performance.now() and real timers (unref'ed). */
   clock?: Clock;
 }
+
+/** What the heartbeats need of the server: the nodes, and a cheap way to rewrite one. */
+type HeartbeatTarget = Pick<FakeApiServer, 'nodeNames' | 'updateObject'>;
 
 /** A running generator. */
 export interface Heartbeats {
@@ -47,36 +50,20 @@ function rfc3339(ms: number): string {
  * of N is due at i/N of the period; updates that fall due while the process was busy are caught up
  * at once, so the rate holds on average. A node deleted meanwhile is skipped.
  */
-export function startNodeHeartbeats(server: Pick<FakeApiServer, 'nodeNames' | 'updateObject'>, opts: HeartbeatOptions = {}): Heartbeats {
+export function startNodeHeartbeats(server: HeartbeatTarget, opts: HeartbeatOptions = {}): Heartbeats {
   const periodMs = opts.periodMs ?? KUBELET_STATUS_PERIOD_MS;
   if (!(periodMs > 0)) throw new Error(`startNodeHeartbeats: periodMs must be > 0, got ${periodMs}`);
   const clock = opts.clock ?? realClock;
   const fixed = opts.names;
-  // The wall time heartbeats carry advances with the (possibly fake) clock.
-  const wallAtStart = Date.now();
   const startedAt = clock.now();
-  /** Per node, the last heartbeat written: each must differ from the previous, or the update is a no-op. */
-  const last = new Map<string, number>();
+  const writer = heartbeatWriter(server, startedAt);
   let names: readonly string[] = fixed ?? server.nodeNames();
   let cycleStart = startedAt;
   let i = 0;
   /** Whether `names` was read for the period that began at cycleStart. */
   let current = true;
-  let beats = 0;
   let timer: unknown;
   let stopped = false;
-
-  const beat = (name: string, now: number): void => {
-    const at = Math.max(wallAtStart + (now - startedAt), (last.get(name) ?? 0) + 1000);
-    last.set(name, at);
-    const stamp = rfc3339(at);
-    const done = server.updateObject('nodes', undefined, name, (current: StoredObject) => {
-      const node = current as StoredNode;
-      const conditions = node.status?.conditions ?? [{ type: 'Ready', status: 'True' }];
-      return { ...node, status: { ...node.status, conditions: conditions.map((c) => ({ ...c, lastHeartbeatTime: stamp })) } };
-    });
-    if (done) beats++;
-  };
 
   const run = (): void => {
     if (stopped) return;
@@ -105,7 +92,7 @@ export function startNodeHeartbeats(server: Pick<FakeApiServer, 'nodeNames' | 'u
       nextDue = cycleStart + (i * periodMs) / names.length;
       if (nextDue > now) break;
       const name = names[i++];
-      if (name !== undefined) beat(name, now);
+      if (name !== undefined) writer.beat(name, now);
     }
     timer = clock.setTimer(run, Math.max(MIN_TICK_MS, nextDue - now));
   };
@@ -113,12 +100,37 @@ export function startNodeHeartbeats(server: Pick<FakeApiServer, 'nodeNames' | 'u
 
   return {
     get beats() {
-      return beats;
+      return writer.beats;
     },
     stop() {
       if (stopped) return;
       stopped = true;
       clock.clearTimer(timer);
+    },
+  };
+}
+
+/** Rewrites a node's lastHeartbeatTimes and counts the updates made; `now` is on the clock that read `startedAt`. */
+function heartbeatWriter(server: HeartbeatTarget, startedAt: number): { readonly beats: number; beat(name: string, now: number): void } {
+  // The wall time heartbeats carry advances with the (possibly fake) clock.
+  const wallAtStart = Date.now();
+  /** Per node, the last heartbeat written: each must differ from the previous, or the update is a no-op. */
+  const last = new Map<string, number>();
+  let beats = 0;
+  return {
+    get beats() {
+      return beats;
+    },
+    beat(name, now) {
+      const at = Math.max(wallAtStart + (now - startedAt), (last.get(name) ?? 0) + 1000);
+      last.set(name, at);
+      const stamp = rfc3339(at);
+      const done = server.updateObject('nodes', undefined, name, (current: StoredObject) => {
+        const node = current as StoredNode;
+        const conditions = node.status?.conditions ?? [{ type: 'Ready', status: 'True' }];
+        return { ...node, status: { ...node.status, conditions: conditions.map((c) => ({ ...c, lastHeartbeatTime: stamp })) } };
+      });
+      if (done) beats++;
     },
   };
 }
