@@ -117,10 +117,10 @@ test('CachedInformer: a refused list is retried with a growing backoff, which st
   await waitFor(() => calls.length === 1, 5000, 'the list once allowed');
   assert.deepEqual(calls[0], ['n0']);
   const before = errors.length;
-  // Refused again: the watch, cut, cannot be re-established.
+  // Refused again, and the watch cut: the first failure after the list (the cut, or the refused
+  // re-watch, whichever client-node reports) waits the shortest backoff again.
   server.setPermissions('system:serviceaccount:mentat:mentat-controller', []);
   server.cutWatches('pods');
-  await waitFor(() => errors.length > before, 5000, 'the refused watch reported');
-  assert.equal(errors.at(-1)!.status, 403);
-  assert.equal(errors.at(-1)!.retryInMs, 100, 'the backoff started over after the list went through');
+  await waitFor(() => errors.slice(before).some((e) => e.status === 403), 5000, 'the refused watch reported');
+  assert.equal(errors[before]!.retryInMs, 100, 'the backoff started over after the list went through');
 });
