@@ -5,7 +5,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { CorruptMode, ResponderStats } from './echo-responder.js';
+import type { CorruptMode } from './echo-options.js';
+import type { ResponderStats } from './echo-stats.js';
 import type { Cluster } from './netns.js';
 import { getSysctls, killGroup, setSysctls } from './netns-exec.js';
 
