@@ -3,9 +3,10 @@
  * replies turned off there: known delay, jitter, loss, duplicates and corruption on a real path.
  */
 import type { ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { CorruptMode, ResponderStats } from './echo-responder.js';
+import type { CorruptMode } from './echo-options.js';
+import type { ResponderStats } from './echo-stats.js';
 import type { Cluster } from './netns.js';
 import { getSysctls, killGroup, setSysctls } from './netns-exec.js';
 
@@ -41,15 +42,9 @@ const ECHO_SYSCTLS = ['net.ipv4.icmp_echo_ignore_all', 'net.ipv6.icmp.echo_ignor
 /** Path of the compiled responder next to this module (dist/test/support/). */
 export const RESPONDER_PATH = fileURLToPath(new URL('./echo-responder.js', import.meta.url));
 
-/**
- * Silence the kernel's echo replies in `ns` and run the user-space responder
- * there. Resolves once it printed `ready`.
- */
-export async function startResponder(cluster: Cluster, ns: string, opts: ResponderOptions = {}): Promise<Responder> {
-  const target = cluster.nsOf(ns);
-  const saved = await getSysctls(target, ECHO_SYSCTLS);
-  await setSysctls(target, Object.fromEntries(ECHO_SYSCTLS.map((k) => [k, '1'])));
-  const args = [RESPONDER_PATH];
+/** The responder's command line (echo-options.ts reads it) for these options. */
+function responderArgs(opts: ResponderOptions): string[] {
+  const args: string[] = [];
   if (opts.delayMs !== undefined) args.push('--delay-ms', String(opts.delayMs));
   if (opts.jitterMs !== undefined) args.push('--jitter-ms', String(opts.jitterMs));
   if (opts.lossRatio !== undefined) args.push('--loss', String(opts.lossRatio));
@@ -59,8 +54,46 @@ export async function startResponder(cluster: Cluster, ns: string, opts: Respond
   if (opts.corruptRatio !== undefined) args.push('--corrupt-ratio', String(opts.corruptRatio));
   if (opts.family !== undefined) args.push('--family', opts.family);
   if (opts.dropFrom !== undefined) args.push('--drop-from', opts.dropFrom.join(','));
+  return args;
+}
+
+/**
+ * Resolves once the responder printed `ready`, keeping every other line in `lines`; kills it and
+ * rejects with its stderr if it exits, fails to start or is not ready within 10 s.
+ */
+function untilReady(child: ChildProcess, rl: Interface, lines: string[], stderr: () => string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onLine = (line: string): void => {
+      if (line === 'ready') done();
+      else lines.push(line);
+    };
+    const onExit = (code: number | null, sig: NodeJS.Signals | null): void => done(new Error(`responder exited before ready (code ${code}, signal ${sig})`));
+    const onError = (e: Error): void => done(e);
+    const timer = setTimeout(() => done(new Error('responder not ready after 10 s')), 10_000);
+    const done = (e?: Error): void => {
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      child.off('error', onError);
+      if (!e) return resolve();
+      killGroup(child, 'SIGKILL');
+      reject(new Error(`${e.message}; stderr: ${stderr().trim()}`));
+    };
+    rl.on('line', onLine);
+    child.once('exit', onExit);
+    child.once('error', onError);
+  });
+}
+
+/**
+ * Silence the kernel's echo replies in `ns` and run the user-space responder
+ * there. Resolves once it printed `ready`.
+ */
+export async function startResponder(cluster: Cluster, ns: string, opts: ResponderOptions = {}): Promise<Responder> {
+  const target = cluster.nsOf(ns);
+  const saved = await getSysctls(target, ECHO_SYSCTLS);
+  await setSysctls(target, Object.fromEntries(ECHO_SYSCTLS.map((k) => [k, '1'])));
   // process.execPath: the same Node 24 that runs the tests, never a system node.
-  const child = cluster.spawnIn(target, process.execPath, args);
+  const child = cluster.spawnIn(target, process.execPath, [RESPONDER_PATH, ...responderArgs(opts)]);
   const lines: string[] = [];
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -81,26 +114,7 @@ export async function startResponder(cluster: Cluster, ns: string, opts: Respond
   };
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      const onLine = (line: string): void => {
-        if (line === 'ready') done();
-        else lines.push(line);
-      };
-      const onExit = (code: number | null, sig: NodeJS.Signals | null): void => done(new Error(`responder exited before ready (code ${code}, signal ${sig})`));
-      const onError = (e: Error): void => done(e);
-      const timer = setTimeout(() => done(new Error('responder not ready after 10 s')), 10_000);
-      const done = (e?: Error): void => {
-        clearTimeout(timer);
-        child.off('exit', onExit);
-        child.off('error', onError);
-        if (!e) return resolve();
-        killGroup(child, 'SIGKILL');
-        reject(new Error(`${e.message}; stderr: ${stderr.trim()}`));
-      };
-      rl.on('line', onLine);
-      child.once('exit', onExit);
-      child.once('error', onError);
-    });
+    await untilReady(child, rl, lines, () => stderr);
   } catch (e) {
     await restore();
     throw e;
