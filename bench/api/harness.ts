@@ -10,6 +10,7 @@ import { IpcRpc, type OpOf } from '../../test/support/ipc-rpc.js';
 import { progress, type Ctx } from '../context.js';
 import { CpuLimits } from '../cpu-limit.js';
 import { controllerEnv, daemonSetEnv } from '../daemonset.js';
+import { gaugeOf, untilPublished } from '../node-list.js';
 import { startMentat, sumOf, type Mentat } from '../tools.js';
 import { MeasurementWindow } from '../window.js';
 import { NAMESPACE, type ApiParams, type Figures, type StartCost } from './params.js';
@@ -108,19 +109,13 @@ export class ApiHarness {
   }
 
   /** A gauge of `p`'s /metrics; NaN when the scrape fails. */
-  async gauge(p: Proc, name: string): Promise<number> {
-    const s = await p.m.scrape([name]).catch(() => undefined);
-    return s ? sumOf(s.samples, name, {}) : Number.NaN;
+  gauge(p: Proc, name: string): Promise<number> {
+    return gaugeOf(p.m, name);
   }
 
   /** Until `p` leads and has published `nodes` nodes. */
   published(p: Proc, nodes: number, timeoutMs: number): Promise<true> {
-    return until(
-      `${p.m.label} leads and has published ${nodes} nodes`,
-      timeoutMs,
-      async () => ((await this.gauge(p, 'mentat_controller_leader')) === 1 && (await this.gauge(p, 'mentat_node_list_nodes')) === nodes ? true : undefined),
-      { everyMs: 500, context: () => p.m.agent.log().slice(-1500) },
-    );
+    return untilPublished(p.m, nodes, timeoutMs);
   }
 
   /** Until every follower knows `nodes` others. */

@@ -9,7 +9,7 @@ export interface ScaleParams {
   scaleSeconds: number;
   scaleScrapes: number;
   scaleScrapeGapMs: number;
-  /** Nodes (besides its own) of the agent run as shipped; 0: no such row. */
+  /** Nodes (besides the first agent's own) of the controller and agents run as shipped; 0: no such rows. */
   shippedNodes: number;
   /** Its measured window; a scrape every SCRAPE_EVERY_S inside it. */
   shippedSeconds: number;
@@ -85,14 +85,16 @@ export interface ScaleRow {
   profiles: ProfileSummary[];
 }
 
-/** The agent as shipped, at `nodes` kubelet-sized Nodes besides its own. */
+/** An agent as shipped, beside the controller, at `nodes` kubelet-sized Nodes besides the first agent's own. */
 export interface ShippedRow {
   nodes: number;
   /** The settings it ran with (the DaemonSet's environment; the kubeconfig and port left out). */
   env: Record<string, string>;
+  /** Its node (NODE_NAME). */
+  agent: string;
   readyMs: number;
-  /** What it did for the node list: publisher (watching Nodes and publishing them), follower, direct. */
-  role: string;
+  /** Where its node list came from at each scrape of the window (mentat_node_source: published, fallback, direct; '?': no such gauge). */
+  nodeSources: string[];
   /** From mentat_targets at the end of the window. */
   targets: Record<string, number>;
   /** Nodes probed every interval (probed + suspect + outlier), and the interval and sweep it ran with. */
@@ -120,6 +122,8 @@ export interface ShippedRow {
   rssMaxKiB: number;
   anonKiB: number;
   hwmKiB: number;
+  /** The controller's start until it led and had published every Node, ms (the same for each agent of a run). */
+  controllerPublishedMs: number;
   /** Node status updates the fake kubelets made during the run, and their period. */
   heartbeats: number;
   heartbeatPeriodMs: number;
@@ -133,7 +137,7 @@ export interface ShippedRow {
 export interface ScaleResult {
   intervalMs: number;
   rows: ScaleRow[];
-  /** The agents as shipped: the publisher, then a follower. */
+  /** The agents as shipped, beside the controller: the first, then a second. */
   shipped: ShippedRow[];
   notes: string[];
   /** Processes that only load part of what the agent loads, then idle: what each layer costs. */

@@ -1,4 +1,6 @@
 /** Section 3, scale: the Markdown of a run (run.ts), its budgets and its budget lines. */
+import type { NodeSourceMode } from '../../src/kube/node-source.js';
+import { NODE_SOURCE_GAUGE } from '../node-list.js';
 import { formatProfile } from '../profile.js';
 import { mib, ok, type BudgetRow } from '../report.js';
 import { fmt, median, table } from '../stats.js';
@@ -10,7 +12,7 @@ export const SCALE_BUDGET = new Map<number, { cores: number; rssMiB: number; met
   [5000, { cores: 0.2, rssMiB: 128, metricsMs: 1000 }],
 ]);
 
-/** The agent as shipped, at 5000 nodes: cores with a scrape every 15 s, and the slowest /metrics. */
+/** An agent as shipped, at 5000 nodes: cores with a scrape every 15 s, and the slowest /metrics. */
 export const SHIPPED_BUDGET = { cores: 0.05, metricsMs: 100 };
 
 /** What the full-mesh tables show and how they were taken. */
@@ -170,7 +172,23 @@ function floorText(r: ScaleResult, short = false): string | undefined {
 }
 
 const shippedCores = (r: ShippedRow): number => r.cpuSeconds / r.windowSeconds;
-const shortRole = (r: ShippedRow): string => r.role.split(' ')[0]!;
+
+/** What each node source means for an agent; '?' (no gauge) is said as it is. */
+const SOURCE_TEXT: Record<NodeSourceMode, { short: string; long: string }> = {
+  published: { short: 'follower', long: "follower (reads the controller's published list)" },
+  fallback: { short: 'fallback', long: 'fallback (no live controller seen: watches Nodes itself)' },
+  direct: { short: 'direct', long: 'direct (MENTAT_NODE_LIST=direct: watches Nodes itself)' },
+};
+
+/** The agent's node source over its window's scrapes, changes in order ("published → fallback"). */
+function sourceOf(r: ShippedRow, form: 'short' | 'long'): string {
+  const changes = r.nodeSources.filter((m, i) => m !== r.nodeSources[i - 1]);
+  const said = (m: string): string => SOURCE_TEXT[m as NodeSourceMode]?.[form] ?? `${m} (no ${NODE_SOURCE_GAUGE} gauge)`;
+  return changes.length === 1 ? said(changes[0]!) : `${changes.join(' → ')} across the window's scrapes`;
+}
+
+/** The agent's node and its node source. */
+const agentLabel = (r: ShippedRow, form: 'short' | 'long'): string => `${r.agent}: ${sourceOf(r, form)}`;
 
 /** What the shipped agents ran with and how they were measured. */
 function shippedIntro(x: ShippedRow): string {
@@ -180,10 +198,14 @@ function shippedIntro(x: ShippedRow): string {
   return (
     `The agent container's environment from deploy/base/daemonset.yaml (${shown.map((k) => `${k}=${x.env[k]}`).join(', ')}; ` +
     `nothing about the mesh, so the default, MENTAT_MESH=${x.mesh} at ${x.nodes + 1} nodes; one probe per peer every ${x.intervalMs / 1000} s, every other node swept once per ${x.sweepIntervalMs / 60_000} min). ` +
-    `The fake API server holds ${x.nodes} Node objects the size kubelets report (about 10 KB of JSON each) and the publisher's own; ` +
+    `The fake API server holds ${x.nodes} Node objects the size kubelets report (about 10 KB of JSON each) and the first agent's own; ` +
     `each kubelet rewrites its node's status once per ${x.heartbeatPeriodMs / 60_000} min (${x.heartbeats} updates while the agents ran). ` +
-    `The first agent takes the node-list lease: it is the publisher, the one agent of a cluster that still watches Nodes. A second agent then starts and follows the list, ` +
-    `as every other agent of a cluster does; it is measured while the publisher keeps running (2 cores: each waits for the other now and then). ` +
+    `First the mentat-controller (the same binary, MENTAT_ROLE=controller, deploy/base/controller.yaml's environment, the mentat-controller service account's token) takes the lease, watches Nodes ` +
+    `and publishes the node list as ConfigMaps in POD_NAMESPACE (${fmt(x.controllerPublishedMs / 1000, 1)} s from its start until it led and had published all ${x.nodes + 1} nodes). ` +
+    `Then an agent starts (the mentat service account's token; deploy/'s RBAC enforced by the fake API server) and, once its mentat_node_source gauge says it follows the published list and it knows every node in it, is measured; ` +
+    `a second agent then starts and is measured likewise while the first and the controller keep running (2 cores: each waits for the others now and then). ` +
+    `While a controller is live no agent watches Nodes: the agent that used to take the node-list lease, watch Nodes and write the list (the first row of earlier runs) no longer exists, so no row measures it; that work is the controller's, measured in section 5 (API load). ` +
+    `The "agent" column names each agent's node and where its list came from at every scrape of its window (${NODE_SOURCE_GAUGE}). ` +
     `Each window holds ${x.scrapesInWindow} full scrapes of /metrics, one every ${SCRAPE_EVERY_S} s, so "cores" is the rate with scrapes. ` +
     `Probes every interval are counted on node_latency_probes_total against mentat_targets (probed + suspect + outlier); sweep probes on node_latency_sweep_probes_total against swept / ${x.sweepIntervalMs / 60_000} min.`
   );
@@ -203,7 +225,7 @@ function shippedProbeTable(list: readonly ShippedRow[]): string {
       'cores budget',
     ],
     list.map((r) => [
-      r.role,
+      agentLabel(r, 'long'),
       fmt(r.readyMs),
       `${r.everyInterval} / ${r.targets['swept'] ?? 0} / ${r.targets['over_cap'] ?? 0}`,
       `${r.probes} / ${r.expectedProbes} (${fmt(r.counterSeconds, 1)} s)`,
@@ -233,7 +255,7 @@ function shippedMemoryTable(list: readonly ShippedRow[]): string {
     list.map((r) => {
       const max = Math.max(...r.scrapeMs);
       return [
-        shortRole(r),
+        agentLabel(r, 'short'),
         `${fmt(median(r.scrapeMs), 1)} / ${fmt(max, 1)}`,
         `≤ ${SHIPPED_BUDGET.metricsMs}: ${ok(max <= SHIPPED_BUDGET.metricsMs)}`,
         String(r.series),
@@ -248,7 +270,7 @@ function shippedMemoryTable(list: readonly ShippedRow[]): string {
   );
 }
 
-/** The agents as shipped: their settings, then two tables. */
+/** The agents as shipped beside the controller: their settings, then two tables. */
 function shippedReport(list: readonly ShippedRow[]): string {
   const x = list[0]!;
   return [
@@ -260,13 +282,13 @@ function shippedReport(list: readonly ShippedRow[]): string {
     '',
     shippedMemoryTable(list),
     '',
-    `CPU by thread (cores): ${list.map((r) => `${shortRole(r)}: ${r.threads.map((t) => `${t.thread} ${fmt(t.seconds / r.windowSeconds, 4)}`).join(', ')}`).join('; ')}. ` +
+    `CPU by thread (cores): ${list.map((r) => `${agentLabel(r, 'short')}, ${r.threads.map((t) => `${t.thread} ${fmt(t.seconds / r.windowSeconds, 4)}`).join(', ')}`).join('; ')}. ` +
       `The memory a pod sees (the cgroup, the node binary's pages included) is what bench/pod-memory.sh measures: see bench/README.md.`,
     '',
   ].join('\n');
 }
 
-/** The budget lines: the full mesh at 1000 and 5000 targets, and the agent as shipped. */
+/** The budget lines: the full mesh at 1000 and 5000 targets, and the agents as shipped. */
 export function scaleBudgets(r: ScaleResult): BudgetRow[] {
   const rows: BudgetRow[] = [];
   const floor = floorText(r, true);
@@ -302,7 +324,7 @@ export function scaleBudgets(r: ScaleResult): BudgetRow[] {
   for (const x of r.shipped) {
     const cores = x.cpuSeconds / x.windowSeconds;
     const max = Math.max(...x.scrapeMs);
-    const what = `as shipped, ${x.nodes} kubelet-sized nodes, the ${x.role.split(' ')[0]}`;
+    const what = `as shipped, ${x.nodes} kubelet-sized nodes, agent ${agentLabel(x, 'short')}`;
     rows.push([
       `${what}: ≤ ${SHIPPED_BUDGET.cores} core with a scrape every ${SCRAPE_EVERY_S} s`,
       `${fmt(cores, 3)} (RSS ${mib(x.rssMaxKiB)} MiB max)`,

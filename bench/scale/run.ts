@@ -5,9 +5,9 @@
  * - The full mesh (MENTAT_MESH=full) at 1 / 100 / 1000 / 5000 targets, minimal Node objects: probes
  *   vs expected, CPU quiet and per scrape, RSS, /metrics, CPU by thread, SIGTERM; next to idle
  *   processes loading each layer of the agent's modules (the memory floor).
- * - One agent as shipped: the DaemonSet's environment (so the default mesh, sampled at 5000 nodes,
- *   and the published node list with this agent as its publisher), 5000 kubelet-sized Nodes whose
- *   kubelets post status every 5 minutes, datagram ICMP, /metrics scraped every 15 s.
+ * - Agents as shipped: the mentat-controller publishing the node list, and agents with the
+ *   DaemonSet's environment (so the default mesh, sampled at 5000 nodes) following it, over 5000
+ *   kubelet-sized Nodes whose kubelets post status every 5 minutes, datagram ICMP, /metrics scraped every 15 s.
  *
  * This file runs the section: the memory floor, then full-mesh.ts and shipped.ts; report.ts writes it up.
  */
@@ -66,6 +66,6 @@ export async function scale(ctx: Ctx, params: ScaleParams): Promise<ScaleResult>
   const notes: string[] = [];
   const layers = await layerMemory(notes);
   const { rows, upserted } = await fullMesh(ctx, params);
-  const shippedRows = params.shippedNodes > 0 ? await shipped(ctx, params, upserted) : [];
+  const shippedRows = params.shippedNodes > 0 ? await shipped(ctx, params, upserted, notes) : [];
   return { intervalMs: params.scaleIntervalMs, rows, shipped: shippedRows, notes, layers };
 }
