@@ -1,6 +1,7 @@
 /**
  * Section 2, cost: CPU per 1000 probes and memory of mentat (both ICMP modes), iputils ping, fping
- * and smokeping_prober, all at once, on the same kernel-answered targets at 1 s.
+ * and smokeping_prober, all at once, on the same kernel-answered targets at 1 s; then mentat (its
+ * default, datagram ICMP) beside fping alone at 1000 targets.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,6 +27,8 @@ import {
 /** The section's parameters. */
 export interface CostParams {
   costTargets: number;
+  /** The second window: mentat dgram and fping only (1000 ping processes would measure the kernel's process switching). */
+  costLargeTargets: number;
   costIntervalMs: number;
   costWarmupSeconds: number;
   costSeconds: number;
@@ -33,7 +36,7 @@ export interface CostParams {
 
 /** The section's parameters, a shorter window with --quick. */
 export function costParams(quick: boolean): CostParams {
-  return { costTargets: 100, costIntervalMs: 1000, costWarmupSeconds: 7, costSeconds: quick ? 15 : 60 };
+  return { costTargets: 100, costLargeTargets: 1000, costIntervalMs: 1000, costWarmupSeconds: 7, costSeconds: quick ? 15 : 60 };
 }
 
 /** One tool's CPU, memory and probes over the window. */
@@ -59,6 +62,8 @@ export interface CostResult {
   intervalMs: number;
   rows: CostRow[];
   notes: string[];
+  /** The same rows for mentat dgram and fping at costLargeTargets (absent in results of older runs). */
+  large?: { targets: number; rows: CostRow[] };
 }
 
 /** A tool's processes and how to count its probes. */
@@ -150,18 +155,96 @@ export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
     await Promise.all([dgram.ready(20_000), raw.ready(20_000), sp?.ready(20_000)]);
     await sleep(params.costWarmupSeconds * 1000);
 
-    const probes = probeSources(dgram, raw, fleet, fp, sp);
-    const a = await snapshot(probes);
-    await sleep(params.costSeconds * 1000 - (Date.now() - a.t));
-    const rows = costRows(probes, a, await snapshot(probes), addresses.length, params.costIntervalMs);
+    const rows = await measureWindow(probeSources(dgram, raw, fleet, fp, sp), addresses.length, params);
     return { targets: addresses.length, intervalMs: params.costIntervalMs, rows, notes };
   } finally {
     await Promise.all([dgram.stop(), raw.stop()]);
-    // The namespace's destroy() would end them too, but the scale section needs the CPU now.
+    // The namespace's destroy() would end them too, but the next window and section need the CPU now.
     pings?.stop();
     fping?.stop();
     smokeping?.process.kill('SIGTERM');
   }
+}
+
+/** Each tool's row over one window of params.costSeconds. */
+async function measureWindow(probes: readonly Probe[], targets: number, params: CostParams): Promise<CostRow[]> {
+  const a = await snapshot(probes);
+  await sleep(params.costSeconds * 1000 - (Date.now() - a.t));
+  return costRows(probes, a, await snapshot(probes), targets, params.costIntervalMs);
+}
+
+/** mentat (datagram ICMP, the default) beside fping at params.costLargeTargets; undefined without fping or enough addresses. */
+export async function costLarge(ctx: Ctx, params: CostParams): Promise<CostResult['large']> {
+  const { cluster, control, http, src } = ctx;
+  const addresses = ctx.farmAddresses.slice(0, params.costLargeTargets);
+  if (addresses.length < params.costLargeTargets || !have('fping', ['-v'])) return undefined;
+  progress(
+    `cost: ${addresses.length} targets at ${params.costIntervalMs} ms: mentat dgram and fping; warm-up ${params.costWarmupSeconds} s, window ${params.costSeconds} s`,
+  );
+  const env = {
+    MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','),
+    MENTAT_PROBE_INTERVAL: `${params.costIntervalMs}ms`,
+    MENTAT_MESH: 'full',
+    MENTAT_MAX_TARGETS: String(addresses.length),
+  };
+  const dgram = startMentat(cluster, src.ns, control, http, 'dgram', 2313, env, ctx.profileDir && join(ctx.profileDir, 'cost-dgram-large'));
+  const fp = startFping(cluster, src.ns, addresses, params.costIntervalMs);
+  try {
+    await dgram.ready(20_000);
+    await sleep(params.costWarmupSeconds * 1000);
+    const mentatProbes = async () => sumOf((await dgram.scrape(['node_latency_probes_total'])).samples, 'node_latency_probes_total');
+    const probes: Probe[] = [
+      { tool: 'mentat dgram (auto)', pids: processTree(dgram.pid), probes: mentatProbes, source: 'node_latency_probes_total' },
+      { tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' },
+    ];
+    return { targets: addresses.length, rows: await measureWindow(probes, addresses.length, params) };
+  } finally {
+    await dgram.stop();
+    fp.stop();
+  }
+}
+
+/** CPU milliseconds per 1000 probes: schedstat where it was read, else /proc/<pid>/stat. */
+function perThousand(x: CostRow | undefined): number {
+  if (!x) return Number.NaN;
+  const cpu = Number.isFinite(x.schedSeconds) ? x.schedSeconds : x.cpuSeconds;
+  return (cpu / (x.probes ?? x.expected)) * 1000 * 1000;
+}
+
+/** One row per tool: probes, CPU, memory. */
+function costTable(costRows: readonly CostRow[]): string {
+  const rows = costRows.map((x) => {
+    const cpu = Number.isFinite(x.schedSeconds) ? x.schedSeconds : x.cpuSeconds;
+    return [
+      x.tool,
+      String(x.processes),
+      `${fmt(x.probes)} / ${x.expected}`,
+      `${fmt(x.cpuSeconds, 2)} (${fmt(x.userSeconds, 2)} user)`,
+      fmt(x.schedSeconds, 3),
+      fmt(perThousand(x), 1),
+      fmt(cpu / x.seconds, 4),
+      mib(x.rssKiB),
+      mib(x.hwmKiB),
+      mib(x.pssKiB),
+      fmt(x.threads),
+    ];
+  });
+  return table(
+    [
+      'tool',
+      'processes',
+      'probes / expected',
+      'CPU s (stat, of which user)',
+      'CPU s (schedstat)',
+      'CPU ms per 1000 probes',
+      'cores',
+      'RSS MiB',
+      'VmHWM MiB',
+      'PSS MiB',
+      'threads',
+    ],
+    rows,
+  );
 }
 
 /** The section's Markdown. */
@@ -180,43 +263,18 @@ export function costReport(r: CostResult): string {
       `icmp_reply, fib lookups, br_nf_pre_routing, veth_xmit); user time is each tool's own cost.`,
     '',
   );
-  const rows = r.rows.map((x) => {
-    const n = x.probes ?? x.expected;
-    const cpu = Number.isFinite(x.schedSeconds) ? x.schedSeconds : x.cpuSeconds;
-    return [
-      x.tool,
-      String(x.processes),
-      `${fmt(x.probes)} / ${x.expected}`,
-      `${fmt(x.cpuSeconds, 2)} (${fmt(x.userSeconds, 2)} user)`,
-      fmt(x.schedSeconds, 3),
-      fmt((cpu / n) * 1000 * 1000, 1),
-      fmt(cpu / x.seconds, 4),
-      mib(x.rssKiB),
-      mib(x.hwmKiB),
-      mib(x.pssKiB),
-      fmt(x.threads),
-    ];
-  });
-  out.push(
-    table(
-      [
-        'tool',
-        'processes',
-        'probes / expected',
-        'CPU s (stat, of which user)',
-        'CPU s (schedstat)',
-        'CPU ms per 1000 probes',
-        'cores',
-        'RSS MiB',
-        'VmHWM MiB',
-        'PSS MiB',
-        'threads',
-      ],
-      rows,
-    ),
-    '',
-  );
+  out.push(costTable(r.rows), '');
   out.push(`Window ${fmt(r.rows[0]?.seconds, 1)} s.`, '');
+  if (r.large) {
+    const ratio = perThousand(r.large.rows[0]) / perThousand(r.large.rows[1]);
+    out.push(
+      `At ${r.large.targets} targets, mentat (datagram ICMP, the default; a full mesh of ${r.large.targets}) beside fping alone, the same way: ` +
+        `mentat's CPU per probe is ${fmt(ratio, 2)}x fping's.`,
+      '',
+      costTable(r.large.rows),
+      '',
+    );
+  }
   for (const n of r.notes) out.push(`Note: ${n}`, '');
   return out.join('\n');
 }

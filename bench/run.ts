@@ -27,7 +27,7 @@ import { apiBudgets, apiReport } from './api/report.js';
 import { api } from './api/run.js';
 import { clusterCost, clusterSection, type ClusterRow } from './cluster.js';
 import { progress, REPO, runSeconds, type Ctx } from './context.js';
-import { cost, costParams, costReport, type CostResult } from './cost.js';
+import { cost, costLarge, costParams, costReport, type CostResult } from './cost.js';
 import { NsHttp } from './http-client.js';
 import { formatProfile, summariseProfile } from './profile.js';
 import { budgetReport } from './report.js';
@@ -162,7 +162,7 @@ async function namespaced(results: Results, dir: string, profileDir: string | un
     process.exit(1);
   }
   const farmSize = Math.max(
-    SECTIONS.has('cost') ? COST.costTargets : 0,
+    SECTIONS.has('cost') ? Math.max(COST.costTargets, COST.costLargeTargets) : 0,
     SECTIONS.has('scale') ? scaleAddresses(SCALE) : 0,
     SECTIONS.has('api') ? apiAddresses(API) : 0,
     1,
@@ -178,7 +178,13 @@ async function namespaced(results: Results, dir: string, profileDir: string | un
     const farmAddresses = await addAddresses(cluster, farm!.ns, farmSize);
     const ctx: Ctx = { cluster, control, http, dir, src: src!, farm: farm!, farmAddresses, profileDir, responderNodes };
     if (SECTIONS.has('accuracy')) results.accuracy = await timed(results, 'accuracy', () => accuracy(ctx, ACCURACY));
-    if (SECTIONS.has('cost')) results.cost = await timed(results, 'cost', () => cost(ctx, COST));
+    if (SECTIONS.has('cost')) {
+      results.cost = await timed(results, 'cost', async () => {
+        const small = await cost(ctx, COST);
+        const large = await costLarge(ctx, COST);
+        return large ? { ...small, large } : small;
+      });
+    }
     if (SECTIONS.has('scale')) results.scale = await timed(results, 'scale', () => scale(ctx, SCALE));
     if (SECTIONS.has('api')) results.api = await timed(results, 'api', () => api(ctx, API));
   } finally {

@@ -4,6 +4,13 @@ import type { Clock, Target } from '../types.js';
 import type { EngineEvents, EngineInfo, ProbeEngine, ProbeSettings } from './engine.js';
 import { Prober } from './prober.js';
 
+/**
+ * Probes due within 25 ms leave together: a wake-up of Node's event loop costs about 0.1 ms of CPU
+ * here, as much as fping spends on a whole probe, and one per send and one per reply was most of
+ * the agent's cost per probe (bench: section 2). 25 ms is 2.5 % of the default interval.
+ */
+export const SEND_BATCH_MS = 25;
+
 interface Running {
   readonly prober: Prober;
   readonly opened: OpenedSockets;
@@ -46,6 +53,7 @@ export class LocalEngine implements ProbeEngine {
     const { events } = this;
     const prober = new Prober({
       ...this.settings,
+      sendBatchMs: SEND_BATCH_MS,
       sockets: opened.sockets,
       clock: this.clock,
       onResult: events.onResult,

@@ -22,6 +22,12 @@ export interface ProberOptions extends ProbeMark {
   readonly onDiscard?: (target: Target, reason: DiscardReason) => void;
   /** A socket reported an error (raw-socket does on poll and receive failures): counted, and probing goes on. */
   readonly onSocketError?: (family: Family, error: Error) => void;
+  /**
+   * Sends wait for the next multiple of this many milliseconds (0: none), so that the probes due
+   * within it go out in one wake-up and their replies come back in about one more. Each target
+   * keeps its phase; a probe leaves at most this much after it was due.
+   */
+  readonly sendBatchMs?: number;
 }
 
 export interface ProberStats {
@@ -162,6 +168,8 @@ export class Prober {
     let due = Infinity;
     while (this.schedule.size > 0 && !this.schedule.peek()!.active) this.schedule.pop();
     if (!this.stopping && this.schedule.size > 0) due = this.schedule.peek()!.due;
+    const batchMs = this.options.sendBatchMs ?? 0;
+    if (batchMs > 0 && due !== Infinity) due = Math.ceil(due / batchMs) * batchMs;
     const expiry = this.inFlight.firstPendingExpiry();
     if (expiry) due = Math.min(due, expiry.deadline);
     if (due === this.timerDue) return;

@@ -28,6 +28,28 @@ test('every target is probed once per interval, each on its own phase, the first
   }
 });
 
+test('batched sends: probes due within 25 ms leave together, each at most 25 ms after its phase, still once per interval', () => {
+  const { clock, s4, prober } = setup({ families: [4], sendBatchMs: 25 });
+  const targets = Array.from({ length: 100 }, (_, i) => target(`node-${i}`, `198.18.0.${i + 1}`));
+  prober.setTargets(targets);
+  // Ten intervals, and the last batch of the tenth (due before 10 s, sent at 10 s at the latest).
+  clock.advance(10_000);
+  targets.forEach((each, i) => {
+    const sends = s4.sent.filter((s) => s.address === each.address && s.sentAt < phaseOf(i) * 1000 + 10_000).map((s) => s.sentAt);
+    assert.equal(sends.length, 10, `${each.key}: once per interval`);
+    const late = sends[0]! - phaseOf(i) * 1000;
+    assert.ok(late >= 0 && late < 25, `${each.key}: ${late} ms after its phase`);
+    for (let k = 1; k < sends.length; k++) assert.equal(sends[k]! - sends[k - 1]!, 1000, `${each.key}: no drift`);
+  });
+  const instants = new Set(s4.sent.map((s) => s.sentAt));
+  assert.ok(
+    [...instants].every((at) => at % 25 === 0),
+    'sends on the 25 ms grid',
+  );
+  // 100 probes a second, one wake-up each without batching: at most one per 25 ms with it.
+  assert.ok(instants.size <= 401, `${instants.size} send instants in 10 s and at 10 s`);
+});
+
 test('the packet budget stretches the interval and the prober keeps to it', () => {
   const { clock, s4: socket, prober } = setup({ families: [4], maxProbesPerSecond: 50 });
   prober.setTargets(Array.from({ length: 100 }, (_, i) => target(`n${i}`, '198.18.0.1')));

@@ -17,6 +17,7 @@ export interface ProberSetup {
   families?: Family[];
   sweepIntervalMs?: number;
   maxProbesPerSecond?: number;
+  sendBatchMs?: number;
   onSocketError?: (family: Family, err: Error) => void;
 }
 
@@ -32,6 +33,7 @@ export function setup(opts: ProberSetup = {}) {
     ...(opts.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: opts.sweepIntervalMs }),
     ...(opts.maxProbesPerSecond === undefined ? {} : { maxProbesPerSecond: opts.maxProbesPerSecond }),
     ...(opts.onSocketError === undefined ? {} : { onSocketError: opts.onSocketError }),
+    ...(opts.sendBatchMs === undefined ? {} : { sendBatchMs: opts.sendBatchMs }),
     timeoutMs: opts.timeoutMs ?? 500,
     payloadBytes: 24,
     identifier: IDENTIFIER,
