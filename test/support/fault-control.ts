@@ -116,6 +116,114 @@ function httpRequest(
   });
 }
 
+type Op = FaultRequest['op'];
+/** One handler per operation, given its own request type. */
+type Handlers = { [K in Op]: (request: Extract<FaultRequest, { op: K }>) => unknown };
+
+/** Half of a well-formed ADDED line, as if the connection broke while the event was on the wire; then the event really happens. */
+async function cutWatchesMidEvent(server: FakeApiServer, node: NodeInput): Promise<number> {
+  const line = JSON.stringify({
+    type: 'ADDED',
+    object: {
+      kind: 'Node',
+      apiVersion: 'v1',
+      ...node,
+      metadata: { ...node.metadata, resourceVersion: String(Number(server.resourceVersion) + 1), uid: 'half' },
+    },
+  });
+  const cut = server.writeToWatches(line.slice(0, Math.floor(line.length / 2)), 'nodes');
+  // Let the half line reach the socket, then break the connections without a terminating chunk.
+  await new Promise((r) => setTimeout(r, 50));
+  server.cutWatches();
+  // The agent must learn the event after reconnecting.
+  server.upsertNode(node);
+  return cut;
+}
+
+/** What the API server saw and holds, for the tests' assertions. */
+function info(server: FakeApiServer): ApiInfo {
+  const arrivals = server.requests.filter((r) => r.resource === 'nodes').map((r): ArrivedRequest => ({ at: r.at, kind: r.kind, query: r.search }));
+  return {
+    counts: { ...server.counts },
+    openWatches: server.openWatches,
+    nodeCount: server.nodeCount,
+    resourceVersion: server.resourceVersion,
+    arrivals,
+    heldRequests: server.heldRequests,
+  };
+}
+
+/** The operations on the API server's state and faults. */
+function apiHandlers(server: FakeApiServer, dir: string): Omit<Handlers, 'fetch' | 'monitorStart' | 'monitorTake' | 'heartbeatsStart' | 'heartbeatsStop'> {
+  return {
+    upsert: (r) => void server.upsertNode(makeNode(r.name, r.address, r.labels)),
+    upsertRaw: (r) => r.nodes.forEach((node) => server.upsertNode(node)),
+    upsertMany: (r) => r.nodes.forEach((n) => server.upsertNode(makeNode(n.name, n.address))),
+    delete: (r) => r.names.map((name) => server.deleteNode(name)),
+    auth: (r) => server.setAuth(r.mode),
+    down: (r) => server.setDown(r.down),
+    failNext: (r) => (typeof r.only === 'object' ? server.failNext({ count: r.n, status: r.status, only: r.only }) : server.failNext(r.n, r.status, r.only)),
+    cutWatches: () => server.cutWatches(),
+    closeWatches: () => server.closeWatches(),
+    compactHistory: () => server.compactHistory(),
+    cutWatchesMidEvent: (r) => cutWatchesMidEvent(server, r.node),
+    ignoreLimit: (r) => server.setIgnoreLimit(r.on),
+    info: () => info(server),
+    kubeconfig: (r) => server.writeKubeconfig(dir, { ...(r.user !== undefined ? { user: r.user } : {}), ...(r.token !== undefined ? { token: r.token } : {}) }),
+    putObject: (r) => server.putObject(r.resource, r.namespace, r.obj),
+    getObject: (r) => server.getObject(r.resource, r.namespace, r.name) ?? null,
+    listObjects: (r) => server.listObjects(r.resource, r.namespace),
+    deleteObject: (r) => server.deleteObject(r.resource, r.namespace, r.name),
+    permissions: (r) => server.setPermissions(r.user, r.permissions),
+    hang: (r) => server.hang(r.only ?? {}),
+    clearHangs: () => server.clearHangs(),
+    load: () => server.load(),
+    resetLoad: () => server.resetLoad(),
+  };
+}
+
+/** The latency monitor: one request at a time, every `everyMs`, summarised and reset by each take. */
+class Monitor {
+  private latencies: number[] = [];
+  private failures = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly everyMs: number,
+  ) {
+    void this.tick();
+  }
+
+  take(): MonitorWindow {
+    const lat = [...this.latencies].sort((a, b) => a - b);
+    const window: MonitorWindow = {
+      requests: lat.length,
+      failures: this.failures,
+      meanMs: lat.length ? lat.reduce((a, b) => a + b, 0) / lat.length : 0,
+      p99Ms: lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))]! : 0,
+      maxMs: lat.length ? lat[lat.length - 1]! : 0,
+    };
+    this.latencies = [];
+    this.failures = 0;
+    return window;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private async tick(): Promise<void> {
+    const started = performance.now();
+    const r = await httpRequest(this.url, 'GET', {}, 10_000);
+    if (r.status === 200) this.latencies.push(performance.now() - started);
+    else this.failures++;
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.everyMs);
+  }
+}
+
 async function main(): Promise<void> {
   const dir = process.argv[2];
   const host = process.argv[3];
@@ -124,166 +232,39 @@ async function main(): Promise<void> {
   const kubeconfig = await server.writeKubeconfig(dir);
   const send = (msg: FaultReply | FaultReady): void => void process.send!(msg);
   let heartbeats: Heartbeats | undefined;
-
-  // The latency monitor: one request at a time, every `everyMs`.
-  let monitor: { url: string; everyMs: number; latencies: number[]; failures: number; timer: NodeJS.Timeout | undefined } | undefined;
-  const monitorTick = async (): Promise<void> => {
-    const m = monitor;
-    if (!m) return;
-    const started = performance.now();
-    const r = await httpRequest(m.url, 'GET', {}, 10_000);
-    if (r.status === 200) m.latencies.push(performance.now() - started);
-    else m.failures++;
-    if (monitor === m) m.timer = setTimeout(() => void monitorTick(), m.everyMs);
+  let monitor: Monitor | undefined;
+  const empty: MonitorWindow = { requests: 0, failures: 0, meanMs: 0, p99Ms: 0, maxMs: 0 };
+  const handlers: Handlers = {
+    ...apiHandlers(server, dir),
+    fetch: (r) => httpRequest(r.url, r.method ?? 'GET', r.headers ?? {}, r.timeoutMs ?? 10_000),
+    monitorStart: (r) => {
+      monitor?.stop();
+      monitor = new Monitor(r.url, r.everyMs);
+    },
+    monitorTake: () => monitor?.take() ?? empty,
+    heartbeatsStart: (r) => {
+      heartbeats?.stop();
+      heartbeats = startNodeHeartbeats(server, { periodMs: r.periodMs, ...(r.names ? { names: r.names } : {}) });
+    },
+    heartbeatsStop: () => {
+      heartbeats?.stop();
+      const beats = heartbeats?.beats ?? 0;
+      heartbeats = undefined;
+      return beats;
+    },
   };
 
   process.on('message', async (raw: FaultRequest) => {
     try {
-      let result: unknown;
-      switch (raw.op) {
-        case 'upsert':
-          server.upsertNode(makeNode(raw.name, raw.address, raw.labels));
-          break;
-        case 'upsertRaw':
-          for (const node of raw.nodes) server.upsertNode(node);
-          break;
-        case 'upsertMany':
-          for (const n of raw.nodes) server.upsertNode(makeNode(n.name, n.address));
-          break;
-        case 'delete':
-          result = raw.names.map((name) => server.deleteNode(name));
-          break;
-        case 'auth':
-          server.setAuth(raw.mode);
-          break;
-        case 'down':
-          await server.setDown(raw.down);
-          break;
-        case 'failNext':
-          if (typeof raw.only === 'object') server.failNext({ count: raw.n, status: raw.status, only: raw.only });
-          else server.failNext(raw.n, raw.status, raw.only);
-          break;
-        case 'cutWatches':
-          result = server.cutWatches();
-          break;
-        case 'closeWatches':
-          result = server.closeWatches();
-          break;
-        case 'compactHistory':
-          server.compactHistory();
-          break;
-        case 'cutWatchesMidEvent': {
-          // Half of a well-formed ADDED line, as if the connection broke while the event was on the wire.
-          const line = JSON.stringify({
-            type: 'ADDED',
-            object: {
-              kind: 'Node',
-              apiVersion: 'v1',
-              ...raw.node,
-              metadata: { ...raw.node.metadata, resourceVersion: String(Number(server.resourceVersion) + 1), uid: 'half' },
-            },
-          });
-          const cut = server.writeToWatches(line.slice(0, Math.floor(line.length / 2)), 'nodes');
-          // Let the half line reach the socket, then break the connections without a terminating chunk.
-          await new Promise((r) => setTimeout(r, 50));
-          server.cutWatches();
-          // The event itself then really happens, so the agent must learn it after reconnecting.
-          server.upsertNode(raw.node);
-          result = cut;
-          break;
-        }
-        case 'ignoreLimit':
-          server.setIgnoreLimit(raw.on);
-          break;
-        case 'info': {
-          const arrivals = server.requests.filter((r) => r.resource === 'nodes').map((r): ArrivedRequest => ({ at: r.at, kind: r.kind, query: r.search }));
-          const info: ApiInfo = {
-            counts: { ...server.counts },
-            openWatches: server.openWatches,
-            nodeCount: server.nodeCount,
-            resourceVersion: server.resourceVersion,
-            arrivals,
-            heldRequests: server.heldRequests,
-          };
-          result = info;
-          break;
-        }
-        case 'fetch':
-          result = await httpRequest(raw.url, raw.method ?? 'GET', raw.headers ?? {}, raw.timeoutMs ?? 10_000);
-          break;
-        case 'monitorStart':
-          if (monitor?.timer) clearTimeout(monitor.timer);
-          monitor = { url: raw.url, everyMs: raw.everyMs, latencies: [], failures: 0, timer: undefined };
-          void monitorTick();
-          break;
-        case 'monitorTake': {
-          const m = monitor;
-          const lat = m ? [...m.latencies].sort((a, b) => a - b) : [];
-          const window: MonitorWindow = {
-            requests: lat.length,
-            failures: m?.failures ?? 0,
-            meanMs: lat.length ? lat.reduce((a, b) => a + b, 0) / lat.length : 0,
-            p99Ms: lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))]! : 0,
-            maxMs: lat.length ? lat[lat.length - 1]! : 0,
-          };
-          if (m) {
-            m.latencies = [];
-            m.failures = 0;
-          }
-          result = window;
-          break;
-        }
-        case 'kubeconfig':
-          result = await server.writeKubeconfig(dir, {
-            ...(raw.user !== undefined ? { user: raw.user } : {}),
-            ...(raw.token !== undefined ? { token: raw.token } : {}),
-          });
-          break;
-        case 'putObject':
-          result = server.putObject(raw.resource, raw.namespace, raw.obj);
-          break;
-        case 'getObject':
-          result = server.getObject(raw.resource, raw.namespace, raw.name) ?? null;
-          break;
-        case 'listObjects':
-          result = server.listObjects(raw.resource, raw.namespace);
-          break;
-        case 'deleteObject':
-          result = server.deleteObject(raw.resource, raw.namespace, raw.name);
-          break;
-        case 'permissions':
-          server.setPermissions(raw.user, raw.permissions);
-          break;
-        case 'hang':
-          server.hang(raw.only ?? {});
-          break;
-        case 'clearHangs':
-          result = server.clearHangs();
-          break;
-        case 'load':
-          result = server.load();
-          break;
-        case 'resetLoad':
-          server.resetLoad();
-          break;
-        case 'heartbeatsStart':
-          heartbeats?.stop();
-          heartbeats = startNodeHeartbeats(server, { periodMs: raw.periodMs, ...(raw.names ? { names: raw.names } : {}) });
-          break;
-        case 'heartbeatsStop':
-          heartbeats?.stop();
-          result = heartbeats?.beats ?? 0;
-          heartbeats = undefined;
-          break;
-      }
-      send({ id: raw.id, ok: true, result });
+      const handle = handlers[raw.op] as (request: FaultRequest) => unknown;
+      send({ id: raw.id, ok: true, result: await handle(raw) });
     } catch (err) {
       send({ id: raw.id, ok: false, error: String((err as Error).message ?? err) });
     }
   });
   process.on('disconnect', () => {
     heartbeats?.stop();
-    if (monitor?.timer) clearTimeout(monitor.timer);
+    monitor?.stop();
     monitor = undefined;
     void server.stop().finally(() => process.exit(0));
   });
