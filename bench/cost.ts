@@ -74,16 +74,30 @@ interface Probe {
   source: string;
 }
 
+/** A mentat's row: its whole process tree (raw mode probes in a child process, the one that holds CAP_NET_RAW) and its probe counter. */
+function mentatProbe(tool: string, m: Mentat): Probe {
+  const probes = async () => sumOf((await m.scrape(['node_latency_probes_total'])).samples, 'node_latency_probes_total');
+  return { tool, pids: processTree(m.pid), probes, source: 'node_latency_probes_total' };
+}
+
+/** fping's row: its process and the count its SIGQUIT summary gives. */
+function fpingProbe(fp: Fping): Probe {
+  return { tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' };
+}
+
+/** MENTAT_TARGETS naming each address, and the interval. */
+function targetsEnv(addresses: readonly string[], intervalMs: number): Record<string, string> {
+  return { MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','), MENTAT_PROBE_INTERVAL: `${intervalMs}ms` };
+}
+
 /** What each tool's row reads: its processes and its probe counter. */
 function probeSources(dgram: Mentat, raw: Mentat, fleet: PingFleet, fp: Fping | undefined, sp: Smokeping | undefined): Probe[] {
-  const mentatProbes = (m: Mentat) => async () => sumOf((await m.scrape(['node_latency_probes_total'])).samples, 'node_latency_probes_total');
   const probes: Probe[] = [
-    // The whole process tree: raw mode probes in a child process (the one that holds CAP_NET_RAW).
-    { tool: 'mentat dgram (auto)', pids: processTree(dgram.pid), probes: mentatProbes(dgram), source: 'node_latency_probes_total' },
-    { tool: 'mentat raw', pids: processTree(raw.pid), probes: mentatProbes(raw), source: 'node_latency_probes_total' },
+    mentatProbe('mentat dgram (auto)', dgram),
+    mentatProbe('mentat raw', raw),
     { tool: 'ping (iputils), one per target', pids: fleet.pids, probes: () => fleet.transmitted(), source: 'SIGQUIT status' },
   ];
-  if (fp) probes.push({ tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' });
+  if (fp) probes.push(fpingProbe(fp));
   if (sp)
     probes.push({
       tool: 'smokeping_prober',
@@ -140,7 +154,7 @@ export async function cost(ctx: Ctx, params: CostParams): Promise<CostResult> {
   progress(
     `cost: ${addresses.length} targets at ${params.costIntervalMs} ms: mentat dgram + raw, ${addresses.length} × ping, fping, smokeping_prober; warm-up ${params.costWarmupSeconds} s, window ${params.costSeconds} s`,
   );
-  const env = { MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','), MENTAT_PROBE_INTERVAL: `${params.costIntervalMs}ms` };
+  const env = targetsEnv(addresses, params.costIntervalMs);
   const dgram = startMentat(cluster, src.ns, control, http, 'dgram', 2311, env, ctx.profileDir && join(ctx.profileDir, 'cost-dgram'));
   const raw = startMentat(cluster, src.ns, control, http, 'raw', 2312, { ...env, MENTAT_ICMP_MODE: 'raw' }, ctx.profileDir && join(ctx.profileDir, 'cost-raw'));
   let pings: PingFleet | undefined;
@@ -182,8 +196,7 @@ export async function costLarge(ctx: Ctx, params: CostParams): Promise<CostResul
     `cost: ${addresses.length} targets at ${params.costIntervalMs} ms: mentat dgram and fping; warm-up ${params.costWarmupSeconds} s, window ${params.costSeconds} s`,
   );
   const env = {
-    MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','),
-    MENTAT_PROBE_INTERVAL: `${params.costIntervalMs}ms`,
+    ...targetsEnv(addresses, params.costIntervalMs),
     MENTAT_MESH: 'full',
     MENTAT_MAX_TARGETS: String(addresses.length),
   };
@@ -192,11 +205,7 @@ export async function costLarge(ctx: Ctx, params: CostParams): Promise<CostResul
   try {
     await dgram.ready(20_000);
     await sleep(params.costWarmupSeconds * 1000);
-    const mentatProbes = async () => sumOf((await dgram.scrape(['node_latency_probes_total'])).samples, 'node_latency_probes_total');
-    const probes: Probe[] = [
-      { tool: 'mentat dgram (auto)', pids: processTree(dgram.pid), probes: mentatProbes, source: 'node_latency_probes_total' },
-      { tool: 'fping -l', pids: [fp.pid], probes: () => fp.transmitted(), source: 'SIGQUIT split' },
-    ];
+    const probes = [mentatProbe('mentat dgram (auto)', dgram), fpingProbe(fp)];
     return { targets: addresses.length, rows: await measureWindow(probes, addresses.length, params) };
   } finally {
     await dgram.stop();
