@@ -3,7 +3,9 @@
  * the literal values, the downward-API ones supplied by the caller, and `$(VAR)` references expanded.
  * The benchmark runs the agent "as shipped" with it; bench/pod-memory.sh reads it from the command line:
  *
- *   node dist/bench/daemonset.js NODE_NAME [POD_NAMESPACE]    # NAME=VALUE lines, in manifest order
+ *   node dist/bench/daemonset.js [--controller] NODE_NAME [POD_NAMESPACE]    # NAME=VALUE lines, in manifest order
+ *
+ * With --controller, the environment of the mentat-controller container in deploy/base/controller.yaml instead.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -73,12 +75,15 @@ export const SHIPPED_RUNTIME_ENV = ((): Record<string, string> => {
 })();
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [nodeName, namespace] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const controller = args[0] === '--controller';
+  const [nodeName, namespace] = controller ? args.slice(1) : args;
   if (!nodeName) {
-    process.stderr.write('usage: node dist/bench/daemonset.js NODE_NAME [POD_NAMESPACE]\n');
+    process.stderr.write('usage: node dist/bench/daemonset.js [--controller] NODE_NAME [POD_NAMESPACE]\n');
     process.exit(2);
   }
-  const env = daemonSetEnv({ NODE_NAME: nodeName, POD_NAME: `mentat-${nodeName}`, ...(namespace ? { POD_NAMESPACE: namespace } : {}) });
+  const downward = { NODE_NAME: nodeName, POD_NAME: `mentat-${nodeName}`, ...(namespace ? { POD_NAMESPACE: namespace } : {}) };
+  const env = controller ? controllerEnv(downward) : daemonSetEnv(downward);
   for (const [k, v] of Object.entries(env)) {
     if (v.includes('\n')) throw new Error(`${k}: a value with a newline cannot be printed as a line`);
     process.stdout.write(`${k}=${v}\n`);

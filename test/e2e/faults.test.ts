@@ -77,6 +77,28 @@ async function ready(agent: Agent, timeoutMs = 15_000): Promise<void> {
   );
 }
 
+/** Probing every 200 ms, so that a test sees many probes in a few seconds. */
+const FAST = { MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms' } as const;
+
+/**
+ * A cluster of `nodes` namespaces, the API server in the first listing node0..node{listed-1} at their
+ * IPv4 addresses, and a ready agent on node0 with `env` besides its NODE_NAME and KUBECONFIG.
+ */
+async function listedAgent(
+  t: TestContext,
+  nodes: number,
+  listed: number,
+  env: Record<string, string>,
+): Promise<{ cluster: Cluster; nodes: ClusterNode[]; control: FaultControl; agent: Agent }> {
+  const made = await clusterFor(t, nodes);
+  const n0 = made.nodes[0]!;
+  const control = await controlFor(t, made.cluster, n0.ns);
+  await control.upsertMany(made.nodes.slice(0, listed).map((n, i) => ({ name: `node${i}`, address: n.ipv4 })));
+  const agent = agentFor(t, made.cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, ...env });
+  await ready(agent);
+  return { ...made, control, agent };
+}
+
 /** Waits until every named node has at least `min` probes on /metrics; returns that scrape. */
 async function probed(agent: Agent, nodes: readonly string[], timeoutMs = 10_000, min = 1): Promise<Sample[]> {
   return until(
@@ -105,6 +127,156 @@ async function assertNoSecrets(agent: Agent, control: FaultControl): Promise<voi
 
 const warnLines = (agent: Agent, re: RegExp) => agent.lines().filter((l) => (l.level ?? 0) >= LOG_WARN && re.test(String(l.msg)));
 
+/** What the bad-node test serves: 3000 good nodes, bad ones a list must skip, odd ones it must still probe. */
+interface BadNodeFixtures {
+  good: Array<{ name: string; address: string }>;
+  bad: NodeInput[];
+  odd: NodeInput[];
+  spare: string[];
+  /** The nodes the agent must probe: the good and the odd but the second twin. */
+  expected: Set<string>;
+}
+
+async function badNodeFixtures(cluster: Cluster, n1: ClusterNode, n2: ClusterNode): Promise<BadNodeFixtures> {
+  const bulk = await cluster.addAddresses(n1.ns, 3000);
+  const longName = `n${'x'.repeat(299)}`;
+  const spare = await cluster.addAddresses(n2.ns, 2);
+  const bad: NodeInput[] = [
+    { metadata: { name: 'no-addresses' }, status: { addresses: [] } },
+    { metadata: { name: 'no-status' } },
+    {
+      metadata: { name: 'unparsable' },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: '999.1.2.3' },
+          { type: 'ExternalIP', address: 'not-an-ip' },
+          { type: 'InternalIP', address: '198.18.0.11/24' },
+          { type: 'Hostname', address: 'unparsable' },
+        ],
+      },
+    },
+    { metadata: { name: longName }, status: { addresses: [{ type: 'InternalIP', address: n2.ipv4 }] } },
+  ];
+  const odd: NodeInput[] = [
+    // The same address twice is one target.
+    {
+      metadata: { name: 'dup-address' },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: n2.ipv4 },
+          { type: 'InternalIP', address: n2.ipv4 },
+        ],
+      },
+    },
+    // Garbage first, a usable address after it.
+    {
+      metadata: { name: 'garbage-first' },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: 'garbage' },
+          { type: 'InternalIP', address: n2.ipv6! },
+        ],
+      },
+    },
+    // A 60 KB label is just data: the node is probed like any other.
+    {
+      metadata: { name: 'huge-label', labels: { 'example.com/blob': 'v'.repeat(60 * 1024) } },
+      status: { addresses: [{ type: 'InternalIP', address: spare[0]! }] },
+    },
+    // Two nodes on one address: the first by name keeps it, so the address is probed once.
+    makeNode('twin-a', n1.ipv4),
+    makeNode('twin-b', n1.ipv4),
+  ];
+  const good = bulk.map((address, i) => ({ name: `bulk-${String(i).padStart(4, '0')}`, address }));
+  const expected = new Set([...good.map((g) => g.name), ...odd.map((n) => n.metadata!.name!).filter((n) => n !== 'twin-b')]);
+
+  return { good, bad, odd, spare, expected };
+}
+
+/** An agent over the fixtures, listed in one page or in pages of 500; returns what it saw, for the diagnostics. */
+async function badNodesRun(t: TestContext, cluster: Cluster, n0: ClusterNode, f: BadNodeFixtures, mode: 'one page' | 'paged', port: number): Promise<string> {
+  const { good, bad, odd, expected } = f;
+  const control = await controlFor(t, cluster, n0.ns);
+  await control.call({ op: 'ignoreLimit', on: mode === 'one page' });
+  await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, ...good]);
+  await control.upsertRaw(...bad, ...odd);
+  // A full mesh, so that every good node is probed and has series (this is about the list, not the mesh).
+  const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_MESH: 'full' }, port);
+  await ready(agent, 30_000);
+  const startedAt = Date.now();
+  const s = await until(
+    `${mode}: every good node probed`,
+    30_000,
+    async () => {
+      const x = await agent.scrape();
+      const d = destinations(x);
+      return d.size >= expected.size ? x : undefined;
+    },
+    { context: () => agent.describe(), everyMs: 1000 },
+  );
+  const d = destinations(s);
+  assert.deepEqual(
+    [...d].filter((n) => !expected.has(n)),
+    [],
+    `${mode}: no bad node is probed`,
+  );
+  assert.equal(d.size, expected.size, `${mode}: every good node is probed`);
+  for (const n of ['twin-a', 'dup-address', 'garbage-first', 'huge-label']) assert.ok(sent(s, n) >= 1, `${mode}: ${n} probed`);
+  assert.equal(
+    s.filter((x) => x.name === 'node_latency_count' && x.labels['destination_node'] === 'dup-address').length,
+    1,
+    'one series for a repeated address',
+  );
+  const lists = (await control.info()).arrivals.filter((a) => a.kind === 'list');
+  if (mode === 'one page') assert.equal(lists.length, 1, 'one list request');
+  else assert.ok(lists.length >= 7, `3010 nodes in pages of 500: ${lists.length} list requests`);
+
+  await assertBadNodeWarnings(control, agent, bad, f.spare[1]!, mode);
+  assert.ok(agent.alive());
+  await assertNoSecrets(agent, control);
+  const took = Date.now() - startedAt;
+  const stopped = await agent.stop();
+  assert.equal(stopped.code, 0);
+  return `${mode}: ${d.size} destinations probed within ${took} ms of /readyz; ${lists.length} list request(s)`;
+}
+
+/** Updates to the bad nodes add no warning; each bad node was named once, and the list's bounds summarised once. */
+async function assertBadNodeWarnings(control: FaultControl, agent: Agent, bad: readonly NodeInput[], spareAddress: string, mode: string): Promise<void> {
+  // Updates to the bad nodes (new labels: MODIFIED events) add no warning.
+  for (let round = 0; round < 2; round++) {
+    await control.upsertRaw(...bad.map((b) => ({ ...b, metadata: { ...b.metadata, labels: { round: String(round) } } })));
+  }
+  await control.upsert('after-updates', spareAddress);
+  await probed(agent, ['after-updates']);
+  const skipped = agent.lines().filter((l) => l.msg === 'skipping a node that cannot be probed');
+  const byNode = new Map<string, number>();
+  for (const l of skipped) byNode.set(String(l['node']), (byNode.get(String(l['node'])) ?? 0) + 1);
+  assert.deepEqual(
+    [...byNode.entries()].sort(),
+    // The log line carries at most 253 characters of a name.
+    [
+      ['twin-b', 1],
+      ['no-addresses', 1],
+      ['no-status', 1],
+      ['unparsable', 1],
+    ].sort(),
+    `${mode}: one warning per bad node, across the list and two updates each:\n${skipped.map((l) => JSON.stringify(l).slice(0, 200)).join('\n')}`,
+  );
+  const problems = Object.fromEntries(skipped.map((l) => [String(l['node']).slice(0, 20), String(l['problem'])]));
+  assert.match(problems['no-addresses']!, /no addresses/);
+  assert.match(problems['unparsable']!, /no InternalIP or ExternalIP that is a valid IP address/);
+  assert.match(problems['twin-b']!, /no InternalIP or ExternalIP/);
+  // The name no API server accepts and the second claim on an address: one line for the list.
+  assert.equal(
+    warnLines(agent, /^node list: dropped 1 entries without a valid node name .*; 1 addresses another node already has$/).length,
+    1,
+    `${mode}: one summary of what the list bounds dropped:\n${agent.describe()}`,
+  );
+  assert.equal(warnLines(agent, /./).length, 5, `${mode}: no other warnings:\n${agent.describe()}`);
+  assert.ok(!agent.stdout().includes('v'.repeat(1000)), 'the 60 KB label is not logged');
+}
+
+// The two describe blocks are long because they hold every test (they set how the tests share the CPUs), not one story.
 describe('faults and bad input, real agent in namespaces', { skip, concurrency: true }, () => {
   test(
     'node churn, 60 s: 100 nodes, one added and one deleted every 500 ms; series follow the live set, RSS stays bounded',
@@ -159,22 +331,7 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
     async (t) => {
       // Readiness means "the first node list was synced" (README): an outage of the control plane after
       // that does not make every agent unready at once, since the agents keep measuring with the nodes they know.
-      const { cluster, nodes } = await clusterFor(t, 4);
-      const [n0, n1, n2, n3] = nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
-      const control = await controlFor(t, cluster, n0.ns);
-      await control.upsertMany([
-        { name: 'node0', address: n0.ipv4 },
-        { name: 'node1', address: n1.ipv4 },
-        { name: 'node2', address: n2.ipv4 },
-      ]);
-      const agent = agentFor(t, cluster, n0.ns, control, {
-        NODE_NAME: 'node0',
-        KUBECONFIG: control.kubeconfig,
-        MENTAT_PROBE_INTERVAL: '200ms',
-        MENTAT_PROBE_TIMEOUT: '200ms',
-        MENTAT_LOG_LEVEL: 'debug',
-      });
-      await ready(agent);
+      const { nodes, control, agent } = await listedAgent(t, 4, 3, { ...FAST, MENTAT_LOG_LEVEL: 'debug' });
       let last = await probed(agent, ['node1', 'node2']);
       const pid = agent.child.pid;
 
@@ -182,7 +339,7 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
       const downAt = Date.now();
       // Meanwhile node2 goes, node3 comes, and the history the agent would resume from is compacted away.
       await control.delete('node2');
-      await control.upsert('node3', n3.ipv4);
+      await control.upsert('node3', nodes[3]!.ipv4);
       await control.call({ op: 'compactHistory' });
       let checks = 0;
       while (Date.now() - downAt < 20_000) {
@@ -248,14 +405,7 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
             { name: 'node2', address: n2.ipv4 },
           ]);
           await control.auth(mode);
-          const agent = agentFor(
-            t,
-            cluster,
-            n0.ns,
-            control,
-            { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms', MENTAT_LOG_LEVEL: 'debug' },
-            port,
-          );
+          const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, ...FAST, MENTAT_LOG_LEVEL: 'debug' }, port);
           const lists = await until(
             `three refused lists (${mode})`,
             10_000,
@@ -311,8 +461,7 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
         const agent = agentFor(t, cluster, n0.ns, control, {
           NODE_NAME: 'node0',
           KUBECONFIG: control.kubeconfig,
-          MENTAT_PROBE_INTERVAL: '200ms',
-          MENTAT_PROBE_TIMEOUT: '200ms',
+          ...FAST,
           MENTAT_LOG_LEVEL: 'debug',
         });
         const first = await until('/readyz answers', 10_000, async () => {
@@ -347,15 +496,7 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
       'after a watch cut that recovered, the next failure is retried after 1 s again (the backoff resets once the API answers)',
       { timeout: 60_000 },
       async (t) => {
-        const { cluster, nodes } = await clusterFor(t, 2);
-        const [n0, n1] = nodes as [ClusterNode, ClusterNode];
-        const control = await controlFor(t, cluster, n0.ns);
-        await control.upsertMany([
-          { name: 'node0', address: n0.ipv4 },
-          { name: 'node1', address: n1.ipv4 },
-        ]);
-        const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_LOG_LEVEL: 'debug' });
-        await ready(agent);
+        const { control } = await listedAgent(t, 2, 2, { MENTAT_LOG_LEVEL: 'debug' });
         const delays: number[] = [];
         for (let i = 0; i < 3; i++) {
           const watches = (await control.info()).arrivals.filter((a) => a.kind === 'watch').length;
@@ -377,135 +518,9 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
       async (t) => {
         const { cluster, nodes } = await clusterFor(t, 3);
         const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
-        const bulk = await cluster.addAddresses(n1.ns, 3000);
-        const longName = `n${'x'.repeat(299)}`;
-        const spare = await cluster.addAddresses(n2.ns, 2);
-        const bad: NodeInput[] = [
-          { metadata: { name: 'no-addresses' }, status: { addresses: [] } },
-          { metadata: { name: 'no-status' } },
-          {
-            metadata: { name: 'unparsable' },
-            status: {
-              addresses: [
-                { type: 'InternalIP', address: '999.1.2.3' },
-                { type: 'ExternalIP', address: 'not-an-ip' },
-                { type: 'InternalIP', address: '198.18.0.11/24' },
-                { type: 'Hostname', address: 'unparsable' },
-              ],
-            },
-          },
-          { metadata: { name: longName }, status: { addresses: [{ type: 'InternalIP', address: n2.ipv4 }] } },
-        ];
-        const odd: NodeInput[] = [
-          // The same address twice is one target.
-          {
-            metadata: { name: 'dup-address' },
-            status: {
-              addresses: [
-                { type: 'InternalIP', address: n2.ipv4 },
-                { type: 'InternalIP', address: n2.ipv4 },
-              ],
-            },
-          },
-          // Garbage first, a usable address after it.
-          {
-            metadata: { name: 'garbage-first' },
-            status: {
-              addresses: [
-                { type: 'InternalIP', address: 'garbage' },
-                { type: 'InternalIP', address: n2.ipv6! },
-              ],
-            },
-          },
-          // A 60 KB label is just data: the node is probed like any other.
-          {
-            metadata: { name: 'huge-label', labels: { 'example.com/blob': 'v'.repeat(60 * 1024) } },
-            status: { addresses: [{ type: 'InternalIP', address: spare[0]! }] },
-          },
-          // Two nodes on one address: the first by name keeps it, so the address is probed once.
-          makeNode('twin-a', n1.ipv4),
-          makeNode('twin-b', n1.ipv4),
-        ];
-        const good = bulk.map((address, i) => ({ name: `bulk-${String(i).padStart(4, '0')}`, address }));
-        const expected = new Set([...good.map((g) => g.name), ...odd.map((n) => n.metadata!.name!).filter((n) => n !== 'twin-b')]);
-
-        const run = async (mode: 'one page' | 'paged', port: number): Promise<string> => {
-          const control = await controlFor(t, cluster, n0.ns);
-          await control.call({ op: 'ignoreLimit', on: mode === 'one page' });
-          await control.upsertMany([{ name: 'node0', address: n0.ipv4 }, ...good]);
-          await control.upsertRaw(...bad, ...odd);
-          // A full mesh, so that every good node is probed and has series (this is about the list, not the mesh).
-          const agent = agentFor(t, cluster, n0.ns, control, { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_MESH: 'full' }, port);
-          await ready(agent, 30_000);
-          const startedAt = Date.now();
-          const s = await until(
-            `${mode}: every good node probed`,
-            30_000,
-            async () => {
-              const x = await agent.scrape();
-              const d = destinations(x);
-              return d.size >= expected.size ? x : undefined;
-            },
-            { context: () => agent.describe(), everyMs: 1000 },
-          );
-          const d = destinations(s);
-          assert.deepEqual(
-            [...d].filter((n) => !expected.has(n)),
-            [],
-            `${mode}: no bad node is probed`,
-          );
-          assert.equal(d.size, expected.size, `${mode}: every good node is probed`);
-          for (const n of ['twin-a', 'dup-address', 'garbage-first', 'huge-label']) assert.ok(sent(s, n) >= 1, `${mode}: ${n} probed`);
-          assert.equal(
-            s.filter((x) => x.name === 'node_latency_count' && x.labels['destination_node'] === 'dup-address').length,
-            1,
-            'one series for a repeated address',
-          );
-          const lists = (await control.info()).arrivals.filter((a) => a.kind === 'list');
-          if (mode === 'one page') assert.equal(lists.length, 1, 'one list request');
-          else assert.ok(lists.length >= 7, `3010 nodes in pages of 500: ${lists.length} list requests`);
-
-          // Updates to the bad nodes (new labels: MODIFIED events) add no warning.
-          for (let round = 0; round < 2; round++) {
-            await control.upsertRaw(...bad.map((b) => ({ ...b, metadata: { ...b.metadata, labels: { round: String(round) } } })));
-          }
-          await control.upsert('after-updates', spare[1]!);
-          await probed(agent, ['after-updates']);
-          const skipped = agent.lines().filter((l) => l.msg === 'skipping a node that cannot be probed');
-          const byNode = new Map<string, number>();
-          for (const l of skipped) byNode.set(String(l['node']), (byNode.get(String(l['node'])) ?? 0) + 1);
-          assert.deepEqual(
-            [...byNode.entries()].sort(),
-            // The log line carries at most 253 characters of a name.
-            [
-              ['twin-b', 1],
-              ['no-addresses', 1],
-              ['no-status', 1],
-              ['unparsable', 1],
-            ].sort(),
-            `${mode}: one warning per bad node, across the list and two updates each:\n${skipped.map((l) => JSON.stringify(l).slice(0, 200)).join('\n')}`,
-          );
-          const problems = Object.fromEntries(skipped.map((l) => [String(l['node']).slice(0, 20), String(l['problem'])]));
-          assert.match(problems['no-addresses']!, /no addresses/);
-          assert.match(problems['unparsable']!, /no InternalIP or ExternalIP that is a valid IP address/);
-          assert.match(problems['twin-b']!, /no InternalIP or ExternalIP/);
-          // The name no API server accepts and the second claim on an address: one line for the list.
-          assert.equal(
-            warnLines(agent, /^node list: dropped 1 entries without a valid node name .*; 1 addresses another node already has$/).length,
-            1,
-            `${mode}: one summary of what the list bounds dropped:\n${agent.describe()}`,
-          );
-          assert.equal(warnLines(agent, /./).length, 5, `${mode}: no other warnings:\n${agent.describe()}`);
-          assert.ok(!agent.stdout().includes('v'.repeat(1000)), 'the 60 KB label is not logged');
-          assert.ok(agent.alive());
-          await assertNoSecrets(agent, control);
-          const took = Date.now() - startedAt;
-          const stopped = await agent.stop();
-          assert.equal(stopped.code, 0);
-          return `${mode}: ${d.size} destinations probed within ${took} ms of /readyz; ${lists.length} list request(s)`;
-        };
-        t.diagnostic(await run('one page', 2112));
-        t.diagnostic(await run('paged', 2113));
+        const fixtures = await badNodeFixtures(cluster, n1, n2);
+        t.diagnostic(await badNodesRun(t, cluster, n0, fixtures, 'one page', 2112));
+        t.diagnostic(await badNodesRun(t, cluster, n0, fixtures, 'paged', 2113));
       },
     );
 
@@ -522,8 +537,7 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
       const agent = agentFor(t, cluster, n0.ns, control, {
         NODE_NAME: 'node0',
         KUBECONFIG: control.kubeconfig,
-        MENTAT_PROBE_INTERVAL: '200ms',
-        MENTAT_PROBE_TIMEOUT: '200ms',
+        ...FAST,
       });
       await ready(agent);
       const s = await probed(agent, ['node1']);
@@ -613,24 +627,9 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
     );
 
     test('SIGTERM during an API outage, and with probes in flight: exit 0 within 5 s, orderly', { timeout: 60_000 }, async (t) => {
-      const { cluster, nodes } = await clusterFor(t, 3);
-      const [n0, n1, n2] = nodes as [ClusterNode, ClusterNode, ClusterNode];
-      const control = await controlFor(t, cluster, n0.ns);
-      await control.upsertMany([
-        { name: 'node0', address: n0.ipv4 },
-        { name: 'node1', address: n1.ipv4 },
-      ]);
-
       // 1. The API server is down and the agent is retrying.
-      const outage = agentFor(
-        t,
-        cluster,
-        n0.ns,
-        control,
-        { NODE_NAME: 'node0', KUBECONFIG: control.kubeconfig, MENTAT_PROBE_INTERVAL: '200ms', MENTAT_PROBE_TIMEOUT: '200ms' },
-        2112,
-      );
-      await ready(outage);
+      const { cluster, nodes, control, agent: outage } = await listedAgent(t, 3, 2, FAST);
+      const [n0, n2] = [nodes[0]!, nodes[2]!];
       await probed(outage, ['node1']);
       await control.down(true);
       await until('the outage noticed', 10_000, () => (warnLines(outage, /cannot reach the API server/).length > 0 ? true : undefined), {
@@ -699,8 +698,7 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
           NODE_NAME: 'node0',
           KUBECONFIG: control.kubeconfig,
           MENTAT_ZONE_ATTRIBUTES: 'true',
-          MENTAT_PROBE_INTERVAL: '200ms',
-          MENTAT_PROBE_TIMEOUT: '200ms',
+          ...FAST,
         });
         await ready(agent);
         await until('the plain node on /metrics', 10_000, async () =>
@@ -735,70 +733,74 @@ describe('faults and bad input, real agent in namespaces', { skip, concurrency: 
  * are refused at accept: scrape-abuse.test.ts covers that.
  */
 const LOAD_CLIENTS = DEFAULT_SERVER_LIMITS.maxConnections - 2;
-async function scrapeLoad(t: TestContext, mode: 'dgram' | 'raw', seconds: number): Promise<void> {
-  const cluster = await createCluster({ nodes: 2, ipv6: true, prefix: 'mtf' });
-  t.after(() => cluster.destroy());
-  const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode];
-  const control = await FaultControl.start(cluster, n0.ns, dir);
-  t.after(() => control.close());
+const LOAD_INTERVAL_MS = 100;
+
+/** Counters of a scrape, stamped at its midpoint: they are read at collection time, somewhere inside a quick, unloaded scrape. */
+interface TimedScrape {
+  at: number;
+  s: Sample[];
+}
+
+async function timedScrape(agent: Agent): Promise<TimedScrape> {
+  const t0 = Date.now();
+  const s = await agent.scrape();
+  return { at: (t0 + Date.now()) / 2, s };
+}
+
+/** The probes to `names` between two scrapes against the schedule's count, their mean RTT and their timeouts. */
+function probeWindow(names: readonly string[], a: TimedScrape, b: TimedScrape) {
+  const total = (f: (s: readonly Sample[], n: string) => number) => names.reduce((acc, n) => acc + f(b.s, n) - f(a.s, n), 0);
+  const done = total(sent);
+  const expected = (names.length * (b.at - a.at)) / LOAD_INTERVAL_MS;
+  return {
+    done,
+    expected,
+    ratio: done / expected,
+    meanUs: (total(rttSum) / total(count)) * 1e6,
+    timeouts: total((s, n) => probes(s, n, 'timeout')),
+  };
+}
+
+/** A two-node cluster and an agent in the first probing 20 addresses of the second every 100 ms, each probed 10 times. */
+async function scrapeLoadAgent(t: TestContext, mode: 'dgram' | 'raw'): Promise<{ cluster: Cluster; ns: string; agent: Agent; names: string[] }> {
+  const { cluster, nodes } = await clusterFor(t, 2);
+  const [n0, n1] = nodes as [ClusterNode, ClusterNode];
+  const control = await controlFor(t, cluster, n0.ns);
   const addresses = await cluster.addAddresses(n1.ns, 20);
   const names = addresses.map((_, i) => `t${i}`);
-  const intervalMs = 100;
-  const agent = launchAgent(cluster, n0.ns, control, 2112, {
+  const agent = agentFor(t, cluster, n0.ns, control, {
     NODE_NAME: 'node0',
     MENTAT_TARGETS: addresses.map((a, i) => `t${i}=${a}`).join(','),
-    MENTAT_PROBE_INTERVAL: `${intervalMs}ms`,
-    MENTAT_PROBE_TIMEOUT: `${intervalMs}ms`,
+    MENTAT_PROBE_INTERVAL: `${LOAD_INTERVAL_MS}ms`,
+    MENTAT_PROBE_TIMEOUT: `${LOAD_INTERVAL_MS}ms`,
     MENTAT_ICMP_MODE: mode,
   });
-  t.after(() => agent.kill());
   await ready(agent);
   await probed(agent, names, 10_000, 10);
+  return { cluster, ns: n0.ns, agent, names };
+}
 
-  // Counters are read at collection time, somewhere inside the scrape: take the midpoint of each quick, unloaded scrape.
-  const timed = async (): Promise<{ at: number; s: Sample[] }> => {
-    const t0 = Date.now();
-    const s = await agent.scrape();
-    return { at: (t0 + Date.now()) / 2, s };
-  };
-  const window = (a: { at: number; s: Sample[] }, b: { at: number; s: Sample[] }) => {
-    const done = names.reduce((acc, n) => acc + sent(b.s, n) - sent(a.s, n), 0);
-    const successes = names.reduce((acc, n) => acc + count(b.s, n) - count(a.s, n), 0);
-    const rtt = names.reduce((acc, n) => acc + rttSum(b.s, n) - rttSum(a.s, n), 0);
-    const expected = (names.length * (b.at - a.at)) / intervalMs;
-    return {
-      done,
-      expected,
-      ratio: done / expected,
-      meanUs: (rtt / successes) * 1e6,
-      timeouts: names.reduce((acc, n) => acc + probes(b.s, n, 'timeout') - probes(a.s, n, 'timeout'), 0),
-    };
-  };
-
-  const b0 = await timed();
-  await sleep(5000);
-  const b1 = await timed();
-  const baseline = window(b0, b1);
-
-  const l0 = await timed();
-  const load = cluster.spawnIn(n0.ns, process.execPath, [
-    SCRAPE_LOAD_PATH,
-    '--url',
-    'http://127.0.0.1:2112/metrics',
-    '--clients',
-    String(LOAD_CLIENTS),
-    '--seconds',
-    String(seconds),
-  ]);
+/** The scrape-load client in namespace `ns` against the agent's /metrics for `seconds`; its result. */
+async function runScrapeLoad(cluster: Cluster, ns: string, seconds: number): Promise<ScrapeLoadResult> {
+  const args = ['--url', 'http://127.0.0.1:2112/metrics', '--clients', String(LOAD_CLIENTS), '--seconds', String(seconds)];
+  const load = cluster.spawnIn(ns, process.execPath, [SCRAPE_LOAD_PATH, ...args]);
   let out = '';
   let err = '';
   load.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   load.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const code = await new Promise<number | null>((resolve) => load.once('exit', resolve));
-  const l1 = await timed();
   assert.equal(code, 0, `scrape-load: ${err}`);
-  const result = JSON.parse(out.trim()) as ScrapeLoadResult;
-  const loaded = window(l0, l1);
+  return JSON.parse(out.trim()) as ScrapeLoadResult;
+}
+
+async function scrapeLoad(t: TestContext, mode: 'dgram' | 'raw', seconds: number): Promise<void> {
+  const { cluster, ns, agent, names } = await scrapeLoadAgent(t, mode);
+  const b0 = await timedScrape(agent);
+  await sleep(5000);
+  const baseline = probeWindow(names, b0, await timedScrape(agent));
+  const l0 = await timedScrape(agent);
+  const result = await runScrapeLoad(cluster, ns, seconds);
+  const loaded = probeWindow(names, l0, await timedScrape(agent));
 
   t.diagnostic(
     `${mode}: scrape load: ${result.requests} requests in ${result.seconds.toFixed(1)} s (${(result.requests / result.seconds).toFixed(0)}/s), ` +
