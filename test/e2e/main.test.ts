@@ -1,12 +1,11 @@
 /**
- * Survive faults and bad input, the part that needs no network namespace: the built agent on the
- * loopback (bad configuration, unknown settings, HTTP abuse, hostile label values, SIGTERM during a
- * slow OTLP export) and discovery's backoff cap in-process against the fake API server.
+ * Survive faults and bad input, the part that needs no network namespace: the built agent running on
+ * the loopback (unknown settings, HTTP abuse, hostile label values, SIGTERM during a slow OTLP export,
+ * SIGINT twice) and discovery's backoff cap in-process against the fake API server. The process that
+ * must not start (bad configuration, an old Node) is in main-startup.test.ts.
  * Loopback only; every process is killed when its test ends.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +15,6 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeClient } from '../../src/kube/client.js';
 import { NodeWatch } from '../../src/kube/node-watch.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
-import { MAIN, REPO } from '../support/agent-process.js';
 import { FakeApiServer, makeNode, waitFor } from '../fake-apiserver/index.js';
 import { launchLocalAgent, until, type Agent } from '../support/fault-client.js';
 import { OtlpReceiver } from '../support/otlp-receiver.js';
@@ -108,105 +106,6 @@ test('an unknown MENTAT_* variable is one warning line naming it; the agent runs
   );
   assert.equal((await agent.stop()).code, 0);
 });
-
-const BAD: Array<{ what: string; env?: Record<string, string>; args?: string[]; names: RegExp }> = [
-  {
-    what: 'interval in words',
-    env: { MENTAT_PROBE_INTERVAL: 'fast' },
-    names: /^MENTAT_PROBE_INTERVAL \(--probe-interval\) must be a duration with a unit.*; got "fast"$/,
-  },
-  { what: 'payload below the cookie, as a flag', args: ['--payload-size', '4'], names: /^MENTAT_PAYLOAD_SIZE \(--payload-size\) must be at least 8/ },
-  {
-    what: 'port out of range',
-    env: { MENTAT_METRICS_PORT: '70000' },
-    names: /^MENTAT_METRICS_PORT \(--metrics-port\) must be a port number from 0 to 65535; got "70000"$/,
-  },
-  {
-    what: 'target address',
-    env: { MENTAT_TARGETS: 'a=300.1.1.1' },
-    names: /^MENTAT_TARGETS \(--targets\) has "300\.1\.1\.1", which is not an IPv4 or IPv6 address; give name=address pairs/,
-  },
-  { what: 'a flag without its value', args: ['--metrics-port'], names: /^--metrics-port needs a value, such as --metrics-port=2112$/ },
-  {
-    what: 'OTLP endpoint without a scheme',
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' },
-    names: /^OTEL_EXPORTER_OTLP_ENDPOINT \(--otlp-endpoint\) must be an http:\/\/ or https:\/\/ URL/,
-  },
-  { what: 'negative packet budget', env: { MENTAT_MAX_PPS: '-1' }, names: /^MENTAT_MAX_PPS \(--max-pps\) must be a whole number from 0/ },
-  {
-    what: 'timeout above the interval',
-    env: { MENTAT_PROBE_INTERVAL: '1s', MENTAT_PROBE_TIMEOUT: '2s' },
-    names: /^MENTAT_PROBE_TIMEOUT \(--probe-timeout\) \(2s\) must not exceed MENTAT_PROBE_INTERVAL/,
-  },
-  {
-    what: 'log level',
-    env: { MENTAT_LOG_LEVEL: 'verbose' },
-    names: /^MENTAT_LOG_LEVEL \(--log-level\) must be one of fatal, error, warn, info, debug, trace, silent; got "verbose"$/,
-  },
-  { what: 'misspelt flag', args: ['--probe-intervall', '1s'], names: /^unknown flag --probe-intervall; run with --help to list the settings$/ },
-];
-
-test('a bad value stops the real process with exit code 2 and exactly one stderr line naming the setting', { timeout: 30_000 }, async (t) => {
-  const runs = await Promise.all(
-    BAD.map(
-      (c) =>
-        new Promise<{ c: (typeof BAD)[number]; code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }>((resolve) => {
-          const started = Date.now();
-          // Loopback targets: if a case wrongly passed validation, the agent would start here, not touch any network.
-          const child = spawn(process.execPath, [MAIN, ...(c.args ?? [])], {
-            cwd: REPO,
-            env: {
-              PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-              HOME: '/nonexistent',
-              MENTAT_METRICS_HOST: '127.0.0.1',
-              MENTAT_METRICS_PORT: '0',
-              MENTAT_TARGETS: LOOPBACK,
-              ...c.env,
-            },
-            stdio: ['ignore', 'pipe', 'pipe'],
-          });
-          let stdout = '';
-          let stderr = '';
-          child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-          const timer = setTimeout(() => child.kill('SIGKILL'), 8000);
-          child.once('close', (code, signal) => {
-            clearTimeout(timer);
-            resolve({ c, code, signal, stdout, stderr, ms: Date.now() - started });
-          });
-        }),
-    ),
-  );
-  for (const r of runs) {
-    assert.equal(r.code, 2, `${r.c.what}: exit code 2 (signal ${r.signal}); stdout ${r.stdout.slice(0, 300)}; stderr ${r.stderr}`);
-    assert.equal(r.stdout, '', `${r.c.what}: nothing on stdout`);
-    const lines = r.stderr.split('\n');
-    assert.equal(lines.pop(), '', `${r.c.what}: stderr ends with a newline`);
-    assert.equal(lines.length, 1, `${r.c.what}: exactly one stderr line: ${JSON.stringify(r.stderr)}`);
-    const prefix = 'mentat: invalid configuration: ';
-    assert.ok(lines[0]!.startsWith(prefix), `${r.c.what}: ${lines[0]}`);
-    assert.match(lines[0]!.slice(prefix.length), r.c.names, r.c.what);
-  }
-  t.diagnostic(runs.map((r) => `${r.c.what} (${r.ms} ms): ${r.stderr.trim()}`).join('\n'));
-});
-
-test('the controller role without a cluster or a namespace exits 2 and says what it needs', { timeout: 20_000 }, async () => {
-  for (const env of [{}, { POD_NAMESPACE: 'mentat' }, { MENTAT_TARGETS: LOOPBACK, POD_NAMESPACE: 'mentat' }]) {
-    const child = spawn(process.execPath, [MAIN, '--role', 'controller'], {
-      cwd: REPO,
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/nonexistent', MENTAT_METRICS_HOST: '127.0.0.1', MENTAT_METRICS_PORT: '0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
-    clearTimeout(timer);
-    assert.equal(code, 2, `${JSON.stringify(env)}: exit 2; stdout ${stdout.slice(0, 500)}`);
-    assert.match(stdout, /MENTAT_ROLE=controller needs Kubernetes \(a service account, or KUBECONFIG\) and POD_NAMESPACE/);
-  }
-});
-
 test(
   'HTTP: 405 for POST/PUT/DELETE, 413 for a request body, 431 for oversized headers, 404 for unknown paths; /metrics still served',
   { timeout: 20_000 },
@@ -322,35 +221,6 @@ test('discovery backoff doubles from 1 s, is capped at 30 s, logs one line, and 
     await server.stop();
   }
 });
-
-test('--version and --help name the version of package.json', () => {
-  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
-  const version = spawnSync(process.execPath, [MAIN, '--version'], { encoding: 'utf8' });
-  assert.equal(version.status, 0);
-  assert.equal(version.stdout, `mentat ${pkg.version}\n`);
-  const help = spawnSync(process.execPath, [MAIN, '--help'], { encoding: 'utf8' });
-  assert.match(help.stdout, new RegExp(`^mentat ${pkg.version.replaceAll('.', '\\.')}: `));
-  assert.match(help.stdout, /--mesh {2}MENTAT_MESH \[auto\|full\|sampled\]/);
-});
-
-test("an older Node (the machine's own) is refused with one line that says what to run instead", (t) => {
-  // The first `node` on PATH outside the repository: on this project's machines, the system's Node 20.
-  const paths = (process.env['PATH'] ?? '').split(':').filter((p) => p !== '' && !p.startsWith(REPO));
-  const system = paths.map((p) => join(p, 'node')).find((p) => existsSync(p));
-  const major = system ? Number(spawnSync(system, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' }).stdout.trim()) : NaN;
-  if (!system || !(major < 24)) {
-    t.skip(`no Node older than 24 on PATH (${system ?? 'none'} ${Number.isNaN(major) ? '' : major})`);
-    return;
-  }
-  const r = spawnSync(system, [MAIN], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent' } });
-  assert.equal(r.status, 1);
-  assert.equal(r.stdout, '');
-  assert.match(
-    r.stderr,
-    /^mentat: needs Node\.js 24 or newer; this is v\d+\.[\d.]+ \(.*\)\. In the repository run `npm start` \(it uses the Node 24 that `npm ci` installs in node_modules\/\.bin\), or node_modules\/\.bin\/node dist\/src\/main\.js\n$/,
-  );
-});
-
 test('SIGINT twice (the terminal and npm each send one on Ctrl-C): one orderly stop, exit 0', { timeout: 20_000 }, async (t) => {
   const agent = await agentFor(t, {});
   agent.child.kill('SIGINT');

@@ -5,11 +5,41 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { makeNode, waitFor, type StoredNode } from './index.js';
-import { AGENT, clientFor, LEASE, LEASE_PATH, lease, NS, pinnedLeaseWatch, record, seed, send, setup } from './test-helpers.js';
+import { makeNode, waitFor, type FakeApiServer, type StoredNode } from './index.js';
+import { AGENT, clientFor, LEASE, LEASE_PATH, lease, NS, pinnedLeaseWatch, record, seed, send, setup, type Wire } from './test-helpers.js';
 
-// Over 60 lines: one lease's life told in order, each step on the state the last one left; the
-// ListWatch's events, checked at the end, are the record of every step (the no-op's absence included).
+/** POST creates the lease, with the six-digit MicroTime client-node writes; a second POST of its name is AlreadyExists; another name is created. */
+async function createLease(server: FakeApiServer, tok: string): Promise<Wire> {
+  const created = await send(server, tok, 'POST', LEASE_PATH, lease('agent-a'));
+  assert.equal(created.status, 201);
+  assert.deepEqual([created.body.kind, created.body.apiVersion, created.body.spec?.holderIdentity], ['Lease', 'coordination.k8s.io/v1', 'agent-a']);
+  assert.match(created.body.spec?.renewTime ?? '', /\.\d{6}Z$/, 'client-node writes MicroTime with six digits');
+  const again = await send(server, tok, 'POST', LEASE_PATH, lease('agent-b'));
+  assert.equal(again.status, 409);
+  assert.deepEqual([again.body.reason, again.body.message], ['AlreadyExists', `leases.coordination.k8s.io "${LEASE}" already exists`]);
+  assert.deepEqual(again.body.details, { name: LEASE, group: 'coordination.k8s.io', kind: 'leases' });
+  assert.equal((await send(server, tok, 'POST', LEASE_PATH, lease('x', 'another-lease'))).status, 201);
+  return created.body;
+}
+
+/** DELETE with a precondition on the stale `staleRv` is refused; without one it deletes; then the lease is gone for DELETE, PUT and GET. */
+async function deleteLease(server: FakeApiServer, tok: string, staleRv: string): Promise<void> {
+  const precondition = await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`, {
+    apiVersion: 'v1',
+    kind: 'DeleteOptions',
+    preconditions: { resourceVersion: staleRv },
+  });
+  assert.equal(precondition.status, 409);
+  assert.match(precondition.body.message ?? '', /Precondition failed: ResourceVersion in precondition: \d+, ResourceVersion in object meta: \d+$/);
+  assert.equal((await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`)).status, 200);
+  const gone = await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`);
+  assert.deepEqual([gone.status, gone.body.reason, gone.body.message], [404, 'NotFound', `leases.coordination.k8s.io "${LEASE}" not found`]);
+  assert.equal((await send(server, tok, 'PUT', `${LEASE_PATH}/${LEASE}`, lease('agent-a'))).status, 404, 'PUT does not create');
+  assert.equal((await send(server, tok, 'GET', `${LEASE_PATH}/${LEASE}`)).status, 404);
+}
+
+// One lease's life told in order, each step on the state the last one left; the ListWatch's events,
+// checked at the end, are the record of every step (the no-op's absence included).
 test('Leases: create, renew, stale-resourceVersion conflict, no-op update, delete; a ListWatch pinned by fieldSelector sees only its lease', async (t) => {
   const env = await setup(t);
   const { server } = env;
@@ -20,24 +50,16 @@ test('Leases: create, renew, stale-resourceVersion conflict, no-op update, delet
   await server.waitFor((s) => s.openWatchesOf('leases') === 1, 2000, 'lease watch open');
   const tok = server.token;
 
-  const created = await send(server, tok, 'POST', LEASE_PATH, lease('agent-a'));
-  assert.equal(created.status, 201);
-  assert.deepEqual([created.body.kind, created.body.apiVersion, created.body.spec?.holderIdentity], ['Lease', 'coordination.k8s.io/v1', 'agent-a']);
-  assert.match(created.body.spec?.renewTime ?? '', /\.\d{6}Z$/, 'client-node writes MicroTime with six digits');
-  const again = await send(server, tok, 'POST', LEASE_PATH, lease('agent-b'));
-  assert.equal(again.status, 409);
-  assert.deepEqual([again.body.reason, again.body.message], ['AlreadyExists', `leases.coordination.k8s.io "${LEASE}" already exists`]);
-  assert.deepEqual(again.body.details, { name: LEASE, group: 'coordination.k8s.io', kind: 'leases' });
-  assert.equal((await send(server, tok, 'POST', LEASE_PATH, lease('x', 'another-lease'))).status, 201);
+  const created = await createLease(server, tok);
 
-  const rv1 = created.body.metadata?.resourceVersion ?? '';
+  const rv1 = created.metadata?.resourceVersion ?? '';
   const renew = { ...lease('agent-a'), metadata: { name: LEASE, namespace: NS, resourceVersion: rv1 } };
   const renewed = await send(server, tok, 'PUT', `${LEASE_PATH}/${LEASE}`, renew);
   assert.equal(renewed.status, 200);
   const rv2 = renewed.body.metadata?.resourceVersion ?? '';
   assert.ok(Number(rv2) > Number(rv1));
-  assert.equal(renewed.body.metadata?.uid, created.body.metadata?.uid, 'uid survives an update');
-  assert.equal(renewed.body.metadata?.creationTimestamp, created.body.metadata?.creationTimestamp);
+  assert.equal(renewed.body.metadata?.uid, created.metadata?.uid, 'uid survives an update');
+  assert.equal(renewed.body.metadata?.creationTimestamp, created.metadata?.creationTimestamp);
 
   // Another candidate still holding the first resourceVersion loses.
   const stale = await send(server, tok, 'PUT', `${LEASE_PATH}/${LEASE}`, {
@@ -60,18 +82,7 @@ test('Leases: create, renew, stale-resourceVersion conflict, no-op update, delet
   assert.equal(noop.body.metadata?.resourceVersion, rv2);
   assert.equal(server.resourceVersion, rvBefore);
 
-  const precondition = await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`, {
-    apiVersion: 'v1',
-    kind: 'DeleteOptions',
-    preconditions: { resourceVersion: rv1 },
-  });
-  assert.equal(precondition.status, 409);
-  assert.match(precondition.body.message ?? '', /Precondition failed: ResourceVersion in precondition: \d+, ResourceVersion in object meta: \d+$/);
-  assert.equal((await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`)).status, 200);
-  const gone = await send(server, tok, 'DELETE', `${LEASE_PATH}/${LEASE}`);
-  assert.deepEqual([gone.status, gone.body.reason, gone.body.message], [404, 'NotFound', `leases.coordination.k8s.io "${LEASE}" not found`]);
-  assert.equal((await send(server, tok, 'PUT', `${LEASE_PATH}/${LEASE}`, lease('agent-a'))).status, 404, 'PUT does not create');
-  assert.equal((await send(server, tok, 'GET', `${LEASE_PATH}/${LEASE}`)).status, 404);
+  await deleteLease(server, tok, rv1);
 
   await waitFor(() => seen.events.length === 3, 2000, 'lease events');
   assert.deepEqual(seen.events, [`add ${LEASE}`, `update ${LEASE}`, `delete ${LEASE}`], 'the no-op PUT sent nothing; another-lease is not seen');

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { type V1Lease, Watch } from '@kubernetes/client-node';
-import { makeNode, waitFor } from './index.js';
+import { makeNode, waitFor, type FakeApiServer } from './index.js';
 import {
   AGENT,
   CM_PATH,
@@ -26,6 +26,7 @@ import {
   seed,
   send,
   setup,
+  type Wire,
 } from './test-helpers.js';
 
 test('raw Watch: history replay from a resourceVersion, requested bookmarks, clean end at timeoutSeconds', async (t) => {
@@ -103,8 +104,25 @@ test('raw Watch on leases: replay of only its resource from a shared resourceVer
   assert.deepEqual(expired, [{ type: 'ERROR', code: 410 }]);
 });
 
-// Over 60 lines: one publisher's writes in order, and the events the agent's ListWatch got for
-// each, checked together at the end, as an agent sees a list being republished.
+/** The publisher, with the default token, creates mentat-nodes-1 over HTTP: 201 with the metadata the server fills in. */
+async function createShard(server: FakeApiServer): Promise<Wire> {
+  const created = await send(server, server.token, 'POST', CM_PATH, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'mentat-nodes-1', labels: LIST_LABELS },
+    binaryData: { nodes: published(['b']) },
+  });
+  assert.equal(created.status, 201);
+  assert.equal(created.body.kind, 'ConfigMap');
+  assert.equal(created.body.metadata?.namespace, NS);
+  assert.equal(created.body.metadata?.resourceVersion, server.resourceVersion);
+  assert.match(created.body.metadata?.uid ?? '', /^[0-9a-f-]{36}$/);
+  assert.match(created.body.metadata?.creationTimestamp ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  return created.body;
+}
+
+// One publisher's writes in order, and the events the agent's ListWatch got for each, checked
+// together at the end, as an agent sees a list being republished.
 test('ConfigMaps: a ListWatch with a label selector in one namespace follows a publisher that creates, updates and deletes over HTTP', async (t) => {
   const env = await setup(t);
   const { server } = env;
@@ -124,19 +142,7 @@ test('ConfigMaps: a ListWatch with a label selector in one namespace follows a p
     { resource: 'configmaps', namespace: NS, user: AGENT, selector: LIST_SELECTOR },
   );
 
-  // The publisher, with the default token.
-  const created = await send(server, server.token, 'POST', CM_PATH, {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: { name: 'mentat-nodes-1', labels: LIST_LABELS },
-    binaryData: { nodes: published(['b']) },
-  });
-  assert.equal(created.status, 201);
-  assert.equal(created.body.kind, 'ConfigMap');
-  assert.equal(created.body.metadata?.namespace, NS);
-  assert.equal(created.body.metadata?.resourceVersion, server.resourceVersion);
-  assert.match(created.body.metadata?.uid ?? '', /^[0-9a-f-]{36}$/);
-  assert.match(created.body.metadata?.creationTimestamp ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  const created = await createShard(server);
   await waitFor(() => seen.events.length === 2, 2000, 'add of the created configmap');
 
   const current = server.getObject('configmaps', NS, 'mentat-nodes-0');
@@ -158,7 +164,7 @@ test('ConfigMaps: a ListWatch with a label selector in one namespace follows a p
     apiVersion: 'v1',
     metadata: {},
     status: 'Success',
-    details: { name: 'mentat-nodes-1', kind: 'configmaps', uid: created.body.metadata?.uid },
+    details: { name: 'mentat-nodes-1', kind: 'configmaps', uid: created.metadata?.uid },
   });
   await waitFor(() => seen.events.length === 5, 2000, 'two deletes');
   assert.deepEqual(seen.events, ['add mentat-nodes-0', 'add mentat-nodes-1', 'update mentat-nodes-0', 'delete mentat-nodes-0', 'delete mentat-nodes-1']);

@@ -63,104 +63,135 @@ export async function seedChurn(control: FaultControl, pool: readonly string[], 
   return nodes.map((n) => n.name);
 }
 
+/** What the churn loop changes and the sampler reads: the live names, oldest first, and when each came or went. */
+interface ChurnState {
+  readonly start: number;
+  readonly live: string[];
+  readonly addedAt: Map<string, number>;
+  readonly deletedAt: Map<string, number>;
+  next: number;
+  events: number;
+  stop: boolean;
+}
+
+/** Every `everyMs` from the start, adds the next node and deletes the oldest, until `state.stop`. */
+async function churnLoop(state: ChurnState, { control, pool, everyMs }: ChurnOptions): Promise<void> {
+  for (let k = 1; !state.stop; k++) {
+    const due = state.start + k * everyMs;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (state.stop) break;
+    const name = NAME(state.next);
+    const address = pool[state.next % pool.length]!;
+    state.next++;
+    await control.upsert(name, address);
+    state.addedAt.set(name, performance.now());
+    state.live.push(name);
+    const gone = state.live.shift()!;
+    await control.delete(gone);
+    state.deletedAt.set(gone, performance.now());
+    state.addedAt.delete(gone);
+    state.events++;
+  }
+}
+
+/**
+ * Live nodes older than `settleMs` without series (missing) and series of nodes gone longer than
+ * that, or never known (stale), for a scrape started at `at`; nodes that came or went while it ran
+ * (in one of `liveNow`, `liveAfter` only) are neither.
+ */
+function compareSeries(
+  state: ChurnState,
+  series: ReadonlySet<string>,
+  liveNow: ReadonlySet<string>,
+  liveAfter: ReadonlySet<string>,
+  at: number,
+  settleMs: number,
+): { missing: number; stale: number; detail: string[] } {
+  let missing = 0;
+  const detail: string[] = [];
+  for (const name of liveNow) {
+    const age = at - (state.addedAt.get(name) ?? 0);
+    if (!series.has(name) && liveAfter.has(name) && age > settleMs) {
+      missing++;
+      if (detail.length < 5) detail.push(`missing ${name} added ${age.toFixed(0)} ms ago`);
+    }
+  }
+  let stale = 0;
+  for (const name of series) {
+    if (liveNow.has(name) || liveAfter.has(name)) continue;
+    const gone = state.deletedAt.get(name);
+    if (gone === undefined || at - gone > settleMs) {
+      stale++;
+      if (detail.length < 10) detail.push(`stale ${name} deleted ${gone === undefined ? 'never' : `${(at - gone).toFixed(0)} ms ago`}`);
+    }
+  }
+  return { missing, stale, detail };
+}
+
+/** One scrape of the agent against the live set, with the /healthz latency since the last sample. */
+async function takeSample(state: ChurnState, { control, agent }: ChurnOptions, settleMs: number): Promise<ChurnSample> {
+  const at = performance.now();
+  const liveNow = new Set(state.live);
+  const r = await agent.get('/metrics', 20_000);
+  const scrapeMs = performance.now() - at;
+  if (r.status !== 200) throw new Error(`scrape failed: ${r.status}`);
+  const series = destinations(parseExposition(r.body));
+  // Nodes deleted or added while the scrape ran are neither missing nor stale.
+  const { missing, stale, detail } = compareSeries(state, series, liveNow, new Set(state.live), at, settleMs);
+  const healthz = await control.monitorTake();
+  return {
+    atS: (at - state.start) / 1000,
+    rssMiB: agent.rssMiB(),
+    live: liveNow.size,
+    series: series.size,
+    missing,
+    detail,
+    stale,
+    scrapeMs,
+    healthzMeanMs: healthz.meanMs,
+    healthzMaxMs: healthz.maxMs,
+    healthzFailures: healthz.failures,
+  };
+}
+
 /** Runs the churn on the nodes `seedChurn` created. */
 export async function runChurn(options: ChurnOptions, seeded: string[]): Promise<ChurnResult> {
-  const { control, agent, pool, everyMs, durationMs, sampleEveryMs } = options;
+  const { control, agent, everyMs, durationMs, sampleEveryMs } = options;
   const settleMs = options.settleMs ?? 2500;
-  const live = [...seeded];
-  const addedAt = new Map<string, number>(seeded.map((n) => [n, 0]));
-  const deletedAt = new Map<string, number>();
-  let next = seeded.length;
+  const state: ChurnState = {
+    start: performance.now(),
+    live: [...seeded],
+    addedAt: new Map<string, number>(seeded.map((n) => [n, 0])),
+    deletedAt: new Map<string, number>(),
+    next: seeded.length,
+    events: 0,
+    stop: false,
+  };
   const samples: ChurnSample[] = [];
-  const start = performance.now();
-  let stop = false;
-  let events = 0;
 
   await control.monitorStart(`http://127.0.0.1:${agent.port}/healthz`, 100);
   await control.monitorTake();
 
-  const churn = (async () => {
-    for (let k = 1; !stop; k++) {
-      const due = start + k * everyMs;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      if (stop) break;
-      const name = NAME(next);
-      const address = pool[next % pool.length]!;
-      next++;
-      await control.upsert(name, address);
-      addedAt.set(name, performance.now());
-      live.push(name);
-      const gone = live.shift()!;
-      await control.delete(gone);
-      deletedAt.set(gone, performance.now());
-      addedAt.delete(gone);
-      events++;
-    }
-  })();
-
-  const sample = async (): Promise<ChurnSample> => {
-    const at = performance.now();
-    const liveNow = new Set(live);
-    const r = await agent.get('/metrics', 20_000);
-    const scrapeMs = performance.now() - at;
-    if (r.status !== 200) throw new Error(`scrape failed: ${r.status}`);
-    const series = destinations(parseExposition(r.body));
-    // Nodes deleted or added while the scrape ran are neither missing nor stale.
-    const liveAfter = new Set(live);
-    let missing = 0;
-    const detail: string[] = [];
-    for (const name of liveNow) {
-      const age = at - (addedAt.get(name) ?? 0);
-      if (!series.has(name) && liveAfter.has(name) && age > settleMs) {
-        missing++;
-        if (detail.length < 5) detail.push(`missing ${name} added ${age.toFixed(0)} ms ago`);
-      }
-    }
-    let stale = 0;
-    for (const name of series) {
-      if (liveNow.has(name) || liveAfter.has(name)) continue;
-      const gone = deletedAt.get(name);
-      if (gone === undefined || at - gone > settleMs) {
-        stale++;
-        if (detail.length < 10) detail.push(`stale ${name} deleted ${gone === undefined ? 'never' : `${(at - gone).toFixed(0)} ms ago`}`);
-      }
-    }
-    const healthz = await control.monitorTake();
-    const s: ChurnSample = {
-      atS: (at - start) / 1000,
-      rssMiB: agent.rssMiB(),
-      live: liveNow.size,
-      series: series.size,
-      missing,
-      detail,
-      stale,
-      scrapeMs,
-      healthzMeanMs: healthz.meanMs,
-      healthzMaxMs: healthz.maxMs,
-      healthzFailures: healthz.failures,
-    };
-    samples.push(s);
-    options.onSample?.(s);
-    return s;
-  };
-
+  const churn = churnLoop(state, options);
   try {
     for (let k = 1; ; k++) {
       // Half a churn step off the churn's own ticks, so a sample rarely races an add or delete.
       if (k * sampleEveryMs > durationMs) break;
-      const due = start + k * sampleEveryMs + everyMs / 2;
+      const due = state.start + k * sampleEveryMs + everyMs / 2;
       const wait = due - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       if (!agent.alive()) throw new Error(`the agent exited during the churn:\n${agent.describe()}`);
-      await sample();
+      const s = await takeSample(state, options, settleMs);
+      samples.push(s);
+      options.onSample?.(s);
     }
   } finally {
-    stop = true;
+    state.stop = true;
     await churn;
   }
   const rssSlopeMiBPerMin = slope(samples.map((s) => [s.atS / 60, s.rssMiB] as const));
-  return { samples, live, events, rssSlopeMiBPerMin };
+  return { samples, live: state.live, events: state.events, rssSlopeMiBPerMin };
 }
 
 const COLUMNS: Array<[string, number, (s: ChurnSample) => string]> = [

@@ -7,7 +7,7 @@ import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { CorruptMode } from './echo-options.js';
 import type { ResponderStats } from './echo-stats.js';
-import type { Cluster } from './netns.js';
+import type { Cluster } from './netns-types.js';
 import { getSysctls, killGroup, setSysctls } from './netns-exec.js';
 
 export interface ResponderOptions {

@@ -9,14 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
-import { loadKubeClient } from '../../src/kube/client.js';
+import { loadKubeClient, type KubeClient } from '../../src/kube/client.js';
 import { NodeListController } from '../../src/kube/controller.js';
 import { NodeSource } from '../../src/kube/node-source.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
 import { NodeTable } from '../../src/mesh/node-table.js';
 import { systemClock, type MeshNode } from '../../src/types.js';
 import { kustomize } from '../deploy/render.js';
-import { FakeApiServer, makeNode } from '../fake-apiserver/index.js';
+import { FakeApiServer, makeNode, type Permission } from '../fake-apiserver/index.js';
 import { permissionsFromManifests, serviceAccountUser } from './rbac.js';
 
 export const NS = 'mentat';
@@ -57,6 +57,68 @@ export interface NodeListParts {
   nodes(count: number): string[];
 }
 
+/** What the agents and controllers of one test share: the server, its RBAC, one client, the stops to run at the end. */
+interface Shared {
+  readonly server: FakeApiServer;
+  readonly client: KubeClient;
+  readonly rbac: ReadonlyMap<string, Permission[]>;
+  readonly stops: Array<() => Promise<void>>;
+  kubeConfigFor(user: string): Promise<KubeConfig>;
+}
+
+// Backoffs and retries of at most 50 ms: the tests wait for outcomes, not for production delays.
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.min(ms, 50)));
+
+/** A started NodeSource for agent `name`, as the DaemonSet's service account. */
+async function startAgent(shared: Shared, name: string, opts: { refreshS?: number }): Promise<TestAgent> {
+  const rec = recordingLog();
+  const agent: TestAgent = {
+    name,
+    ...rec,
+    nodes: [],
+    known: () => agent.nodes.map((n) => n.name).sort(),
+    source: new NodeSource({
+      client: shared.client,
+      kubeConfig: await shared.kubeConfigFor(AGENT_USER),
+      table: new NodeTable('first', name, false),
+      onNodes: (nodes) => (agent.nodes = nodes),
+      log: rec.log,
+      warnings: new RateLimitedLog(rec.log, 60_000, () => Date.now()),
+      delay,
+      clock: systemClock,
+      random: Math.random,
+      published: { namespace: NS, defaultRefreshS: opts.refreshS ?? 1 },
+    }),
+  };
+  shared.stops.push(() => agent.source.stop());
+  agent.source.start();
+  return agent;
+}
+
+/** A started NodeListController `name`, as the controller's service account or `opts.user` with its permissions. */
+async function startController(shared: Shared, name: string, opts: { leaseMs?: number; verifyEveryMs?: number; user?: string }): Promise<TestController> {
+  const rec = recordingLog();
+  const user = opts.user ?? CONTROLLER_USER;
+  shared.server.setPermissions(user, shared.rbac.get(CONTROLLER_USER));
+  const controller = new NodeListController({
+    client: shared.client,
+    kubeConfig: await shared.kubeConfigFor(user),
+    namespace: NS,
+    identity: name,
+    leaseDurationMs: opts.leaseMs ?? 3000,
+    clock: systemClock,
+    wallNow: Date.now,
+    random: Math.random,
+    delay,
+    log: rec.log,
+    warnings: new RateLimitedLog(rec.log, 60_000, () => Date.now()),
+    ...(opts.verifyEveryMs ? { verifyEveryMs: opts.verifyEveryMs } : {}),
+  });
+  shared.stops.push(() => controller.stop());
+  controller.start();
+  return { name, controller, ...rec };
+}
+
 /** Starts the API server with deploy/'s RBAC; everything stops when the test ends. */
 export async function nodeListParts(t: TestContext, kubectl: string): Promise<NodeListParts> {
   const server = await FakeApiServer.start();
@@ -78,56 +140,12 @@ export async function nodeListParts(t: TestContext, kubectl: string): Promise<No
     return kc;
   };
   await kubeConfigFor(AGENT_USER);
-  const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.min(ms, 50)));
+  const shared: Shared = { server, client, rbac, stops, kubeConfigFor };
   return {
     server,
     agentToken: tokens.get(AGENT_USER)!,
-    async agent(name, opts = {}) {
-      const rec = recordingLog();
-      const agent: TestAgent = {
-        name,
-        ...rec,
-        nodes: [],
-        known: () => agent.nodes.map((n) => n.name).sort(),
-        source: new NodeSource({
-          client,
-          kubeConfig: await kubeConfigFor(AGENT_USER),
-          table: new NodeTable('first', name, false),
-          onNodes: (nodes) => (agent.nodes = nodes),
-          log: rec.log,
-          warnings: new RateLimitedLog(rec.log, 60_000, () => Date.now()),
-          delay,
-          clock: systemClock,
-          random: Math.random,
-          published: { namespace: NS, defaultRefreshS: opts.refreshS ?? 1 },
-        }),
-      };
-      stops.push(() => agent.source.stop());
-      agent.source.start();
-      return agent;
-    },
-    async controller(name, opts = {}) {
-      const rec = recordingLog();
-      const user = opts.user ?? CONTROLLER_USER;
-      server.setPermissions(user, rbac.get(CONTROLLER_USER));
-      const controller = new NodeListController({
-        client,
-        kubeConfig: await kubeConfigFor(user),
-        namespace: NS,
-        identity: name,
-        leaseDurationMs: opts.leaseMs ?? 3000,
-        clock: systemClock,
-        wallNow: Date.now,
-        random: Math.random,
-        delay,
-        log: rec.log,
-        warnings: new RateLimitedLog(rec.log, 60_000, () => Date.now()),
-        ...(opts.verifyEveryMs ? { verifyEveryMs: opts.verifyEveryMs } : {}),
-      });
-      stops.push(() => controller.stop());
-      controller.start();
-      return { name, controller, ...rec };
-    },
+    agent: (name, opts = {}) => startAgent(shared, name, opts),
+    controller: (name, opts = {}) => startController(shared, name, opts),
     nodes(count) {
       const names = Array.from({ length: count }, (_, i) => `node${i}`);
       for (const [i, name] of names.entries()) server.upsertNode(makeNode(name, `198.18.0.${10 + i}`, { 'topology.kubernetes.io/zone': `z${i % 2}` }));

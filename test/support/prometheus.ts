@@ -1,3 +1,4 @@
+/** A real Prometheus for the e2e tests: started in a namespace, its scrape targets replaced at runtime, queried and asked for alerts. */
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 import { rename, writeFile } from 'node:fs/promises';
@@ -40,24 +41,9 @@ export interface PrometheusOptions {
   readonly labels?: Readonly<Record<string, Record<string, string>>>;
 }
 
-/** A real Prometheus inside a namespace, scraping `targets` (job mentat) every second, or as `options` say. */
-export async function startPrometheus(
-  cluster: Cluster,
-  ns: string,
-  control: FaultControl,
-  dir: string,
-  targets: string[],
-  port = 9090,
-  options: PrometheusOptions = {},
-): Promise<PrometheusServer> {
+/** Writes prometheus.yml in `dir`: job mentat from the file-based discovery of `targetsFile`, every `intervalS`, with `ruleFiles`. */
+async function writeConfig(dir: string, targetsFile: string, options: PrometheusOptions): Promise<string> {
   const config = join(dir, 'prometheus.yml');
-  const targetsFile = join(dir, 'targets.json');
-  const setTargets = async (list: ReadonlyArray<{ target: string; labels?: Record<string, string> }>): Promise<void> => {
-    // Written to a temporary name and renamed: Prometheus never reads half a file.
-    await writeFile(`${targetsFile}.tmp`, JSON.stringify(list.map((t) => ({ targets: [t.target], labels: t.labels ?? {} }))));
-    await rename(`${targetsFile}.tmp`, targetsFile);
-  };
-  await setTargets(targets.map((target) => ({ target, ...(options.labels?.[target] ? { labels: options.labels[target] } : {}) })));
   const interval = `${options.intervalS ?? 1}s`;
   await writeFile(
     config,
@@ -73,14 +59,11 @@ export async function startPrometheus(
       '',
     ].join('\n'),
   );
-  const url = `http://127.0.0.1:${port}`;
-  const child = cluster.spawnIn(ns, 'prometheus', [
-    `--config.file=${config}`,
-    `--storage.tsdb.path=${join(dir, 'tsdb')}`,
-    `--web.listen-address=127.0.0.1:${port}`,
-    '--log.level=warn',
-  ]);
-  child.stdout?.resume();
+  return config;
+}
+
+/** Polls /-/ready for up to 20 s; fails with Prometheus' last stderr if it exits or stays unready. */
+async function untilReady(control: FaultControl, url: string, child: ChildProcess): Promise<void> {
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
@@ -92,6 +75,35 @@ export async function startPrometheus(
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`prometheus did not become ready: ${stderr}`);
     await new Promise((res) => setTimeout(res, 200));
   }
+}
+
+/** A real Prometheus inside a namespace, scraping `targets` (job mentat) every second, or as `options` say. */
+export async function startPrometheus(
+  cluster: Cluster,
+  ns: string,
+  control: FaultControl,
+  dir: string,
+  targets: string[],
+  port = 9090,
+  options: PrometheusOptions = {},
+): Promise<PrometheusServer> {
+  const targetsFile = join(dir, 'targets.json');
+  const setTargets = async (list: ReadonlyArray<{ target: string; labels?: Record<string, string> }>): Promise<void> => {
+    // Written to a temporary name and renamed: Prometheus never reads half a file.
+    await writeFile(`${targetsFile}.tmp`, JSON.stringify(list.map((t) => ({ targets: [t.target], labels: t.labels ?? {} }))));
+    await rename(`${targetsFile}.tmp`, targetsFile);
+  };
+  await setTargets(targets.map((target) => ({ target, ...(options.labels?.[target] ? { labels: options.labels[target] } : {}) })));
+  const config = await writeConfig(dir, targetsFile, options);
+  const url = `http://127.0.0.1:${port}`;
+  const child = cluster.spawnIn(ns, 'prometheus', [
+    `--config.file=${config}`,
+    `--storage.tsdb.path=${join(dir, 'tsdb')}`,
+    `--web.listen-address=127.0.0.1:${port}`,
+    '--log.level=warn',
+  ]);
+  child.stdout?.resume();
+  await untilReady(control, url, child);
   const queryVector = async (expr: string) => {
     const r = await control.fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`);
     if (r.status !== 200) throw new Error(`query ${expr} failed: ${r.status} ${r.body}`);
