@@ -35,6 +35,10 @@ interface Setup {
   readonly startController: (name: string) => Promise<Agent>;
   readonly knownBy: (name: string) => Promise<number | undefined>;
   readonly modeOf: (name: string) => Promise<string | undefined>;
+  /** Until every agent knows `n` nodes besides its own. */
+  readonly everyAgentKnows: (n: number, timeoutMs: number, what: string) => Promise<true>;
+  /** Until every agent's list comes from `mode`. */
+  readonly everyAgentIn: (mode: string, timeoutMs: number, what: string) => Promise<true>;
 }
 
 /** The cluster, or undefined when the test was skipped (no namespaces, no kubectl: never under CI). */
@@ -75,7 +79,14 @@ async function setup(t: TestContext): Promise<Setup | undefined> {
     const samples = await mesh.agents.get(name)!.scrape();
     return ['published', 'direct', 'fallback'].find((mode) => sampleValue(samples, 'mentat_node_source', { mode }) === 1);
   };
-  return { mesh, names, controllers, startController, knownBy, modeOf };
+  const everyAgentKnows = (n: number, timeoutMs: number, what: string) =>
+    until(what, timeoutMs, async () => ((await Promise.all(names.map((n) => knownBy(n)))).every((k) => k === n) ? true : undefined), {
+      everyMs: 500,
+      context: () => names.map((n2) => `${n2}: ${mesh.agents.get(n2)!.describe()}`).join('\n'),
+    });
+  const everyAgentIn = (mode: string, timeoutMs: number, what: string) =>
+    until(what, timeoutMs, async () => ((await Promise.all(names.map((n) => modeOf(n)))).every((m) => m === mode) ? true : undefined), { everyMs: 250 });
+  return { mesh, names, controllers, startController, knownBy, modeOf, everyAgentKnows, everyAgentIn };
 }
 
 const leader = async (s: Setup) => {
@@ -97,12 +108,7 @@ test(
     await s.startController('ctl-a');
     await s.startController('ctl-b');
     for (const name of names) mesh.start(name);
-    const everyAgentKnows = (n: number, ms: number, what: string) =>
-      until(what, ms, async () => ((await Promise.all(names.map((n) => s.knownBy(n)))).every((k) => k === n) ? true : undefined), {
-        everyMs: 500,
-        context: () => names.map((n2) => `${n2}: ${mesh.agents.get(n2)!.describe()}`).join('\n'),
-      });
-    await everyAgentKnows(AGENTS - 1, 60_000, 'every agent knows the other nodes');
+    await s.everyAgentKnows(AGENTS - 1, 60_000, 'every agent knows the other nodes');
     const first = await until('a leader', 20_000, () => leader(s));
 
     // Kubelets report status: only the leader receives it; agents read the index and nothing else.
@@ -117,36 +123,7 @@ test(
     assert.ok(sumLoad(load, { user: first, resource: 'nodes' }).bytes > 1000, 'the leader watches Nodes');
     t.diagnostic(`per agent over ${2 * LEASE_S} s: ${names.map((n) => `${sumLoad(load, { user: `agent-${n}` }).bytes} B`).join(', ')}`);
 
-    // The API server answers 503 and drops every watch for three lease durations.
-    await mesh.control.failNext(1_000_000_000, 503);
-    await mesh.control.call({ op: 'cutWatches' });
-    await until('every agent falls back to watching Nodes', 3 * LEASE_S * 1000, async () =>
-      (await Promise.all(names.map((n) => s.modeOf(n)))).every((m) => m === 'fallback') ? true : undefined,
-    );
-    await new Promise((r) => setTimeout(r, 3 * LEASE_S * 1000));
-    await mesh.control.failNext(0, 503);
-    const backAt = Date.now();
-    await until(
-      'every agent back on the published list',
-      4 * LEASE_S * 1000,
-      async () => ((await Promise.all(names.map((n) => s.modeOf(n)))).every((m) => m === 'published') ? true : undefined),
-      { everyMs: 250 },
-    );
-    const recoveredMs = Date.now() - backAt;
-    t.diagnostic(`after the blip every agent left its fallback in ${recoveredMs} ms (lease ${LEASE_S} s)`);
-    assert.ok(recoveredMs < 2 * LEASE_S * 1000, `agents leave the fallback soon after the API server is back: ${recoveredMs} ms`);
-    await mesh.control.resetLoad();
-    await new Promise((r) => setTimeout(r, 3000));
-    const after = await mesh.control.load();
-    await mesh.control.heartbeatsStop();
-    for (const name of names) assert.equal(sumLoad(after, { user: `agent-${name}`, resource: 'nodes' }).requests, 0, `${name} no longer watches Nodes`);
-    for (const name of names) {
-      const probes = sampleValue(await mesh.agents.get(name)!.scrape(), 'node_latency_probes_total', {
-        destination_node: names.find((n) => n !== name)!,
-        result: 'success',
-      });
-      assert.ok((probes ?? 0) > 0, `${name} probes its peers`);
-    }
+    await apiBlip(t, s);
 
     // The leader dies without giving the lease up: the other replica takes over; a node added now reaches every agent.
     const current = (await leader(s))!;
@@ -160,9 +137,36 @@ test(
     t.diagnostic(`controller ${current} killed; ${next} took over in ${tookMs} ms (lease ${LEASE_S} s)`);
     assert.ok(tookMs < LEASE_S * 1000 + 3000, `within the lease duration and a retry period: ${tookMs} ms`);
     await mesh.control.upsertRaw(makeNode('node-late', mesh.infra.ipv4));
-    await everyAgentKnows(AGENTS, 30_000, 'the added node reaches every agent');
+    await s.everyAgentKnows(AGENTS, 30_000, 'the added node reaches every agent');
   },
 );
+
+/** The API server answers 503 and drops every watch for three lease durations: every agent falls back, and soon after it is back follows the list again (the kubelets' status posts stop at its end). */
+async function apiBlip(t: TestContext, s: Setup): Promise<void> {
+  const { mesh, names } = s;
+  await mesh.control.failNext(1_000_000_000, 503);
+  await mesh.control.call({ op: 'cutWatches' });
+  await s.everyAgentIn('fallback', 3 * LEASE_S * 1000, 'every agent falls back to watching Nodes');
+  await new Promise((r) => setTimeout(r, 3 * LEASE_S * 1000));
+  await mesh.control.failNext(0, 503);
+  const backAt = Date.now();
+  await s.everyAgentIn('published', 4 * LEASE_S * 1000, 'every agent back on the published list');
+  const recoveredMs = Date.now() - backAt;
+  t.diagnostic(`after the blip every agent left its fallback in ${recoveredMs} ms (lease ${LEASE_S} s)`);
+  assert.ok(recoveredMs < 2 * LEASE_S * 1000, `agents leave the fallback soon after the API server is back: ${recoveredMs} ms`);
+  await mesh.control.resetLoad();
+  await new Promise((r) => setTimeout(r, 3000));
+  const after = await mesh.control.load();
+  await mesh.control.heartbeatsStop();
+  for (const name of names) assert.equal(sumLoad(after, { user: `agent-${name}`, resource: 'nodes' }).requests, 0, `${name} no longer watches Nodes`);
+  for (const name of names) {
+    const probes = sampleValue(await mesh.agents.get(name)!.scrape(), 'node_latency_probes_total', {
+      destination_node: names.find((n) => n !== name)!,
+      result: 'success',
+    });
+    assert.ok((probes ?? 0) > 0, `${name} probes its peers`);
+  }
+}
 
 /** The index and shards for `entries`, written as an admin would (anyone with ConfigMap write in the namespace). */
 async function forge(
@@ -197,7 +201,6 @@ test(
     const s = await setup(t);
     if (!s) return;
     const { mesh, names } = s;
-    const outside = mesh.infra.ipv4; // an address of the test's own network that no agent's node has
     const real: NodeEntry[] = names.map((n) => ({
       name: n,
       state: 'active',
@@ -208,74 +211,11 @@ test(
     // No controller: the admin's list is the only one.
     await forge(mesh, real);
     for (const name of names) mesh.start(name);
-    await until(
-      'every agent has the real list',
-      60_000,
-      async () => ((await Promise.all(names.map((n) => s.knownBy(n)))).every((k) => k === AGENTS - 1) ? true : undefined),
-      {
-        everyMs: 500,
-      },
-    );
-    const fake = (count: number, zone: (i: number) => string | undefined): NodeEntry[] =>
-      Array.from({ length: count }, (_, i) => {
-        const z = zone(i);
-        return {
-          name: `fake-${String(i).padStart(5, '0')}`,
-          state: 'active',
-          addresses: [{ type: 'InternalIP', address: outside }],
-          ...(z ? { zone: z } : {}),
-        };
-      });
-    const cases: Array<[string, () => Promise<void>, (known: number) => boolean]> = [
-      ['90 entries on one outside address', () => forge(mesh, [...real, ...fake(90, () => undefined)]), (k) => k <= AGENTS - 1 + 90],
-      ['10 000 zones', () => forge(mesh, [...real, ...fake(10_000, (i) => `zone-${i}`)]), () => true],
-      [
-        'loopback, multicast and link-local addresses',
-        () =>
-          forge(mesh, [
-            ...real,
-            ...['127.0.0.1', '224.0.0.1', '169.254.0.1', '::1', 'ff02::1', 'fe80::1'].map((a, i): NodeEntry => ({
-              name: `bad-${i}`,
-              state: 'active',
-              addresses: [{ type: 'InternalIP', address: a }],
-            })),
-          ]),
-        () => true,
-      ],
-      ['a 60 MB inflation', () => forge(mesh, real, {}, (i, d) => (i === 0 ? Buffer.from(gzip60MB()).toString('base64') : d)), () => true],
-      ['the wrong version', () => forge(mesh, real, { v: 1 }), () => true],
-      ['a hash that does not match', () => forge(mesh, real, {}, (i, d) => (i === 1 ? encodeShard([]).data : d)), () => true],
-      ['a refresh period of a day', () => forge(mesh, real, { refreshS: 86_400 }), () => true],
-    ];
-    for (const [what, write, knownOk] of cases) {
+    await s.everyAgentKnows(AGENTS - 1, 60_000, 'every agent has the real list');
+    for (const [what, write, knownOk] of hostileLists(mesh, real)) {
       await write();
       await new Promise((r) => setTimeout(r, 3000));
-      for (const name of names) {
-        const agent = mesh.agents.get(name)!;
-        assert.ok(agent.alive(), `${what}: ${name} is alive\n${agent.describe()}`);
-        const startedAt = Date.now();
-        const samples = await agent.scrape();
-        const scrapeMs = Date.now() - startedAt;
-        assert.ok(scrapeMs < 2000, `${what}: ${name} answers /metrics in ${scrapeMs} ms (its event loop is not stalled)`);
-        const rss = agent.rssMiB();
-        assert.ok(rss < 128, `${what}: ${name} within a 128Mi pod: ${rss.toFixed(0)} MiB`);
-        // Every real peer is still probed, and at most one destination on the outside address.
-        for (const peer of names.filter((n) => n !== name)) {
-          assert.ok(
-            (sampleValue(samples, 'node_latency_probes_total', { destination_node: peer, result: 'success' }) ?? 0) > 0,
-            `${what}: ${name} probes ${peer}`,
-          );
-        }
-        const onOutside = new Set(
-          samples
-            .filter((x) => x.name === 'node_latency_probes_total' && /^(fake|bad)-/.test(x.labels['destination_node'] ?? ''))
-            .map((x) => x.labels['destination_node']),
-        );
-        assert.ok(onOutside.size <= 1, `${what}: ${name} probes at most one made-up node, on the one address: ${[...onOutside].join(', ')}`);
-        assert.ok(knownOk(sampleValue(samples, 'mentat_targets', { state: 'known' }) ?? 0), `${what}: ${name} known nodes`);
-        const lines = agent.lines().length;
-        assert.ok(lines < 400, `${what}: ${name} logged ${lines} lines in all, not one per entry`);
-      }
+      for (const name of names) await assertUnharmed(s, name, what, knownOk);
       t.diagnostic(`${what}: agents alive, RSS ${names.map((n) => mesh.agents.get(n)!.rssMiB().toFixed(0)).join('/')} MiB`);
     }
     for (const name of names) {
@@ -299,6 +239,68 @@ test(
     assert.equal(await s.modeOf(restarted), 'published');
   },
 );
+
+/** An admin's hostile lists, each with what an agent may know after it; the real entries stay in each. */
+function hostileLists(mesh: MeshCluster, real: readonly NodeEntry[]): Array<[string, () => Promise<void>, (known: number) => boolean]> {
+  const outside = mesh.infra.ipv4; // an address of the test's own network that no agent's node has
+  const fake = (count: number, zone: (i: number) => string | undefined): NodeEntry[] =>
+    Array.from({ length: count }, (_, i) => {
+      const z = zone(i);
+      return {
+        name: `fake-${String(i).padStart(5, '0')}`,
+        state: 'active',
+        addresses: [{ type: 'InternalIP', address: outside }],
+        ...(z ? { zone: z } : {}),
+      };
+    });
+  return [
+    ['90 entries on one outside address', () => forge(mesh, [...real, ...fake(90, () => undefined)]), (k) => k <= AGENTS - 1 + 90],
+    ['10 000 zones', () => forge(mesh, [...real, ...fake(10_000, (i) => `zone-${i}`)]), () => true],
+    [
+      'loopback, multicast and link-local addresses',
+      () =>
+        forge(mesh, [
+          ...real,
+          ...['127.0.0.1', '224.0.0.1', '169.254.0.1', '::1', 'ff02::1', 'fe80::1'].map((a, i): NodeEntry => ({
+            name: `bad-${i}`,
+            state: 'active',
+            addresses: [{ type: 'InternalIP', address: a }],
+          })),
+        ]),
+      () => true,
+    ],
+    ['a 60 MB inflation', () => forge(mesh, real, {}, (i, d) => (i === 0 ? Buffer.from(gzip60MB()).toString('base64') : d)), () => true],
+    ['the wrong version', () => forge(mesh, real, { v: 1 }), () => true],
+    ['a hash that does not match', () => forge(mesh, real, {}, (i, d) => (i === 1 ? encodeShard([]).data : d)), () => true],
+    ['a refresh period of a day', () => forge(mesh, real, { refreshS: 86_400 }), () => true],
+  ];
+}
+
+/** Agent `name` after a hostile list: alive, quick to scrape, within its pod, still probing every real peer, and quiet. */
+async function assertUnharmed(s: Setup, name: string, what: string, knownOk: (known: number) => boolean): Promise<void> {
+  const { mesh, names } = s;
+  const agent = mesh.agents.get(name)!;
+  assert.ok(agent.alive(), `${what}: ${name} is alive\n${agent.describe()}`);
+  const startedAt = Date.now();
+  const samples = await agent.scrape();
+  const scrapeMs = Date.now() - startedAt;
+  assert.ok(scrapeMs < 2000, `${what}: ${name} answers /metrics in ${scrapeMs} ms (its event loop is not stalled)`);
+  const rss = agent.rssMiB();
+  assert.ok(rss < 128, `${what}: ${name} within a 128Mi pod: ${rss.toFixed(0)} MiB`);
+  // Every real peer is still probed, and at most one destination on the outside address.
+  for (const peer of names.filter((n) => n !== name)) {
+    assert.ok((sampleValue(samples, 'node_latency_probes_total', { destination_node: peer, result: 'success' }) ?? 0) > 0, `${what}: ${name} probes ${peer}`);
+  }
+  const onOutside = new Set(
+    samples
+      .filter((x) => x.name === 'node_latency_probes_total' && /^(fake|bad)-/.test(x.labels['destination_node'] ?? ''))
+      .map((x) => x.labels['destination_node']),
+  );
+  assert.ok(onOutside.size <= 1, `${what}: ${name} probes at most one made-up node, on the one address: ${[...onOutside].join(', ')}`);
+  assert.ok(knownOk(sampleValue(samples, 'mentat_targets', { state: 'known' }) ?? 0), `${what}: ${name} known nodes`);
+  const lines = agent.lines().length;
+  assert.ok(lines < 400, `${what}: ${name} logged ${lines} lines in all, not one per entry`);
+}
 
 /** 60 MB of JSON-looking text, gzipped to ~60 kB: what a shard must not be allowed to inflate to. */
 function gzip60MB(): Buffer {
