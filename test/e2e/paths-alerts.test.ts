@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO } from '../support/agent-process.js';
 import { until } from '../support/fault-client.js';
@@ -37,6 +37,77 @@ function named(labels: Record<string, string>): string[] {
   return ['node', 'origin_node', 'destination_node'].flatMap((l) => (labels[l] ? [labels[l]] : []));
 }
 
+type Prom = Awaited<ReturnType<typeof startPrometheus>>;
+type PodMesh = NonNullable<Awaited<ReturnType<typeof startPodMesh>>>;
+
+/** The six agents and a Prometheus with the shipped rules scraping them, once every agent is scraped and measures both paths and the MTU to every other. */
+async function meshWithPrometheus(t: TestContext, dir: string): Promise<{ p: PodMesh; prom: Prom } | undefined> {
+  const p = await startPodMesh(t, { agents: AGENTS, dir, env: { MENTAT_MTU_PROBE_INTERVAL: '10s' } });
+  if (!p) return undefined;
+  const { mesh, names } = p;
+  const prom = await startPrometheus(mesh.cluster, mesh.infra.ns, mesh.control, dir, names.map(p.target), 9090, {
+    intervalS: SCRAPE_S,
+    ruleFiles: [join(REPO, 'deploy/rules/mentat.rules.yaml')],
+    labels: Object.fromEntries(names.map((n) => [p.target(n), { node: n }])),
+  });
+  t.after(() => void prom.process.kill('SIGKILL'));
+  const pairs = AGENTS * (AGENTS - 1);
+  await until(
+    'every agent scraped, probing the others on both paths, with an answered MTU probe on each',
+    90_000,
+    async () => {
+      const count = async (expr: string) => Number((await prom.queryVector(`count(${expr})`))[0]?.value[1] ?? 0);
+      const up = await count('up{job="mentat"} == 1');
+      const probed = await count('sum by (origin_node, destination_node, path) (node_latency_count) > 0');
+      const mtu = await count('mentat_path_mtu_probes_total{result="ok"} > 0');
+      return up === AGENTS && probed === 2 * pairs && mtu === 2 * pairs ? true : undefined;
+    },
+    { everyMs: 2000, context: () => names.map((n) => `${n}: ${mesh.agents.get(n)!.describe()}`).join('\n') },
+  );
+  return { p, prom };
+}
+
+interface SeenAlert {
+  labels: Record<string, string>;
+  state: string;
+  at: number;
+}
+
+/** Every alert state seen once a scrape interval, from the faults' start until both expected alerts fire or the MTU bound passes; and whether y's own scrape ever failed. */
+async function watchAlerts(prom: Prom, x: string, y: string, startedAt: number): Promise<{ seen: SeenAlert[]; yUp: boolean }> {
+  const seen = new Map<string, SeenAlert>();
+  const fired = (alertname: string, node: string) => firedAt([...seen.values()], alertname, node) !== undefined;
+  let yUp = true;
+  while (Date.now() - startedAt < MTU_ALERT_WITHIN_MS) {
+    for (const a of await prom.alerts()) {
+      const key = `${a.state} ${JSON.stringify(a.labels)}`;
+      if (!seen.has(key)) seen.set(key, { labels: a.labels, state: a.state, at: Date.now() });
+    }
+    if ((await prom.query(`up{job="mentat",node="${y}"}`)) === 0) yUp = false;
+    if (fired('MentatPodNetworkDegraded', x) && fired('MentatMtuBlackHole', y)) break;
+    await sleep(SCRAPE_S * 1000);
+  }
+  return { seen: [...seen.values()], yUp };
+}
+
+/** When `alertname` was first seen firing for `node`. */
+function firedAt(seen: readonly SeenAlert[], alertname: string, node: string): number | undefined {
+  return seen.find((a) => a.state === 'firing' && a.labels['alertname'] === alertname && a.labels['node'] === node)?.at;
+}
+
+/** What the alerts rest on, as the agents measured it: x's node path clean, its pod path lost; y's small probes answered, its full-size ones lost. */
+async function assertMeasured(prom: Prom, x: string, y: string): Promise<void> {
+  const failed = (selector: string) =>
+    prom.query(`sum(increase(node_latency_probes_total{${selector},result!="success"}[1m])) / sum(increase(node_latency_probes_total{${selector}}[1m]))`);
+  assert.equal(await failed(`destination_node="${x}",path="node"`), 0, `probes of ${x}'s node address are all answered`);
+  assert.equal(await failed(`destination_node="${x}",path="pod"`), 1, `probes of ${x}'s pod are all lost`);
+  assert.equal(await failed(`destination_node="${y}",origin_node!="${x}"`), 0, `small probes of ${y} are all answered, on both paths (but from ${x}'s pod)`);
+  const lost = await prom.query(
+    `sum(increase(mentat_path_mtu_probes_total{destination_node="${y}",result="lost"}[1m])) / sum(increase(mentat_path_mtu_probes_total{destination_node="${y}"}[1m]))`,
+  );
+  assert.equal(lost, 1, `full-size probes of ${y} are all lost`);
+}
+
 test(
   `one of ${AGENTS} nodes' pod network broken and another's MTU black hole at once: each is named by its own alert, no other node by any`,
   { timeout: 600_000 },
@@ -44,28 +115,10 @@ test(
     if (!requirePrometheus(t)) return;
     const dir = await mkdtemp(join(tmpdir(), 'mentat-paths-alerts-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
-    const p = await startPodMesh(t, { agents: AGENTS, dir, env: { MENTAT_MTU_PROBE_INTERVAL: '10s' } });
-    if (!p) return;
+    const started = await meshWithPrometheus(t, dir);
+    if (!started) return;
+    const { p, prom } = started;
     const { mesh, names } = p;
-    const prom = await startPrometheus(mesh.cluster, mesh.infra.ns, mesh.control, dir, names.map(p.target), 9090, {
-      intervalS: SCRAPE_S,
-      ruleFiles: [join(REPO, 'deploy/rules/mentat.rules.yaml')],
-      labels: Object.fromEntries(names.map((n) => [p.target(n), { node: n }])),
-    });
-    t.after(() => void prom.process.kill('SIGKILL'));
-    const pairs = AGENTS * (AGENTS - 1);
-    await until(
-      'every agent scraped, probing the others on both paths, with an answered MTU probe on each',
-      90_000,
-      async () => {
-        const count = async (expr: string) => Number((await prom.queryVector(`count(${expr})`))[0]?.value[1] ?? 0);
-        const up = await count('up{job="mentat"} == 1');
-        const probed = await count('sum by (origin_node, destination_node, path) (node_latency_count) > 0');
-        const mtu = await count('mentat_path_mtu_probes_total{result="ok"} > 0');
-        return up === AGENTS && probed === 2 * pairs && mtu === 2 * pairs ? true : undefined;
-      },
-      { everyMs: 2000, context: () => names.map((n) => `${n}: ${mesh.agents.get(n)!.describe()}`).join('\n') },
-    );
 
     // A healthy cluster raises nothing, not even a pending alert.
     await sleep(20_000);
@@ -78,46 +131,24 @@ test(
     await mesh.cluster.setBridgePortMtu(y, SMALL_MTU);
     t.after(() => mesh.cluster.setBridgePortMtu(y, 1500).catch(() => undefined));
 
-    const seen = new Map<string, { labels: Record<string, string>; state: string; at: number }>();
-    const firedAt = (alertname: string, node: string): number | undefined =>
-      [...seen.values()].find((a) => a.state === 'firing' && a.labels['alertname'] === alertname && a.labels['node'] === node)?.at;
-    let yUp = true;
-    while (Date.now() - startedAt < MTU_ALERT_WITHIN_MS) {
-      for (const a of await prom.alerts()) {
-        const key = `${a.state} ${JSON.stringify(a.labels)}`;
-        if (!seen.has(key)) seen.set(key, { labels: a.labels, state: a.state, at: Date.now() });
-      }
-      if ((await prom.query(`up{job="mentat",node="${y}"}`)) === 0) yUp = false;
-      if (firedAt('MentatPodNetworkDegraded', x) !== undefined && firedAt('MentatMtuBlackHole', y) !== undefined) break;
-      await sleep(SCRAPE_S * 1000);
-    }
-    const report = [...seen.values()].map((a) => ({ state: a.state, ...a.labels, afterS: Math.round((a.at - startedAt) / 1000) }));
+    const { seen, yUp } = await watchAlerts(prom, x, y, startedAt);
+    const report = seen.map((a) => ({ state: a.state, ...a.labels, afterS: Math.round((a.at - startedAt) / 1000) }));
     t.diagnostic(`alerts seen: ${JSON.stringify(report)}`);
     t.diagnostic(`${y}'s own scrape ${yUp ? 'went through' : 'failed at times'} (the black hole swallows full-size TCP segments that are not GSO-merged)`);
 
-    const podAt = firedAt('MentatPodNetworkDegraded', x);
-    const mtuAt = firedAt('MentatMtuBlackHole', y);
+    const podAt = firedAt(seen, 'MentatPodNetworkDegraded', x);
+    const mtuAt = firedAt(seen, 'MentatMtuBlackHole', y);
     assert.ok(podAt !== undefined, `MentatPodNetworkDegraded names ${x}, whose pod network is broken: ${JSON.stringify(report)}`);
     assert.ok(mtuAt !== undefined, `MentatMtuBlackHole names ${y} within 5 minutes: ${JSON.stringify(report)}`);
     t.diagnostic(
       `${x}'s pod network named after ${Math.round((podAt - startedAt) / 1000)} s, ${y}'s MTU black hole after ${Math.round((mtuAt - startedAt) / 1000)} s`,
     );
-    for (const a of seen.values()) {
+    for (const a of seen) {
       if (a.state !== 'firing') continue;
       for (const n of named(a.labels)) assert.ok(n === x || n === y, `no firing alert names another node: ${JSON.stringify(a.labels)}`);
       if (named(a.labels).includes(x)) assert.equal(a.labels['alertname'], 'MentatPodNetworkDegraded', `${x}: only its pod network is at fault`);
       if (named(a.labels).includes(y)) assert.equal(a.labels['alertname'], 'MentatMtuBlackHole', `${y}: only its MTU is at fault`);
     }
-
-    // What the alerts rest on, as the agents measured it: x's node path clean, its pod path lost; y's small probes answered.
-    const failed = (selector: string) =>
-      prom.query(`sum(increase(node_latency_probes_total{${selector},result!="success"}[1m])) / sum(increase(node_latency_probes_total{${selector}}[1m]))`);
-    assert.equal(await failed(`destination_node="${x}",path="node"`), 0, `probes of ${x}'s node address are all answered`);
-    assert.equal(await failed(`destination_node="${x}",path="pod"`), 1, `probes of ${x}'s pod are all lost`);
-    assert.equal(await failed(`destination_node="${y}",origin_node!="${x}"`), 0, `small probes of ${y} are all answered, on both paths (but from ${x}'s pod)`);
-    const lost = await prom.query(
-      `sum(increase(mentat_path_mtu_probes_total{destination_node="${y}",result="lost"}[1m])) / sum(increase(mentat_path_mtu_probes_total{destination_node="${y}"}[1m]))`,
-    );
-    assert.equal(lost, 1, `full-size probes of ${y} are all lost`);
+    await assertMeasured(prom, x, y);
   },
 );
