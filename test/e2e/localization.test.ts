@@ -7,40 +7,53 @@
  * removed or blame any other node; at most 3 alerts appear in all.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sampleValue } from '../support/exposition.js';
 import { REPO } from '../support/agent-process.js';
 import { until } from '../support/fault-client.js';
-import { startMeshCluster } from '../support/mesh-cluster.js';
+import type { MeshCluster } from '../support/mesh-cluster.js';
 import { requireNetns, startResponder } from '../support/netns.js';
-import { requirePrometheus, startPrometheus } from '../support/prometheus.js';
+import { requirePrometheus, startPrometheus, type PrometheusServer } from '../support/prometheus.js';
+import { startZonedMesh } from '../support/zoned-mesh.js';
 
 const SCRAPE_S = 5;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** An alert as first seen, by its labels. */
+type Seen = Map<string, { labels: Record<string, string>; at: number }>;
 
 /** Every node an alert names, whatever the label. */
 function named(labels: Record<string, string>): string[] {
   return ['node', 'origin_node', 'destination_node'].flatMap((l) => (labels[l] ? [labels[l]] : []));
 }
 
-test('a slow node is named by one alert while a node scaled down raises none', { timeout: 600_000 }, async (t) => {
-  if (!requireNetns(t)) return;
-  if (!requirePrometheus(t)) return;
-  const dir = await mkdtemp(join(tmpdir(), 'mentat-localization-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const mesh = await startMeshCluster(t, { agents: 12, zone: (i) => (i % 2 === 1 ? 'zone-a' : 'zone-b'), dir, env: {} });
-  const names = [...mesh.nodes.keys()];
-  for (const name of names) mesh.start(name);
-  const target = (name: string) => `${mesh.nodes.get(name)!.ipv4}:${mesh.port}`;
-  const prom = await startPrometheus(mesh.cluster, mesh.infra.ns, mesh.control, dir, names.map(target), 9090, {
-    intervalS: SCRAPE_S,
-    ruleFiles: [join(REPO, 'deploy/rules/mentat.rules.yaml')],
-    labels: Object.fromEntries(names.map((n) => [target(n), { node: n }])),
-  });
+/** The agent's /metrics address on its node. */
+function target(mesh: MeshCluster, name: string): string {
+  return `${mesh.nodes.get(name)!.ipv4}:${mesh.port}`;
+}
+
+/** Prometheus in the infra namespace with the shipped rules, scraping every agent (labelled with its node) every 5 s. */
+async function startRulesPrometheus(t: TestContext, mesh: MeshCluster, names: readonly string[], dir: string): Promise<PrometheusServer> {
+  const prom = await startPrometheus(
+    mesh.cluster,
+    mesh.infra.ns,
+    mesh.control,
+    dir,
+    names.map((n) => target(mesh, n)),
+    9090,
+    {
+      intervalS: SCRAPE_S,
+      ruleFiles: [join(REPO, 'deploy/rules/mentat.rules.yaml')],
+      labels: Object.fromEntries(names.map((n) => [target(mesh, n), { node: n }])),
+    },
+  );
   t.after(() => void prom.process.kill('SIGKILL'));
+  return prom;
+}
+
+/** Waits until Prometheus scrapes all 12 agents, each probing the other 11. */
+async function untilEveryPairScraped(prom: PrometheusServer): Promise<void> {
   await until(
     'every agent scraped and probing the other 11',
     90_000,
@@ -51,21 +64,10 @@ test('a slow node is named by one alert while a node scaled down raises none', {
     },
     { everyMs: 2000 },
   );
+}
 
-  // The quiet half minute: nothing fires, nothing is pending (rules are evaluated every 5 s).
-  await sleep(30_000);
-  assert.deepEqual(await prom.alerts(), [], 'a healthy cluster raises nothing');
-
-  const slow = names[2]!;
-  const leaving = names[7]!;
-  const seen = new Map<string, { labels: Record<string, string>; at: number }>();
-  const watch = async (): Promise<void> => {
-    for (const a of await prom.alerts()) {
-      const key = JSON.stringify(a.labels);
-      if (!seen.has(key)) seen.set(key, { labels: a.labels, at: Date.now() });
-    }
-  };
-  const startedAt = Date.now();
+/** Kernel echo off on `slow`, a user-space responder answering 5 ms late, stopped after the test. */
+async function slowDown(t: TestContext, mesh: MeshCluster, slow: string): Promise<void> {
   const responder = await startResponder(mesh.cluster, mesh.nodes.get(slow)!.ns, { delayMs: 5 });
   t.after(() =>
     responder.stop().then(
@@ -73,8 +75,10 @@ test('a slow node is named by one alert while a node scaled down raises none', {
       () => undefined,
     ),
   );
+}
 
-  // The scale-down: cordon and taint, then (once its agent has said so) stop the agent and take the network down.
+/** The scale-down: cordon and taint, then (once its agent has said so) stop the agent, drop its target and take the network down. */
+async function scaleDown(mesh: MeshCluster, prom: PrometheusServer, names: readonly string[], leaving: string): Promise<void> {
   const node = mesh.nodeObject(leaving);
   await mesh.control.upsertRaw({
     ...node,
@@ -93,23 +97,45 @@ test('a slow node is named by one alert while a node scaled down raises none', {
   await agent.stop();
   mesh.agents.delete(leaving);
   // The pod is gone: Kubernetes discovery drops its target.
-  await prom.setTargets(names.filter((n) => n !== leaving).map((n) => ({ target: target(n), labels: { node: n } })));
+  await prom.setTargets(names.filter((n) => n !== leaving).map((n) => ({ target: target(mesh, n), labels: { node: n } })));
   await mesh.cluster.execIn(mesh.nodes.get(leaving)!.ns, 'ip', ['link', 'set', 'eth0', 'down']);
-  const deleteAt = startedAt + 60_000;
+}
 
+/**
+ * Records every alert until 4 minutes have passed, or the slow node is named and the deletion of `leaving`'s
+ * Node (60 s after `startedAt`) is 45 s (9 evaluations) behind us; the alerts seen and when the slow node was first named.
+ */
+async function watchAlerts(
+  prom: PrometheusServer,
+  mesh: MeshCluster,
+  { slow, leaving, startedAt }: { slow: string; leaving: string; startedAt: number },
+): Promise<{ seen: Seen; slowNamedAt: number | undefined }> {
+  const seen: Seen = new Map();
+  const deleteAt = startedAt + 60_000;
   let slowNamedAt: number | undefined;
   let deleted = false;
-  // Watch until 4 minutes have passed, or the slow node is named and the deletion is 45 s (9 evaluations) behind us.
   while (Date.now() - startedAt < 240_000) {
     if (!deleted && Date.now() >= deleteAt) {
       await mesh.control.delete(leaving);
       deleted = true;
     }
-    await watch();
+    for (const a of await prom.alerts()) {
+      const key = JSON.stringify(a.labels);
+      if (!seen.has(key)) seen.set(key, { labels: a.labels, at: Date.now() });
+    }
     slowNamedAt ??= [...seen.values()].find((a) => named(a.labels).includes(slow))?.at;
     if (slowNamedAt !== undefined && deleted && Date.now() - deleteAt > 45_000) break;
     await sleep(SCRAPE_S * 1000);
   }
+  return { seen, slowNamedAt };
+}
+
+/** An alert names the slow node; none names the node being removed or any other; at most 3 in all. */
+function assertOnlySlowNamed(
+  t: TestContext,
+  { seen, slowNamedAt }: { seen: Seen; slowNamedAt: number | undefined },
+  { slow, leaving, startedAt }: { slow: string; leaving: string; startedAt: number },
+): void {
   const alerts = [...seen.values()].map((a) => ({ ...a.labels, afterS: String(Math.round((a.at - startedAt) / 1000)) }));
   t.diagnostic(`alerts seen: ${JSON.stringify(alerts)}`);
   assert.ok(slowNamedAt !== undefined, `an alert names the slow node ${slow} within 4 minutes: ${JSON.stringify(alerts)}`);
@@ -119,13 +145,37 @@ test('a slow node is named by one alert while a node scaled down raises none', {
     for (const n of named(a.labels)) assert.ok(n === slow, `no alert blames another node: ${JSON.stringify(a.labels)}`);
   }
   assert.ok(seen.size <= 3, `at most 3 alerts in all: ${seen.size}`);
-  // The recorded score is a mean over 3 minutes, not yet all of them slow ones here (promtool checks
-  // its exact value on synthetic series): above the threshold, not exaggerated. What the agents
-  // measure over the last 30 s is the 5 ms itself.
+}
+
+/**
+ * The recorded score is a mean over 3 minutes, not yet all of them slow ones here (promtool checks
+ * its exact value on synthetic series): above the threshold, not exaggerated. What the agents
+ * measure over the last 30 s is the 5 ms itself.
+ */
+async function assertSlowScoreAndMeasured(t: TestContext, prom: PrometheusServer, slow: string): Promise<void> {
   const score = await prom.query(`mentat:node:destination_latency_excess_seconds{node="${slow}",path="node"}`);
   assert.ok(score > 0.0025 && score < 0.006, `the slow node's excess as a destination is above the 2.5 ms threshold and at most about 5 ms: ${score}`);
   const mean = (selector: string) => `(sum(rate(node_latency_sum{${selector}}[30s])) / sum(rate(node_latency_count{${selector}}[30s])))`;
   const measured = await prom.query(`${mean(`destination_node="${slow}"`)} - ${mean(`destination_node!="${slow}"`)}`);
   assert.ok(measured > 0.0045 && measured < 0.0065, `the agents see the slow node about 5 ms slower than the others: ${measured}`);
   t.diagnostic(`${slow}: score ${(score * 1000).toFixed(2)} ms, measured over 30 s ${(measured * 1000).toFixed(2)} ms slower than the others`);
+}
+
+test('a slow node is named by one alert while a node scaled down raises none', { timeout: 600_000 }, async (t) => {
+  if (!requireNetns(t)) return;
+  if (!requirePrometheus(t)) return;
+  const { mesh, names, dir } = await startZonedMesh(t, { agents: 12, dirPrefix: 'mentat-localization-', env: {} });
+  const prom = await startRulesPrometheus(t, mesh, names, dir);
+  await untilEveryPairScraped(prom);
+
+  // The quiet half minute: nothing fires, nothing is pending (rules are evaluated every 5 s).
+  await sleep(30_000);
+  assert.deepEqual(await prom.alerts(), [], 'a healthy cluster raises nothing');
+
+  const fault = { slow: names[2]!, leaving: names[7]!, startedAt: Date.now() };
+  await slowDown(t, mesh, fault.slow);
+  await scaleDown(mesh, prom, names, fault.leaving);
+  const watched = await watchAlerts(prom, mesh, fault);
+  assertOnlySlowNamed(t, watched, fault);
+  await assertSlowScoreAndMeasured(t, prom, fault.slow);
 });
