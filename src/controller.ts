@@ -13,17 +13,13 @@ import { registerControllerGauges } from './telemetry/node-list-metrics.js';
 import { metricsServer } from './metrics-server.js';
 import type { HttpServer } from './server.js';
 import { Telemetry } from './telemetry/telemetry.js';
-import type { Clock } from './types.js';
+import type { Ambient } from './types.js';
 
-export interface ControllerDeps {
+export interface ControllerDeps extends Ambient {
   readonly config: Config;
   /** mentat's namespace: where the lease, the index and the shards live. */
   readonly namespace: string;
   readonly log: Log;
-  readonly clock: Clock;
-  readonly wallNow: () => number;
-  readonly random: () => number;
-  readonly delay: (ms: number) => Promise<void>;
   readonly kube: { readonly client: KubeClient; readonly kubeConfig: KubeConfig };
   readonly serviceAccount?: string | undefined;
   readonly resource: Resource;
@@ -39,7 +35,7 @@ export class Controller {
   ) {}
 
   static async start(deps: ControllerDeps): Promise<Controller> {
-    const { config, log, clock } = deps;
+    const { config, log, clock, wallNow, random, delay } = deps;
     const warnings = new RateLimitedLog(log, 60_000, () => clock.now());
     const controller = new NodeListController({
       client: deps.kube.client,
@@ -48,9 +44,9 @@ export class Controller {
       identity: config.nodeList.identity,
       leaseDurationMs: config.nodeList.leaseDurationMs,
       clock,
-      wallNow: deps.wallNow,
-      random: deps.random,
-      delay: deps.delay,
+      wallNow,
+      random,
+      delay,
       log,
       warnings,
       serviceAccount: deps.serviceAccount,

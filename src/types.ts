@@ -39,6 +39,18 @@ export interface Clock {
   clearTimer(handle: unknown): void;
 }
 
+/**
+ * Time and chance as the composition root hands them to a long-running part (the controller, its
+ * lease and writer), so that tests drive them: the monotonic clock with its timers, the wall clock
+ * for times written into objects, waiting, and random numbers in [0, 1) for jitter.
+ */
+export interface Ambient {
+  readonly clock: Clock;
+  readonly wallNow: () => number;
+  readonly delay: (ms: number) => Promise<void>;
+  readonly random: () => number;
+}
+
 /** The real clock: performance.now and the event loop's timers. */
 export const systemClock: Clock = {
   now: () => performance.now(),

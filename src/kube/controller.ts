@@ -6,7 +6,7 @@
  * the write in flight before it gives the lease up.
  */
 import type { Log, RateLimitedLog } from '../log.js';
-import type { Clock, NodeEntry } from '../types.js';
+import type { Ambient, NodeEntry } from '../types.js';
 import { ObjectClient } from './api.js';
 import type { KubeClient } from './client.js';
 import { LeaderElector, leaseLock } from './leader-election.js';
@@ -33,7 +33,7 @@ export function publishMaxDelayMs(nodes: number): number {
 export const VERIFY_EVERY_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 10_000;
 
-export interface ControllerOptions {
+export interface ControllerOptions extends Ambient {
   readonly client: KubeClient;
   readonly kubeConfig: KubeConfig;
   readonly namespace: string;
@@ -41,10 +41,6 @@ export interface ControllerOptions {
   readonly identity: string;
   /** client-go's lease duration; the renew deadline is 2/3 of it, the retry period 2/15 (15 s, 10 s, 2 s). */
   readonly leaseDurationMs: number;
-  readonly clock: Clock;
-  readonly wallNow: () => number;
-  readonly random: () => number;
-  readonly delay: (ms: number) => Promise<void>;
   readonly log: Log;
   readonly warnings: RateLimitedLog;
   readonly serviceAccount?: string | undefined;

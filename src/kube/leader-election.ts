@@ -7,7 +7,7 @@
  * saw the record change, on its own monotonic clock, so clock skew between nodes does not matter.
  */
 import type { Log } from '../log.js';
-import type { Clock } from '../types.js';
+import type { Ambient } from '../types.js';
 import { KubeApiError, LEASES, type KubeObject, type ObjectClient } from './api.js';
 
 export interface LeaseRecord {
@@ -70,7 +70,8 @@ export function leaseLock(objects: ObjectClient, namespace: string, name: string
   };
 }
 
-export interface LeaderElectionConfig {
+/** `random` jitters candidates' attempts (client-go's JitterFactor 1.2); `wallNow` stamps the times written into the lease. */
+export interface LeaderElectionConfig extends Omit<Ambient, 'delay'> {
   readonly lock: LeaseLock;
   /** This candidate, as the lease names its holder (the pod name). */
   readonly identity: string;
@@ -80,11 +81,6 @@ export interface LeaderElectionConfig {
   readonly renewDeadlineMs: number;
   /** Time between two attempts to take or renew the lease. */
   readonly retryPeriodMs: number;
-  readonly clock: Clock;
-  /** Wall-clock milliseconds, for the times written into the lease. */
-  readonly wallNow: () => number;
-  /** In [0, 1): jitters candidates' attempts (client-go's JitterFactor 1.2). */
-  readonly random: () => number;
   readonly log: Log;
   readonly onStartedLeading: () => void;
   readonly onStoppedLeading: () => void;

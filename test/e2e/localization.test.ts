@@ -15,18 +15,11 @@ import { REPO } from '../support/agent-process.js';
 import { until } from '../support/fault-client.js';
 import type { MeshCluster } from '../support/mesh-cluster.js';
 import { requireNetns, startResponder } from '../support/netns.js';
+import { AlertLog, namedNodes } from '../support/alert-log.js';
 import { requirePrometheus, startPrometheus, type PrometheusServer } from '../support/prometheus.js';
 import { startZonedMesh } from '../support/zoned-mesh.js';
 
 const SCRAPE_S = 5;
-
-/** An alert as first seen, by its labels. */
-type Seen = Map<string, { labels: Record<string, string>; at: number }>;
-
-/** Every node an alert names, whatever the label. */
-function named(labels: Record<string, string>): string[] {
-  return ['node', 'origin_node', 'destination_node'].flatMap((l) => (labels[l] ? [labels[l]] : []));
-}
 
 /** The agent's /metrics address on its node. */
 function target(mesh: MeshCluster, name: string): string {
@@ -109,8 +102,8 @@ async function watchAlerts(
   prom: PrometheusServer,
   mesh: MeshCluster,
   { slow, leaving, startedAt }: { slow: string; leaving: string; startedAt: number },
-): Promise<{ seen: Seen; slowNamedAt: number | undefined }> {
-  const seen: Seen = new Map();
+): Promise<{ log: AlertLog; slowNamedAt: number | undefined }> {
+  const log = new AlertLog(prom);
   const deleteAt = startedAt + 60_000;
   let slowNamedAt: number | undefined;
   let deleted = false;
@@ -119,32 +112,29 @@ async function watchAlerts(
       await mesh.control.delete(leaving);
       deleted = true;
     }
-    for (const a of await prom.alerts()) {
-      const key = JSON.stringify(a.labels);
-      if (!seen.has(key)) seen.set(key, { labels: a.labels, at: Date.now() });
-    }
-    slowNamedAt ??= [...seen.values()].find((a) => named(a.labels).includes(slow))?.at;
+    await log.poll();
+    slowNamedAt ??= log.firstNaming(slow);
     if (slowNamedAt !== undefined && deleted && Date.now() - deleteAt > 45_000) break;
     await sleep(SCRAPE_S * 1000);
   }
-  return { seen, slowNamedAt };
+  return { log, slowNamedAt };
 }
 
 /** An alert names the slow node; none names the node being removed or any other; at most 3 in all. */
 function assertOnlySlowNamed(
   t: TestContext,
-  { seen, slowNamedAt }: { seen: Seen; slowNamedAt: number | undefined },
+  { log, slowNamedAt }: { log: AlertLog; slowNamedAt: number | undefined },
   { slow, leaving, startedAt }: { slow: string; leaving: string; startedAt: number },
 ): void {
-  const alerts = [...seen.values()].map((a) => ({ ...a.labels, afterS: String(Math.round((a.at - startedAt) / 1000)) }));
-  t.diagnostic(`alerts seen: ${JSON.stringify(alerts)}`);
-  assert.ok(slowNamedAt !== undefined, `an alert names the slow node ${slow} within 4 minutes: ${JSON.stringify(alerts)}`);
+  const alerts = log.report(startedAt);
+  t.diagnostic(`alerts seen: ${alerts}`);
+  assert.ok(slowNamedAt !== undefined, `an alert names the slow node ${slow} within 4 minutes: ${alerts}`);
   t.diagnostic(`${slow} named ${Math.round((slowNamedAt - startedAt) / 1000)} s after it turned 5 ms slow`);
-  for (const a of seen.values()) {
-    assert.ok(!named(a.labels).includes(leaving), `no alert names the node being removed: ${JSON.stringify(a.labels)}`);
-    for (const n of named(a.labels)) assert.ok(n === slow, `no alert blames another node: ${JSON.stringify(a.labels)}`);
+  for (const a of log.seen) {
+    assert.ok(!namedNodes(a.labels).includes(leaving), `no alert names the node being removed: ${JSON.stringify(a.labels)}`);
+    for (const n of namedNodes(a.labels)) assert.ok(n === slow, `no alert blames another node: ${JSON.stringify(a.labels)}`);
   }
-  assert.ok(seen.size <= 3, `at most 3 alerts in all: ${seen.size}`);
+  assert.ok(log.distinct <= 3, `at most 3 alerts in all: ${log.distinct}`);
 }
 
 /**

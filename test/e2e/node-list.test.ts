@@ -18,7 +18,7 @@ import { kustomize, need } from '../deploy/render.js';
 import { makeNode, sumLoad, type ObjectInput } from '../fake-apiserver/index.js';
 import { sampleValue } from '../support/exposition.js';
 import { freePort, launchAgent, until, type Agent } from '../support/fault-client.js';
-import { startMeshCluster, type MeshCluster } from '../support/mesh-cluster.js';
+import { startMeshCluster, twoZones, type MeshCluster } from '../support/mesh-cluster.js';
 import { requireNetns } from '../support/netns.js';
 import { AGENT_USER, CONTROLLER_USER, NS } from '../support/node-list-parts.js';
 import { permissionsFromManifests } from '../support/rbac.js';
@@ -50,7 +50,7 @@ async function setup(t: TestContext): Promise<Setup | undefined> {
   t.after(() => rm(dir, { recursive: true, force: true }));
   const mesh = await startMeshCluster(t, {
     agents: AGENTS,
-    zone: (i) => (i % 2 === 1 ? 'zone-a' : 'zone-b'),
+    zone: twoZones,
     dir,
     userPerAgent: true,
     env: { POD_NAMESPACE: NS, MENTAT_LEASE_DURATION: `${LEASE_S}s`, MENTAT_PROBE_INTERVAL: '500ms', ...SHIPPED },

@@ -24,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO } from '../support/agent-process.js';
 import { until } from '../support/fault-client.js';
 import { startPodMesh } from '../support/pod-mesh.js';
+import { AlertLog, namedNodes } from '../support/alert-log.js';
 import { requirePrometheus, startPrometheus } from '../support/prometheus.js';
 
 const AGENTS = 6;
@@ -31,11 +32,6 @@ const SCRAPE_S = 5;
 const SMALL_MTU = 1400;
 /** The issue's bound for an MTU alert. */
 const MTU_ALERT_WITHIN_MS = 300_000;
-
-/** Every node an alert names, whatever the label. */
-function named(labels: Record<string, string>): string[] {
-  return ['node', 'origin_node', 'destination_node'].flatMap((l) => (labels[l] ? [labels[l]] : []));
-}
 
 type Prom = Awaited<ReturnType<typeof startPrometheus>>;
 type PodMesh = NonNullable<Awaited<ReturnType<typeof startPodMesh>>>;
@@ -67,32 +63,17 @@ async function meshWithPrometheus(t: TestContext, dir: string): Promise<{ p: Pod
   return { p, prom };
 }
 
-interface SeenAlert {
-  labels: Record<string, string>;
-  state: string;
-  at: number;
-}
-
 /** Every alert state seen once a scrape interval, from the faults' start until both expected alerts fire or the MTU bound passes; and whether y's own scrape ever failed. */
-async function watchAlerts(prom: Prom, x: string, y: string, startedAt: number): Promise<{ seen: SeenAlert[]; yUp: boolean }> {
-  const seen = new Map<string, SeenAlert>();
-  const fired = (alertname: string, node: string) => firedAt([...seen.values()], alertname, node) !== undefined;
+async function watchAlerts(prom: Prom, x: string, y: string, startedAt: number): Promise<{ log: AlertLog; yUp: boolean }> {
+  const log = new AlertLog(prom);
   let yUp = true;
   while (Date.now() - startedAt < MTU_ALERT_WITHIN_MS) {
-    for (const a of await prom.alerts()) {
-      const key = `${a.state} ${JSON.stringify(a.labels)}`;
-      if (!seen.has(key)) seen.set(key, { labels: a.labels, state: a.state, at: Date.now() });
-    }
+    await log.poll();
     if ((await prom.query(`up{job="mentat",node="${y}"}`)) === 0) yUp = false;
-    if (fired('MentatPodNetworkDegraded', x) && fired('MentatMtuBlackHole', y)) break;
+    if (log.firedAt('MentatPodNetworkDegraded', x) !== undefined && log.firedAt('MentatMtuBlackHole', y) !== undefined) break;
     await sleep(SCRAPE_S * 1000);
   }
-  return { seen: [...seen.values()], yUp };
-}
-
-/** When `alertname` was first seen firing for `node`. */
-function firedAt(seen: readonly SeenAlert[], alertname: string, node: string): number | undefined {
-  return seen.find((a) => a.state === 'firing' && a.labels['alertname'] === alertname && a.labels['node'] === node)?.at;
+  return { log, yUp };
 }
 
 /** What the alerts rest on, as the agents measured it: x's node path clean, its pod path lost; y's small probes answered, its full-size ones lost. */
@@ -131,23 +112,23 @@ test(
     await mesh.cluster.setBridgePortMtu(y, SMALL_MTU);
     t.after(() => mesh.cluster.setBridgePortMtu(y, 1500).catch(() => undefined));
 
-    const { seen, yUp } = await watchAlerts(prom, x, y, startedAt);
-    const report = seen.map((a) => ({ state: a.state, ...a.labels, afterS: Math.round((a.at - startedAt) / 1000) }));
-    t.diagnostic(`alerts seen: ${JSON.stringify(report)}`);
+    const { log, yUp } = await watchAlerts(prom, x, y, startedAt);
+    const report = log.report(startedAt);
+    t.diagnostic(`alerts seen: ${report}`);
     t.diagnostic(`${y}'s own scrape ${yUp ? 'went through' : 'failed at times'} (the black hole swallows full-size TCP segments that are not GSO-merged)`);
 
-    const podAt = firedAt(seen, 'MentatPodNetworkDegraded', x);
-    const mtuAt = firedAt(seen, 'MentatMtuBlackHole', y);
-    assert.ok(podAt !== undefined, `MentatPodNetworkDegraded names ${x}, whose pod network is broken: ${JSON.stringify(report)}`);
-    assert.ok(mtuAt !== undefined, `MentatMtuBlackHole names ${y} within 5 minutes: ${JSON.stringify(report)}`);
+    const podAt = log.firedAt('MentatPodNetworkDegraded', x);
+    const mtuAt = log.firedAt('MentatMtuBlackHole', y);
+    assert.ok(podAt !== undefined, `MentatPodNetworkDegraded names ${x}, whose pod network is broken: ${report}`);
+    assert.ok(mtuAt !== undefined, `MentatMtuBlackHole names ${y} within 5 minutes: ${report}`);
     t.diagnostic(
       `${x}'s pod network named after ${Math.round((podAt - startedAt) / 1000)} s, ${y}'s MTU black hole after ${Math.round((mtuAt - startedAt) / 1000)} s`,
     );
-    for (const a of seen) {
+    for (const a of log.seen) {
       if (a.state !== 'firing') continue;
-      for (const n of named(a.labels)) assert.ok(n === x || n === y, `no firing alert names another node: ${JSON.stringify(a.labels)}`);
-      if (named(a.labels).includes(x)) assert.equal(a.labels['alertname'], 'MentatPodNetworkDegraded', `${x}: only its pod network is at fault`);
-      if (named(a.labels).includes(y)) assert.equal(a.labels['alertname'], 'MentatMtuBlackHole', `${y}: only its MTU is at fault`);
+      for (const n of namedNodes(a.labels)) assert.ok(n === x || n === y, `no firing alert names another node: ${JSON.stringify(a.labels)}`);
+      if (namedNodes(a.labels).includes(x)) assert.equal(a.labels['alertname'], 'MentatPodNetworkDegraded', `${x}: only its pod network is at fault`);
+      if (namedNodes(a.labels).includes(y)) assert.equal(a.labels['alertname'], 'MentatMtuBlackHole', `${y}: only its MTU is at fault`);
     }
     await assertMeasured(prom, x, y);
   },

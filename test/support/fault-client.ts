@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { freePort, MAIN, REPO, until } from './agent-process.js';
 import { parseExposition, type Sample } from './exposition.js';
@@ -21,19 +20,15 @@ import type {
   StoredObject,
 } from '../fake-apiserver/index.js';
 import type { ApiInfo, FaultReady, FaultRequest, MonitorWindow } from './fault-control.js';
+import { httpRequest, type HttpResult } from './http-request.js';
 import { IpcRpc, type OpOf } from './ipc-rpc.js';
 import type { Cluster } from './netns.js';
 
 export { freePort, until };
 
 export const FAULT_CONTROL_PATH = fileURLToPath(new URL('./fault-control.js', import.meta.url));
+export type { HttpResult };
 export const SCRAPE_LOAD_PATH = fileURLToPath(new URL('./scrape-load.js', import.meta.url));
-
-export interface HttpResult {
-  status: number;
-  body: string;
-  headers: Record<string, string>;
-}
 
 /** The test's hands inside one namespace: a fake API server with every fault switch, HTTP from there. */
 export class FaultControl {
@@ -271,25 +266,7 @@ export function launchAgent(
 }
 
 /** GET (or another method) without keep-alive from this process. */
-export async function localHttp(url: string, opts: { method?: string; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<HttpResult> {
-  return new Promise((resolve) => {
-    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers ?? {}, agent: false, timeout: opts.timeoutMs ?? 5000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          body: Buffer.concat(chunks).toString('utf8'),
-          headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])),
-        }),
-      );
-      res.on('error', (e) => resolve({ status: 0, body: e.message, headers: {} }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e) => resolve({ status: 0, body: e.message, headers: {} }));
-    req.end();
-  });
-}
+export const localHttp = httpRequest;
 
 /** Starts the agent in the test's own namespace (loopback targets only), with a clean environment. */
 export async function launchLocalAgent(env: Record<string, string>, args: string[] = []): Promise<Agent> {

@@ -9,8 +9,8 @@
  * Besides nodes it puts, gets and deletes ConfigMaps and Leases, sets per-user permissions, hangs
  * requests, reports the load accounting and runs the kubelet-like node status generator.
  */
-import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { httpRequest } from './http-request.js';
 import { startNodeHeartbeats, type Heartbeats } from '../fake-apiserver/heartbeats.js';
 import {
   FakeApiServer,
@@ -88,32 +88,6 @@ export interface MonitorWindow {
   meanMs: number;
   p99Ms: number;
   maxMs: number;
-}
-
-/** GET/POST/... without keep-alive; a refused connection is status 0. */
-function httpRequest(
-  url: string,
-  method: string,
-  headers: Record<string, string>,
-  timeoutMs: number,
-): Promise<{ status: number; body: string; headers: Record<string, string> }> {
-  return new Promise((resolve) => {
-    const req = request(url, { method, headers, agent: false, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          body: Buffer.concat(chunks).toString('utf8'),
-          headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])),
-        }),
-      );
-      res.on('error', (e) => resolve({ status: 0, body: String(e.message), headers: {} }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
-    req.on('error', (e) => resolve({ status: 0, body: String(e.message), headers: {} }));
-    req.end();
-  });
 }
 
 type Op = FaultRequest['op'];
@@ -217,7 +191,7 @@ class Monitor {
 
   private async tick(): Promise<void> {
     const started = performance.now();
-    const r = await httpRequest(this.url, 'GET', {}, 10_000);
+    const r = await httpRequest(this.url, { timeoutMs: 10_000 });
     if (r.status === 200) this.latencies.push(performance.now() - started);
     else this.failures++;
     if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.everyMs);
@@ -236,7 +210,7 @@ async function main(): Promise<void> {
   const empty: MonitorWindow = { requests: 0, failures: 0, meanMs: 0, p99Ms: 0, maxMs: 0 };
   const handlers: Handlers = {
     ...apiHandlers(server, dir),
-    fetch: (r) => httpRequest(r.url, r.method ?? 'GET', r.headers ?? {}, r.timeoutMs ?? 10_000),
+    fetch: (r) => httpRequest(r.url, { ...r, timeoutMs: r.timeoutMs ?? 10_000 }),
     monitorStart: (r) => {
       monitor?.stop();
       monitor = new Monitor(r.url, r.everyMs);

@@ -12,6 +12,9 @@ import { createCluster, type Cluster, type ClusterNode } from './netns.js';
 
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
+/** Odd nodes in zone-a, even ones in zone-b. */
+export const twoZones = (i: number): string => (i % 2 === 1 ? 'zone-a' : 'zone-b');
+
 export interface MeshCluster {
   readonly cluster: Cluster;
   readonly control: FaultControl;

@@ -8,7 +8,7 @@ import type { TestContext } from 'node:test';
 import { agentPodLabels, kustomize, need } from '../deploy/render.js';
 import { makePod } from '../fake-apiserver/index.js';
 import { freePort, launchAgent, type Agent } from './fault-client.js';
-import { startMeshCluster, type MeshCluster, type MeshClusterOptions } from './mesh-cluster.js';
+import { startMeshCluster, twoZones, type MeshCluster, type MeshClusterOptions } from './mesh-cluster.js';
 import { requireNetns } from './netns.js';
 import { AGENT_USER, CONTROLLER_USER, NS } from './node-list-parts.js';
 import { permissionsFromManifests } from './rbac.js';
@@ -45,7 +45,7 @@ export async function startPodMesh(t: TestContext, opts: PodMeshOptions): Promis
   if (!kubectl) return undefined;
   const meshOptions: MeshClusterOptions = {
     agents: opts.agents,
-    zone: (i) => (i % 2 === 1 ? 'zone-a' : 'zone-b'),
+    zone: twoZones,
     dir: opts.dir,
     pods: true,
     agentUser: AGENT_USER,

@@ -3,10 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { startMeshCluster, type MeshCluster } from './mesh-cluster.js';
-
-/** Odd nodes in zone-a, even ones in zone-b. */
-export const twoZones = (i: number): string => (i % 2 === 1 ? 'zone-a' : 'zone-b');
+import { startMeshCluster, twoZones, type MeshCluster } from './mesh-cluster.js';
 
 export interface ZonedMesh {
   readonly mesh: MeshCluster;
