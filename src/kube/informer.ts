@@ -59,10 +59,16 @@ export class RestartingInformer<T extends KubernetesObject> {
 }
 
 /**
- * A Watch that trims objects before the informer caches them (a Node or a Pod is kilobytes, of which
- * mentat reads a few fields), and says when a watch request was accepted: the backoff starts over then.
+ * The Watch of every informer mentat runs. It trims objects before the informer caches them (a
+ * Node or a Pod is kilobytes, of which mentat reads a few fields), and says when a watch request was
+ * accepted: the backoff starts over then.
+ *
+ * It also opens nothing once its informer is `stopped`: client-node's ListWatch (cache.js
+ * doneHandler, 2.0.1) goes on to watch when a list or a reconnect delay that began before stop()
+ * ends, and stop() cannot abort a watch request still opening; that watch would stay open, and an
+ * agent leaving its fallback would go on receiving every Node update.
  */
-export function trimmingWatch<T>(client: KubeClient, config: KubeConfig, trim: (object: T) => T, onAccepted: () => void): Watch {
+export function informerWatch<T>(client: KubeClient, config: KubeConfig, trim: (object: T) => T, onAccepted: () => void, stopped: () => boolean): Watch {
   return new (class extends client.Watch {
     override async watch(
       path: string,
@@ -70,6 +76,7 @@ export function trimmingWatch<T>(client: KubeClient, config: KubeConfig, trim: (
       callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
       done: (err: unknown) => void,
     ): Promise<AbortController> {
+      if (stopped()) return new AbortController();
       let failed = false;
       const controller = await super.watch(
         path,
@@ -80,7 +87,8 @@ export function trimmingWatch<T>(client: KubeClient, config: KubeConfig, trim: (
           done(err);
         },
       );
-      if (!failed) onAccepted();
+      if (stopped()) controller.abort();
+      else if (!failed) onAccepted();
       return controller;
     }
   })(config);
@@ -136,7 +144,13 @@ export class CachedInformer<T extends KubernetesObject, V> {
 
   constructor(private readonly options: CachedInformerOptions<T, V>) {
     const lister = new PagedLister<T>(options.client, options.kubeConfig, options.listTimeoutMs, options.collection, options.labelSelector);
-    const watch = trimmingWatch(options.client, options.kubeConfig, options.trim, () => this.healthy());
+    const watch = informerWatch(
+      options.client,
+      options.kubeConfig,
+      options.trim,
+      () => this.healthy(),
+      () => this.stopped,
+    );
     const list = async (): Promise<KubernetesListObject<T>> => {
       const page = await listTrimmed(lister, options.pageSize, options.trim);
       options.onListed?.(page.items.length);

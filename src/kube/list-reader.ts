@@ -10,7 +10,7 @@ import type { Log, RateLimitedLog } from '../log.js';
 import type { Clock, NodeEntry } from '../types.js';
 import { CONFIG_MAPS, statusCodeOf, type ObjectClient, type ObjectList } from './api.js';
 import type { KubeClient } from './client.js';
-import { RestartingInformer } from './informer.js';
+import { RestartingInformer, informerWatch } from './informer.js';
 import { applyDelta, decodeDelta, decodeShard, INDEX_NAME, parseIndex, shardData, shardName, type ConfigMap, type ListIndex } from './node-list.js';
 import { explainApiError } from './node-watch.js';
 
@@ -67,7 +67,14 @@ export class ListReader {
     const listFn = () => options.objects.list<ConfigMap>(path, selector) as unknown as Promise<ObjectList<V1ConfigMap> & { items: V1ConfigMap[] }>;
     const informer: ListWatch<V1ConfigMap> = new options.client.ListWatch<V1ConfigMap>(
       path,
-      new options.client.Watch(options.kubeConfig),
+      // The index is kept whole (it is small); nothing opens once the reader is stopped (see informerWatch).
+      informerWatch<V1ConfigMap>(
+        options.client,
+        options.kubeConfig,
+        (cm) => cm,
+        () => this.runner.healthy(),
+        () => this.stopped,
+      ),
       listFn,
       false,
       undefined,

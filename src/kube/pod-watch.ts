@@ -4,7 +4,7 @@
  * each node's agent pod IPs in the node list, so no agent ever watches Pods.
  */
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
-import { canonicalAddress } from '../icmp/address.js';
+import { canonicalAddress, familyOf } from '../icmp/address.js';
 import type { Log, RateLimitedLog } from '../log.js';
 import { POD_ADDRESS_TYPE, type NodeEntry } from '../types.js';
 import { PODS, statusCodeOf } from './api.js';
@@ -41,7 +41,8 @@ export function podAddressesByNode(pods: Iterable<V1Pod>): Map<string, string[]>
   for (const pod of pods) {
     const node = pod.spec?.nodeName;
     if (typeof node !== 'string' || node === '' || pod.metadata?.deletionTimestamp || pod.spec?.hostNetwork || pod.status?.phase !== 'Running') continue;
-    const ips = (pod.status.podIPs ?? []).map((p) => p.ip).filter((ip): ip is string => typeof ip === 'string' && ip !== '');
+    // What is not an IP address is no pod path (the API server validates podIPs; this list is still untrusted).
+    const ips = (pod.status.podIPs ?? []).map((p) => p.ip).filter((ip): ip is string => typeof ip === 'string' && familyOf(ip) !== undefined);
     if (ips.length === 0) continue;
     const at = new Date(pod.metadata?.creationTimestamp ?? 0).getTime() || 0;
     const known = newest.get(node);

@@ -4,7 +4,8 @@
  * re-list after a cut watch and 410, that it stops on errors and must be restarted, the shapes of
  * its errors (ApiException with a body for a list, a bare statusCode for a watch, undici's
  * TypeError for a cut), BOOKMARK handling without asking for them, silent reconnects on a clean
- * close or a non-410 ERROR event, AbortError on stop(), and Watch's private request timeout.
+ * close or a non-410 ERROR event, AbortError on stop(), a watch opened after a stop() that came
+ * during the list, and Watch's private request timeout.
  * A failure here means client-node changed under the fence (src/kube/client.ts).
  */
 import assert from 'node:assert/strict';
@@ -293,4 +294,20 @@ test('Watch: a watch that never gets its response head ends with a TimeoutError 
   await waitFor(() => done !== 'pending', 3000, 'the watch to time out');
   assert.ok(done instanceof Error && done.name === 'TimeoutError', String(done));
   await server.waitFor((s) => s.heldRequests === 0, 2000, 'the timed-out watch forgotten');
+});
+
+test('informer stopped while its list is in flight: once the list answers it opens a watch anyway (src/kube/informer.ts informerWatch aborts it)', async (t) => {
+  const env = await setup(t);
+  const { server } = env;
+  seed(server, 2);
+  const informer = makeInformer<V1Node>(env.kc, '/api/v1/nodes', () => env.api.listNode());
+  informer.on('error', () => undefined);
+  server.hang({ kind: 'list', resource: 'nodes' });
+  void informer.start();
+  await waitFor(() => server.requests.some((r) => r.kind === 'list'), 5000, 'the list sent');
+  await informer.stop();
+  server.clearHangs();
+  await server.waitFor((s) => s.openWatches === 1, 5000, 'a watch opened after stop()');
+  // The fence's reason: this watch stays open until the server ends it.
+  server.closeWatches();
 });

@@ -124,3 +124,26 @@ test('CachedInformer: a refused list is retried with a growing backoff, which st
   await waitFor(() => errors.slice(before).some((e) => e.status === 403), 5000, 'the refused watch reported');
   assert.equal(errors[before]!.retryInMs, 100, 'the backoff started over after the list went through');
 });
+
+test('CachedInformer: stopped while its list is in flight, it opens no watch once the list answers', async (t) => {
+  const server = await FakeApiServer.start();
+  const dir = await mkdtemp(join(tmpdir(), 'mentat-informer-'));
+  t.after(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  server.upsertPod(NS, { name: 'agent-0', labels: LABELS, nodeName: 'n0' });
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(await server.writeKubeconfig(dir));
+  const calls: string[][] = [];
+  const informer = await podNodes(kubeConfig, { onChange: (values) => calls.push([...values]), onError: () => {} });
+  server.hang({ kind: 'list', resource: 'pods' });
+  informer.start();
+  await waitFor(() => server.requests.some((r) => r.kind === 'list' && r.resource === 'pods'), 5000, 'the list sent');
+  await informer.stop();
+  // client-node's ListWatch goes on to watch when a list it started before stop() answers: the fence aborts that watch.
+  assert.equal(server.clearHangs(), 1, 'the held list is answered now');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(server.openWatchesOf('pods'), 0, 'no watch left open');
+  assert.deepEqual(calls, [], 'and no callback');
+});

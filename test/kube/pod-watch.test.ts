@@ -28,6 +28,11 @@ test('hostile and transitional pods: only running, not deleting, not host-networ
     ['no node', [pod('a', undefined, ['10.244.1.5']), pod('b', '', ['10.244.1.6']), pod('c', 42, ['10.244.1.7'])], {}],
     ['no address', [pod('a', 'n1', []), pod('b', 'n2', [null, 7, ''])], {}],
     [
+      'addresses that are not IPs',
+      [pod('a', 'n1', ['x:y', '10.244.1.5']), pod('b', 'n2', ['[::1]', 'not-an-ip']), pod('c', 'n3', ['fe80::/64', '10.244.1.6/24'])],
+      { n1: ['10.244.1.5'] },
+    ],
+    [
       'a rolling update: the newer pod',
       [pod('old', 'n1', ['10.244.1.5'], { created: '2026-12-01T00:00:00Z' }), pod('new', 'n1', ['10.244.1.9'], { created: '2026-12-02T00:00:00Z' })],
       { n1: ['10.244.1.9'] },
