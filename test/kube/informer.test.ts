@@ -5,15 +5,13 @@
  * request goes through, and no callback after stop().
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { PODS } from '../../src/kube/api.js';
 import { loadKubeClient } from '../../src/kube/client.js';
 import { CachedInformer, type CachedInformerOptions } from '../../src/kube/informer.js';
-import { FakeApiServer, waitFor } from '../fake-apiserver/index.js';
+import { waitFor } from '../fake-apiserver/index.js';
+import { setup } from '../fake-apiserver/test-helpers.js';
 
 const NS = 'mentat';
 const LABELS = { app: 'agent' };
@@ -37,16 +35,9 @@ async function podNodes(kubeConfig: KubeConfig, callbacks: Callbacks): Promise<C
 }
 
 test('CachedInformer: one callback per list, only selected objects, unchanged values cost nothing, deletes and changes arrive', async (t) => {
-  const server = await FakeApiServer.start();
-  const dir = await mkdtemp(join(tmpdir(), 'mentat-informer-'));
-  t.after(async () => {
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { server, kc: kubeConfig } = await setup(t);
   for (let i = 0; i < 250; i++) server.upsertPod(NS, { name: `agent-${i}`, labels: LABELS, nodeName: `n${i}`, podIPs: [`10.244.0.${i}`] });
   server.upsertPod(NS, { name: 'other', labels: { app: 'other' }, nodeName: 'n0', podIPs: ['10.244.9.9'] });
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(await server.writeKubeconfig(dir));
 
   const calls: string[][] = [];
   const errors: number[] = [];
@@ -84,12 +75,7 @@ test('CachedInformer: one callback per list, only selected objects, unchanged va
 });
 
 test('CachedInformer: a refused list is retried with a growing backoff, which starts over once a list goes through', async (t) => {
-  const server = await FakeApiServer.start();
-  const dir = await mkdtemp(join(tmpdir(), 'mentat-informer-'));
-  t.after(async () => {
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { server, dir } = await setup(t);
   server.upsertPod(NS, { name: 'agent-0', labels: LABELS, nodeName: 'n0' });
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(await server.writeKubeconfig(dir, { user: 'system:serviceaccount:mentat:mentat-controller' }));
@@ -126,15 +112,8 @@ test('CachedInformer: a refused list is retried with a growing backoff, which st
 });
 
 test('CachedInformer: stopped while its list is in flight, it opens no watch once the list answers', async (t) => {
-  const server = await FakeApiServer.start();
-  const dir = await mkdtemp(join(tmpdir(), 'mentat-informer-'));
-  t.after(async () => {
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { server, kc: kubeConfig } = await setup(t);
   server.upsertPod(NS, { name: 'agent-0', labels: LABELS, nodeName: 'n0' });
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(await server.writeKubeconfig(dir));
   const calls: string[][] = [];
   const informer = await podNodes(kubeConfig, { onChange: (values) => calls.push([...values]), onError: () => {} });
   server.hang({ kind: 'list', resource: 'pods' });

@@ -84,7 +84,7 @@ test('a live writer keeps every agent off the Nodes: none falls back while the c
   const agents = await Promise.all(['node0', 'node1'].map((n) => parts.agent(n, { refreshS: REFRESH_S })));
   await waitFor(() => agents.every((a) => a.known().length === NODES), 15_000, 'every agent has the list');
   // Many refresh periods: a writer that renews the index is live, however long nothing changes.
-  await new Promise((r) => setTimeout(r, 4 * STALE_REFRESHES * REFRESH_S * 1000));
+  await new Promise((r) => setTimeout(r, 2 * STALE_REFRESHES * REFRESH_S * 1000));
   for (const a of agents) {
     assert.equal(a.source.mode, 'published', `${a.name} stays on the published list`);
     assert.deepEqual(
