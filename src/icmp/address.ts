@@ -4,8 +4,9 @@ import type { Family } from '../types.js';
 /** The one spelling of an IP address: IPv6 compressed and lower-case, so comparisons are exact. */
 export function canonicalAddress(address: string): string {
   const bare = address.split('%')[0]!;
-  // Only an IPv6 address goes through URL (which throws on anything else): a malformed address from the API server comes back as given.
-  return isIP(bare) === 6 ? new URL(`http://[${bare}]/`).hostname.slice(1, -1) : bare;
+  // Only an IPv6 address goes through URL (which throws on anything else): a malformed address from the
+  // API server comes back as given. The colon test first keeps IPv4, every reply's source, off isIP.
+  return bare.includes(':') && isIP(bare) === 6 ? new URL(`http://[${bare}]/`).hostname.slice(1, -1) : bare;
 }
 
 /** The address family of an IP address; undefined for anything else. */

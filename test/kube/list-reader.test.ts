@@ -5,28 +5,15 @@
  * warning and the last good list stays.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
-import { ObjectClient } from '../../src/kube/api.js';
-import { loadKubeClient } from '../../src/kube/client.js';
 import { ListReader } from '../../src/kube/list-reader.js';
-import { ListWriter } from '../../src/kube/list-writer.js';
+import type { ListWriter } from '../../src/kube/list-writer.js';
 import { encodeShard, INDEX_NAME, shardName, shardOf, SHARD_COUNT, type ConfigMap } from '../../src/kube/node-list.js';
 import { RateLimitedLog } from '../../src/log.js';
 import { systemClock, type NodeEntry } from '../../src/types.js';
-import { FakeApiServer, waitFor, type ObjectInput } from '../fake-apiserver/index.js';
-import { recordingLog, type Recorded } from '../support/node-list-parts.js';
-
-const NS = 'mentat';
-
-const entry = (i: number, address = `198.18.0.${i % 250}`): NodeEntry => ({
-  name: `node-${i}`,
-  state: 'active',
-  addresses: [{ type: 'InternalIP', address }],
-});
+import { waitFor, type FakeApiServer, type ObjectInput } from '../fake-apiserver/index.js';
+import { setup } from '../fake-apiserver/test-helpers.js';
+import { listEntry as entry, listWriterOn, NS, recordingLog, type Recorded } from '../support/node-list-parts.js';
 
 interface Setup {
   server: FakeApiServer;
@@ -39,13 +26,8 @@ interface Setup {
 
 /** A writer and a reader on one API server (its default, unrestricted token); the reader started. */
 async function readerAndWriter(t: TestContext): Promise<Setup> {
-  const server = await FakeApiServer.start();
-  const dir = await mkdtemp(join(tmpdir(), 'mentat-list-reader-'));
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(await server.writeKubeconfig(dir));
-  const client = await loadKubeClient();
-  const objects = new ObjectClient(client, kubeConfig, 5000);
-  const writer = new ListWriter({ objects, namespace: NS, isLeader: () => true, wallNow: Date.now, leaseDurationMs: 15_000 });
+  const { server, kc: kubeConfig } = await setup(t);
+  const { client, objects, writer } = await listWriterOn(kubeConfig, () => true);
   const rec = recordingLog();
   const lists: string[][] = [];
   const reader = new ListReader({
@@ -62,11 +44,7 @@ async function readerAndWriter(t: TestContext): Promise<Setup> {
     warnings: new RateLimitedLog(rec.log, 60_000, Date.now),
     onList: (entries) => lists.push(entries.map((e) => e.name).sort()),
   });
-  t.after(async () => {
-    await reader.stop();
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  t.after(() => reader.stop());
   reader.start();
   return { server, writer, reader, rec, lists };
 }

@@ -5,39 +5,18 @@
  * put back by verify; the refresh period grows with the list.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
-import { ObjectClient } from '../../src/kube/api.js';
-import { loadKubeClient } from '../../src/kube/client.js';
-import { ListWriter, NotLeaderError, refreshSecondsFor } from '../../src/kube/list-writer.js';
+import { NotLeaderError, refreshSecondsFor, type ListWriter } from '../../src/kube/list-writer.js';
 import { INDEX_NAME, parseIndex, READ_BOUNDS, SHARD_COUNT, shardData, shardName, shardOf, type ConfigMap } from '../../src/kube/node-list.js';
-import type { NodeEntry } from '../../src/types.js';
-import { FakeApiServer } from '../fake-apiserver/index.js';
-
-const NS = 'mentat';
-
-const entry = (i: number, address = `198.18.0.${i % 250}`): NodeEntry => ({
-  name: `node-${i}`,
-  state: 'active',
-  addresses: [{ type: 'InternalIP', address }],
-});
+import type { FakeApiServer } from '../fake-apiserver/index.js';
+import { setup } from '../fake-apiserver/test-helpers.js';
+import { listEntry as entry, listWriterOn, NS } from '../support/node-list-parts.js';
 
 /** A writer over the API server's default (unrestricted) token; `leading` is what it is told before every write. */
 async function writerOn(t: TestContext): Promise<{ server: FakeApiServer; writer: ListWriter; leading: { now: boolean } }> {
-  const server = await FakeApiServer.start();
-  const dir = await mkdtemp(join(tmpdir(), 'mentat-list-writer-'));
-  t.after(async () => {
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(await server.writeKubeconfig(dir));
-  const objects = new ObjectClient(await loadKubeClient(), kubeConfig, 5000);
+  const { server, kc } = await setup(t);
   const leading = { now: true };
-  const writer = new ListWriter({ objects, namespace: NS, isLeader: () => leading.now, wallNow: Date.now, leaseDurationMs: 15_000 });
+  const { writer } = await listWriterOn(kc, () => leading.now);
   return { server, writer, leading };
 }
 

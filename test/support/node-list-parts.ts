@@ -9,12 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
+import { ObjectClient } from '../../src/kube/api.js';
 import { loadKubeClient, type KubeClient } from '../../src/kube/client.js';
 import { NodeListController } from '../../src/kube/controller.js';
+import { ListWriter } from '../../src/kube/list-writer.js';
 import { NodeSource } from '../../src/kube/node-source.js';
 import { RateLimitedLog, type Log } from '../../src/log.js';
 import { NodeTable } from '../../src/mesh/node-table.js';
-import { systemClock, type MeshNode } from '../../src/types.js';
+import { systemClock, type MeshNode, type NodeEntry } from '../../src/types.js';
 import { kustomize } from '../deploy/render.js';
 import { FakeApiServer, makeNode, type Permission } from '../fake-apiserver/index.js';
 import { permissionsFromManifests, serviceAccountUser } from './rbac.js';
@@ -22,6 +24,23 @@ import { permissionsFromManifests, serviceAccountUser } from './rbac.js';
 export const NS = 'mentat';
 export const AGENT_USER = serviceAccountUser(NS, 'mentat');
 export const CONTROLLER_USER = serviceAccountUser(NS, 'mentat-controller');
+
+/** Entry i of a test list: node-i, on 198.18.0.(i mod 250) unless given (a benchmarking range: never routed). */
+export const listEntry = (i: number, address = `198.18.0.${i % 250}`): NodeEntry => ({
+  name: `node-${i}`,
+  state: 'active',
+  addresses: [{ type: 'InternalIP', address }],
+});
+
+/** The controller's writer over `kubeConfig`, writing in NS, with the client it uses; it asks `isLeader` before every write. */
+export async function listWriterOn(
+  kubeConfig: KubeConfig,
+  isLeader: () => boolean,
+): Promise<{ client: KubeClient; objects: ObjectClient; writer: ListWriter }> {
+  const client = await loadKubeClient();
+  const objects = new ObjectClient(client, kubeConfig, 5000);
+  return { client, objects, writer: new ListWriter({ objects, namespace: NS, isLeader, wallNow: Date.now, leaseDurationMs: 15_000 }) };
+}
 
 export interface Recorded {
   readonly lines: Array<{ level: string; message: string; fields: object }>;
